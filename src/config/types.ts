@@ -1,0 +1,127 @@
+/**
+ * The validated configuration, as the rest of the daemon sees it. Produced by `loadConfig()`
+ * (`src/config/load.ts`) from a TOML file or the original's INI file; every default is applied,
+ * every ACL resolved, every path and range checked. Units are converted: sizes in bytes, delays
+ * in seconds, MACs as numbers (`src/mac.ts`).
+ *
+ * @module
+ */
+
+/** Built-in defaults (REFERENCE.md 1.3, with our decisions). */
+export const DEFAULTS = {
+  queueLength: 64,
+  directIo: true,
+  traceIo: false,
+  pidFile: "/run/ggaoed.pid",
+  controlSocket: "/run/ggaoed.sock",
+  stateDirectory: "/var/lib/ggaoed",
+  mtu: 0,
+  ringBufferSizeKiB: 4096,
+  sendBufferSizeKiB: 0,
+  receiveBufferSizeKiB: 0,
+  maxDelay: 0.001,
+  mergeDelay: 0,
+  configPath: "/etc/ggaoed.conf",
+} as const;
+
+/** Where the daemon's own files live and how it logs. */
+export interface GlobalConfig {
+  /** Glob patterns (`*`, `?`) of interfaces to listen on; null = every usable interface. */
+  interfaces: string[] | null;
+  pidFile: string;
+  controlSocket: string;
+  stateDirectory: string;
+  /** `tx-ring-bug`: null = automatic (on only for kernel 2.6.31). */
+  txRingBug: boolean | null;
+  /** `log-target`: "stderr" (default) or "syslog". */
+  logTarget: "stderr" | "syslog";
+  /** `log-level`: "debug" | "info" | "warning" | "error". */
+  logLevel: "debug" | "info" | "warning" | "error";
+}
+
+/** Settings of one network interface (an `[interfaces.NAME]` table, or the defaults). */
+export interface InterfaceConfig {
+  /** MTU clamp in bytes: 0 = the link's MTU, else min(link MTU, mtu); >= 1056. */
+  mtu: number;
+  /** RX + TX packet ring bytes together; 0 disables the rings (recvfrom/sendto). */
+  ringBufferSize: number;
+  /** SO_SNDBUF in bytes; 0 = the kernel's default. */
+  sendBufferSize: number;
+  /** SO_RCVBUF in bytes; 0 = the kernel's default. */
+  receiveBufferSize: number;
+}
+
+/** One exported device (a `[devices.NAME]` table). */
+export interface DeviceConfig {
+  /** The table name: log prefix, IDENTIFY serial, state file name, ggaoectl name. */
+  name: string;
+  /** Path of the block device or regular file (a `uuid` is resolved to its device node). */
+  path: string;
+  /** The `uuid` key as written, if the device was given by UUID. */
+  uuid: string | null;
+  shelf: number;
+  slot: number;
+  queueLength: number;
+  directIo: boolean;
+  traceIo: boolean;
+  readOnly: boolean;
+  broadcast: boolean;
+  /** Seconds; requests arriving within this window are sorted by offset. */
+  maxDelay: number;
+  /** Seconds; 0 = submit at once, else the first request on an idle device waits this long. */
+  mergeDelay: number;
+  /** Glob patterns of interfaces the device is visible on; null = all the daemon listens on. */
+  interfaces: string[] | null;
+  /** Source MACs served; null = everyone. Never empty (an empty accept list is an error). */
+  accept: number[] | null;
+  /** Source MACs never served; null = nobody denied. */
+  deny: number[] | null;
+}
+
+/** The whole validated configuration. */
+export interface Config {
+  /** The file it came from. */
+  file: string;
+  /** "toml" or "ini" (the original's GKeyFile format). */
+  format: "toml" | "ini";
+  global: GlobalConfig;
+  /** Settings for interfaces without their own table. */
+  interfaceDefaults: InterfaceConfig;
+  /** `[interfaces.NAME]` tables, defaults applied. */
+  interfaces: Map<string, InterfaceConfig>;
+  /** Resolved named ACLs (`[acls]`). */
+  acls: Map<string, number[]>;
+  /** Devices in file order. */
+  devices: DeviceConfig[];
+  /** Non-fatal remarks (obsolete keys and the like), each naming file and key. */
+  warnings: string[];
+}
+
+/** One configuration problem: where, what, and what to do. */
+export interface ConfigIssue {
+  file: string;
+  /** Dotted key path, e.g. `devices.disk1.shelf`; "" for the file as a whole. */
+  key: string;
+  message: string;
+  /** What to change, in a few words. */
+  fix: string;
+}
+
+/** Thrown by `loadConfig()` with every problem found, not just the first. */
+export class ConfigError extends Error {
+  readonly issues: ConfigIssue[];
+  constructor(issues: ConfigIssue[]) {
+    super(
+      issues.map((i) => `${i.file}: ${i.key ? i.key + ": " : ""}${i.message} (${i.fix})`).join(
+        "\n",
+      ),
+    );
+    this.name = "ConfigError";
+    this.issues = issues;
+  }
+}
+
+/** Effective settings of interface `name`: its own table, else the defaults. */
+export function interfaceConfig(config: Config, name: string): InterfaceConfig {
+  return config.interfaces.get(name) ?? config.interfaceDefaults;
+}
