@@ -1,0 +1,144 @@
+/**
+ * Guest script recipes for runGuest (tests/kernel/harness.ts), and the host-side expectations
+ * to compare their results with. Scripts run under busybox sh with the helpers of
+ * scripts/kernel-initiator/guest/guest-lib.sh (result, wait_for_device, drop_caches).
+ */
+import { createHash } from "node:crypto";
+
+/** Bytes per sector of the pattern; each sector carries its own number. */
+export const PATTERN_SECTOR = 512;
+
+function devicePath(device: string): { name: string; path: string } {
+  // "e0.1" or "/dev/etherd/e0.1"
+  const name = device.replace(/^\/dev\/etherd\//, "");
+  if (!/^e\d+\.\d+$/.test(name)) throw new Error(`not an AoE device name: ${device}`);
+  return { name, path: `/dev/etherd/${name}` };
+}
+
+function checkSeed(seed: string): string {
+  // Goes into a shell command and an awk program unquoted-safe only if kept to this alphabet.
+  if (!/^[A-Za-z0-9_-]{1,32}$/.test(seed)) throw new Error(`bad pattern seed: ${seed}`);
+  return seed;
+}
+
+/**
+ * The pattern sector `n` holds: "<seed> sector <n>", space padded to 511 bytes, then "\n".
+ * Every sector differs, so a misplaced, duplicated or lost sector changes the checksum.
+ */
+export function patternSector(seed: string, n: number): string {
+  return `${seed} sector ${n}`.padEnd(PATTERN_SECTOR - 1, " ") + "\n";
+}
+
+/** MD5 (hex) of the whole pattern for a device of `sizeMiB` MiB. */
+export function patternMd5(sizeMiB: number, seed = "ggaoed"): string {
+  checkSeed(seed);
+  const hash = createHash("md5");
+  const sectors = (sizeMiB * 1024 * 1024) / PATTERN_SECTOR;
+  const enc = new TextEncoder();
+  // Hash in 1 MiB batches: one update per sector would be needlessly slow.
+  const perBatch = 2048;
+  for (let s = 0; s < sectors; s += perBatch) {
+    let batch = "";
+    for (let i = s; i < Math.min(sectors, s + perBatch); i++) batch += patternSector(seed, i);
+    hash.update(enc.encode(batch));
+  }
+  return hash.digest("hex");
+}
+
+/** MD5 (hex) of a host file, streamed. */
+export async function fileMd5(path: string): Promise<string> {
+  const hash = createHash("md5");
+  using file = await Deno.open(path);
+  for await (const chunk of file.readable) hash.update(chunk);
+  return hash.digest("hex");
+}
+
+const waitStep = (name: string, seconds: number) => `
+wait_for_device ${name} ${seconds} || {
+  result error "device ${name} not found after ${seconds}s"
+  ls -l /dev/etherd 2>&1
+  dmesg | tail -20
+  exit 10
+}
+result size_bytes "$(blockdev --getsize64 /dev/etherd/${name})"
+# Data bytes per AoE request the driver settled on (from the MTU and the target's answer).
+result payload_bytes "$(cat '/sys/block/etherd!${name}/payload' 2>/dev/null)"
+`;
+
+// Whole-device read, bypassing the guest page cache so the bytes come from the target.
+const readMd5 = (path: string, key: string) => `
+drop_caches ${path}
+t0=$(cut -d' ' -f1 /proc/uptime)
+${key}=$({ dd if=${path} bs=1M iflag=direct 2>/tmp/dd-read.err; echo $? >/tmp/dd-read.rc; } |
+  md5sum | cut -d' ' -f1)
+[ "$(cat /tmp/dd-read.rc)" = 0 ] || {
+  cat /tmp/dd-read.err
+  result error "reading ${path} failed"
+  exit 13
+}
+t1=$(cut -d' ' -f1 /proc/uptime)
+result ${key} "$${key}"
+result ${key}_seconds "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')"
+`;
+
+/** Guest script recipes. Each exits 0 only when every step succeeded. */
+export const guestScripts = {
+  /**
+   * Waits for the AoE device, checks its size is `sizeMiB` MiB, writes the pattern over all of
+   * it (buffered, then fsync), drops caches, reads the whole device back with O_DIRECT.
+   * Results: size_bytes, payload_bytes, write_seconds, md5 (to compare with patternMd5(sizeMiB, seed) and the
+   * md5 of the target's backing store), md5_seconds.
+   */
+  patternWriteAndMd5(
+    device: string,
+    sizeMiB: number,
+    options: { seed?: string; waitSeconds?: number } = {},
+  ): string {
+    const { name, path } = devicePath(device);
+    const seed = checkSeed(options.seed ?? "ggaoed");
+    if (!Number.isInteger(sizeMiB) || sizeMiB <= 0) throw new Error(`bad size ${sizeMiB}`);
+    const sectors = (sizeMiB * 1024 * 1024) / PATTERN_SECTOR;
+    return `${waitStep(name, options.waitSeconds ?? 30)}
+[ "$(blockdev --getsize64 ${path})" = "${sizeMiB * 1024 * 1024}" ] || {
+  result error "device size is not ${sizeMiB} MiB"
+  exit 11
+}
+t0=$(cut -d' ' -f1 /proc/uptime)
+awk -v seed=${seed} -v n=${sectors} \\
+  'BEGIN { for (s = 0; s < n; s++) printf "%-${PATTERN_SECTOR - 1}s\\n", seed " sector " s }' |
+  dd of=${path} bs=1M iflag=fullblock conv=fsync 2>/tmp/dd-write.err || {
+  cat /tmp/dd-write.err
+  result error "pattern write failed"
+  exit 12
+}
+t1=$(cut -d' ' -f1 /proc/uptime)
+result write_seconds "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')"
+${readMd5(path, "md5")}
+exit 0
+`;
+  },
+
+  /**
+   * Waits for the AoE device, makes an ext2 filesystem on it with e2fsprogs' mke2fs, checks it
+   * with `e2fsck -fn` after dropping caches (so the check reads from the target), then reads
+   * the whole device back. Needs the e2fsprogs that prepare.sh copies in (PreparedGuest
+   * .e2fsprogs). Results: size_bytes, payload_bytes, mkfs_rc, fsck_rc, md5 (compare with the backing store's
+   * md5, and run the host's `e2fsck -fn` on it), md5_seconds.
+   */
+  mkfsFsckAndMd5(device: string, options: { waitSeconds?: number } = {}): string {
+    const { name, path } = devicePath(device);
+    return `${waitStep(name, options.waitSeconds ?? 30)}
+mke2fs -t ext2 -F -q -E nodiscard ${path}
+rc=$?
+result mkfs_rc $rc
+[ $rc = 0 ] || exit 14
+drop_caches ${path}
+e2fsck -fn ${path}
+rc=$?
+result fsck_rc $rc
+[ $rc = 0 ] || exit 15
+${readMd5(path, "md5")}
+exit 0
+`;
+  },
+};
