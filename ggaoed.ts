@@ -1,0 +1,123 @@
+/**
+ * ggaoed: the AoE target daemon.
+ *
+ *     deno run --allow-ffi --allow-read --allow-write --allow-env --allow-sys ggaoed.ts [options]
+ *     ggaoed convert-config OLD.conf > NEW.toml
+ *     ggaoed check-config [-c FILE]
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { convertIniToToml } from "./src/config/convert.ts";
+import { loadConfig } from "./src/config/load.ts";
+import { DEFAULTS } from "./src/config/types.ts";
+import { printConfigError, runDaemon } from "./src/daemon.ts";
+import { formatMac } from "./src/mac.ts";
+import { VERSION } from "./src/version.ts";
+
+const USAGE = `Usage: ggaoed [options]                 run the AoE target in the foreground
+       ggaoed check-config [-c FILE]    validate the configuration and print what it exports
+       ggaoed convert-config OLD.conf   print the TOML equivalent of an original (INI) config
+
+Options:
+  -c, --config FILE   configuration file (default ${DEFAULTS.configPath})
+  -d, --debug         log at debug level and trace every request (trace-io for all devices)
+  -n, --nofork        accepted for compatibility: ggaoed always runs in the foreground
+                      (use systemd, or your init system, to run it in the background)
+  -V, --version       print the version and exit
+  -h, --help          print this help and exit
+
+Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT/SIGQUIT stop it cleanly
+(in-flight I/O completes and is answered first).
+
+Examples:
+  ggaoed -c /etc/ggaoed.conf
+  ggaoed check-config -c ./ggaoed.conf
+  ggaoed convert-config /etc/ggaoed.conf.old > /etc/ggaoed.conf
+  ggaoectl stats        (see ggaoectl --help)
+
+Run as root (or with CAP_NET_RAW, CAP_NET_ADMIN and access to the exported devices).`;
+
+async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        config: { type: "string", short: "c" },
+        debug: { type: "boolean", short: "d" },
+        nofork: { type: "boolean", short: "n" },
+        version: { type: "boolean", short: "V" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    console.error(`ggaoed: ${(e as Error).message}\n\n${USAGE}`);
+    return 1;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (values.version) {
+    console.log(`ggaoed ${VERSION}`);
+    return 0;
+  }
+  const configPath = values.config ?? DEFAULTS.configPath;
+  const [command, ...rest] = positionals;
+  switch (command) {
+    case undefined:
+      return await runDaemon({ configPath, debug: values.debug ?? false });
+    case "check-config":
+      return checkConfig(configPath);
+    case "convert-config": {
+      const file = rest[0];
+      if (!file) {
+        console.error("ggaoed convert-config: name the old configuration file\n\n" + USAGE);
+        return 1;
+      }
+      let text: string;
+      try {
+        text = Deno.readTextFileSync(file);
+      } catch (e) {
+        console.error(`ggaoed convert-config: cannot read ${file}: ${(e as Error).message}`);
+        return 1;
+      }
+      try {
+        console.log(convertIniToToml(text, file));
+      } catch (e) {
+        printConfigError(e);
+        return 1;
+      }
+      return 0;
+    }
+    default:
+      console.error(`ggaoed: unknown command '${command}'\n\n${USAGE}`);
+      return 1;
+  }
+}
+
+function checkConfig(path: string): number {
+  try {
+    const config = loadConfig(path);
+    for (const w of config.warnings) console.log(`warning: ${w}`);
+    console.log(`${config.file}: OK (${config.format})`);
+    for (const d of config.devices) {
+      const acl = d.accept ? `, accept ${d.accept.map(formatMac).join(" ")}` : "";
+      console.log(
+        `  e${d.shelf}.${d.slot}  ${d.name}  ${d.path}${d.readOnly ? " (read-only)" : ""}${acl}`,
+      );
+    }
+    return 0;
+  } catch (e) {
+    printConfigError(e);
+    return 1;
+  }
+}
+
+if (import.meta.main) {
+  Deno.exit(await main(Deno.args));
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what ggaoed needs on a Debian/Ubuntu machine, and nothing that is already there.
+#   scripts/install-deps.sh          runtime only (libaio1, iproute2)
+#   scripts/install-deps.sh --demo   what `deno task demo` needs
+#   scripts/install-deps.sh --test   what `deno task test` needs: real peers (aoetools, vblade,
+#                                    tshark), qemu and Debian's kernel for the kernel-initiator test
+set -euo pipefail
+mode=${1:-}
+pkgs=(libaio1 iproute2)
+case "$mode" in
+  --demo) ;;
+  --test | --bench) pkgs+=(aoetools vblade tshark qemu-system-x86 busybox-static e2fsprogs xz-utils cpio gcc) ;;
+  "") ;;
+  *) echo "usage: $0 [--demo|--test|--bench]" >&2; exit 2 ;;
+esac
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" != 0 ]; then
+    echo "ggaoed needs these Debian packages: ${missing[*]} — run this as root (sudo $0 $mode)" >&2
+    exit 1
+  fi
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ "$mode" = --test ] && [ -x scripts/kernel-initiator/prepare.sh ]; then
+  bash scripts/kernel-initiator/prepare.sh
+fi

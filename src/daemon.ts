@@ -1,0 +1,302 @@
+/**
+ * The daemon's main thread: configuration, pid file, logging, signals, the control socket, and
+ * the data-path worker's life cycle. The data path itself runs in `src/engine/worker.ts`.
+ *
+ * Signals: SIGHUP reloads the configuration; SIGTERM, SIGINT and SIGQUIT stop taking requests,
+ * let in-flight I/O finish and be answered (bounded by `stopGraceMs`), remove the pid file and
+ * the control socket, and exit 0.
+ *
+ * @module
+ */
+
+import { EventFd } from "../ffi/mod.ts";
+import { loadConfig } from "./config/load.ts";
+import { type Config, ConfigError } from "./config/types.ts";
+import { type ControlServer, startControlServer } from "./control/server.ts";
+import type { ControlHandler } from "./control/types.ts";
+import type { FromWorker, SharedCounters, StateSnapshot, ToWorker } from "./engine/messages.ts";
+import { type Level, log, setupLogging } from "./log.ts";
+import { VERSION } from "./version.ts";
+
+/** How the daemon was asked to run. */
+export interface DaemonOptions {
+  configPath: string;
+  /** `-d`: log at debug level to stderr and trace every request. */
+  debug: boolean;
+  /** Grace period for in-flight I/O at shutdown, ms. */
+  stopGraceMs?: number;
+}
+
+/** Runs the daemon until a stop signal; resolves to the process exit status. */
+export async function runDaemon(options: DaemonOptions): Promise<number> {
+  let config: Config;
+  try {
+    config = withDebug(loadConfig(options.configPath), options.debug);
+  } catch (e) {
+    printConfigError(e);
+    return 1;
+  }
+  await setupLogging({ level: options.debug ? "debug" : config.global.logLevel });
+  for (const w of config.warnings) log("warning", w);
+  log("info", `ggaoed ${VERSION} starting (config ${config.file})`);
+
+  const pidFile = config.global.pidFile;
+  const pidError = claimPidFile(pidFile);
+  if (pidError) {
+    log("error", pidError);
+    return 1;
+  }
+  const wake = new EventFd();
+  const worker = new Worker(new URL("./engine/worker.ts", import.meta.url), { type: "module" });
+  const link = new WorkerLink(worker, wake);
+  let control: ControlServer | null = null;
+  const started = performance.now();
+  let code = 0;
+  try {
+    const ready = await link.start(config);
+    if (ready.type === "failed") {
+      log("error", `${ready.message}; shutting down`);
+      return 1;
+    }
+    let reloading = Promise.resolve({ ok: true, message: "" });
+    const reload = () => {
+      reloading = reloading.then(() => reloadConfig(options, link));
+      return reloading;
+    };
+    const handler = controlHandler(link, started, reload);
+    try {
+      control = await startControlServer(config.global.controlSocket, handler, log);
+    } catch (e) {
+      log("error", `control socket ${config.global.controlSocket}: ${(e as Error).message}`);
+      code = 1;
+      await link.stop(0);
+      return code;
+    }
+    log("info", "ggaoed is running");
+    const stopSignal = await waitForStop(() => void reload());
+    log("info", `${stopSignal} received, shutting down`);
+    const left = await link.stop(options.stopGraceMs ?? 800);
+    if (left > 0) log("warning", `${left} request(s) were still in flight at exit`);
+    return code;
+  } finally {
+    await control?.close();
+    link.terminate();
+    wake.close();
+    removePidFile(pidFile);
+  }
+}
+
+/** `-d` forces trace-io on every device, as in the original. */
+function withDebug(config: Config, debug: boolean): Config {
+  if (!debug) return config;
+  return { ...config, devices: config.devices.map((d) => ({ ...d, traceIo: true })) };
+}
+
+/** Prints every configuration problem to stderr. */
+export function printConfigError(e: unknown): void {
+  if (e instanceof ConfigError) {
+    console.error(`ggaoed: the configuration has ${e.issues.length} error(s):`);
+    for (const i of e.issues) {
+      console.error(`  ${i.file}: ${i.key ? i.key + ": " : ""}${i.message}\n    fix: ${i.fix}`);
+    }
+  } else {
+    console.error(`ggaoed: ${(e as Error).message ?? e}`);
+  }
+}
+
+async function reloadConfig(
+  options: DaemonOptions,
+  link: WorkerLink,
+): Promise<{ ok: boolean; message: string }> {
+  log("info", "Reload request received");
+  let config: Config;
+  try {
+    config = withDebug(loadConfig(options.configPath), options.debug);
+  } catch (e) {
+    const issues = e instanceof ConfigError
+      ? e.issues.map((i) => `${i.key ? i.key + ": " : ""}${i.message} (${i.fix})`)
+      : [(e as Error).message];
+    for (const i of issues) log("error", i);
+    log("error", "The config file contains errors, not reloading");
+    return { ok: false, message: `not reloaded: ${issues.join("; ")}` };
+  }
+  for (const w of config.warnings) log("warning", w);
+  const reply = await link.request({ type: "reload", id: 0, config });
+  if (!reply.ok) {
+    log("error", `reload failed: ${reply.message}`);
+    return { ok: false, message: reply.message ?? "reload failed" };
+  }
+  log("info", "The configuration has been reloaded");
+  return { ok: true, message: "reloaded" };
+}
+
+function controlHandler(
+  link: WorkerLink,
+  started: number,
+  reload: () => Promise<{ ok: boolean; message: string }>,
+): ControlHandler {
+  const copy = (c: SharedCounters) => ({ name: c.name, stats: c.stats.slice() });
+  const names = async (what: "config" | "macmask" | "reserve", patterns: string[]) =>
+    (await link.request({ type: "clear", id: 0, what, names: patterns })).data as string[];
+  return {
+    uptime: () => (performance.now() - started) / 1000,
+    stats: () =>
+      Promise.resolve({
+        devices: link.devices.map(copy),
+        interfaces: link.interfaces.map(copy),
+      }),
+    reload,
+    deviceStates: async () =>
+      (await link.request({ type: "states", id: 0 })).data as StateSnapshot[],
+    clearStats: async (patterns) => {
+      await link.request({ type: "clear-stats", id: 0, patterns });
+    },
+    clearConfig: (patterns) => names("config", patterns),
+    clearMacMask: (patterns) => names("macmask", patterns),
+    clearReserve: (patterns) => names("reserve", patterns),
+  };
+}
+
+type Reply = Extract<FromWorker, { type: "reply" }>;
+
+/** The main thread's side of the worker channel (post + wake, replies by id). */
+class WorkerLink {
+  readonly #worker: Worker;
+  readonly #wake: EventFd;
+  #nextId = 1;
+  readonly #waiting = new Map<number, (r: Reply) => void>();
+  #onStart: ((m: FromWorker) => void) | null = null;
+  #onStopped: ((inFlight: number) => void) | null = null;
+  devices: SharedCounters[] = [];
+  interfaces: SharedCounters[] = [];
+
+  constructor(worker: Worker, wake: EventFd) {
+    this.#worker = worker;
+    this.#wake = wake;
+    worker.onmessage = (e: MessageEvent<FromWorker>) => this.#receive(e.data);
+    worker.onerror = (e) => {
+      e.preventDefault();
+      log("error", `data path worker failed: ${e.message}`);
+      this.#onStart?.({ type: "failed", message: e.message });
+    };
+  }
+
+  start(config: Config): Promise<FromWorker> {
+    return new Promise((resolve) => {
+      this.#onStart = resolve;
+      this.#worker.postMessage({ type: "start", config, wakeFd: this.#wake.fd } as ToWorker);
+    });
+  }
+
+  request(m: ToWorker & { id: number }): Promise<Reply> {
+    const id = this.#nextId++;
+    return new Promise((resolve) => {
+      this.#waiting.set(id, resolve);
+      this.#worker.postMessage({ ...m, id });
+      this.#wake.signal(1);
+    });
+  }
+
+  /** Asks the worker to stop; resolves to the number of requests still in flight. */
+  stop(graceMs: number): Promise<number> {
+    return new Promise((resolve) => {
+      this.#onStopped = resolve;
+      this.#worker.postMessage({ type: "stop", id: this.#nextId++, graceMs } as ToWorker);
+      this.#wake.signal(1);
+      // A worker that does not answer is not waited for forever.
+      setTimeout(() => resolve(-1), graceMs + 2000);
+    });
+  }
+
+  terminate(): void {
+    this.#worker.terminate();
+  }
+
+  #receive(m: FromWorker): void {
+    switch (m.type) {
+      case "log":
+        log(m.level as Level, m.message);
+        break;
+      case "started":
+        this.devices = m.devices;
+        this.interfaces = m.interfaces;
+        this.#onStart?.(m);
+        break;
+      case "failed":
+        this.#onStart?.(m);
+        break;
+      case "counters":
+        this.devices = m.devices;
+        this.interfaces = m.interfaces;
+        break;
+      case "reply":
+        this.#waiting.get(m.id)?.(m);
+        this.#waiting.delete(m.id);
+        break;
+      case "stopped":
+        this.#onStopped?.(m.inFlight);
+        break;
+    }
+  }
+}
+
+/** Resolves with the name of the first stop signal; calls `onHup` for each SIGHUP. */
+function waitForStop(onHup: () => void): Promise<string> {
+  return new Promise((resolve) => {
+    const stops: Deno.Signal[] = ["SIGTERM", "SIGINT", "SIGQUIT"];
+    const handlers = new Map<Deno.Signal, () => void>();
+    const done = (sig: Deno.Signal) => {
+      for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+      Deno.removeSignalListener("SIGHUP", onHup);
+      resolve(sig);
+    };
+    for (const s of stops) {
+      const h = () => done(s);
+      handlers.set(s, h);
+      Deno.addSignalListener(s, h);
+    }
+    Deno.addSignalListener("SIGHUP", onHup);
+  });
+}
+
+/**
+ * Writes our pid to the pid file, refusing when another live ggaoed holds it. Returns an error
+ * message, or null on success.
+ */
+function claimPidFile(path: string): string | null {
+  try {
+    const old = Deno.readTextFileSync(path).trim();
+    const pid = Number(old);
+    if (Number.isInteger(pid) && pid > 0 && pid !== Deno.pid && isGgaoed(pid)) {
+      return `Another instance of the daemon seems to be already running (pid ${pid}, pid file ${path}), exiting`;
+    }
+    if (old) log("warning", `Overriding stale pid file '${path}' (pid ${old} is not running)`);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) {
+      return `cannot read the pid file ${path}: ${(e as Error).message}`;
+    }
+  }
+  try {
+    const tmp = `${path}.${Deno.pid}.tmp`;
+    Deno.writeTextFileSync(tmp, `${Deno.pid}\n`, { mode: 0o644 });
+    Deno.renameSync(tmp, path);
+  } catch (e) {
+    return `cannot write the pid file ${path}: ${(e as Error).message} (set pid-file to a writable path)`;
+  }
+  return null;
+}
+
+function isGgaoed(pid: number): boolean {
+  try {
+    const cmdline = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
+    return cmdline.includes("ggaoed");
+  } catch {
+    return false;
+  }
+}
+
+function removePidFile(path: string): void {
+  try {
+    if (Deno.readTextFileSync(path).trim() === String(Deno.pid)) Deno.removeSync(path);
+  } catch { /* already gone */ }
+}

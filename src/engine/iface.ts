@@ -1,0 +1,135 @@
+/**
+ * One network interface on the data path: its packet socket (TPACKET_V2 rings, or
+ * recvfrom/sendto), the {@link Port} the engine sees, its counters, the devices visible on it, and
+ * its TX queue.
+ *
+ * TX congestion (REFERENCE 4.4): a reply that finds no free TX frame waits in a FIFO, and so
+ * does every later reply until the FIFO drains (order is kept); the data plane then watches the
+ * socket for EPOLLOUT. The FIFO is bounded by the request pool: a queued reply holds its request.
+ *
+ * @module
+ */
+
+import { copyBytes, type PacketSocket } from "../../ffi/mod.ts";
+import type { InterfaceConfig } from "../config/types.ts";
+import { macBytes } from "../mac.ts";
+import { MAX_MTU, maxSectorsForMtu } from "../protocol/engine.ts";
+import type { Port } from "../protocol/types.ts";
+import { IS } from "../stats.ts";
+import type { Device } from "./device.ts";
+import type { Request } from "./pool.ts";
+
+export class Iface implements Port {
+  readonly index: number;
+  readonly name: string;
+  readonly socket: PacketSocket;
+  readonly config: InterfaceConfig;
+  readonly stats: Float64Array;
+  readonly mac: Uint8Array;
+  readonly mtu: number;
+  readonly maxSectors: number;
+  /** Devices visible on this interface. */
+  devices: Device[] = [];
+  /** Replies waiting for TX room, oldest first. */
+  readonly #queue: Request[] = [];
+  #queueHead = 0;
+  /** Frames committed to the TX ring since the last kick. */
+  #unkicked = 0;
+
+  constructor(
+    index: number,
+    name: string,
+    socket: PacketSocket,
+    config: InterfaceConfig,
+    stats: Float64Array,
+  ) {
+    this.index = index;
+    this.name = name;
+    this.socket = socket;
+    this.config = config;
+    this.stats = stats;
+    this.mac = macBytes(socket.mac);
+    const linkMtu = Math.min(socket.mtu, MAX_MTU);
+    this.mtu = config.mtu > 0 ? Math.min(linkMtu, config.mtu) : linkMtu;
+    this.maxSectors = maxSectorsForMtu(this.mtu);
+  }
+
+  /** True while replies wait for TX room. */
+  get congested(): boolean {
+    return this.#queueHead < this.#queue.length;
+  }
+
+  /** Replies waiting. */
+  get queued(): number {
+    return this.#queue.length - this.#queueHead;
+  }
+
+  /**
+   * Sends (or queues) the reply in `r.frame[0..r.length]`. Returns true if it went to the
+   * socket (the caller may release `r`), false if it was queued (released after it is sent).
+   */
+  send(r: Request): boolean {
+    if (this.congested || !this.#transmit(r.frame, r.length)) {
+      this.#queue.push(r);
+      return false;
+    }
+    return true;
+  }
+
+  /** Sends a frame that no request owns (advertisements); false if no TX room right now. */
+  sendFrame(frame: Uint8Array, length: number): boolean {
+    return !this.congested && this.#transmit(frame, length);
+  }
+
+  /**
+   * Sends queued replies in order while there is room; each one sent is passed to `done`.
+   * Returns true when the queue is empty.
+   */
+  drainQueue(done: (r: Request) => void): boolean {
+    while (this.#queueHead < this.#queue.length) {
+      const r = this.#queue[this.#queueHead];
+      if (!this.#transmit(r.frame, r.length)) return false;
+      this.#queue[this.#queueHead++] = undefined as unknown as Request;
+      done(r);
+    }
+    this.#queue.length = 0;
+    this.#queueHead = 0;
+    return true;
+  }
+
+  /** Removes every queued reply (interface going away); they are passed to `drop`. */
+  dropQueue(drop: (r: Request) => void): void {
+    for (let i = this.#queueHead; i < this.#queue.length; i++) drop(this.#queue[i]);
+    this.#queue.length = 0;
+    this.#queueHead = 0;
+  }
+
+  /** Kicks the TX ring once for everything committed since the last kick. */
+  flush(): void {
+    if (this.#unkicked === 0) return;
+    this.#unkicked = 0;
+    this.socket.flush();
+    this.stats[IS.tx_runs]++;
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+
+  #transmit(frame: Uint8Array, length: number): boolean {
+    const buf = this.socket.txBuffer();
+    if (buf === null) {
+      this.stats[IS.tx_buffers_full]++;
+      return false;
+    }
+    copyBytes(buf, frame, length);
+    if (!this.socket.commit(length)) {
+      this.stats[IS.tx_buffers_full]++;
+      return false;
+    }
+    if (this.socket.txRing) this.#unkicked++;
+    this.stats[IS.tx_cnt]++;
+    this.stats[IS.tx_bytes] += length < 60 ? 60 : length;
+    return true;
+  }
+}
