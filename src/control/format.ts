@@ -1,0 +1,415 @@
+/**
+ * What `ggaoectl` prints, as pure functions (REFERENCE.md 5.3): the statistics dump, the hex
+ * dump of Query Config strings, MAC lists, and the `monitor` tables. Numbers are formatted like
+ * C's printf (`%g`, `%8.1f`: exact decimal value, ties to even) so the output matches the
+ * original's character for character.
+ *
+ * @module
+ */
+
+import { DEVICE_STAT_FIELDS, IFACE_STAT_FIELDS } from "../stats.ts";
+import type { NamedStats } from "./types.ts";
+
+// ---- printf-style numbers ----
+
+/** `x` as an exact decimal fraction: x = n / 10^scale (x finite, >= 0). */
+function exactDecimal(x: number): { n: bigint; scale: number } {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, x);
+  const bits = view.getBigUint64(0);
+  const biasedExp = Number((bits >> 52n) & 0x7ffn);
+  const fraction = bits & 0xfffffffffffffn;
+  const mantissa = biasedExp === 0 ? fraction : fraction | (1n << 52n);
+  const exp2 = (biasedExp === 0 ? 1 : biasedExp) - 1075;
+  if (exp2 >= 0) return { n: mantissa << BigInt(exp2), scale: 0 };
+  // m * 2^-k = m * 5^k / 10^k
+  return { n: mantissa * 5n ** BigInt(-exp2), scale: -exp2 };
+}
+
+/** round(n / 10^scale * 10^decimals), ties to even; `decimals` may be negative. */
+function roundScaled(n: bigint, scale: number, decimals: number): bigint {
+  if (scale <= decimals) return n * 10n ** BigInt(decimals - scale);
+  const div = 10n ** BigInt(scale - decimals);
+  let q = n / div;
+  const twice = 2n * (n % div);
+  if (twice > div || (twice === div && q % 2n === 1n)) q++;
+  return q;
+}
+
+function specialText(x: number): string | null {
+  if (Number.isNaN(x)) return "nan";
+  if (x === Infinity) return "inf";
+  if (x === -Infinity) return "-inf";
+  return null;
+}
+
+function isNegative(x: number): boolean {
+  return x < 0 || Object.is(x, -0);
+}
+
+/** C's `%.<decimals>f`. */
+export function formatFixed(x: number, decimals: number): string {
+  const special = specialText(x);
+  if (special !== null) return special;
+  const { n, scale } = exactDecimal(Math.abs(x));
+  const digits = roundScaled(n, scale, decimals).toString().padStart(decimals + 1, "0");
+  const int = digits.slice(0, digits.length - decimals);
+  const text = decimals > 0 ? `${int}.${digits.slice(int.length)}` : int;
+  return (isNegative(x) ? "-" : "") + text;
+}
+
+/** C's `%g` (six significant digits, trailing zeros dropped). */
+export function formatG(x: number): string {
+  const PRECISION = 6;
+  const special = specialText(x);
+  if (special !== null) return special;
+  const sign = isNegative(x) ? "-" : "";
+  if (x === 0) return sign + "0";
+  const { n, scale } = exactDecimal(Math.abs(x));
+  const e0 = n.toString().length - 1 - scale; // floor(log10 |x|)
+  const rounded = roundScaled(n, scale, PRECISION - 1 - e0).toString();
+  // Rounding up may carry into a new digit (999999.5 -> 1000000).
+  const exp = rounded.length > PRECISION ? e0 + 1 : e0;
+  if (exp >= -4 && exp < PRECISION) {
+    return sign + dropZeros(formatFixed(Math.abs(x), PRECISION - 1 - exp));
+  }
+  const mantissa = dropZeros(`${rounded[0]}.${rounded.slice(1, PRECISION)}`);
+  const expText = String(Math.abs(exp)).padStart(2, "0");
+  return `${sign}${mantissa}e${exp < 0 ? "-" : "+"}${expText}`;
+}
+
+function dropZeros(s: string): string {
+  return s.includes(".") ? s.replace(/0+$/, "").replace(/\.$/, "") : s;
+}
+
+/** An integer counter the way `%u`/`PRIu64` prints it. */
+export function formatCount(x: number): string {
+  if (!Number.isFinite(x)) return specialText(x) ?? "nan";
+  const t = Math.trunc(x);
+  return Number.isSafeInteger(t) ? String(t) : BigInt(t).toString();
+}
+
+const encoder = new TextEncoder();
+
+/** `%-*s`: padded by bytes, as C counts them. */
+function padName(name: string, width: number): string {
+  return name + " ".repeat(Math.max(0, width - encoder.encode(name).length));
+}
+
+// ---- stats ----
+
+/** Counters printed with `%g` (seconds); every other counter is an integer. */
+const TIME_FIELDS: ReadonlySet<string> = new Set(["read_time", "write_time", "other_time"]);
+
+function statLines(kind: string, item: NamedStats, order: readonly string[]): string {
+  const known = order.filter((f) => f in item.stats);
+  // Counters a newer daemon has and we do not know still get printed, after ours.
+  const extra = Object.keys(item.stats).filter((f) => !order.includes(f));
+  let out = `# Statistics for ${kind} ${item.name}\n`;
+  for (const field of [...known, ...extra]) {
+    const v = item.stats[field];
+    out += `${field}: ${TIME_FIELDS.has(field) ? formatG(v) : formatCount(v)}\n`;
+  }
+  return out + "\n";
+}
+
+/** `ggaoectl stats`: a block per device, then per interface, each ending in an empty line. */
+export function formatStats(devices: NamedStats[], interfaces: NamedStats[]): string {
+  return devices.map((d) => statLines("device", d, DEVICE_STAT_FIELDS)).join("") +
+    interfaces.map((i) => statLines("interface", i, IFACE_STAT_FIELDS)).join("");
+}
+
+// ---- show-config ----
+
+/** Hex dump lines: 16 bytes each, `xx ` per byte, padding, a space, then the characters. */
+export function hexDumpLines(bytes: Uint8Array): string[] {
+  const lines: string[] = [];
+  for (let i = 0; i < bytes.length; i += 16) {
+    const row = bytes.subarray(i, i + 16);
+    let hex = "";
+    let text = "";
+    for (const b of row) {
+      hex += b.toString(16).padStart(2, "0") + " ";
+      // The original prints 127 (DEL) as itself: it tests `< 32 || > 127`.
+      text += b < 32 || b > 127 ? "." : String.fromCharCode(b);
+    }
+    lines.push(hex + "   ".repeat(16 - row.length) + " " + text);
+  }
+  return lines;
+}
+
+/** `ggaoectl show-config`: `Device NAME:`, the hex dump, an empty line, per device. */
+export function formatConfigs(devices: { name: string; config: Uint8Array }[]): string {
+  return devices.map((d) =>
+    `Device ${d.name}:\n` + hexDumpLines(d.config).map((l) => l + "\n").join("") + "\n"
+  ).join("");
+}
+
+/** Bytes of a lowercase or uppercase hex string (as the control socket sends configs). */
+export function hexToBytes(hex: string): Uint8Array {
+  if (hex.length % 2 !== 0 || !/^[0-9a-f]*$/i.test(hex)) throw new RangeError("not a hex string");
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+// ---- show-macmask / show-reserve ----
+
+/**
+ * MACs four per line, separated by one space; as in the original, each of the first three on a
+ * line is followed by a space, so a short last line keeps a trailing space.
+ */
+export function macListLines(macs: string[]): string[] {
+  const lines: string[] = [];
+  for (let i = 0; i < macs.length; i += 4) {
+    const row = macs.slice(i, i + 4);
+    lines.push(row.map((m, j) => (j < 3 ? m + " " : m)).join(""));
+  }
+  return lines;
+}
+
+/** `ggaoectl show-macmask` / `show-reserve`: `Device NAME:`, the MACs, an empty line. */
+export function formatMacLists(devices: { name: string; macs: string[] }[]): string {
+  return devices.map((d) =>
+    `Device ${d.name}:\n` + macListLines(d.macs).map((l) => l + "\n").join("") + "\n"
+  ).join("");
+}
+
+// ---- monitor ----
+
+/** The previous sample `monitor` computes differences against. */
+export interface MonitorBaseline {
+  uptime: number;
+  devices: Map<string, Record<string, number>>;
+  interfaces: Map<string, Record<string, number>>;
+}
+
+/** One row of the device table, as numbers (also `monitor --json`). */
+export interface DeviceRow {
+  name: string;
+  /** rrqm/s: reads per second. */
+  readsPerSec: number;
+  /** rkB/s */
+  readKiBPerSec: number;
+  /** wrqm/s */
+  writesPerSec: number;
+  /** wkB/s */
+  writeKiBPerSec: number;
+  /** oth: other requests in the interval (a count, not a rate). */
+  other: number;
+  /** avgqsz: mean in-flight count seen by an arriving request. */
+  avgQueue: number;
+  /** qs */
+  queueStall: number;
+  /** qf */
+  queueOver: number;
+  /** ae */
+  ataErr: number;
+  /** pe */
+  protoErr: number;
+  /** svctm: mean service time in milliseconds. */
+  serviceMs: number;
+  /** Not printed in the table (kept as the original's); in `--json`. */
+  queueDrop: number;
+  /** Not printed in the table; in `--json`. */
+  denied: number;
+}
+
+/** One row of the interface table, as numbers. */
+export interface IfaceRow {
+  name: string;
+  /** Printed under rrqm/s: received frames per second. */
+  rxPerSec: number;
+  /** Printed under rkB/s. */
+  rxKiBPerSec: number;
+  /** Printed under wrqm/s: sent frames per second. */
+  txPerSec: number;
+  /** Printed under wkB/s. */
+  txKiBPerSec: number;
+  /** drp: frames dropped in the interval. */
+  dropped: number;
+  /** avrun: frames per receive pass or TX kick. */
+  avgRun: number;
+}
+
+/** One `monitor` sample: the rows, the text, and the baseline for the next sample. */
+export interface MonitorSample {
+  elapsed: number;
+  devices: DeviceRow[];
+  interfaces: IfaceRow[];
+  text: string;
+  baseline: MonitorBaseline;
+}
+
+/** The baseline of the first sample: zero, so it shows averages since start (or clear). */
+export function emptyBaseline(): MonitorBaseline {
+  return { uptime: 0, devices: new Map(), interfaces: new Map() };
+}
+
+/**
+ * Differences `cur - prev` by field. A counter that went backwards means the statistics were
+ * cleared in between; the original then printed wrapped-around unsigned numbers, we count from
+ * zero for the whole record instead.
+ */
+function deltas(
+  cur: Record<string, number>,
+  prev: Record<string, number> | undefined,
+): (field: string) => number {
+  const reset = prev === undefined ||
+    Object.keys(cur).some((f) => (cur[f] ?? 0) < (prev[f] ?? 0));
+  return (field) => (cur[field] ?? 0) - (reset ? 0 : prev[field] ?? 0);
+}
+
+function rate(delta: number, elapsed: number): number {
+  // Two samples with the same uptime cannot make a rate; show 0 rather than inf/nan.
+  return elapsed > 0 ? delta / elapsed : 0;
+}
+
+/** The device row of `monitor` for the interval between `prev` and `cur`. */
+export function deviceRow(
+  name: string,
+  cur: Record<string, number>,
+  prev: Record<string, number> | undefined,
+  elapsed: number,
+): DeviceRow {
+  const d = deltas(cur, prev);
+  const all = d("read_cnt") + d("write_cnt") + d("other_cnt");
+  const time = d("read_time") + d("write_time") + d("other_time");
+  return {
+    name,
+    readsPerSec: rate(d("read_cnt"), elapsed),
+    readKiBPerSec: rate(d("read_bytes") / 1024, elapsed),
+    writesPerSec: rate(d("write_cnt"), elapsed),
+    writeKiBPerSec: rate(d("write_bytes") / 1024, elapsed),
+    other: d("other_cnt"),
+    avgQueue: all > 0 ? d("queue_length") / all : 0,
+    queueStall: d("queue_stall"),
+    queueOver: d("queue_over"),
+    ataErr: d("ata_err"),
+    protoErr: d("proto_err"),
+    serviceMs: all > 0 ? (time * 1000) / all : 0,
+    queueDrop: d("queue_drop"),
+    denied: d("denied"),
+  };
+}
+
+/** The interface row of `monitor` for the interval between `prev` and `cur`. */
+export function ifaceRow(
+  name: string,
+  cur: Record<string, number>,
+  prev: Record<string, number> | undefined,
+  elapsed: number,
+): IfaceRow {
+  const d = deltas(cur, prev);
+  const runs = d("rx_runs") + d("tx_runs");
+  return {
+    name,
+    rxPerSec: rate(d("rx_cnt"), elapsed),
+    rxKiBPerSec: rate(d("rx_bytes") / 1024, elapsed),
+    txPerSec: rate(d("tx_cnt"), elapsed),
+    txKiBPerSec: rate(d("tx_bytes") / 1024, elapsed),
+    dropped: d("dropped"),
+    avgRun: runs > 0 ? (d("rx_cnt") + d("tx_cnt")) / runs : 0,
+  };
+}
+
+/** Header of the device table for a name column `width` wide. */
+export function deviceHeader(width: number): string {
+  return padName("dev", width) +
+    "   rrqm/s      rkB/s   wrqm/s      wkB/s oth avgqsz qs qf ae pe    svctm";
+}
+
+/** Header of the interface table. */
+export function ifaceHeader(width: number): string {
+  return padName("net", width) + "   rrqm/s      rkB/s   wrqm/s      wkB/s drp  avrun";
+}
+
+/** `%-*s %8.1f %10.2f %8.1f %10.2f %3u %6.2f %2u %2u %2u %2u %8.2f` */
+export function formatDeviceRow(row: DeviceRow, width: number): string {
+  return [
+    padName(row.name, width),
+    formatFixed(row.readsPerSec, 1).padStart(8),
+    formatFixed(row.readKiBPerSec, 2).padStart(10),
+    formatFixed(row.writesPerSec, 1).padStart(8),
+    formatFixed(row.writeKiBPerSec, 2).padStart(10),
+    formatCount(row.other).padStart(3),
+    formatFixed(row.avgQueue, 2).padStart(6),
+    formatCount(row.queueStall).padStart(2),
+    formatCount(row.queueOver).padStart(2),
+    formatCount(row.ataErr).padStart(2),
+    formatCount(row.protoErr).padStart(2),
+    formatFixed(row.serviceMs, 2).padStart(8),
+  ].join(" ");
+}
+
+/** `%-*s %8.1f %10.2f %8.1f %10.2f %3u %6.2f` */
+export function formatIfaceRow(row: IfaceRow, width: number): string {
+  return [
+    padName(row.name, width),
+    formatFixed(row.rxPerSec, 1).padStart(8),
+    formatFixed(row.rxKiBPerSec, 2).padStart(10),
+    formatFixed(row.txPerSec, 1).padStart(8),
+    formatFixed(row.txKiBPerSec, 2).padStart(10),
+    formatCount(row.dropped).padStart(3),
+    formatFixed(row.avgRun, 2).padStart(6),
+  ].join(" ");
+}
+
+/** strcmp order: by UTF-8 bytes, which for these names is code unit order. */
+function byName(a: { name: string }, b: { name: string }): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/**
+ * One `monitor` sample. The name column is max(4, longest name) wide, where the names are the
+ * patterns given on the command line if any (as the original), else the names returned. Rows
+ * are sorted by name; an empty line separates the tables and ends the sample.
+ */
+export function monitorSample(
+  sample: { uptime: number; devices: NamedStats[]; interfaces: NamedStats[] },
+  previous: MonitorBaseline,
+  nameArgs: string[],
+): MonitorSample {
+  const elapsed = sample.uptime - previous.uptime;
+  // The original keys its tables by name: a repeated name keeps the last record.
+  const devMap = new Map(sample.devices.map((d) => [d.name, d.stats]));
+  const netMap = new Map(sample.interfaces.map((i) => [i.name, i.stats]));
+  const devices = [...devMap].map(([name, s]) =>
+    deviceRow(name, s, previous.devices.get(name), elapsed)
+  ).sort(byName);
+  const interfaces = [...netMap].map(([name, s]) =>
+    ifaceRow(name, s, previous.interfaces.get(name), elapsed)
+  ).sort(byName);
+
+  const names = nameArgs.length > 0 ? nameArgs : [...devMap.keys(), ...netMap.keys()];
+  const width = Math.max(4, ...names.map((n) => encoder.encode(n).length));
+
+  let text = "";
+  if (devices.length > 0) {
+    text += deviceHeader(width) + "\n";
+    for (const row of devices) text += formatDeviceRow(row, width) + "\n";
+  }
+  if (devices.length > 0 && interfaces.length > 0) text += "\n";
+  if (interfaces.length > 0) {
+    text += ifaceHeader(width) + "\n";
+    for (const row of interfaces) text += formatIfaceRow(row, width) + "\n";
+  }
+  text += "\n";
+  return {
+    elapsed,
+    devices,
+    interfaces,
+    text,
+    baseline: { uptime: sample.uptime, devices: devMap, interfaces: netMap },
+  };
+}
+
+/**
+ * The interval argument of `monitor`: a number if the whole argument parses as one (C's strtod
+ * accepts `0.5`, `1e-1`, ` 2`), else null (then it is a name).
+ */
+export function parseInterval(arg: string): number | null {
+  const s = arg.trimStart();
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(s)) return null;
+  return Number(s);
+}

@@ -1,0 +1,139 @@
+/**
+ * The control interface's contracts: what the daemon gives the control server
+ * ({@link ControlHandler}), and the messages that travel over the control socket.
+ *
+ * The transport is ours, not the original's (REFERENCE.md 5.1 allows it): a Unix stream socket
+ * carrying newline-delimited JSON. One conversation:
+ *
+ * ```
+ * client: {"hello":1}
+ * server: {"hello":1,"version":"2.0.0"}
+ * client: {"cmd":"stats","patterns":["disk*"]}
+ * server: {"ok":true,"uptime":12.5,"devices":[...],"interfaces":[...]}
+ * client: {"cmd":"clear-config","patterns":["disk1"]}
+ * server: {"ok":true,"cleared":["disk1"]}
+ * ```
+ *
+ * Every request gets exactly one answer line, `{"ok":true,...}` or `{"ok":false,"error":"..."}`.
+ *
+ * @module
+ */
+
+/** Severity of a control-server log message (the daemon's log levels). */
+export type LogLevel = "debug" | "info" | "warning" | "error";
+
+/** Where the control server reports what happens on its socket. */
+export type LogFn = (level: LogLevel, message: string) => void;
+
+/**
+ * What the daemon lets the control server see and do. The data-path worker owns devices and
+ * counters; the daemon's main thread implements this on top of it.
+ */
+export interface ControlHandler {
+  /** Seconds since the daemon started (the original's uptime). */
+  uptime(): number;
+  /** Device statistics in config order, interface statistics in discovery order. */
+  stats(): Promise<{
+    devices: { name: string; stats: Float64Array }[];
+    interfaces: { name: string; stats: Float64Array }[];
+  }>;
+  /** Re-reads the configuration file; `message` says what happened (or what is wrong). */
+  reload(): Promise<{ ok: boolean; message: string }>;
+  /** Query Config string, MAC Mask List and Reserve list of every device, in config order. */
+  deviceStates(): Promise<
+    { name: string; config: Uint8Array; macMask: number[]; reserve: number[] }[]
+  >;
+  /** Zeroes the counters of devices and interfaces matching the patterns; null = everything. */
+  clearStats(patterns: string[] | null): Promise<void>;
+  /** Empties the Query Config string of devices matching the patterns; returns their names. */
+  clearConfig(names: string[]): Promise<string[]>;
+  /** Empties the MAC Mask List of devices matching the patterns; returns their names. */
+  clearMacMask(names: string[]): Promise<string[]>;
+  /** Empties the Reserve list of devices matching the patterns; returns their names. */
+  clearReserve(names: string[]): Promise<string[]>;
+}
+
+/** Version of the control protocol, exchanged in the hello. */
+export const CONTROL_PROTOCOL_VERSION = 1;
+
+/** Longest request line the server accepts, newline excluded. */
+export const MAX_REQUEST_BYTES = 64 * 1024;
+
+/** The request names, which are also the `ggaoectl` command names. */
+export const CONTROL_COMMANDS = [
+  "stats",
+  "reload",
+  "show-config",
+  "show-macmask",
+  "show-reserve",
+  "clear-stats",
+  "clear-config",
+  "clear-macmask",
+  "clear-reserve",
+] as const;
+
+/** One of {@link CONTROL_COMMANDS}. */
+export type ControlCommand = typeof CONTROL_COMMANDS[number];
+
+/** Counters of one device or interface, by field name (`src/stats.ts` names). */
+export interface NamedStats {
+  name: string;
+  stats: Record<string, number>;
+}
+
+/** Answer to `stats`. */
+export interface StatsReply {
+  ok: true;
+  /** Seconds since the daemon started. */
+  uptime: number;
+  devices: NamedStats[];
+  interfaces: NamedStats[];
+}
+
+/** Answer to `reload` when it worked (a failed reload answers `ok: false`). */
+export interface ReloadReply {
+  ok: true;
+  message: string;
+}
+
+/** Answer to `show-config`: each device's Query Config string as lowercase hex. */
+export interface ShowConfigReply {
+  ok: true;
+  devices: { name: string; config: string }[];
+}
+
+/** Answer to `show-macmask` and `show-reserve`: MACs formatted as `00:1b:21:0a:aa:22`. */
+export interface MacListReply {
+  ok: true;
+  devices: { name: string; macs: string[] }[];
+}
+
+/** Answer to `clear-stats`. */
+export interface ClearStatsReply {
+  ok: true;
+}
+
+/** Answer to `clear-config`, `clear-macmask` and `clear-reserve`: the devices cleared. */
+export interface ClearReply {
+  ok: true;
+  cleared: string[];
+}
+
+/** The answer type of each request. */
+export interface ControlReplies {
+  "stats": StatsReply;
+  "reload": ReloadReply;
+  "show-config": ShowConfigReply;
+  "show-macmask": MacListReply;
+  "show-reserve": MacListReply;
+  "clear-stats": ClearStatsReply;
+  "clear-config": ClearReply;
+  "clear-macmask": ClearReply;
+  "clear-reserve": ClearReply;
+}
+
+/** Answer to a request that failed. */
+export interface ErrorReply {
+  ok: false;
+  error: string;
+}
