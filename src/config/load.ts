@@ -1,0 +1,671 @@
+/**
+ * Loading and validating the configuration file (TOML, or the original's INI format).
+ *
+ * Everything wrong with a file is collected and thrown at once as a {@link ConfigError}; each
+ * issue names the file, the dotted key and what to write instead. Built-in defaults always apply
+ * (REFERENCE.md decisions 1-3), list items are trimmed (4), and an `accept` list that resolves
+ * to nothing is an error (5).
+ *
+ * Format detection: a file is TOML when it parses as TOML and its top-level names are only
+ * `defaults`, `acls`, `devices` and `interfaces`. Otherwise it is the original's INI format when
+ * it reads as a GKeyFile without a syntax error. When it is neither, the errors of the format it
+ * most resembles are reported: TOML if it parsed as TOML, or if it has `[devices.`/
+ * `[interfaces.`/`[[` headers or quoted, array or inline-table values; INI otherwise.
+ *
+ * @module
+ */
+
+import { parse as parseToml, TomlError } from "smol-toml";
+import { AclResolver, type EthersTable, parseEthers } from "./acl.ts";
+import { type KeyFileGroup, parseKeyFile } from "./gkeyfile.ts";
+import {
+  DEFAULTS_KEYS,
+  DEVICE_KEYS,
+  findKey,
+  INTERFACE_KEYS,
+  type KeySpec,
+  suggest,
+} from "./schema.ts";
+import { IniSection, type Section, TomlSection } from "./sources.ts";
+import {
+  type Config,
+  ConfigError,
+  type ConfigIssue,
+  DEFAULTS,
+  type DeviceConfig,
+  type GlobalConfig,
+  type InterfaceConfig,
+} from "./types.ts";
+
+/** Where the loader looks outside the file; tests point these elsewhere. */
+export interface LoadOptions {
+  /** ethers(5) file for host-name ACL tokens; default `/etc/ethers`. */
+  ethersFile?: string;
+  /** Directory of `<uuid>` symlinks to device nodes; default `/dev/disk/by-uuid`. */
+  uuidDirectory?: string;
+  /**
+   * Check the state directory (exists, directory, writable) and device paths (exist, block
+   * device or regular file); default true.
+   */
+  checkFilesystem?: boolean;
+  /** Kernel release deciding `tx-ring-bug` when unset; default `Deno.osRelease()`. */
+  kernelRelease?: string;
+}
+
+/** Longest device name that fits the 20-character IDENTIFY serial number. */
+export const SERIAL_LENGTH = 20;
+
+const TOP_LEVEL = ["defaults", "acls", "devices", "interfaces"];
+
+type Table = Record<string, unknown>;
+
+function isTable(v: unknown): v is Table {
+  return typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date);
+}
+
+function errorReason(e: unknown): string {
+  if (e instanceof Deno.errors.NotFound) return "no such file";
+  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (e instanceof Deno.errors.IsADirectory) return "is a directory";
+  return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * Reads and validates the configuration file at `path`. Throws {@link ConfigError} listing every
+ * problem (an unreadable file is one too).
+ */
+export function loadConfig(path: string, options: LoadOptions = {}): Config {
+  let bytes: Uint8Array;
+  try {
+    bytes = Deno.readFileSync(path);
+  } catch (e) {
+    throw new ConfigError([{
+      file: path,
+      key: "",
+      message: `cannot read ${path}: ${errorReason(e)}`,
+      fix: "create it from ggaoed.conf.dist, or pass -c FILE",
+    }]);
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new ConfigError([{
+      file: path,
+      key: "",
+      message: "the file is not valid UTF-8",
+      fix: "save it as UTF-8 text",
+    }]);
+  }
+  return parseConfigText(text, path, options);
+}
+
+/** Validates configuration `text` read from `file` (named in messages). */
+export function parseConfigText(text: string, file: string, options: LoadOptions = {}): Config {
+  if (text.startsWith("\uFEFF")) text = text.slice(1);
+  const b = new Builder(file, options);
+  let toml: Table | null = null;
+  let tomlError: TomlError | null = null;
+  try {
+    toml = parseToml(text) as Table;
+  } catch (e) {
+    if (!(e instanceof TomlError)) throw e;
+    tomlError = e;
+  }
+  if (toml && Object.keys(toml).every((k) => TOP_LEVEL.includes(k))) {
+    return b.fromToml(toml, text);
+  }
+  const ini = parseKeyFile(text);
+  const iniClean = ini.errors.length === 0 && ini.keyFile.groups.size > 0 &&
+    ![...ini.keyFile.groups.keys()].some((g) => /^(devices|interfaces)\./.test(g));
+  if (iniClean) return b.fromIni(ini.keyFile.groups.values());
+  if (toml) return b.fromToml(toml, text);
+  if (tomlError && looksLikeToml(text)) {
+    b.issue(
+      "",
+      `not valid TOML: line ${tomlError.line}, column ${tomlError.column}: ${
+        tomlError.message.replace(/^Invalid TOML document: /, "").split("\n")[0]
+      }`,
+      "see ggaoed.conf.dist for the syntax",
+    );
+  } else {
+    for (const err of ini.errors) {
+      b.issue("", `line ${err.line}: ${err.message}`, "fix the line or start it with #");
+    }
+    if (ini.errors.length === 0) {
+      b.issue("", "neither TOML nor the original INI format", "start from ggaoed.conf.dist");
+    }
+  }
+  throw new ConfigError(b.issues);
+}
+
+function looksLikeToml(text: string): boolean {
+  return /^\s*\[\s*(devices|interfaces)\s*\.|^\s*\[\[|^\s*[^#=\s][^=]*=\s*["'[{]/m.test(text);
+}
+
+/** Table names under `parent` in the order their headers appear (JS objects reorder `"1"`). */
+function headerOrder(text: string, parent: string): string[] {
+  const names: string[] = [];
+  const re = new RegExp(
+    String
+      .raw`^[ \t]*\[[ \t]*${parent}[ \t]*\.[ \t]*("(?:[^"\\]|\\.)*"|'[^']*'|[A-Za-z0-9_-]+)[ \t]*\]`,
+    "gm",
+  );
+  for (const m of text.matchAll(re)) {
+    const raw = m[1];
+    let name = raw;
+    try {
+      if (raw.startsWith('"')) name = JSON.parse(raw);
+    } catch { /* an odd escape: ordering falls back to object order */ }
+    if (raw.startsWith("'")) name = raw.slice(1, -1);
+    if (!names.includes(name)) names.push(name);
+  }
+  return names;
+}
+
+function inFileOrder(keys: string[], order: string[]): string[] {
+  const rank = (k: string) => {
+    const i = order.indexOf(k);
+    return i < 0 ? order.length : i;
+  };
+  return keys.map((k, i) => ({ k, i })).sort((a, b) => rank(a.k) - rank(b.k) || a.i - b.i).map((
+    x,
+  ) => x.k);
+}
+
+/** A kernel interface name (`dev_valid_name`): 1-15 bytes, no `/`, `:` or white space. */
+function validInterfaceName(name: string): boolean {
+  return name.length > 0 && name.length < 16 && name !== "." && name !== ".." &&
+    !/[/:\s]/.test(name);
+}
+
+interface DeviceDefaults {
+  queueLength: number;
+  directIo: boolean;
+  traceIo: boolean;
+  maxDelay: number;
+  mergeDelay: number;
+}
+
+/** Collects issues while turning sections into a Config. */
+class Builder {
+  readonly issues: ConfigIssue[] = [];
+  readonly warnings: string[] = [];
+  readonly #file: string;
+  readonly #options: LoadOptions;
+  #format: "toml" | "ini" = "toml";
+  #ethers: { table: EthersTable | null; file: string; reason: string } | null = null;
+
+  constructor(file: string, options: LoadOptions) {
+    this.#file = file;
+    this.#options = options;
+  }
+
+  issue(key: string, message: string, fix: string): void {
+    this.issues.push({ file: this.#file, key, message, fix });
+  }
+
+  warn(key: string, message: string, fix: string): void {
+    this.warnings.push(`${this.#file}: ${key ? key + ": " : ""}${message} (${fix})`);
+  }
+
+  /** An unknown name: an error in TOML (a typo must not disable something), a warning in INI. */
+  #unknown(key: string, message: string, fix: string): void {
+    if (this.#format === "toml") this.issue(key, message, fix);
+    else this.warn(key, message + ", ignored", fix);
+  }
+
+  fromToml(doc: Table, text: string): Config {
+    this.#format = "toml";
+    const part = (name: string): Table | undefined => {
+      const v = doc[name];
+      if (v === undefined) return undefined;
+      if (isTable(v)) return v;
+      this.issue(name, `expected a table [${name}]`, `write [${name}] on a line of its own`);
+      return undefined;
+    };
+    for (const key of Object.keys(doc)) {
+      if (TOP_LEVEL.includes(key)) continue;
+      const v = doc[key];
+      let fix: string;
+      if (isTable(v) && "shelf" in v) fix = `device tables are written [devices.${key}]`;
+      else if (isTable(v)) fix = `interface tables are written [interfaces.${key}]`;
+      else if (findKey(DEFAULTS_KEYS, key)) fix = `move ${key} into the [defaults] table`;
+      else {
+        const s = suggest(key, TOP_LEVEL);
+        fix = s ? `did you mean [${s}]?` : `the tables are ${TOP_LEVEL.join(", ")}`;
+      }
+      this.issue(key, `unknown top-level ${isTable(v) ? "table" : "key"}`, fix);
+    }
+    const defaults = part("defaults");
+    const acls = part("acls");
+    const children = (name: string): [string, Section][] => {
+      const t = part(name);
+      if (!t) return [];
+      const out: [string, Section][] = [];
+      for (const child of inFileOrder(Object.keys(t), headerOrder(text, name))) {
+        const v = t[child];
+        if (isTable(v)) out.push([child, new TomlSection(`${name}.${child}`, v)]);
+        else {
+          this.issue(
+            `${name}.${child}`,
+            "expected a table",
+            `write [${name}.${child}] and its keys below it`,
+          );
+        }
+      }
+      return out;
+    };
+    return this.#build(
+      defaults ? new TomlSection("defaults", defaults) : null,
+      acls ? new TomlSection("acls", acls) : null,
+      children("interfaces"),
+      children("devices"),
+    );
+  }
+
+  fromIni(groups: Iterable<KeyFileGroup>): Config {
+    this.#format = "ini";
+    this.warn(
+      "",
+      "this file is in the original ggaoed INI format",
+      `convert it with: ggaoed convert-config ${this.#file} > ggaoed.conf.toml`,
+    );
+    let defaults: Section | null = null;
+    let acls: Section | null = null;
+    const interfaces: [string, Section][] = [];
+    const devices: [string, Section][] = [];
+    // The original's classification (REFERENCE.md 1.2): a group with `shelf` is a device.
+    for (const group of groups) {
+      const section = new IniSection(group);
+      if (group.name === "defaults") defaults = section;
+      else if (group.name === "acls") acls = section;
+      else if (section.has("shelf")) devices.push([group.name, section]);
+      else interfaces.push([group.name, section]);
+    }
+    return this.#build(defaults, acls, interfaces, devices);
+  }
+
+  /** Reads every key of `section` known to `specs`; reports unknown keys. */
+  #readAll(section: Section, specs: readonly KeySpec[], unknownFix?: string): Map<string, unknown> {
+    const out = new Map<string, unknown>();
+    for (const key of section.keys()) {
+      const spec = findKey(specs, key);
+      const dotted = `${section.path}.${key}`;
+      if (!spec) {
+        const s = suggest(key, specs.map((k) => k.key));
+        this.#unknown(
+          dotted,
+          "unknown key",
+          s
+            ? `did you mean ${s}?`
+            : unknownFix ?? `known keys: ${specs.map((k) => k.key).join(", ")}`,
+        );
+        continue;
+      }
+      const v = this.#readKey(section, spec, dotted);
+      if (v !== undefined) out.set(key, v);
+    }
+    return out;
+  }
+
+  #readKey(section: Section, spec: KeySpec, dotted: string): unknown {
+    const key = spec.key;
+    const range = (r: { ok: true; value: number }) => {
+      if (spec.valid && !spec.valid(r.value)) {
+        this.issue(dotted, `${r.value} is out of range ${spec.range}`, spec.fix ?? "");
+        return undefined;
+      }
+      return r.value;
+    };
+    const fail = (r: { message: string; fix: string }) => {
+      this.issue(dotted, r.message, r.fix);
+      return undefined;
+    };
+    switch (spec.kind) {
+      case "integer": {
+        const r = section.integer(key);
+        return r.ok ? range(r) : fail(r);
+      }
+      case "kib": {
+        const r = section.integer(key);
+        if (!r.ok) return fail(r);
+        const v = range(r);
+        return v === undefined ? undefined : v * 1024;
+      }
+      case "number": {
+        const r = section.number(key);
+        return r.ok ? range(r) : fail(r);
+      }
+      case "boolean": {
+        const r = section.boolean(key);
+        return r.ok ? r.value : fail(r);
+      }
+      case "string": {
+        const r = section.string(key);
+        if (!r.ok) return fail(r);
+        if (r.value === "") {
+          return fail({ message: "is empty", fix: `give a value or remove ${key}` });
+        }
+        return r.value;
+      }
+      case "patterns":
+      case "tokens": {
+        const r = section.list(key);
+        return r.ok ? r.value : fail(r);
+      }
+      case "enum": {
+        const r = section.string(key);
+        if (!r.ok) return fail(r);
+        const values = spec.values ?? [];
+        if (values.includes(r.value)) return r.value;
+        return fail({
+          message: `${JSON.stringify(r.value)} is not one of ${values.join(", ")}`,
+          fix: `write ${key} = "${suggest(r.value, values) ?? values[0]}"`,
+        });
+      }
+      case "obsolete":
+        this.warn(dotted, `${key} is obsolete and ignored`, spec.fix ?? "remove it");
+        return undefined;
+    }
+  }
+
+  #patterns(v: unknown, dotted: string): string[] | null {
+    if (v === undefined) return null;
+    const list = v as string[];
+    if (list.length > 0) return list;
+    // The original treats an empty pattern list as unset; keep that, but say so.
+    this.warn(dotted, "empty list means every interface", "remove the key, or list patterns");
+    return null;
+  }
+
+  #build(
+    defaultsSection: Section | null,
+    aclSection: Section | null,
+    interfaceSections: [string, Section][],
+    deviceSections: [string, Section][],
+  ): Config {
+    const d = defaultsSection ? this.#readAll(defaultsSection, DEFAULTS_KEYS) : new Map();
+    const get = <T>(key: string, fallback: T): T => (d.has(key) ? d.get(key) as T : fallback);
+    const global: GlobalConfig = {
+      interfaces: this.#patterns(d.get("interfaces"), "defaults.interfaces"),
+      pidFile: get("pid-file", DEFAULTS.pidFile),
+      controlSocket: get("control-socket", DEFAULTS.controlSocket),
+      stateDirectory: get("state-directory", DEFAULTS.stateDirectory),
+      txRingBug: get<boolean | null>("tx-ring-bug", this.#txRingBugAuto()),
+      logTarget: get("log-target", "stderr"),
+      logLevel: get("log-level", "info"),
+    };
+    const interfaceDefaults: InterfaceConfig = {
+      mtu: get("mtu", DEFAULTS.mtu),
+      ringBufferSize: get("ring-buffer-size", DEFAULTS.ringBufferSizeKiB * 1024),
+      sendBufferSize: get("send-buffer-size", DEFAULTS.sendBufferSizeKiB * 1024),
+      receiveBufferSize: get("receive-buffer-size", DEFAULTS.receiveBufferSizeKiB * 1024),
+    };
+    const deviceDefaults: DeviceDefaults = {
+      queueLength: get("queue-length", DEFAULTS.queueLength),
+      directIo: get("direct-io", DEFAULTS.directIo),
+      traceIo: get("trace-io", DEFAULTS.traceIo),
+      maxDelay: get("max-delay", DEFAULTS.maxDelay),
+      mergeDelay: get("merge-delay", DEFAULTS.mergeDelay),
+    };
+    if (this.#options.checkFilesystem !== false) this.#checkStateDirectory(global.stateDirectory);
+
+    const interfaces = new Map<string, InterfaceConfig>();
+    for (const [name, section] of interfaceSections) {
+      if (!validInterfaceName(name)) {
+        this.#unknown(
+          section.path,
+          `${JSON.stringify(name)} cannot be a network interface name`,
+          "interface names have 1 to 15 characters and no '/', ':' or blanks",
+        );
+        continue;
+      }
+      const hint = ["path", "uuid", "slot"].some((k) => section.has(k))
+        ? "this group has no shelf key, so it holds interface settings; add shelf to export a device"
+        : undefined;
+      const v = this.#readAll(section, INTERFACE_KEYS, hint);
+      interfaces.set(name, {
+        mtu: (v.get("mtu") as number | undefined) ?? interfaceDefaults.mtu,
+        ringBufferSize: (v.get("ring-buffer-size") as number | undefined) ??
+          interfaceDefaults.ringBufferSize,
+        sendBufferSize: (v.get("send-buffer-size") as number | undefined) ??
+          interfaceDefaults.sendBufferSize,
+        receiveBufferSize: (v.get("receive-buffer-size") as number | undefined) ??
+          interfaceDefaults.receiveBufferSize,
+      });
+    }
+
+    const definitions = new Map<string, string[]>();
+    if (aclSection) {
+      for (const name of aclSection.keys()) {
+        const r = aclSection.list(name);
+        if (r.ok) definitions.set(name, r.value);
+        else this.issue(`${aclSection.path}.${name}`, r.message, r.fix);
+      }
+    }
+    const resolver = new AclResolver({
+      definitions,
+      prefix: aclSection?.path ?? "acls",
+      ethers: () => this.#loadEthers(),
+    });
+    const acls = resolver.resolveAll();
+    this.#takeAclProblems(resolver);
+
+    const devices: DeviceConfig[] = [];
+    for (const [name, section] of deviceSections) {
+      const device = this.#device(name, section, deviceDefaults, resolver);
+      if (device) devices.push(device);
+    }
+    this.#checkAddresses(devices, deviceSections);
+    if (deviceSections.length === 0) {
+      this.warn("", "no devices are defined", "add a [devices.NAME] table to export something");
+    }
+    if (this.issues.length > 0) throw new ConfigError(this.issues);
+    return {
+      file: this.#file,
+      format: this.#format,
+      global,
+      interfaceDefaults,
+      interfaces,
+      acls,
+      devices,
+      warnings: this.warnings,
+    };
+  }
+
+  #takeAclProblems(resolver: AclResolver): void {
+    for (const p of resolver.problems.splice(0)) this.issue(p.key, p.message, p.fix);
+  }
+
+  #device(
+    name: string,
+    section: Section,
+    defaults: DeviceDefaults,
+    resolver: AclResolver,
+  ): DeviceConfig | null {
+    const at = (key: string) => `${section.path}.${key}`;
+    const before = this.issues.length;
+    if (!/^[A-Za-z0-9._-]+$/.test(name) || name === "." || name === "..") {
+      this.issue(
+        section.path,
+        `device name ${JSON.stringify(name)} cannot name its state files`,
+        "use only letters, digits, '.', '_' and '-'",
+      );
+    } else if (name.length > SERIAL_LENGTH) {
+      this.warn(
+        section.path,
+        `device name is ${name.length} characters long; IDENTIFY shows only the first ${SERIAL_LENGTH} as the serial number`,
+        `use at most ${SERIAL_LENGTH} characters`,
+      );
+    }
+    const v = this.#readAll(section, DEVICE_KEYS);
+    for (const key of ["shelf", "slot"]) {
+      if (!section.has(key)) {
+        this.issue(at(key), "missing", `every device needs ${key} = N (its AoE address)`);
+      }
+    }
+    let path = v.get("path") as string | undefined;
+    const uuid = (v.get("uuid") as string | undefined) ?? null;
+    if (section.has("path") && section.has("uuid")) {
+      this.issue(section.path, "both path and uuid are given", "keep only one of them");
+    } else if (!section.has("path") && !section.has("uuid")) {
+      this.issue(at("path"), "missing", 'give path = "/dev/..." or uuid = "..."');
+    } else if (uuid !== null) {
+      path = this.#resolveUuid(uuid, at("uuid"));
+    }
+    if (path !== undefined && this.#options.checkFilesystem !== false) {
+      this.#checkDevicePath(path, at(uuid !== null ? "uuid" : "path"));
+    }
+
+    const list = (key: "accept" | "deny"): number[] | null => {
+      const tokens = v.get(key) as string[] | undefined;
+      if (tokens === undefined) return null;
+      const macs = resolver.resolveList(at(key), tokens);
+      this.#takeAclProblems(resolver);
+      if (macs === null || macs.length > 0) return macs;
+      if (key === "accept") {
+        this.issue(
+          at(key),
+          `resolves to no address (${tokens.length ? tokens.join(", ") : "empty list"})`,
+          "an empty accept list would serve nobody; list clients, or remove accept to serve everyone",
+        );
+      }
+      return null;
+    };
+    const accept = list("accept");
+    const deny = list("deny");
+    if (this.issues.length > before || path === undefined) return null;
+    const num = (key: string, fallback: number) => (v.get(key) as number | undefined) ?? fallback;
+    const bool = (key: string, fallback: boolean) =>
+      (v.get(key) as boolean | undefined) ?? fallback;
+    return {
+      name,
+      path,
+      uuid,
+      shelf: v.get("shelf") as number,
+      slot: v.get("slot") as number,
+      queueLength: num("queue-length", defaults.queueLength),
+      directIo: bool("direct-io", defaults.directIo),
+      traceIo: bool("trace-io", defaults.traceIo),
+      readOnly: bool("read-only", false),
+      broadcast: bool("broadcast", false),
+      maxDelay: num("max-delay", defaults.maxDelay),
+      mergeDelay: num("merge-delay", defaults.mergeDelay),
+      interfaces: this.#patterns(v.get("interfaces"), at("interfaces")),
+      accept,
+      deny,
+    };
+  }
+
+  #checkAddresses(devices: DeviceConfig[], sections: [string, Section][]): void {
+    const seen = new Map<string, string>();
+    for (const dev of devices) {
+      const address = `${dev.shelf}.${dev.slot}`;
+      const other = seen.get(address);
+      if (other !== undefined) {
+        const path = sections.find(([n]) => n === dev.name)?.[1].path ?? dev.name;
+        this.issue(
+          path,
+          `shelf ${dev.shelf}, slot ${dev.slot} is already used by device ${other}`,
+          `give ${dev.name} or ${other} another shelf or slot`,
+        );
+      } else {
+        seen.set(address, dev.name);
+      }
+    }
+  }
+
+  #txRingBugAuto(): boolean | null {
+    let release = this.#options.kernelRelease;
+    if (release === undefined) {
+      try {
+        release = Deno.osRelease();
+      } catch {
+        return null; // no --allow-sys: the engine decides
+      }
+    }
+    return release.startsWith("2.6.31");
+  }
+
+  #loadEthers(): { table: EthersTable | null; file: string; reason: string } {
+    if (this.#ethers) return this.#ethers;
+    const file = this.#options.ethersFile ?? "/etc/ethers";
+    try {
+      this.#ethers = { table: parseEthers(Deno.readTextFileSync(file)), file, reason: "" };
+    } catch (e) {
+      this.#ethers = { table: null, file, reason: `cannot read it: ${errorReason(e)}` };
+    }
+    return this.#ethers;
+  }
+
+  #resolveUuid(uuid: string, key: string): string | undefined {
+    const dir = this.#options.uuidDirectory ?? "/dev/disk/by-uuid";
+    if (uuid.includes("/") || uuid === "." || uuid === "..") {
+      this.issue(key, `${JSON.stringify(uuid)} is not a UUID`, "copy the UUID from blkid");
+      return undefined;
+    }
+    // udev names the links as blkid reports the UUID: usually lower case, FAT/NTFS upper case.
+    for (const candidate of new Set([uuid, uuid.toLowerCase(), uuid.toUpperCase()])) {
+      try {
+        return Deno.realPathSync(`${dir}/${candidate}`);
+      } catch {
+        // try the next spelling
+      }
+    }
+    this.issue(
+      key,
+      `UUID ${uuid} does not match any known device (no link in ${dir})`,
+      "check the UUID with blkid, or give path instead",
+    );
+    return undefined;
+  }
+
+  #checkDevicePath(path: string, key: string): void {
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.statSync(path);
+    } catch (e) {
+      this.issue(
+        key,
+        `cannot use ${path}: ${errorReason(e)}`,
+        "give an existing block device or file",
+      );
+      return;
+    }
+    if (!info.isFile && !info.isBlockDevice) {
+      this.issue(
+        key,
+        `${path} is not a block device or regular file`,
+        "export a block device or a regular file",
+      );
+    }
+  }
+
+  #checkStateDirectory(dir: string): void {
+    const key = "defaults.state-directory";
+    const fix = `create it (mkdir -p ${dir}) and make it writable, or set state-directory`;
+    try {
+      if (!Deno.statSync(dir).isDirectory) {
+        this.issue(key, `${dir} is not a directory`, fix);
+        return;
+      }
+    } catch (e) {
+      this.issue(key, `state directory ${dir}: ${errorReason(e)}`, fix);
+      return;
+    }
+    // access(W_OK) is not available without FFI, and mode bits lie for root and read-only
+    // mounts: creating a file is the honest test.
+    const probe = `${dir}/.ggaoed-write-test-${Deno.pid}`;
+    try {
+      Deno.writeFileSync(probe, new Uint8Array(0), { createNew: true, mode: 0o600 });
+      Deno.removeSync(probe);
+    } catch (e) {
+      if (e instanceof Deno.errors.AlreadyExists) {
+        Deno.removeSync(probe); // a leftover of a crashed check: the directory is writable
+        return;
+      }
+      this.issue(key, `state directory ${dir} is not writable: ${errorReason(e)}`, fix);
+    }
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * Every configuration key: where it may appear, its type and its valid range. One table serves
+ * the loader (both formats), the INI converter and the documentation, so that they cannot
+ * disagree.
+ *
+ * @module
+ */
+
+/**
+ * How a value is written:
+ * - `integer`, `kib` (an integer count of KiB), `number` (seconds), `boolean`, `string`;
+ * - `patterns` (interface glob list) and `tokens` (ACL token list): a list of strings;
+ * - `enum`: a string out of `values`;
+ * - `obsolete`: accepted with a warning and ignored.
+ */
+export type KeyKind =
+  | "integer"
+  | "kib"
+  | "number"
+  | "boolean"
+  | "string"
+  | "patterns"
+  | "tokens"
+  | "enum"
+  | "obsolete";
+
+/** One key of one kind of table. */
+export interface KeySpec {
+  key: string;
+  kind: KeyKind;
+  /** Accepted values of an `enum`. */
+  values?: readonly string[];
+  /** Range check of numeric kinds (in file units: KiB, seconds). */
+  valid?: (v: number) => boolean;
+  /** The range as people read it, e.g. `0-65534`. */
+  range?: string;
+  /** What to write instead, in a few words. */
+  fix?: string;
+}
+
+const MAX_RING_KIB = 65536;
+
+const between = (lo: number, hi: number) => (v: number) => v >= lo && v <= hi;
+// Written as `!(v < 0)`-free comparisons so that NaN fails every check.
+const nonNegative = (v: number) => v >= 0 && v <= Number.MAX_SAFE_INTEGER / 1024;
+const mtuValid = (v: number) => v === 0 || (v >= 1056 && v <= 16384);
+
+const MTU: KeySpec = {
+  key: "mtu",
+  kind: "integer",
+  valid: mtuValid,
+  range: "0 or 1056-16384",
+  fix: "0 uses the link's MTU; a clamp must hold a 1024-byte config string plus headers",
+};
+const RING: KeySpec = {
+  key: "ring-buffer-size",
+  kind: "kib",
+  valid: (v) => v >= 0 && v <= MAX_RING_KIB,
+  range: `0-${MAX_RING_KIB} KiB`,
+  fix: "give the RX+TX ring size in KiB, at most 64 MiB; 0 disables the rings",
+};
+const SNDBUF: KeySpec = {
+  key: "send-buffer-size",
+  kind: "kib",
+  valid: nonNegative,
+  range: "0 or more KiB",
+  fix: "give SO_SNDBUF in KiB; 0 keeps the kernel's default",
+};
+const RCVBUF: KeySpec = {
+  key: "receive-buffer-size",
+  kind: "kib",
+  valid: nonNegative,
+  range: "0 or more KiB",
+  fix: "give SO_RCVBUF in KiB; 0 keeps the kernel's default",
+};
+const QUEUE: KeySpec = {
+  key: "queue-length",
+  kind: "integer",
+  valid: between(1, 65535),
+  range: "1-65535",
+  fix: "give the number of requests a device may queue",
+};
+const MAX_DELAY: KeySpec = {
+  key: "max-delay",
+  kind: "number",
+  valid: (v) => v > 0 && v < 1,
+  range: "0 < x < 1 seconds",
+  fix: "give the sorting window in seconds, e.g. 0.001",
+};
+const MERGE_DELAY: KeySpec = {
+  key: "merge-delay",
+  kind: "number",
+  valid: (v) => v >= 0 && v < 1,
+  range: "0 <= x < 1 seconds",
+  fix: "give the submission delay in seconds; 0 submits at once",
+};
+const BUFFERS: KeySpec = { key: "buffers", kind: "obsolete", fix: "use ring-buffer-size instead" };
+
+/** Keys of `[defaults]`, in the order the original documents them. */
+export const DEFAULTS_KEYS: readonly KeySpec[] = [
+  QUEUE,
+  { key: "interfaces", kind: "patterns" },
+  { key: "direct-io", kind: "boolean" },
+  { key: "trace-io", kind: "boolean" },
+  { key: "pid-file", kind: "string" },
+  { key: "control-socket", kind: "string" },
+  { key: "state-directory", kind: "string" },
+  MTU,
+  RING,
+  SNDBUF,
+  RCVBUF,
+  { key: "tx-ring-bug", kind: "boolean" },
+  MAX_DELAY,
+  MERGE_DELAY,
+  { key: "log-target", kind: "enum", values: ["stderr", "syslog"] },
+  { key: "log-level", kind: "enum", values: ["debug", "info", "warning", "error"] },
+  BUFFERS,
+];
+
+/** Keys of an interface table. */
+export const INTERFACE_KEYS: readonly KeySpec[] = [MTU, RING, SNDBUF, RCVBUF, BUFFERS];
+
+/** Keys of a device table. */
+export const DEVICE_KEYS: readonly KeySpec[] = [
+  { key: "path", kind: "string" },
+  { key: "uuid", kind: "string" },
+  {
+    key: "shelf",
+    kind: "integer",
+    valid: between(0, 65534),
+    range: "0-65534",
+    fix: "use a shelf number from 0 to 65534; 65535 is the broadcast address",
+  },
+  {
+    key: "slot",
+    kind: "integer",
+    valid: between(0, 254),
+    range: "0-254",
+    fix: "use a slot number from 0 to 254; 255 is the broadcast address",
+  },
+  QUEUE,
+  { key: "direct-io", kind: "boolean" },
+  { key: "trace-io", kind: "boolean" },
+  { key: "read-only", kind: "boolean" },
+  { key: "broadcast", kind: "boolean" },
+  MAX_DELAY,
+  MERGE_DELAY,
+  { key: "interfaces", kind: "patterns" },
+  { key: "accept", kind: "tokens" },
+  { key: "deny", kind: "tokens" },
+];
+
+/** The spec of `key` in `specs`, if any. */
+export function findKey(specs: readonly KeySpec[], key: string): KeySpec | undefined {
+  return specs.find((s) => s.key === key);
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length];
+}
+
+/**
+ * The known name closest to a misspelt `name` (`queue_length`, `Queue-Length`, `mut`), or null
+ * when nothing is close enough to be a likely typo.
+ */
+export function suggest(name: string, known: readonly string[]): string | null {
+  const norm = (s: string) => s.toLowerCase().replace(/[_ ]/g, "-");
+  let best: string | null = null;
+  let bestDistance = Infinity;
+  for (const k of known) {
+    const d = norm(k) === norm(name) ? 0 : editDistance(norm(name), norm(k));
+    if (d < bestDistance) {
+      best = k;
+      bestDistance = d;
+    }
+  }
+  const limit = Math.max(1, Math.min(3, Math.floor(name.length / 3)));
+  return bestDistance <= limit ? best : null;
+}
