@@ -1,0 +1,277 @@
+import assert from "node:assert/strict";
+import {
+  CONFIG_FILE_SIZE,
+  decodeConfigFile,
+  decodeMacListFile,
+  MAC_LIST_FILE_SIZE,
+  openDeviceState,
+  writeFileAtomic,
+} from "../../src/state/store.ts";
+import { parseMac } from "../../src/mac.ts";
+
+type Entry = { level: "info" | "warning"; message: string };
+
+function withDir(fn: (dir: string, log: Entry[]) => void): () => void {
+  return () => {
+    const dir = Deno.makeTempDirSync({ prefix: "ggaoed-state-" });
+    try {
+      fn(dir, []);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  };
+}
+
+function logger(entries: Entry[]) {
+  return (level: "info" | "warning", message: string) => entries.push({ level, message });
+}
+
+function names(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+}
+
+const mac = (s: string) => parseMac(s)!;
+const A = mac("00:1b:21:0a:aa:22");
+const B = mac("00:0e:0c:3e:3b:0b");
+const C = mac("fe:ff:ff:ff:ff:01");
+
+Deno.test(
+  "a new device gets three empty state files of the original sizes, mode 0600",
+  withDir((dir, log) => {
+    const state = openDeviceState(dir, "disk1", logger(log));
+    assert.equal(state.configLength, 0);
+    assert.deepEqual(state.macMask, []);
+    assert.deepEqual(state.reserve, []);
+    assert.deepEqual(names(dir), ["disk1.config", "disk1.mac_mask", "disk1.reserve"]);
+    assert.equal(Deno.statSync(`${dir}/disk1.config`).size, 1032);
+    assert.equal(Deno.statSync(`${dir}/disk1.mac_mask`).size, 2048);
+    assert.equal(Deno.statSync(`${dir}/disk1.reserve`).size, 2048);
+    for (const n of names(dir)) assert.equal(Deno.statSync(`${dir}/${n}`).mode! & 0o777, 0o600);
+    assert.equal(log.filter((e) => e.level === "warning").length, 0);
+    assert.equal(log.filter((e) => /created empty/.test(e.message)).length, 3);
+  }),
+);
+
+Deno.test(
+  "config string, mask list and reserve list survive a reopen",
+  withDir((dir, log) => {
+    const s1 = openDeviceState(dir, "d", logger(log));
+    const text = new TextEncoder().encode("host=alpha;vg=data");
+    s1.setConfig(text);
+    assert.equal(s1.addMask(C), "added");
+    assert.equal(s1.addMask(A), "added");
+    s1.commitMacMask();
+    s1.setReserve([C, B, B]);
+    const s2 = openDeviceState(dir, "d", logger(log));
+    assert.deepEqual([...s2.config], [...text]);
+    assert.deepEqual(s2.macMask, [A, C]);
+    assert.deepEqual(s2.reserve, [B, C]);
+    // Clearing is persisted too.
+    s2.setConfig(new Uint8Array(0));
+    s2.clearMacMask();
+    s2.setReserve([]);
+    const s3 = openDeviceState(dir, "d", logger(log));
+    assert.equal(s3.configLength, 0);
+    assert.deepEqual(s3.macMask, []);
+    assert.deepEqual(s3.reserve, []);
+    for (const n of names(dir)) assert.equal(Deno.statSync(`${dir}/${n}`).mode! & 0o777, 0o600);
+  }),
+);
+
+Deno.test(
+  "a 1024-byte config string and a full 255-entry list round-trip",
+  withDir((dir, log) => {
+    const s1 = openDeviceState(dir, "full", logger(log));
+    const config = new Uint8Array(1024).map((_, i) => (i * 7 + 1) & 0xff);
+    s1.setConfig(config);
+    const macs = Array.from({ length: 255 }, (_, i) => 0x0200_0000_0000 + i * 0x1_0001);
+    s1.setReserve(macs);
+    const s2 = openDeviceState(dir, "full", logger(log));
+    assert.deepEqual([...s2.config], [...config]);
+    assert.deepEqual(s2.reserve, macs);
+  }),
+);
+
+Deno.test(
+  "files are written in the original little-endian layout, entries in sorted order",
+  withDir((dir, log) => {
+    const s = openDeviceState(dir, "x", logger(log));
+    s.addMask(C);
+    s.addMask(A);
+    s.commitMacMask();
+    s.setConfig(new TextEncoder().encode("hi"));
+    const mask = Deno.readFileSync(`${dir}/x.mac_mask`);
+    assert.deepEqual([...mask.subarray(0, 8)], [0x6b, 0x71, 0x2a, 0xe9, 2, 0, 0, 0]);
+    assert.deepEqual([...mask.subarray(8, 16)], [0x00, 0x1b, 0x21, 0x0a, 0xaa, 0x22, 0, 0]);
+    assert.deepEqual([...mask.subarray(16, 24)], [0xfe, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0]);
+    assert.ok(mask.subarray(24).every((b) => b === 0));
+    const cfg = Deno.readFileSync(`${dir}/x.config`);
+    assert.deepEqual([...cfg.subarray(0, 10)], [0xae, 0xbf, 0xa0, 0x38, 2, 0, 0, 0, 0x68, 0x69]);
+    assert.ok(cfg.subarray(10).every((b) => b === 0));
+  }),
+);
+
+/** The C daemon's files, built byte by byte (x86 host order). */
+function cConfigFile(text: string): Uint8Array {
+  const bytes = new Uint8Array(1032);
+  bytes.set([0xae, 0xbf, 0xa0, 0x38], 0);
+  bytes.set([text.length & 0xff, text.length >> 8, 0, 0], 4);
+  bytes.set(new TextEncoder().encode(text), 8);
+  return bytes;
+}
+
+function cMacListFile(macs: number[][]): Uint8Array {
+  const bytes = new Uint8Array(2048);
+  bytes.set([0x6b, 0x71, 0x2a, 0xe9, macs.length, 0, 0, 0], 0);
+  macs.forEach((m, i) => bytes.set([...m, 0, 0], 8 + i * 8));
+  return bytes;
+}
+
+Deno.test(
+  "state files written by the C daemon load, unsorted reserve entries folded into order",
+  withDir((dir, log) => {
+    Deno.writeFileSync(`${dir}/legacy.config`, cConfigFile("cluster-7"));
+    Deno.writeFileSync(
+      `${dir}/legacy.mac_mask`,
+      cMacListFile([[0x00, 0x0e, 0x0c, 0x3e, 0x3b, 0x0b], [0x00, 0x1b, 0x21, 0x0a, 0xaa, 0x22]]),
+    );
+    // The C daemon appended reserve entries in request order, duplicates possible.
+    Deno.writeFileSync(
+      `${dir}/legacy.reserve`,
+      cMacListFile([
+        [0xfe, 0xff, 0xff, 0xff, 0xff, 0x01],
+        [0x00, 0x1b, 0x21, 0x0a, 0xaa, 0x22],
+        [0xfe, 0xff, 0xff, 0xff, 0xff, 0x01],
+      ]),
+    );
+    const s = openDeviceState(dir, "legacy", logger(log));
+    assert.equal(new TextDecoder().decode(s.config), "cluster-7");
+    assert.deepEqual(s.macMask, [B, A]);
+    assert.deepEqual(s.reserve, [A, C]);
+    assert.deepEqual(log, []);
+    assert.deepEqual(names(dir), ["legacy.config", "legacy.mac_mask", "legacy.reserve"]);
+  }),
+);
+
+function damagedCase(
+  title: string,
+  file: string,
+  bytes: Uint8Array,
+  reason: RegExp,
+): void {
+  Deno.test(
+    `a damaged ${file} (${title}) is reported, moved aside and reset`,
+    withDir((dir, log) => {
+      // Good content in the other files must survive the repair of this one.
+      Deno.writeFileSync(`${dir}/d.config`, cConfigFile("keep"));
+      Deno.writeFileSync(`${dir}/d.mac_mask`, cMacListFile([[0, 0x1b, 0x21, 0x0a, 0xaa, 0x22]]));
+      Deno.writeFileSync(`${dir}/d.reserve`, cMacListFile([[0, 0x1b, 0x21, 0x0a, 0xaa, 0x22]]));
+      Deno.writeFileSync(`${dir}/d.${file}`, bytes);
+      const s = openDeviceState(dir, "d", logger(log));
+      const warnings = log.filter((e) => e.level === "warning");
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0].message, new RegExp(`d\\.${file}`));
+      assert.match(warnings[0].message, reason);
+      const aside = names(dir).filter((n) => n.startsWith(`d.${file}.damaged-`));
+      assert.equal(aside.length, 1);
+      assert.match(aside[0], /\.damaged-\d{8}T\d{6}Z$/);
+      assert.deepEqual(Deno.readFileSync(`${dir}/${aside[0]}`), bytes);
+      const fresh = Deno.readFileSync(`${dir}/d.${file}`);
+      if (file === "config") {
+        assert.equal(s.configLength, 0);
+        assert.deepEqual(decodeConfigFile(fresh), new Uint8Array(0));
+        assert.deepEqual(s.macMask, [A]);
+      } else {
+        assert.deepEqual(decodeMacListFile(fresh), []);
+        assert.equal(new TextDecoder().decode(s.config), "keep");
+        assert.deepEqual(file === "reserve" ? s.reserve : s.macMask, []);
+        assert.deepEqual(file === "reserve" ? s.macMask : s.reserve, [A]);
+      }
+      assert.equal(Deno.statSync(`${dir}/d.${file}`).mode! & 0o777, 0o600);
+    }),
+  );
+}
+
+{
+  const badMagic = cConfigFile("x");
+  badMagic[0] ^= 0xff;
+  damagedCase("bad magic", "config", badMagic, /bad magic/);
+  const badLength = cConfigFile("x");
+  badLength.set([0x01, 0x04, 0, 0], 4); // 1025
+  damagedCase("length above 1024", "config", badLength, /length 1025/);
+  damagedCase("truncated", "config", cConfigFile("x").subarray(0, 500), /size is 500 bytes/);
+  const maskMagic = cMacListFile([]);
+  maskMagic[3] = 0;
+  damagedCase("bad magic", "mac_mask", maskMagic, /bad magic/);
+  const maskCount = cMacListFile([]);
+  maskCount[4] = 0;
+  maskCount[5] = 1; // 256 entries
+  damagedCase("256 entries", "mac_mask", maskCount, /count 256/);
+  damagedCase("truncated", "reserve", cMacListFile([]).subarray(0, 2047), /size is 2047/);
+  const longer = new Uint8Array(4096);
+  longer.set(cMacListFile([]));
+  damagedCase("too long", "reserve", longer, /size is 4096/);
+  damagedCase("empty", "reserve", new Uint8Array(0), /size is 0 bytes/);
+}
+
+Deno.test(
+  "a crash between write and rename loads the old state and removes the temp file",
+  withDir((dir, log) => {
+    const s1 = openDeviceState(dir, "c", logger(log));
+    s1.setReserve([A]);
+    s1.setConfig(new TextEncoder().encode("old"));
+    // What a crash leaves: the new content complete in a temp file, the target untouched.
+    Deno.writeFileSync(
+      `${dir}/c.reserve.tmp-99999`,
+      cMacListFile([[0xfe, 0xff, 0xff, 0xff, 0xff, 1]]),
+    );
+    Deno.writeFileSync(`${dir}/c.config.tmp-4242`, cConfigFile("new"));
+    log.length = 0;
+    const s2 = openDeviceState(dir, "c", logger(log));
+    assert.deepEqual(s2.reserve, [A]);
+    assert.equal(new TextDecoder().decode(s2.config), "old");
+    assert.deepEqual(names(dir), ["c.config", "c.mac_mask", "c.reserve"]);
+    assert.equal(log.length, 2);
+    assert.ok(log.every((e) => e.level === "info" && /interrupted write/.test(e.message)));
+    assert.ok(log.some((e) => e.message.includes("c.reserve.tmp-99999")));
+  }),
+);
+
+Deno.test(
+  "writeFileAtomic replaces the whole file, leaves no temp file, and sets mode 0600",
+  withDir((dir) => {
+    const path = `${dir}/f`;
+    Deno.writeFileSync(path, new Uint8Array(5000).fill(1), { mode: 0o644 });
+    writeFileAtomic(path, new Uint8Array([1, 2, 3]));
+    assert.deepEqual(Deno.readFileSync(path), new Uint8Array([1, 2, 3]));
+    assert.equal(Deno.statSync(path).mode! & 0o777, 0o600);
+    assert.deepEqual(names(dir), ["f"]);
+  }),
+);
+
+Deno.test(
+  "a failed write throws and leaves the old file and no temp file",
+  withDir((dir) => {
+    const path = `${dir}/f`;
+    Deno.writeFileSync(path, new Uint8Array([9]));
+    // The rename cannot replace a non-empty directory: the write fails after the temp file.
+    Deno.mkdirSync(`${dir}/sub/d`, { recursive: true });
+    Deno.writeFileSync(`${dir}/sub/d/x`, new Uint8Array([1]));
+    assert.throws(() => writeFileAtomic(`${dir}/sub/d`, new Uint8Array([1])));
+    assert.deepEqual(names(`${dir}/sub`), ["d"]);
+    assert.deepEqual(Deno.readFileSync(path), new Uint8Array([9]));
+  }),
+);
+
+Deno.test("file sizes match the original's", () => {
+  assert.equal(CONFIG_FILE_SIZE, 1032);
+  assert.equal(MAC_LIST_FILE_SIZE, 2048);
+});
+
+Deno.test(
+  "a device name that is not a file name is refused",
+  withDir((dir, log) => {
+    assert.throws(() => openDeviceState(dir, "../x", logger(log)), RangeError);
+    assert.throws(() => openDeviceState(dir, "", logger(log)), RangeError);
+  }),
+);
