@@ -134,7 +134,8 @@ if command -v e2fsck >/dev/null && command -v mke2fs >/dev/null; then
       cp -L "$lib" "$rootfs$lib"
     done
   done
-  # busybox's own mke2fs symlink would shadow the real one in /bin; keep the real one.
+  # Drop busybox's weaker mke2fs links. busybox sh still runs its own applet for a bare
+  # "mke2fs" whatever PATH says, so recipes call /usr/sbin/mke2fs by full path.
   rm -f "$rootfs/bin/mke2fs" "$rootfs/bin/mkfs.ext2"
   e2fs=true
 fi

@@ -47,7 +47,8 @@ export function loadPreparedGuest(): PreparedGuest | null {
   return guest;
 }
 
-function onPath(command: string): boolean {
+/** Whether `command` is on PATH (or in the sbin directories root's PATH may lack). */
+export function hostHas(command: string): boolean {
   const dirs = (Deno.env.get("PATH") ?? "/usr/bin:/bin").split(":");
   // Root's PATH may lack the sbin directories where ip and vblade live.
   dirs.push("/usr/sbin", "/sbin");
@@ -63,7 +64,7 @@ export function kernelHarnessUnavailable(extraCommands: string[] = []): string |
   if (Deno.uid() !== 0) return "kernel-initiator tests need root (network namespaces, tap)";
   if (!existsSync("/dev/net/tun")) return "kernel-initiator tests need /dev/net/tun";
   for (const cmd of ["ip", "qemu-system-x86_64", ...extraCommands]) {
-    if (!onPath(cmd)) return `kernel-initiator tests need '${cmd}' (see tests/kernel/README.md)`;
+    if (!hostHas(cmd)) return `kernel-initiator tests need '${cmd}' (see tests/kernel/README.md)`;
   }
   if (loadPreparedGuest() === null) {
     return "kernel guest not prepared: run scripts/kernel-initiator/prepare.sh first";

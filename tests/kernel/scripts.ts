@@ -128,12 +128,13 @@ exit 0
   mkfsFsckAndMd5(device: string, options: { waitSeconds?: number } = {}): string {
     const { name, path } = devicePath(device);
     return `${waitStep(name, options.waitSeconds ?? 30)}
-mke2fs -t ext2 -F -q -E nodiscard ${path}
+# Full paths: busybox sh runs its own applets (its mke2fs lacks -t) before searching PATH.
+/usr/sbin/mke2fs -t ext2 -F -q -E nodiscard ${path}
 rc=$?
 result mkfs_rc $rc
 [ $rc = 0 ] || exit 14
 drop_caches ${path}
-e2fsck -fn ${path}
+/usr/sbin/e2fsck -fn ${path}
 rc=$?
 result fsck_rc $rc
 [ $rc = 0 ] || exit 15

@@ -7,7 +7,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  hostHas,
   kernelHarnessUnavailable,
+  loadPreparedGuest,
   runGuest,
   spawnInNamespace,
   withTapNamespace,
@@ -83,4 +85,46 @@ Deno.test({
   name: "kernel aoe initiator writes and reads back a 64 MiB vblade device byte-exact at MTU 9000",
   ignore: skip !== null,
   fn: () => patternRoundTrip(9000, "mtu9000"),
+});
+
+Deno.test({
+  name: "kernel aoe initiator makes an ext2 filesystem on a vblade device that e2fsck accepts",
+  ignore: skip !== null || !loadPreparedGuest()?.e2fsprogs || !hostHas("e2fsck"),
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ggaoed-kernel-vblade-" });
+    try {
+      const disk = join(dir, "disk.img");
+      await Deno.writeFile(disk, new Uint8Array());
+      await Deno.truncate(disk, SIZE_MIB * 1024 * 1024);
+      await withTapNamespace(1500, async (ns) => {
+        const vblade = spawnInNamespace(ns.netns, "vblade", ["-b", "16", "0", "1", ns.tap, disk]);
+        let run;
+        try {
+          run = await runGuest({
+            netns: ns.netns,
+            tap: ns.tap,
+            mtu: 1500,
+            guestScript: guestScripts.mkfsFsckAndMd5("e0.1"),
+            timeoutMs: 80_000,
+          });
+        } finally {
+          await vblade.stop();
+        }
+        const context = `\n--- guest console (tail) ---\n${tail(run.output)}`;
+        assert.equal(run.exitCode, 0, `guest script failed${context}`);
+        assert.equal(run.results.get("mkfs_rc"), "0", context);
+        assert.equal(run.results.get("fsck_rc"), "0", context);
+        assert.equal(
+          run.results.get("md5"),
+          await fileMd5(disk),
+          `guest and host disagree${context}`,
+        );
+        // The host's own e2fsck must agree that what reached the backing file is clean.
+        const fsck = await new Deno.Command("e2fsck", { args: ["-fn", disk] }).output();
+        assert.equal(fsck.code, 0, new TextDecoder().decode(fsck.stdout));
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
