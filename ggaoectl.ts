@@ -12,6 +12,7 @@
  */
 
 import { parseArgs } from "node:util";
+import { loadConfig } from "./src/config/load.ts";
 import { DEFAULTS } from "./src/config/types.ts";
 import {
   ControlClient,
@@ -189,7 +190,7 @@ async function socketPath(socket?: string, config?: string): Promise<string> {
     }
   }
   try {
-    return await controlSocketFromConfig(file);
+    return controlSocketFromConfig(file);
   } catch (e) {
     throw new UserError(`Loading the config file has failed: ${(e as Error).message}`);
   }
@@ -199,22 +200,10 @@ async function socketPath(socket?: string, config?: string): Promise<string> {
 class UserError extends Error {}
 
 /** Reads only `control-socket` from the daemon's configuration (TOML or the original's INI). */
-async function controlSocketFromConfig(file: string): Promise<string> {
-  // The loader is written alongside this tool; until it is in the tree, say so plainly.
-  const loaderUrl = new URL("./src/config/load.ts", import.meta.url).href;
-  let loader: {
-    loadConfig(
-      path: string,
-      options: { checkFilesystem: boolean },
-    ): Promise<{ global: { controlSocket: string } }> | { global: { controlSocket: string } };
-  };
-  try {
-    loader = await import(loaderUrl);
-  } catch (e) {
-    throw new Error(`the configuration loader is not available (${(e as Error).message}); use -s`);
-  }
-  const config = await loader.loadConfig(file, { checkFilesystem: false });
-  return config.global.controlSocket;
+function controlSocketFromConfig(file: string): string {
+  // Devices need not be reachable from here, and the kernel release (which only decides the
+  // TX ring workaround) would need --allow-sys: skip both.
+  return loadConfig(file, { checkFilesystem: false, kernelRelease: "" }).global.controlSocket;
 }
 
 async function runOnce(

@@ -308,8 +308,9 @@ async function run(
   const patterns = given && given.length > 0 ? given : null;
   switch (cmd) {
     case "stats": {
-      const uptime = handler.uptime();
       const { devices, interfaces } = await handler.stats();
+      // Read after the counters arrive: monitor divides by uptime differences.
+      const uptime = handler.uptime();
       return {
         ok: true,
         uptime,
