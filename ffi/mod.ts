@@ -1,0 +1,27 @@
+/**
+ * ggaoed's FFI layer: everything that touches the kernel (Linux x86-64).
+ *
+ * Callers get classes, descriptors (numbers), `Uint8Array`s and {@link SysError}s; no raw
+ * pointer leaves this directory.
+ *
+ * @module
+ */
+
+export { Errno, errnoCode, SysError, sysError } from "./errno.ts";
+export type { Advice, ErrnoCode } from "./errno.ts";
+export { Memory, PAGE_SIZE } from "./memory.ts";
+export { Epoll, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EventFd, TimerFd } from "./events.ts";
+export {
+  AIO_MAX_IOVECS,
+  AioContext,
+  IOCB_CMD_FDSYNC,
+  IOCB_CMD_FSYNC,
+  IOCB_CMD_NOOP,
+  IOCB_CMD_PREAD,
+  IOCB_CMD_PREADV,
+  IOCB_CMD_PWRITE,
+  IOCB_CMD_PWRITEV,
+} from "./aio.ts";
+export type { AioBackend, AioOptions } from "./aio.ts";
+export { closeFd, fdatasync, fsyncPath, openStorage, pread, pwrite, setDirect } from "./storage.ts";
+export type { Storage, StorageOptions } from "./storage.ts";

@@ -1,0 +1,181 @@
+/**
+ * Opening exported devices and files, flushing, and plain synchronous I/O for tests and tools
+ * (the data path uses {@link AioContext}).
+ *
+ * @module
+ */
+
+import { check, Errno, lastError } from "./errno.ts";
+import type { Advice } from "./errno.ts";
+import { cString, errno, libc } from "./libc.ts";
+import {
+  BLKGETSIZE64,
+  F_GETFL,
+  F_SETFL,
+  O_CLOEXEC,
+  O_DIRECT,
+  O_EXCL,
+  O_RDONLY,
+  O_RDWR,
+  S_IFBLK,
+  S_IFMT,
+  S_IFREG,
+} from "./constants.ts";
+import { STAT } from "./structs.ts";
+
+/** How to open an exported device. */
+export interface StorageOptions {
+  /** O_RDONLY instead of O_RDWR. */
+  readOnly: boolean;
+  /** O_DIRECT: bypass the page cache (buffers must be 512-byte aligned). */
+  direct: boolean;
+  /** O_EXCL on block devices: fail if mounted or opened exclusively elsewhere. */
+  exclusive: boolean;
+}
+
+/** An open device or file. */
+export interface Storage {
+  /** The descriptor (close with {@link closeFd}). */
+  fd: number;
+  /** Size in bytes. */
+  size: number;
+  /** True for a block device, false for a regular file. */
+  blockDevice: boolean;
+}
+
+const TWO_32 = 0x1_0000_0000;
+
+function statMode(path: string): { mode: number; size: number } {
+  const buffer = new Uint8Array(new ArrayBuffer(STAT.size));
+  check(libc().stat(cString(path), buffer), `stat(${path})`, {
+    ENOENT: "the path does not exist",
+    EACCES: "permission denied on the path; run as root",
+  });
+  const view = new DataView(buffer.buffer);
+  return { mode: view.getUint32(STAT.mode, true), size: readU64(view, STAT.stSize) };
+}
+
+function readU64(view: DataView, offset: number): number {
+  return view.getUint32(offset, true) + view.getUint32(offset + 4, true) * TWO_32;
+}
+
+/**
+ * Opens `path` (a block device or a regular file) for export, close-on-exec, and measures it
+ * (fstat for files, ioctl(BLKGETSIZE64) for block devices). Errors carry advice: EBUSY with
+ * O_EXCL means the device is in use; EINVAL with O_DIRECT means the file system cannot do
+ * direct I/O.
+ */
+export function openStorage(path: string, options: StorageOptions): Storage {
+  const { mode } = statMode(path);
+  const type = mode & S_IFMT;
+  if (type !== S_IFBLK && type !== S_IFREG) {
+    throw new Error(`${path}: not a block device or regular file`);
+  }
+  const blockDevice = type === S_IFBLK;
+  const flags = (options.readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC |
+    (options.direct ? O_DIRECT : 0) | (options.exclusive && blockDevice ? O_EXCL : 0);
+  const advice: Advice = {
+    EBUSY: "is in use (mounted, or exported elsewhere)",
+    EINVAL: options.direct
+      ? "the filesystem does not support O_DIRECT; set direct-io = false"
+      : undefined,
+    EROFS: "the device or file system is read-only; export it with read-only = true",
+    EACCES: "permission denied; run as root or export it read-only",
+  };
+  const fd = check(libc().open(cString(path), flags, 0), `open(${path})`, advice);
+  try {
+    return { fd, size: blockDevice ? blockDeviceSize(fd, path) : fileSize(fd, path), blockDevice };
+  } catch (error) {
+    libc().close(fd);
+    throw error;
+  }
+}
+
+function fileSize(fd: number, path: string): number {
+  const buffer = new Uint8Array(new ArrayBuffer(STAT.size));
+  check(libc().fstat(fd, buffer), `fstat(${path})`);
+  return readU64(new DataView(buffer.buffer), STAT.stSize);
+}
+
+function blockDeviceSize(fd: number, path: string): number {
+  const buffer = new Uint8Array(new ArrayBuffer(8));
+  check(libc().ioctl(fd, BigInt(BLKGETSIZE64), buffer), `ioctl(${path}, BLKGETSIZE64)`);
+  return readU64(new DataView(buffer.buffer), 0);
+}
+
+/** Turns O_DIRECT on or off for an open descriptor (fcntl F_SETFL). */
+export function setDirect(fd: number, on: boolean): void {
+  const flags = check(libc().fcntl(fd, F_GETFL, 0n), `fcntl(${fd}, F_GETFL)`);
+  const wanted = on ? flags | O_DIRECT : flags & ~O_DIRECT;
+  if (wanted === flags) return;
+  check(libc().fcntl(fd, F_SETFL, BigInt(wanted)), `fcntl(${fd}, F_SETFL)`, {
+    EINVAL: "the filesystem does not support O_DIRECT; set direct-io = false",
+  });
+}
+
+/** fdatasync(2): data written so far is on stable storage. */
+export function fdatasync(fd: number): void {
+  check(libc().fdatasync(fd), `fdatasync(${fd})`, {
+    EIO: "the device reported a write error: data may be lost",
+  });
+}
+
+/**
+ * fsync(2) of a file or directory by path — after a rename, fsync the directory so the new name
+ * survives a crash.
+ */
+export function fsyncPath(path: string): void {
+  const fd = check(libc().open(cString(path), O_RDONLY | O_CLOEXEC, 0), `open(${path})`);
+  try {
+    check(libc().fsync(fd), `fsync(${path})`);
+  } finally {
+    libc().close(fd);
+  }
+}
+
+/**
+ * Reads into all of `buffer` from byte `offset` (retrying short reads and EINTR); returns the
+ * bytes read, fewer only at end of file. Synchronous: for tests and tools.
+ */
+export function pread(fd: number, buffer: Uint8Array<ArrayBuffer>, offset: number): number {
+  let done = 0;
+  while (done < buffer.length) {
+    const part = done === 0 ? buffer : buffer.subarray(done);
+    const n = Number(libc().pread(fd, part, BigInt(part.length), BigInt(offset + done)));
+    if (n === -1) {
+      if (errno() === Errno.EINTR) continue;
+      throw lastError(`pread(${fd}, ${part.length} bytes at ${offset + done})`, {
+        EINVAL: "O_DIRECT needs 512-byte aligned buffers, offsets and lengths",
+      });
+    }
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
+/**
+ * Writes all of `buffer` at byte `offset` (retrying short writes and EINTR); returns the bytes
+ * written. Synchronous: for tests and tools.
+ */
+export function pwrite(fd: number, buffer: Uint8Array<ArrayBuffer>, offset: number): number {
+  let done = 0;
+  while (done < buffer.length) {
+    const part = done === 0 ? buffer : buffer.subarray(done);
+    const n = Number(libc().pwrite(fd, part, BigInt(part.length), BigInt(offset + done)));
+    if (n === -1) {
+      if (errno() === Errno.EINTR) continue;
+      throw lastError(`pwrite(${fd}, ${part.length} bytes at ${offset + done})`, {
+        EINVAL: "O_DIRECT needs 512-byte aligned buffers, offsets and lengths",
+        ENOSPC: "the file system is full",
+      });
+    }
+    done += n;
+  }
+  return done;
+}
+
+/** close(2). */
+export function closeFd(fd: number): void {
+  check(libc().close(fd), `close(${fd})`);
+}

@@ -1,0 +1,144 @@
+/**
+ * Kernel and libc struct layouts on Linux x86-64: byte offsets and sizes.
+ *
+ * Each table maps a field to its byte offset and has a `size`. They are checked against the C
+ * headers by tests/ffi/structs_test.ts, which compiles a program printing sizeof/offsetof.
+ * 64-bit fields that the hot path touches are accessed as two little-endian u32 halves
+ * (`lo` at the offset, `hi` at offset + 4) so that no BigInt is involved.
+ *
+ * @module
+ */
+
+/**
+ * struct sockaddr_ll (20 bytes), linux/if_packet.h
+ * ```
+ *  0 u16 sll_family     (AF_PACKET)
+ *  2 u16 sll_protocol   (big-endian ethertype)
+ *  4 i32 sll_ifindex
+ *  8 u16 sll_hatype
+ * 10 u8  sll_pkttype
+ * 11 u8  sll_halen
+ * 12 u8  sll_addr[8]
+ * ```
+ */
+export const SOCKADDR_LL = {
+  size: 20,
+  family: 0,
+  protocol: 2,
+  ifindex: 4,
+  hatype: 8,
+  pkttype: 10,
+  halen: 11,
+  addr: 12,
+} as const;
+
+/** struct tpacket_req (16 bytes): four u32 — block_size, block_nr, frame_size, frame_nr. */
+export const TPACKET_REQ = {
+  size: 16,
+  blockSize: 0,
+  blockNr: 4,
+  frameSize: 8,
+  frameNr: 12,
+} as const;
+
+/**
+ * struct tpacket2_hdr (32 bytes), at the start of every ring frame.
+ * ```
+ *  0 u32 tp_status   (RX: 0 kernel, bit 0 user, bit 2 losing; TX: 0 available, 1 send request)
+ *  4 u32 tp_len      (wire length)
+ *  8 u32 tp_snaplen  (bytes in the frame)
+ * 12 u16 tp_mac      (offset of the Ethernet header from the frame start)
+ * 14 u16 tp_net
+ * 16 u32 tp_sec
+ * 20 u32 tp_nsec
+ * 24 u16 tp_vlan_tci
+ * 26 u16 tp_vlan_tpid
+ * 28 u8  tp_padding[4]
+ * ```
+ */
+export const TPACKET2_HDR = {
+  size: 32,
+  status: 0,
+  len: 4,
+  snaplen: 8,
+  mac: 12,
+  net: 14,
+  sec: 16,
+  nsec: 20,
+  vlanTci: 24,
+  vlanTpid: 26,
+} as const;
+
+/** struct tpacket_stats (8 bytes): u32 tp_packets, u32 tp_drops (reading resets them). */
+export const TPACKET_STATS = { size: 8, packets: 0, drops: 4 } as const;
+
+/**
+ * struct iocb (64 bytes), linux/aio_abi.h, little-endian x86-64.
+ * ```
+ *  0 u64 aio_data        (returned in io_event.data: our slot number)
+ *  8 u32 aio_key
+ * 12 u32 aio_rw_flags
+ * 16 u16 aio_lio_opcode
+ * 18 i16 aio_reqprio
+ * 20 u32 aio_fildes
+ * 24 u64 aio_buf         (PREADV/PWRITEV: address of the iovec array)
+ * 32 u64 aio_nbytes      (PREADV/PWRITEV: iovec count)
+ * 40 i64 aio_offset
+ * 48 u64 aio_reserved2
+ * 56 u32 aio_flags       (IOCB_FLAG_RESFD)
+ * 60 u32 aio_resfd       (eventfd signalled on completion)
+ * ```
+ */
+export const IOCB = {
+  size: 64,
+  data: 0,
+  key: 8,
+  rwFlags: 12,
+  opcode: 16,
+  reqprio: 18,
+  fildes: 20,
+  buf: 24,
+  nbytes: 32,
+  offset: 40,
+  reserved2: 48,
+  flags: 56,
+  resfd: 60,
+} as const;
+
+/** struct io_event (32 bytes): u64 data, u64 obj, i64 res (bytes or -errno), i64 res2. */
+export const IO_EVENT = { size: 32, data: 0, obj: 8, res: 16, res2: 24 } as const;
+
+/** struct iovec (16 bytes): void *iov_base, size_t iov_len. */
+export const IOVEC = { size: 16, base: 0, len: 8 } as const;
+
+/** struct epoll_event (12 bytes, packed on x86-64): u32 events, u64 data. */
+export const EPOLL_EVENT = { size: 12, events: 0, data: 4 } as const;
+
+/** struct timespec (16 bytes): i64 tv_sec, i64 tv_nsec. */
+export const TIMESPEC = { size: 16, sec: 0, nsec: 8 } as const;
+
+/** struct itimerspec (32 bytes): timespec it_interval, timespec it_value. */
+export const ITIMERSPEC = { size: 32, interval: 0, value: 16 } as const;
+
+/**
+ * struct ifreq (40 bytes): char ifr_name[16], then a union at 16 — int ifr_ifindex,
+ * int ifr_mtu, short ifr_flags, struct sockaddr ifr_hwaddr (u16 sa_family @16, sa_data @18).
+ */
+export const IFREQ = {
+  size: 40,
+  name: 0,
+  ifindex: 16,
+  mtu: 16,
+  flags: 16,
+  hwaddrFamily: 16,
+  hwaddrData: 18,
+} as const;
+
+/** struct sock_filter (8 bytes): u16 code, u8 jt, u8 jf, u32 k. */
+export const SOCK_FILTER = { size: 8, code: 0, jt: 2, jf: 3, k: 4 } as const;
+
+/** struct sock_fprog (16 bytes): u16 len, (6 bytes padding), struct sock_filter *filter. */
+export const SOCK_FPROG = { size: 16, len: 0, filter: 8 } as const;
+
+/** The fields of struct stat (144 bytes on x86-64) that we read. */
+export const STAT = { size: 144, mode: 24, rdev: 40, stSize: 48 } as const;
