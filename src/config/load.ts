@@ -6,11 +6,13 @@
  * (REFERENCE.md decisions 1-3), list items are trimmed (4), and an `accept` list that resolves
  * to nothing is an error (5).
  *
- * Format detection: a file is TOML when it parses as TOML and its top-level names are only
- * `defaults`, `acls`, `devices` and `interfaces`. Otherwise it is the original's INI format when
- * it reads as a GKeyFile without a syntax error. When it is neither, the errors of the format it
- * most resembles are reported: TOML if it parsed as TOML, or if it has `[devices.`/
- * `[interfaces.`/`[[` headers or quoted, array or inline-table values; INI otherwise.
+ * Format detection (docs/configuration.md): a file that parses as TOML is TOML, unless it also
+ * reads as a GKeyFile and has top-level tables that TOML cannot mean (not `defaults`, `acls`,
+ * `devices`, `interfaces` nor a misspelling of one, holding plain keys only: `[eth1]`,
+ * `[disk1]`). A file that does not parse as TOML is INI when it reads as a GKeyFile. When it is
+ * neither, the errors of the format it most resembles are reported: TOML if it has
+ * `[devices.`/`[interfaces.`/`[[` headers or quoted, array or inline-table values; INI
+ * otherwise.
  *
  * @module
  */
@@ -112,9 +114,7 @@ export function parseConfigText(text: string, file: string, options: LoadOptions
     if (!(e instanceof TomlError)) throw e;
     tomlError = e;
   }
-  if (toml && Object.keys(toml).every((k) => TOP_LEVEL.includes(k))) {
-    return b.fromToml(toml, text);
-  }
+  if (toml && !iniLikeTables(toml)) return b.fromToml(toml, text);
   const ini = parseKeyFile(text);
   const iniClean = ini.errors.length === 0 && ini.keyFile.groups.size > 0 &&
     ![...ini.keyFile.groups.keys()].some((g) => /^(devices|interfaces)\./.test(g));
@@ -137,6 +137,19 @@ export function parseConfigText(text: string, file: string, options: LoadOptions
     }
   }
   throw new ConfigError(b.issues);
+}
+
+/**
+ * True when a file that parses as TOML is more likely the original INI format: it has top-level
+ * tables TOML cannot mean (`[eth1]`, `[disk1]`), none of them a misspelling of a known table,
+ * all holding plain keys only.
+ */
+function iniLikeTables(doc: Table): boolean {
+  const unknown = Object.keys(doc).filter((k) => !TOP_LEVEL.includes(k));
+  return unknown.length > 0 && unknown.every((k) => {
+    const v = doc[k];
+    return isTable(v) && suggest(k, TOP_LEVEL) === null && !Object.values(v).some(isTable);
+  });
 }
 
 function looksLikeToml(text: string): boolean {
@@ -227,14 +240,13 @@ class Builder {
     for (const key of Object.keys(doc)) {
       if (TOP_LEVEL.includes(key)) continue;
       const v = doc[key];
+      const s = suggest(key, TOP_LEVEL);
       let fix: string;
-      if (isTable(v) && "shelf" in v) fix = `device tables are written [devices.${key}]`;
+      if (s) fix = `did you mean [${s}]?`;
+      else if (isTable(v) && "shelf" in v) fix = `device tables are written [devices.${key}]`;
       else if (isTable(v)) fix = `interface tables are written [interfaces.${key}]`;
       else if (findKey(DEFAULTS_KEYS, key)) fix = `move ${key} into the [defaults] table`;
-      else {
-        const s = suggest(key, TOP_LEVEL);
-        fix = s ? `did you mean [${s}]?` : `the tables are ${TOP_LEVEL.join(", ")}`;
-      }
+      else fix = `the tables are ${TOP_LEVEL.join(", ")}`;
       this.issue(key, `unknown top-level ${isTable(v) ? "table" : "key"}`, fix);
     }
     const defaults = part("defaults");

@@ -155,18 +155,22 @@ export function findKey(specs: readonly KeySpec[], key: string): KeySpec | undef
   return specs.find((s) => s.key === key);
 }
 
+/** Edit distance counting a swap of two neighbours as one edit (`mut` → `mtu` is 1). */
 function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  const d: number[][] = Array.from(
+    { length: a.length + 1 },
+    (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
   for (let i = 1; i <= a.length; i++) {
-    let diagonal = row[0];
-    row[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const above = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diagonal = above;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      }
     }
   }
-  return row[b.length];
+  return d[a.length][b.length];
 }
 
 /**
@@ -175,6 +179,11 @@ function editDistance(a: string, b: string): number {
  */
 export function suggest(name: string, known: readonly string[]): string | null {
   const norm = (s: string) => s.toLowerCase().replace(/[_ ]/g, "-");
+  // An abbreviation (`warn`, `ring-buffer`) names the key it starts.
+  if (name.length >= 3) {
+    const prefixed = known.filter((k) => norm(k).startsWith(norm(name)));
+    if (prefixed.length === 1) return prefixed[0];
+  }
   let best: string | null = null;
   let bestDistance = Infinity;
   for (const k of known) {
