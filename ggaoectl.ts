@@ -31,6 +31,7 @@ import {
   parseInterval,
 } from "./src/control/format.ts";
 import { writeAll } from "./src/control/lines.ts";
+import { CONTROL_COMMANDS } from "./src/control/types.ts";
 import { VERSION } from "./src/version.ts";
 
 const USAGE = `Usage: ggaoectl [options] <command> [name...]
@@ -70,18 +71,8 @@ so quote them; no names means all):
                                      ggaoectl clear-reserve 'disk*'
 `;
 
-const COMMANDS = new Set([
-  "stats",
-  "monitor",
-  "reload",
-  "show-config",
-  "show-macmask",
-  "show-reserve",
-  "clear-stats",
-  "clear-config",
-  "clear-macmask",
-  "clear-reserve",
-]);
+/** The daemon's requests, plus `monitor` (repeated `stats`). */
+const COMMANDS: ReadonlySet<string> = new Set([...CONTROL_COMMANDS, "monitor"]);
 
 /** Where output goes; tests may capture it. */
 export interface Output {

@@ -324,35 +324,44 @@ export function ifaceHeader(width: number): string {
   return padName("net", width) + "   rrqm/s      rkB/s   wrqm/s      wkB/s drp  avrun";
 }
 
+/** A printf column: the value, its width, and `%.Nf` decimals or "u" for `%u`. */
+type Column = [value: number, width: number, format: number | "u"];
+
+/** `%-*s` then the columns, separated by single spaces. */
+function tableRow(name: string, width: number, columns: Column[]): string {
+  const cells = columns.map(([v, w, f]) =>
+    (f === "u" ? formatCount(v) : formatFixed(v, f)).padStart(w)
+  );
+  return [padName(name, width), ...cells].join(" ");
+}
+
 /** `%-*s %8.1f %10.2f %8.1f %10.2f %3u %6.2f %2u %2u %2u %2u %8.2f` */
-export function formatDeviceRow(row: DeviceRow, width: number): string {
-  return [
-    padName(row.name, width),
-    formatFixed(row.readsPerSec, 1).padStart(8),
-    formatFixed(row.readKiBPerSec, 2).padStart(10),
-    formatFixed(row.writesPerSec, 1).padStart(8),
-    formatFixed(row.writeKiBPerSec, 2).padStart(10),
-    formatCount(row.other).padStart(3),
-    formatFixed(row.avgQueue, 2).padStart(6),
-    formatCount(row.queueStall).padStart(2),
-    formatCount(row.queueOver).padStart(2),
-    formatCount(row.ataErr).padStart(2),
-    formatCount(row.protoErr).padStart(2),
-    formatFixed(row.serviceMs, 2).padStart(8),
-  ].join(" ");
+export function formatDeviceRow(r: DeviceRow, width: number): string {
+  return tableRow(r.name, width, [
+    [r.readsPerSec, 8, 1],
+    [r.readKiBPerSec, 10, 2],
+    [r.writesPerSec, 8, 1],
+    [r.writeKiBPerSec, 10, 2],
+    [r.other, 3, "u"],
+    [r.avgQueue, 6, 2],
+    [r.queueStall, 2, "u"],
+    [r.queueOver, 2, "u"],
+    [r.ataErr, 2, "u"],
+    [r.protoErr, 2, "u"],
+    [r.serviceMs, 8, 2],
+  ]);
 }
 
 /** `%-*s %8.1f %10.2f %8.1f %10.2f %3u %6.2f` */
-export function formatIfaceRow(row: IfaceRow, width: number): string {
-  return [
-    padName(row.name, width),
-    formatFixed(row.rxPerSec, 1).padStart(8),
-    formatFixed(row.rxKiBPerSec, 2).padStart(10),
-    formatFixed(row.txPerSec, 1).padStart(8),
-    formatFixed(row.txKiBPerSec, 2).padStart(10),
-    formatCount(row.dropped).padStart(3),
-    formatFixed(row.avgRun, 2).padStart(6),
-  ].join(" ");
+export function formatIfaceRow(r: IfaceRow, width: number): string {
+  return tableRow(r.name, width, [
+    [r.rxPerSec, 8, 1],
+    [r.rxKiBPerSec, 10, 2],
+    [r.txPerSec, 8, 1],
+    [r.txKiBPerSec, 10, 2],
+    [r.dropped, 3, "u"],
+    [r.avgRun, 6, 2],
+  ]);
 }
 
 /** strcmp order: by UTF-8 bytes, which for these names is code unit order. */

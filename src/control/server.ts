@@ -49,6 +49,9 @@ export class ControlSocketError extends Error {
   }
 }
 
+/** How long `close()` waits for requests still being answered. */
+const CLOSE_GRACE_MS = 1000;
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
@@ -113,7 +116,14 @@ export async function startControlServer(
       listener.close();
       for (const conn of connections) closeQuietly(conn);
       await acceptLoop;
-      await Promise.allSettled([...served]);
+      // A request still waiting on the handler (say, on a worker that is stopping) must not
+      // hold up shutdown: its connection is closed already, so give it a moment, no more.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        Promise.allSettled([...served]),
+        new Promise((r) => timer = setTimeout(r, CLOSE_GRACE_MS)),
+      ]);
+      clearTimeout(timer);
       // Remove the file only if it is still ours: a later daemon may have replaced it.
       try {
         const now = await Deno.lstat(path);

@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { startControlServer } from "../../src/control/server.ts";
+import { CONTROL_COMMANDS } from "../../src/control/types.ts";
 import { DS, IS } from "../../src/stats.ts";
 import { VERSION } from "../../src/version.ts";
 import { TestHandler } from "./handler.ts";
@@ -261,20 +262,7 @@ Deno.test("ggaoectl talks to the daemon named by -c in a TOML config", async () 
 Deno.test("ggaoectl usage: help lists every command with an example; errors exit 1", async () => {
   const help = await ggaoectl("--help");
   assert.equal(help.code, 0);
-  for (
-    const cmd of [
-      "stats",
-      "monitor",
-      "reload",
-      "show-config",
-      "show-macmask",
-      "show-reserve",
-      "clear-stats",
-      "clear-config",
-      "clear-macmask",
-      "clear-reserve",
-    ]
-  ) {
+  for (const cmd of [...CONTROL_COMMANDS, "monitor"]) {
     assert.match(help.out, new RegExp(`^  ${cmd} `, "m"), `${cmd} is listed`);
     assert.match(help.out, new RegExp(`^ +ggaoectl ${cmd}\\b`, "m"), `${cmd} has an example`);
   }

@@ -337,3 +337,24 @@ Deno.test("connecting where no daemon listens says so, and what to do", async ()
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("close() does not wait for a request whose handler never answers", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ggaoed-ctl-" });
+  const path = `${dir}/ggaoed.sock`;
+  try {
+    const handler = new TestHandler(["disk1"], []);
+    handler.reload = () => new Promise(() => {}); // a worker that never replies
+    const server = await startControlServer(path, handler, () => {});
+    const client = await ControlClient.connect(path);
+    const pending = client.request("reload").catch((e) => e);
+    await new Promise((r) => setTimeout(r, 50));
+    const started = performance.now();
+    await server.close();
+    assert.ok(performance.now() - started < 3000);
+    assert.equal((await pending).name, "ControlProtocolError");
+    client.close();
+    await assert.rejects(Deno.lstat(path), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
