@@ -144,11 +144,6 @@ export class IniSection implements Section {
     return this.#group.entries.has(key);
   }
 
-  /** Line of `key`, for messages. */
-  line(key: string): number {
-    return this.#group.entries.get(key)?.line ?? this.#group.line;
-  }
-
   #read<T>(
     key: string,
     parse: (raw: string) => { ok: true; value: T } | { ok: false; message: string },
