@@ -87,6 +87,23 @@ result ${key}_seconds "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')"
 /** Guest script recipes. Each exits 0 only when every step succeeded. */
 export const guestScripts = {
   /**
+   * Waits for the AoE device and reports what the driver learned from Query Config and
+   * IDENTIFY, without any I/O. Results: size_bytes, payload_bytes, and from
+   * /sys/block/etherd!<name>/: state, mac, netif, fwver (firmware-version, hex).
+   */
+  discoverOnly(device: string, options: { waitSeconds?: number } = {}): string {
+    const { name } = devicePath(device);
+    const sys = `/sys/block/etherd!${name}`;
+    return `${waitStep(name, options.waitSeconds ?? 30)}
+for attr in state mac netif; do
+  result "$attr" "$(cat '${sys}/'$attr 2>/dev/null)"
+done
+result fwver "$(cat '${sys}/firmware-version' 2>/dev/null)"
+exit 0
+`;
+  },
+
+  /**
    * Waits for the AoE device, checks its size is `sizeMiB` MiB, writes the pattern over all of
    * it (buffered, then fsync), drops caches, reads the whole device back with O_DIRECT.
    * Results: size_bytes, payload_bytes, write_seconds (dd only),

@@ -128,3 +128,47 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "kernel aoe initiator discovers a vblade target and learns its size and MAC address",
+  ignore: skip !== null,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "ggaoed-kernel-vblade-" });
+    try {
+      const disk = join(dir, "disk.img");
+      await Deno.writeFile(disk, new Uint8Array());
+      await Deno.truncate(disk, 8 * 1024 * 1024);
+      await withTapNamespace(1500, async (ns) => {
+        const link = await new Deno.Command("ip", {
+          args: ["-n", ns.netns, "-o", "link", "show", ns.tap],
+        }).output();
+        const tapMac = /link\/ether ([0-9a-f:]{17})/.exec(new TextDecoder().decode(link.stdout))
+          ?.[1];
+        assert.ok(tapMac, "tap has a MAC address");
+        const vblade = spawnInNamespace(ns.netns, "vblade", ["3", "7", ns.tap, disk]);
+        let run;
+        try {
+          run = await runGuest({
+            netns: ns.netns,
+            tap: ns.tap,
+            mtu: 1500,
+            guestScript: guestScripts.discoverOnly("e3.7"),
+            timeoutMs: 60_000,
+          });
+        } finally {
+          await vblade.stop();
+        }
+        const context = `\n--- guest console (tail) ---\n${tail(run.output)}`;
+        assert.equal(run.exitCode, 0, context);
+        assert.equal(run.results.get("size_bytes"), String(8 * 1024 * 1024), context);
+        assert.equal(run.results.get("state"), "up", context);
+        assert.equal(run.results.get("netif"), "eth0", context);
+        // vblade answers from the tap's own address.
+        assert.equal(run.results.get("mac"), tapMac.replaceAll(":", ""), context);
+        assert.match(run.results.get("fwver") ?? "", /^0x[0-9a-f]+$/, context);
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
