@@ -142,6 +142,9 @@ export { frameShelf, frameSlot };
 /** Largest MTU we use: link MTUs are capped here. */
 export const MAX_MTU = 16384;
 
+/** Extra bytes a whole-buffer write copy may carry before a subarray view is cheaper. */
+const WHOLE_COPY_SLACK = 2048;
+
 /** errno EIO, as a completion result -5. */
 const EIO = 5;
 
@@ -414,11 +417,15 @@ function readWrite(
   }
   const f = work.frame;
   if (write) {
-    // Copy the payload before writing the header (rx may alias f). When the whole receive
-    // buffer fits, one set() of all of it avoids allocating a subarray view per request.
+    // Copy the payload before writing the header (rx may alias f). When the receive buffer is
+    // about the frame's size, one set() of all of it avoids allocating a subarray view per
+    // request; a much larger buffer (a whole ring block) is not worth copying whole.
     if (rx.buffer !== f.buffer || rx.byteOffset !== f.byteOffset) {
-      if (rx.length <= f.length) f.set(rx, 0);
-      else f.set(rx.subarray(AOE_ATA_HDR_LEN, AOE_ATA_HDR_LEN + bytes), AOE_ATA_HDR_LEN);
+      if (rx.length <= f.length && rx.length <= AOE_ATA_HDR_LEN + bytes + WHOLE_COPY_SLACK) {
+        f.set(rx, 0);
+      } else {
+        f.set(rx.subarray(AOE_ATA_HDR_LEN, AOE_ATA_HDR_LEN + bytes), AOE_ATA_HDR_LEN);
+      }
     }
     stats[DS.write_cnt]++;
     stats[DS.write_bytes] += bytes;
