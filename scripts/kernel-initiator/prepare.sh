@@ -162,4 +162,11 @@ cat >"$cache/current.json.tmp" <<EOF
 }
 EOF
 mv "$cache/current.json.tmp" "$cache/current.json"
+# Older kernels' packages and images are dead weight (about 80 MB each) once a new one is ready.
+for old in "$cache"/dl/linux-image-*.deb; do
+  [ "$old" = "$deb" ] || rm -f "$old"
+done
+for old in "$cache"/*/stamp; do
+  [ -e "$old" ] && [ "$(dirname "$old")" != "$out" ] && rm -rf "$(dirname "$old")"
+done
 echo "kernel-initiator: ready: $out (modules: ${order[*]})"
