@@ -25,3 +25,7 @@ export {
 export type { AioBackend, AioOptions } from "./aio.ts";
 export { closeFd, fdatasync, fsyncPath, openStorage, pread, pwrite, setDirect } from "./storage.ts";
 export type { Storage, StorageOptions } from "./storage.ts";
+export { interfaceInfo, listInterfaces } from "./netif.ts";
+export type { InterfaceInfo } from "./netif.ts";
+export { PacketSocket } from "./packet.ts";
+export type { PacketFilter, PacketSocketOptions } from "./packet.ts";

@@ -1,0 +1,181 @@
+import assert from "node:assert/strict";
+import { NetLab, withNetLab } from "../helpers/netns.ts";
+import { buildFrame, checksum } from "./fixtures/frames.ts";
+import type { FrameSpec, ReceivedFrame } from "./fixtures/frames.ts";
+
+const DENO = Deno.execPath();
+const AGENT = new URL("./fixtures/packet_agent.ts", import.meta.url).pathname;
+const AOE = 0x88a2;
+const REQUEST = 0x10; // AoE version 1, no flags
+const RESPONSE = 0x18; // version 1, R set
+
+/** Talks to one packet_agent.ts running in a namespace: a JSON command per line each way. */
+class Agent {
+  readonly #lines: ReadableStreamDefaultReader<string>;
+  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
+
+  constructor(child: Deno.ChildProcess) {
+    this.#lines = child.stdout
+      .pipeThrough(new TextDecoderStream())
+      .pipeThrough(splitLines())
+      .getReader();
+    this.#stdin = child.stdin.getWriter();
+  }
+
+  static start(lab: NetLab, ns: string): Agent {
+    return new Agent(lab.spawn(ns, [DENO, "run", "-A", "--quiet", AGENT]));
+  }
+
+  // deno-lint-ignore no-explicit-any
+  async call(command: Record<string, unknown>, timeoutMs = 20_000): Promise<any> {
+    await this.#stdin.write(new TextEncoder().encode(JSON.stringify(command) + "\n"));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`agent: no answer to ${command.op}`)), timeoutMs);
+    });
+    try {
+      const { value, done } = await Promise.race([this.#lines.read(), timeout]);
+      if (done) throw new Error(`agent exited during ${command.op}`);
+      const answer = JSON.parse(value);
+      if (!answer.ok) throw new Error(`agent ${command.op}: ${answer.error}`);
+      return answer;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function splitLines(): TransformStream<string, string> {
+  let pending = "";
+  return new TransformStream({
+    transform(chunk, controller) {
+      pending += chunk;
+      const lines = pending.split("\n");
+      pending = lines.pop()!;
+      for (const line of lines) controller.enqueue(line);
+    },
+  });
+}
+
+/** Two namespaces joined by a veth pair at `mtu`, an agent in each. */
+async function pair(lab: NetLab, mtu: number) {
+  const [nsA, nsB] = [await lab.namespace(), await lab.namespace()];
+  const [ifA, ifB] = await lab.vethPair(nsA, nsB, { mtu });
+  return { a: Agent.start(lab, nsA), b: Agent.start(lab, nsB), ifA, ifB, nsA, nsB };
+}
+
+/** The checksum the receiver must report for `spec` sent from `src`: padded to 60 bytes. */
+function expectedChecksum(spec: FrameSpec, src: number): number {
+  const frame = new Uint8Array(Math.max(60, spec.length));
+  buildFrame(frame, spec, src);
+  return checksum(frame);
+}
+
+for (const mtu of [1500, 9000]) {
+  for (const rings of [true, false]) {
+    const mode = rings ? "RX/TX rings" : "recv/send";
+    Deno.test(`MTU ${mtu}, ${mode}: frames up to the maximum size cross a veth pair intact, short ones padded to 60`, async () => {
+      await withNetLab(async (lab) => {
+        const { a, b, ifA, ifB } = await pair(lab, mtu);
+        const ringBytes = rings ? 1 << 20 : 0;
+        const sender = await a.call({ op: "open", ifname: ifA, ringBytes, filter: "none" });
+        const receiver = await b.call({ op: "open", ifname: ifB, ringBytes, filter: "requests" });
+        for (const s of [sender, receiver]) {
+          assert.equal(s.rxRing, rings);
+          assert.equal(s.txRing, rings);
+          assert.equal(s.mtu, mtu);
+          assert.equal(s.frameSize, mtu + 14);
+        }
+        const specs: FrameSpec[] = [mtu + 14, 20, 59, 60, 61, 1000, mtu + 14, mtu]
+          .map((length, seed) => ({
+            dst: receiver.mac,
+            ethertype: AOE,
+            flags: REQUEST,
+            length,
+            seed,
+          }));
+        const sent = await a.call({ op: "send", frames: specs });
+        const got = await b.call({ op: "receive", count: specs.length, timeoutMs: 5000 });
+        assert.equal(got.frames.length, specs.length);
+        got.frames.forEach((frame: ReceivedFrame, i: number) => {
+          const wire = Math.max(60, specs[i].length);
+          assert.equal(frame.length, wire, `frame ${i} length`);
+          assert.equal(frame.wireLength, wire);
+          assert.equal(frame.src, sender.mac);
+          assert.equal(frame.checksum, expectedChecksum(specs[i], sender.mac), `frame ${i} bytes`);
+          assert.equal(frame.checksum, sent.checksums[i]);
+          assert.ok(
+            Math.abs(frame.timestamp - Date.now() / 1000) < 30,
+            "timestamp is wall-clock seconds",
+          );
+        });
+        if (rings) assert.ok(sent.txKicks >= 1, "the TX ring was kicked");
+        assert.equal(got.kernelDrops, 0);
+      });
+    });
+  }
+}
+
+Deno.test("the requests filter passes AoE requests only, responses passes responses, none all AoE", async () => {
+  await withNetLab(async (lab) => {
+    const { a, ifA, ifB, nsB } = await pair(lab, 1500);
+    const sender = await a.call({ op: "open", ifname: ifA, ringBytes: 1 << 20, filter: "none" });
+    const mixed = (dst: number): FrameSpec[] => [
+      { dst, ethertype: AOE, flags: RESPONSE, length: 100, seed: 1 },
+      { dst, ethertype: 0x88b5, flags: REQUEST, length: 100, seed: 2 }, // not AoE
+      { dst, ethertype: AOE, flags: REQUEST, length: 100, seed: 3 },
+      { dst, ethertype: AOE, flags: REQUEST | 0x04, length: 100, seed: 4 }, // E set, R clear
+      { dst, ethertype: AOE, flags: RESPONSE | 0x04, length: 100, seed: 5 },
+    ];
+    const expected = { requests: [2, 3], responses: [0, 4], none: [0, 2, 3, 4] };
+    for (const [filter, indices] of Object.entries(expected)) {
+      const b = Agent.start(lab, nsB);
+      const { mac } = await b.call({ op: "open", ifname: ifB, ringBytes: 1 << 20, filter });
+      // A last frame the filter accepts marks the end: frames arrive in order over the veth,
+      // so any frame wrongly let through would have arrived before it.
+      const marker = {
+        dst: mac,
+        ethertype: AOE,
+        flags: filter === "responses" ? RESPONSE : REQUEST,
+        length: 64,
+        seed: 9,
+      };
+      const frames = [...mixed(mac), marker];
+      await a.call({ op: "send", frames });
+      const got = await b.call({ op: "receive", count: indices.length + 1, timeoutMs: 3000 });
+      assert.deepEqual(
+        got.frames.map((f: ReceivedFrame) => f.checksum),
+        [...indices, frames.length - 1].map((i) => expectedChecksum(frames[i], sender.mac)),
+        `filter ${filter}`,
+      );
+      await b.call({ op: "close" });
+    }
+  });
+});
+
+Deno.test("a full TX ring gives no buffer until a kick lets the kernel drain it", async () => {
+  await withNetLab(async (lab) => {
+    const { a, b, ifA, ifB } = await pair(lab, 1500);
+    // 128 KiB: a 64 KiB TX ring of 42 frames of 1552 bytes.
+    const sender = await a.call({ op: "open", ifname: ifA, ringBytes: 128 * 1024, filter: "none" });
+    assert.equal(sender.txFrames, 42);
+    const receiver = await b.call({
+      op: "open",
+      ifname: ifB,
+      ringBytes: 4 << 20,
+      filter: "requests",
+    });
+    const fill = await a.call({ op: "fillTx", dst: receiver.mac });
+    assert.equal(fill.filled, sender.txFrames);
+    assert.equal(fill.txBufferNull, true);
+    // The kernel reports EPOLLOUT whenever the socket buffer has room (datagram_poll), even
+    // with every TX frame taken: EPOLLOUT alone does not mean txBuffer() will succeed.
+    assert.equal(fill.writable, true);
+    const drained = await a.call({ op: "flushAndWait", timeoutMs: 3000 });
+    assert.equal(drained.free, true);
+    assert.equal(drained.txKicks, 1);
+    const got = await b.call({ op: "receive", count: fill.filled, timeoutMs: 3000 });
+    assert.equal(got.frames.length + got.kernelDrops, fill.filled);
+    assert.ok(got.frames.every((f: ReceivedFrame) => f.length === 100));
+  });
+});
