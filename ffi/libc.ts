@@ -285,36 +285,32 @@ export function assertSupportedPlatform(): void {
   }
 }
 
-/** libc's symbols, opening `libc.so.6` on first use. */
-export function libc(): Libc {
-  if (libcHandle !== null) return libcHandle;
+/** Opens `name` once the platform is known to be supported; a failure says what to do. */
+function open<S extends Deno.ForeignLibraryInterface>(name: string, symbols: S, advice: string) {
   assertSupportedPlatform();
   try {
-    libcHandle = Deno.dlopen("libc.so.6", LIBC_SYMBOLS).symbols;
+    return Deno.dlopen(name, symbols).symbols;
   } catch (cause) {
-    throw new Error(
-      "libc.so.6 could not be opened — ggaoed needs glibc 2.33 or later on Linux, and Deno " +
-        "run with --allow-ffi",
-      { cause },
-    );
+    throw new Error(`${name} could not be opened — ${advice}`, { cause });
   }
-  return libcHandle;
+}
+
+/** libc's symbols, opening `libc.so.6` on first use. */
+export function libc(): Libc {
+  return libcHandle ??= open(
+    "libc.so.6",
+    LIBC_SYMBOLS,
+    "ggaoed needs glibc 2.33 or later, and Deno run with --allow-ffi",
+  );
 }
 
 /** libaio's symbols, opening `libaio.so.1` on first use; throws with advice when missing. */
 export function libaio(): Libaio {
-  if (libaioHandle !== null) return libaioHandle;
-  assertSupportedPlatform();
-  try {
-    libaioHandle = Deno.dlopen("libaio.so.1", LIBAIO_SYMBOLS).symbols;
-  } catch (cause) {
-    throw new Error(
-      "libaio.so.1 not found — install libaio1 (Debian) or libaio (Fedora), or use the raw " +
-        "system call backend",
-      { cause },
-    );
-  }
-  return libaioHandle;
+  return libaioHandle ??= open(
+    "libaio.so.1",
+    LIBAIO_SYMBOLS,
+    "install libaio1 (Debian) or libaio (Fedora); without it use the raw system call backend",
+  );
 }
 
 /** Whether `libaio.so.1` can be opened (opening it if so). */

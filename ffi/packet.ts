@@ -160,8 +160,12 @@ function ringRequest(ring: Ring | null): Uint8Array<ArrayBuffer> {
  *
  * Receive: `receive()` returns the next frame (or null), `rxLength` is its length, and
  * `release()` hands it back before the next `receive()`. Send: `txBuffer()` gives room for one
- * frame (or null while the TX ring is full: wait for EPOLLOUT), `commit(length)` queues (ring)
- * or sends (no ring) it, `flush()` kicks the kernel once for all committed ring frames.
+ * frame (or null while the TX ring is full), `commit(length)` queues (ring) or sends (no ring)
+ * it, `flush()` kicks the kernel once for all committed ring frames.
+ *
+ * Congestion: the kernel reports EPOLLOUT on a packet socket whenever its send buffer has room
+ * (datagram_poll), even while every TX ring frame is taken; EPOLLOUT alone does not promise a
+ * free frame. Retry `txBuffer()` after a flush, or on a short timer, rather than spinning on it.
  */
 export class PacketSocket {
   /** The socket descriptor (register it in an Epoll: EPOLLIN, and EPOLLOUT while congested). */

@@ -179,3 +179,29 @@ Deno.test("a full TX ring gives no buffer until a kick lets the kernel drain it"
     assert.ok(got.frames.every((f: ReceivedFrame) => f.length === 100));
   });
 });
+
+for (const rings of [true, false]) {
+  Deno.test(`${rings ? "RX ring" : "recv"}: a frame longer than frameSize arrives truncated, with its wire length`, async () => {
+    await withNetLab(async (lab) => {
+      const { a, b, ifA, ifB } = await pair(lab, 1500);
+      const ringBytes = rings ? 1 << 20 : 0;
+      const sender = await a.call({ op: "open", ifname: ifA, ringBytes, filter: "none" });
+      const receiver = await b.call({
+        op: "open",
+        ifname: ifB,
+        ringBytes,
+        filter: "requests",
+        frameSize: 1000,
+      });
+      assert.equal(receiver.frameSize, 1000);
+      const spec = { dst: receiver.mac, ethertype: AOE, flags: REQUEST, length: 1514, seed: 7 };
+      await a.call({ op: "send", frames: [spec] });
+      const [frame] = (await b.call({ op: "receive", count: 1, timeoutMs: 3000 })).frames;
+      assert.equal(frame.wireLength, 1514);
+      assert.ok(frame.length >= 1000 && frame.length < 1514, `kept ${frame.length} bytes`);
+      const full = new Uint8Array(1514);
+      buildFrame(full, spec, sender.mac);
+      assert.equal(frame.checksum, checksum(full.subarray(0, frame.length)), "the kept prefix");
+    });
+  });
+}
