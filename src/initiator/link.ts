@@ -6,7 +6,11 @@
  */
 
 import { Epoll, EPOLLIN, EPOLLOUT } from "../../ffi/mod.ts";
+import { interfaceInfo } from "../../ffi/netif.ts";
 import { PacketSocket } from "../../ffi/packet.ts";
+
+/** Largest frame a TPACKET ring frame may hold here (loopback's MTU is 65536). */
+const MAX_FRAME_SIZE = 65536;
 
 /** Default TPACKET ring memory (RX + TX): room for well over a window of jumbo frames each way. */
 export const DEFAULT_RING_BYTES = 4 * 1024 * 1024;
@@ -44,6 +48,7 @@ export class Link {
   /** Opens `ifname` for AoE responses (the kernel filter drops everything else). */
   static open(ifname: string, options: LinkOptions = {}): Link {
     const socket = PacketSocket.open(ifname, {
+      frameSize: Math.min(interfaceInfo(ifname).mtu + 14, MAX_FRAME_SIZE),
       ringBytes: options.ringBytes ?? DEFAULT_RING_BYTES,
       filter: "responses",
       sendBuffer: options.sendBuffer,

@@ -143,6 +143,8 @@ export class Pipeline {
   #seq = 1;
   #active = 0;
   #txBlocked = false;
+  /** Earliest time a request may time out: no scan before it. */
+  #nextCheck = Infinity;
 
   // Round-trip estimate (ms) and congestion window.
   #srtt = 0;
@@ -242,26 +244,33 @@ export class Pipeline {
       if (this.#queueLength > 0) this.#sendQueued();
       if (this.#active === 0 && exhausted) return;
 
-      if (this.#drain(t, source) > 0) continue;
+      const drained = this.#drain(t, source);
 
-      // Nothing arrived: retransmit what timed out, then sleep until the next deadline.
+      // Retransmit what timed out. Checked on every turn, not only when RX is empty: under a
+      // steady flow of replies a lost request would otherwise wait for the flow to stop.
       const now = performance.now();
-      let deadline = Infinity;
-      for (let s = 0; s < window; s++) {
-        if (this.#state[s] !== INFLIGHT) continue;
-        const due = this.#sentAt[s] + this.timeoutFor(this.#attempts[s]);
-        if (due <= now) this.#expire(t, s, source, now);
-        else if (due < deadline) deadline = due;
-      }
-      if (this.#queueLength > 0 && !this.#txBlocked) continue;
+      if (now >= this.#nextCheck) this.#expireDue(t, source, window, now);
+      if (drained > 0 || (this.#queueLength > 0 && !this.#txBlocked)) continue;
       if (this.#active === 0 && exhausted) return;
-      const wait = this.#txBlocked ? Math.min(deadline - now, 10) : deadline - now;
-      this.#link.wait(Math.min(wait, 1000), this.#txBlocked);
+      const wait = this.#nextCheck - now;
+      this.#link.wait(Math.min(this.#txBlocked ? 10 : 1000, wait), this.#txBlocked);
       if (this.#txBlocked) {
         this.#txBlocked = false;
         socket.flush();
       }
     }
+  }
+
+  /** Expires every request past its deadline; sets the next check to the earliest other one. */
+  #expireDue(t: TargetInfo, source: PipelineSource, window: number, now: number): void {
+    let next = Infinity;
+    for (let s = 0; s < window; s++) {
+      if (this.#state[s] !== INFLIGHT) continue;
+      const due = this.#sentAt[s] + this.timeoutFor(this.#attempts[s]);
+      if (due <= now) this.#expire(t, s, source, now);
+      else if (due < next) next = due;
+    }
+    this.#nextCheck = next;
   }
 
   #reset(t: TargetInfo, window: number): void {
@@ -273,6 +282,7 @@ export class Pipeline {
     this.#queueLength = 0;
     this.#active = 0;
     this.#txBlocked = false;
+    this.#nextCheck = Infinity;
     this.#window = window;
     this.#cwnd = window;
     this.minWindow = window;
@@ -314,6 +324,8 @@ export class Pipeline {
         if (this.#attempts[s] === 0) this.firstSentAt[s] = now;
         this.#sentAt[s] = now;
         this.#state[s] = INFLIGHT;
+        const due = now + this.timeoutFor(this.#attempts[s]);
+        if (due < this.#nextCheck) this.#nextCheck = due;
         sent++;
       }
       this.#queueHead = (this.#queueHead + 1) % size;
