@@ -34,10 +34,10 @@ COPY --from=build /opt/ggaoed /opt/ggaoed
 RUN rm -rf /opt/ggaoed/node_modules \
  && mkdir -p /etc/ggaoed /var/lib/ggaoed /run \
  && cp /opt/ggaoed/ggaoed.conf.dist /etc/ggaoed/ggaoed.conf.dist \
- && printf '#!/bin/sh\nexec deno run --cached-only --allow-ffi --allow-read --allow-write --allow-env --allow-sys /opt/ggaoed/ggaoectl.ts -c /etc/ggaoed/ggaoed.conf "$@"\n' > /usr/local/bin/ggaoectl \
+ && printf '#!/bin/sh\nexec deno run --cached-only --allow-ffi --allow-read --allow-write --allow-env --allow-sys --allow-net /opt/ggaoed/ggaoectl.ts -c /etc/ggaoed/ggaoed.conf "$@"\n' > /usr/local/bin/ggaoectl \
  && chmod +x /usr/local/bin/ggaoectl
 ENV DENO_DIR=/opt/deno-dir DENO_NO_UPDATE_CHECK=1
 VOLUME ["/etc/ggaoed", "/var/lib/ggaoed"]
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["deno", "run", "--cached-only", "--allow-ffi", "--allow-read", "--allow-write", "--allow-env", "--allow-sys", "/opt/ggaoed/ggaoed.ts"]
+ENTRYPOINT ["deno", "run", "--cached-only", "--allow-ffi", "--allow-read", "--allow-write", "--allow-env", "--allow-sys", "--allow-net", "/opt/ggaoed/ggaoed.ts"]
 CMD ["-c", "/etc/ggaoed/ggaoed.conf"]

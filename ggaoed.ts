@@ -1,7 +1,7 @@
 /**
  * ggaoed: the AoE target daemon.
  *
- *     deno run --allow-ffi --allow-read --allow-write --allow-env --allow-sys ggaoed.ts [options]
+ *     deno run --allow-ffi --allow-read --allow-write --allow-env --allow-sys --allow-net ggaoed.ts [options]
  *     ggaoed convert-config OLD.conf > NEW.toml
  *     ggaoed check-config [-c FILE]
  *

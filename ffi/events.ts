@@ -143,6 +143,17 @@ export class EventFd {
     return new EventFd(check(libc().eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd"));
   }
 
+  /**
+   * Wraps an eventfd created elsewhere in this process (file descriptors are process-wide: the
+   * main thread creates the data-path worker's wake eventfd and passes its number). The
+   * adopted object does not own the descriptor: its `close()` leaves it open.
+   */
+  static adopt(fd: number): EventFd {
+    const e = new EventFd(fd);
+    e.#closed = true;
+    return e;
+  }
+
   /** Adds `n` (>= 1) to the counter, making the fd readable. */
   signal(n = 1): void {
     if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`EventFd.signal: bad count ${n}`);

@@ -44,6 +44,15 @@ const LIBC_SYMBOLS = {
     parameters: ["buffer", /* const char *pathname */ "i32", /* int flags */ "u32" /* mode_t */],
     result: "i32",
   },
+  /** void *memcpy(void *dest, const void *src, size_t n) */
+  memcpy: {
+    parameters: ["buffer", /* void *dest */ "buffer", /* const void *src */ "usize" /* size_t n */],
+    result: "void",
+  },
+  /** struct if_nameindex *if_nameindex(void) */
+  if_nameindex: { parameters: [], result: "pointer" },
+  /** void if_freenameindex(struct if_nameindex *ptr) */
+  if_freenameindex: { parameters: ["pointer" /* struct if_nameindex *ptr */], result: "void" },
   /** int close(int fd) */
   close: { parameters: ["i32" /* int fd */], result: "i32" },
   /** ssize_t read(int fd, void *buf, size_t count) */

@@ -6,7 +6,7 @@
  */
 
 import { check, lastError } from "./errno.ts";
-import { libc } from "./libc.ts";
+import { big, libc } from "./libc.ts";
 import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from "./constants.ts";
 
 /** The x86-64 page size: Memory regions start on, and are sized in, multiples of it. */
@@ -100,4 +100,15 @@ export function _memoryPointerAt(memory: Memory, offset: number): Deno.PointerOb
   const base = pointerOf(memory);
   if (offset < 0 || offset > memory.length) throw new RangeError("offset outside the Memory");
   return offset === 0 ? base : Deno.UnsafePointer.offset(base, offset)!;
+}
+
+/**
+ * Copies `length` bytes from the start of `src` to the start of `dst` with memcpy(3): one fast
+ * FFI call, where `dst.set(src.subarray(0, length))` would allocate a view per frame.
+ */
+export function copyBytes(dst: Uint8Array, src: Uint8Array, length: number): void {
+  if (length > dst.length || length > src.length || length < 0) {
+    throw new RangeError(`copyBytes: ${length} bytes do not fit (${src.length} -> ${dst.length})`);
+  }
+  libc().memcpy(dst, src, big(length));
 }

@@ -9,7 +9,7 @@
 
 export { Errno, errnoCode, SysError, sysError } from "./errno.ts";
 export type { Advice, ErrnoCode } from "./errno.ts";
-export { Memory, PAGE_SIZE } from "./memory.ts";
+export { copyBytes, Memory, PAGE_SIZE } from "./memory.ts";
 export { Epoll, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EventFd, TimerFd } from "./events.ts";
 export {
   AIO_MAX_IOVECS,

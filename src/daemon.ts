@@ -46,7 +46,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     log("error", pidError);
     return 1;
   }
-  const wake = new EventFd();
+  const wake = EventFd.open();
   const worker = new Worker(new URL("./engine/worker.ts", import.meta.url), { type: "module" });
   const link = new WorkerLink(worker, wake);
   let control: ControlServer | null = null;
@@ -67,7 +67,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     try {
       control = await startControlServer(config.global.controlSocket, handler, log);
     } catch (e) {
-      log("error", `control socket ${config.global.controlSocket}: ${(e as Error).message}`);
+      log("error", (e as Error).message);
       code = 1;
       await link.stop(0);
       return code;

@@ -36,7 +36,7 @@ import { Action, Drop, WORK_FRAME_SIZE } from "../protocol/types.ts";
 import type { DeviceState } from "../state/device_state.ts";
 import { DEVICE_STAT_COUNT, DS, IFACE_STAT_COUNT, IS } from "../stats.ts";
 import { Device } from "./device.ts";
-import { Iface } from "./iface.ts";
+import { effectiveMtu, Iface } from "./iface.ts";
 import { type Request, RequestPool } from "./pool.ts";
 
 /** Log sink: the worker forwards these to the main thread's logger. */
@@ -81,7 +81,7 @@ export class DataPlane {
   #config: Config;
   readonly #log: LogFn;
   readonly #openState: StateOpener;
-  readonly #epoll = new Epoll(64);
+  readonly #epoll = Epoll.open(64);
   readonly #pool: RequestPool;
   /** Indexed by Device.index / Iface.index; null where one was removed. */
   readonly #devices: (Device | null)[] = [];
@@ -104,7 +104,7 @@ export class DataPlane {
       options.config.devices.reduce((sum, d) => sum + 2 * d.queueLength, 64);
     this.#pool = new RequestPool(Math.max(256, Math.min(wanted, 8192)));
     if (options.wake) this.#epoll.add(options.wake.fd, EPOLLIN, TOKEN_WAKE);
-    this.#now = performance.now() / 1000;
+    this.#now = wallClock();
   }
 
   /** Opens the devices and interfaces of the configuration and advertises every device. */
@@ -146,7 +146,7 @@ export class DataPlane {
   runOnce(timeoutMs: number): void {
     this.woken = false;
     const n = this.#epoll.wait(this.#nextTimeout(timeoutMs));
-    this.#now = performance.now() / 1000;
+    this.#now = wallClock();
     for (let i = 0; i < n; i++) {
       const token = this.#epoll.tokenAt(i);
       const index = token & TOKEN_INDEX;
@@ -243,14 +243,20 @@ export class DataPlane {
       const rx = sock.receive();
       if (rx === null) break;
       n++;
-      this.#handleFrame(ifc, rx, sock.rxLength);
+      try {
+        this.#handleFrame(ifc, rx, sock.rxLength, sock.rxTimestamp);
+      } catch (e) {
+        // A bug must not take the target down: drop the frame, count it, say what happened.
+        st[IS.dropped]++;
+        this.#log("error", `net/${ifc.name}: frame dropped: ${(e as Error).stack ?? e}`);
+      }
       sock.release();
     }
     if (n > 0) st[IS.rx_runs]++;
     if (sock.kernelDrops > st[IS.dropped]) st[IS.dropped] = sock.kernelDrops;
   }
 
-  #handleFrame(ifc: Iface, rx: Uint8Array, length: number): void {
+  #handleFrame(ifc: Iface, rx: Uint8Array, length: number, arrival: number): void {
     const st = ifc.stats;
     const cls = classifyFrame(rx, length);
     if (cls === FrameClass.SHORT) {
@@ -271,13 +277,13 @@ export class DataPlane {
       const dev = devices[i];
       if (!targetMatches(dev, shelf, slot)) continue;
       matched++;
-      this.#serve(ifc, dev, rx, length);
+      this.#serve(ifc, dev, rx, length, arrival);
     }
     if (matched === 0) st[IS.ignored]++;
     else if (isBroadcastAddress(shelf, slot)) st[IS.broadcast]++;
   }
 
-  #serve(ifc: Iface, dev: Device, rx: Uint8Array, length: number): void {
+  #serve(ifc: Iface, dev: Device, rx: Uint8Array, length: number, arrival: number): void {
     const r = this.#pool.get();
     if (r === null) {
       dev.stats[DS.queue_drop]++;
@@ -289,7 +295,7 @@ export class DataPlane {
     dev.inFlight++;
     r.device = dev.index;
     r.iface = ifc.index;
-    r.arrival = this.#now;
+    r.arrival = arrival;
     if (dev.config.traceIo) this.#log("debug", `disk/${dev.name}: ${describeRequest(rx, length)}`);
     switch (handleRequest(rx, length, ifc, dev, r)) {
       case Action.DROP:
@@ -338,7 +344,11 @@ export class DataPlane {
       return;
     }
     if (ifc.send(r)) this.#sent(r);
-    else this.#epoll.modify(ifc.socket.fd, EPOLLIN | EPOLLOUT, TOKEN_IFACE + ifc.index);
+    else if (!ifc.socket.txRing) {
+      // sendto() said EAGAIN: EPOLLOUT tells when the socket has room again. (With a TX ring
+      // EPOLLOUT does not mean a free ring frame; the loop retries every millisecond instead.)
+      this.#epoll.modify(ifc.socket.fd, EPOLLIN | EPOLLOUT, TOKEN_IFACE + ifc.index);
+    }
   }
 
   readonly #sent = (r: Request): void => {
@@ -359,7 +369,7 @@ export class DataPlane {
   }
 
   #drainTx(ifc: Iface): void {
-    if (ifc.drainQueue(this.#sent)) {
+    if (ifc.drainQueue(this.#sent) && !ifc.socket.txRing) {
       this.#epoll.modify(ifc.socket.fd, EPOLLIN, TOKEN_IFACE + ifc.index);
     }
   }
@@ -456,7 +466,7 @@ export class DataPlane {
         this.#log("info", `net/${name}: link or settings changed, reopening`);
         this.#closeIface(current);
       }
-      const ifc = this.#openIface(name, icfg);
+      const ifc = this.#openIface(name, icfg, info.mtu);
       if (ifc) fresh.push(ifc);
     }
     for (const ifc of this.interfaces) {
@@ -468,7 +478,7 @@ export class DataPlane {
     if (reattach || fresh.length > 0) this.#attachAll(reattach, fresh);
   }
 
-  #openIface(name: string, icfg: ReturnType<typeof interfaceConfig>): Iface | null {
+  #openIface(name: string, icfg: ReturnType<typeof interfaceConfig>, linkMtu: number): Iface | null {
     let stats = this.#ifaceCounters.get(name);
     if (!stats) {
       stats = sharedCounters(IFACE_STAT_COUNT);
@@ -482,7 +492,7 @@ export class DataPlane {
         filter: "requests",
         sendBuffer: icfg.sendBufferSize,
         receiveBuffer: icfg.receiveBufferSize,
-        mtu: icfg.mtu > 0 ? icfg.mtu : undefined,
+        frameSize: effectiveMtu(linkMtu, icfg.mtu) + 14,
       });
       const ifc = new Iface(index, name, socket, icfg, stats);
       this.#ifaces[index] = ifc;
@@ -533,6 +543,14 @@ export class DataPlane {
     }
     ifc.flush();
   }
+}
+
+/**
+ * Wall-clock seconds with sub-millisecond resolution: the same clock as the kernel's RX
+ * timestamps, which are the requests' arrival times (service times and max-delay sorting).
+ */
+function wallClock(): number {
+  return (performance.timeOrigin + performance.now()) / 1000;
 }
 
 /** The original's size format: KiB, then MiB/GiB/TiB while the value is >= 10240. */

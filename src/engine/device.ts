@@ -130,15 +130,15 @@ export class Device implements Target {
     this.sectors = Math.floor(storage.size / 512);
     let events: EventFd | null = null;
     try {
-      events = new EventFd();
-      this.events = events;
+      events = EventFd.open();
       this.#aio = AioContext.open(AIO_DEPTH, events);
-      this.timer = config.mergeDelay > 0 ? new TimerFd() : null;
+      this.timer = config.mergeDelay > 0 ? TimerFd.open() : null;
     } catch (e) {
       events?.close();
       closeFd(this.fd);
       throw e;
     }
+    this.events = events;
     for (let i = 0; i < AIO_DEPTH; i++) {
       this.#slots.push(new AioSlot());
       this.#freeSlots.push(AIO_DEPTH - 1 - i);

@@ -49,8 +49,7 @@ export class Iface implements Port {
     this.config = config;
     this.stats = stats;
     this.mac = macBytes(socket.mac);
-    const linkMtu = Math.min(socket.mtu, MAX_MTU);
-    this.mtu = config.mtu > 0 ? Math.min(linkMtu, config.mtu) : linkMtu;
+    this.mtu = effectiveMtu(socket.mtu, config.mtu);
     this.maxSectors = maxSectorsForMtu(this.mtu);
   }
 
@@ -132,4 +131,10 @@ export class Iface implements Port {
     this.stats[IS.tx_bytes] += length < 60 ? 60 : length;
     return true;
   }
+}
+
+/** The MTU requests are sized for: the link's, capped at 16384, lowered by the `mtu` setting. */
+export function effectiveMtu(linkMtu: number, configured: number): number {
+  const mtu = Math.min(linkMtu, MAX_MTU);
+  return configured > 0 ? Math.min(mtu, configured) : mtu;
 }

@@ -85,6 +85,22 @@ export class NetLab {
     return [nameA, nameB];
   }
 
+  /**
+   * Creates a veth pair with one end here (in the test process's own namespace, so that an
+   * in-process initiator can use it) and the other in namespace `ns`, both up; returns
+   * `[hostEnd, nsEnd]`. Deleting the namespace removes the pair.
+   */
+  async hostVethPair(ns: string, options: { mtu?: number } = {}): Promise<[string, string]> {
+    const base = this.#name();
+    const [host, inner] = [`${base}h`, `${base}t`];
+    await run(["ip", "link", "add", host, "type", "veth", "peer", "name", inner, "netns", ns]);
+    if (options.mtu) await run(["ip", "link", "set", host, "mtu", String(options.mtu)]);
+    await run(["ip", "link", "set", host, "up"]);
+    if (options.mtu) await this.setMtu(ns, inner, options.mtu);
+    await this.exec(ns, ["ip", "link", "set", inner, "up"], { check: true });
+    return [host, inner];
+  }
+
   /** Sets an interface's MTU inside a namespace. */
   async setMtu(ns: string, ifname: string, mtu: number): Promise<void> {
     await this.exec(ns, ["ip", "link", "set", ifname, "mtu", String(mtu)], { check: true });
