@@ -149,7 +149,7 @@ export class Initiator {
     }
     const policy: PipelinePolicy = {
       timeoutMs: positive(options.timeoutMs ?? 200, "timeoutMs"),
-      minTimeoutMs: positive(options.minTimeoutMs ?? 10, "minTimeoutMs"),
+      minTimeoutMs: positive(options.minTimeoutMs ?? 20, "minTimeoutMs"),
       adaptive: options.adaptive ?? true,
       retries: Math.min(255, Math.max(0, Math.floor(options.retries ?? 8))),
       congestionControl: options.congestionControl ?? true,

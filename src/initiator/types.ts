@@ -104,7 +104,8 @@ export interface InitiatorOptions {
    * adaptive one (smoothed round-trip time + 4 deviations, see `minTimeoutMs`).
    */
   timeoutMs?: number;
-  /** Floor of the adaptive retransmit timeout in ms (default 10). */
+  /** Floor of the adaptive retransmit timeout in ms (default 20: above scheduling and GC hiccups
+   * of a busy host, which would otherwise cause spurious retransmissions). */
   minTimeoutMs?: number;
   /** Use the measured round-trip time (default true); false retransmits after `timeoutMs`. */
   adaptive?: boolean;
