@@ -53,7 +53,9 @@ function rate(bytes: number, seconds: number): string {
 
 async function main(): Promise<void> {
   if (Deno.uid() !== 0) {
-    console.error("The demo needs root (network namespaces and packet sockets): sudo npx deno task demo");
+    console.error(
+      "The demo needs root (network namespaces and packet sockets): sudo npx deno task demo",
+    );
     Deno.exit(1);
   }
   const onSignal = () => {
@@ -66,7 +68,21 @@ async function main(): Promise<void> {
   step(`network: namespace ${ns}, veth ${hostEnd} (here) <-> ${targetEnd} (in ${ns}), MTU 9000`);
   run("ip", "netns", "add", ns);
   cleanups.push(() => run("ip", "netns", "del", ns));
-  run("ip", "link", "add", hostEnd, "mtu", "9000", "type", "veth", "peer", "name", targetEnd, "mtu", "9000");
+  run(
+    "ip",
+    "link",
+    "add",
+    hostEnd,
+    "mtu",
+    "9000",
+    "type",
+    "veth",
+    "peer",
+    "name",
+    targetEnd,
+    "mtu",
+    "9000",
+  );
   cleanups.push(() => run("ip", "link", "del", hostEnd));
   run("ip", "link", "set", targetEnd, "netns", ns);
   run("ip", "link", "set", hostEnd, "up");
@@ -102,8 +118,20 @@ direct-io = false
   step("daemon: ggaoed in the namespace");
   const daemon = new Deno.Command("ip", {
     args: [
-      "netns", "exec", ns, DENO, "run", "--allow-ffi", "--allow-read", "--allow-write",
-      "--allow-env", "--allow-sys", "--allow-net", `${ROOT}ggaoed.ts`, "-c", conf,
+      "netns",
+      "exec",
+      ns,
+      DENO,
+      "run",
+      "--allow-ffi",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-sys",
+      "--allow-net",
+      `${ROOT}ggaoed.ts`,
+      "-c",
+      conf,
     ],
     stdout: "inherit",
     stderr: "inherit",
@@ -133,7 +161,11 @@ direct-io = false
   step("IDENTIFY DEVICE");
   const idf = ini.identify(t);
   console.log(`    model '${idf.model}', serial '${idf.serial}', firmware '${idf.firmware}'`);
-  console.log(`    ${idf.sectors} sectors (${(idf.sectors * 512 / 1048576).toFixed(0)} MiB), LBA48 ${idf.lba48}`);
+  console.log(
+    `    ${idf.sectors} sectors (${
+      (idf.sectors * 512 / 1048576).toFixed(0)
+    } MiB), LBA48 ${idf.lba48}`,
+  );
 
   const size = IMAGE_MIB * 1024 * 1024;
   const data = new Uint8Array(size);
@@ -151,8 +183,15 @@ direct-io = false
   const back = ini.readRange(t, 0, size / 512);
   secs = (performance.now() - t0) / 1000;
   let bad = -1;
-  for (let i = 0; i < size; i++) if (back[i] !== data[i]) { bad = i; break; }
-  console.log(`    ${rate(size, secs)}; ${bad < 0 ? "all bytes match" : `MISMATCH at byte ${bad}`}`);
+  for (let i = 0; i < size; i++) {
+    if (back[i] !== data[i]) {
+      bad = i;
+      break;
+    }
+  }
+  console.log(
+    `    ${rate(size, secs)}; ${bad < 0 ? "all bytes match" : `MISMATCH at byte ${bad}`}`,
+  );
   const onDisk = Deno.readFileSync(image);
   const diskOk = onDisk.length === size && onDisk.every((b, i) => b === data[i]);
   console.log(`    the image file on disk ${diskOk ? "matches" : "DOES NOT match"} the pattern`);

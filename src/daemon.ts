@@ -281,7 +281,9 @@ function claimPidFile(path: string): string | null {
     Deno.writeTextFileSync(tmp, `${Deno.pid}\n`, { mode: 0o644 });
     Deno.renameSync(tmp, path);
   } catch (e) {
-    return `cannot write the pid file ${path}: ${(e as Error).message} (set pid-file to a writable path)`;
+    return `cannot write the pid file ${path}: ${
+      (e as Error).message
+    } (set pid-file to a writable path)`;
   }
   return null;
 }

@@ -10,13 +10,13 @@
  */
 
 import {
+  Epoll,
   EPOLLIN,
   EPOLLOUT,
-  Epoll,
+  type EventFd,
   interfaceInfo,
   listInterfaces,
   PacketSocket,
-  type EventFd,
 } from "../../ffi/mod.ts";
 import { matchesAny } from "../config/glob.ts";
 import { type Config, type DeviceConfig, interfaceConfig } from "../config/types.ts";
@@ -25,9 +25,9 @@ import {
   buildAdvertisement,
   classifyFrame,
   describeRequest,
+  FrameClass,
   frameShelf,
   frameSlot,
-  FrameClass,
   handleRequest,
   isBroadcastAddress,
   targetMatches,
@@ -478,7 +478,11 @@ export class DataPlane {
     if (reattach || fresh.length > 0) this.#attachAll(reattach, fresh);
   }
 
-  #openIface(name: string, icfg: ReturnType<typeof interfaceConfig>, linkMtu: number): Iface | null {
+  #openIface(
+    name: string,
+    icfg: ReturnType<typeof interfaceConfig>,
+    linkMtu: number,
+  ): Iface | null {
     let stats = this.#ifaceCounters.get(name);
     if (!stats) {
       stats = sharedCounters(IFACE_STAT_COUNT);

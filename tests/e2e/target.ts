@@ -1,0 +1,302 @@
+/**
+ * End-to-end test fixture: the real daemon (`ggaoed.ts` in a child process) inside a throw-away
+ * network namespace, joined by a veth pair to the test process, which talks to it with the
+ * project's initiator, aoetools or tshark on the host end.
+ *
+ * ```ts
+ * await withTarget({ mtu: 9000, devices: [{ name: "disk1", sizeMiB: 64 }] }, async (t) => {
+ *   const ini = t.initiator();
+ *   const disk = ini.find(0, 1);
+ *   ...
+ * });
+ * ```
+ *
+ * Everything (daemon, namespace, veth, temporary directory) is removed afterwards, also when the
+ * body throws. The daemon's log is kept and printed when the body fails.
+ *
+ * @module
+ */
+
+import { Initiator } from "../../src/initiator/mod.ts";
+import { NetLab } from "../helpers/netns.ts";
+
+export const REPO = new URL("../../", import.meta.url).pathname;
+export const DENO = Deno.execPath();
+/** The flags the README documents for running the daemon. */
+export const DAEMON_FLAGS = [
+  "--allow-ffi",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-sys",
+  "--allow-net",
+];
+
+/** One exported device of a test target. */
+export interface DeviceSpec {
+  name: string;
+  shelf?: number;
+  slot?: number;
+  /** Size of a fresh sparse image (ignored when `path` is given). */
+  sizeMiB?: number;
+  /** Size in bytes (overrides sizeMiB), e.g. for huge sparse images. */
+  sizeBytes?: number;
+  path?: string;
+  /** Extra TOML lines for this device's table. */
+  extra?: string;
+}
+
+export interface TargetOptions {
+  mtu?: number;
+  devices?: DeviceSpec[];
+  /** `ring-buffer-size` in KiB (0 = recvfrom/sendto). */
+  ringKiB?: number;
+  directIo?: boolean;
+  /** Extra TOML lines for [defaults]. */
+  defaults?: string;
+  /** Extra TOML appended to the file (e.g. [acls]). */
+  tail?: string;
+  /** Wait for the daemon to answer discovery before running the body (default true). */
+  waitReady?: boolean;
+  /** Extra daemon arguments (e.g. "-d"). */
+  args?: string[];
+}
+
+/** A running test target. */
+export class TestTarget {
+  readonly lab: NetLab;
+  readonly ns: string;
+  /** The veth end in the test process's namespace. */
+  readonly hostIf: string;
+  /** The veth end in the daemon's namespace. */
+  readonly targetIf: string;
+  readonly dir: string;
+  readonly configPath: string;
+  readonly socketPath: string;
+  readonly pidPath: string;
+  readonly images: Map<string, string>;
+  process: Deno.ChildProcess | null = null;
+  #log = "";
+  #logDone: Promise<void> = Promise.resolve();
+  #initiators: Initiator[] = [];
+
+  constructor(
+    lab: NetLab,
+    ns: string,
+    hostIf: string,
+    targetIf: string,
+    dir: string,
+    images: Map<string, string>,
+  ) {
+    this.lab = lab;
+    this.ns = ns;
+    this.hostIf = hostIf;
+    this.targetIf = targetIf;
+    this.dir = dir;
+    this.configPath = `${dir}/ggaoed.conf`;
+    this.socketPath = `${dir}/ggaoed.sock`;
+    this.pidPath = `${dir}/ggaoed.pid`;
+    this.images = images;
+  }
+
+  /** Everything the daemon wrote to stderr/stdout so far. */
+  get log(): string {
+    return this.#log;
+  }
+
+  /** Starts the daemon with the current configuration file. */
+  start(args: string[] = []): Deno.ChildProcess {
+    const child = new Deno.Command("ip", {
+      args: [
+        "netns",
+        "exec",
+        this.ns,
+        DENO,
+        "run",
+        ...DAEMON_FLAGS,
+        `${REPO}ggaoed.ts`,
+        "-c",
+        this.configPath,
+        ...args,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.process = child;
+    const collect = async (stream: ReadableStream<Uint8Array>) => {
+      const decoder = new TextDecoder();
+      for await (const chunk of stream) this.#log += decoder.decode(chunk, { stream: true });
+    };
+    this.#logDone = Promise.all([collect(child.stdout), collect(child.stderr)]).then(() => {});
+    return child;
+  }
+
+  /** Waits until a log line matches, or throws after `timeoutMs`. */
+  async waitForLog(pattern: RegExp, timeoutMs = 15000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!pattern.test(this.#log)) {
+      if (Date.now() > deadline) {
+        throw new Error(`daemon log never matched ${pattern}; log:\n${this.#log}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Sends a signal and waits for the exit status (bounded). */
+  async stop(signal: Deno.Signal = "SIGTERM", timeoutMs = 10000): Promise<Deno.CommandStatus> {
+    const child = this.process;
+    if (!child) throw new Error("the daemon is not running");
+    try {
+      child.kill(signal);
+    } catch { /* already exited */ }
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, timeoutMs);
+    const status = await child.status;
+    clearTimeout(timer);
+    await this.#logDone;
+    this.process = null;
+    return status;
+  }
+
+  /** An initiator on the host end of the veth (closed with the target). */
+  initiator(options: Parameters<typeof Initiator.open>[1] = {}): Initiator {
+    const ini = Initiator.open(this.hostIf, options);
+    this.#initiators.push(ini);
+    return ini;
+  }
+
+  /** Runs ggaoectl against this daemon. */
+  async ctl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    const out = await new Deno.Command(DENO, {
+      args: ["run", ...DAEMON_FLAGS, `${REPO}ggaoectl.ts`, "-s", this.socketPath, ...args],
+      stdout: "piped",
+      stderr: "piped",
+      signal: AbortSignal.timeout(20000),
+    }).output();
+    const d = new TextDecoder();
+    return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+  }
+
+  /** Writes a new configuration file (then SIGHUP the daemon to apply it). */
+  writeConfig(text: string): void {
+    Deno.writeTextFileSync(this.configPath, text);
+  }
+
+  async close(): Promise<void> {
+    for (const ini of this.#initiators.splice(0)) {
+      try {
+        ini.close();
+      } catch { /* already closed */ }
+    }
+    if (this.process) await this.stop("SIGKILL").catch(() => {});
+  }
+}
+
+/** Builds the TOML configuration of a test target. */
+export function targetConfig(
+  t: { targetIf: string; dir: string; images: Map<string, string> },
+  options: TargetOptions,
+): string {
+  const devices = options.devices ?? [{ name: "disk1", sizeMiB: 64 }];
+  const lines = [
+    "[defaults]",
+    `interfaces = ["${t.targetIf}"]`,
+    `pid-file = "${t.dir}/ggaoed.pid"`,
+    `control-socket = "${t.dir}/ggaoed.sock"`,
+    `state-directory = "${t.dir}/state"`,
+    `direct-io = ${options.directIo ?? false}`,
+  ];
+  if (options.ringKiB !== undefined) lines.push(`ring-buffer-size = ${options.ringKiB}`);
+  if (options.defaults) lines.push(options.defaults);
+  devices.forEach((d, i) => {
+    lines.push(
+      "",
+      `[devices.${d.name}]`,
+      `path = "${t.images.get(d.name)}"`,
+      `shelf = ${d.shelf ?? 0}`,
+      `slot = ${d.slot ?? i + 1}`,
+    );
+    if (d.extra) lines.push(d.extra);
+  });
+  if (options.tail) lines.push("", options.tail);
+  return lines.join("\n") + "\n";
+}
+
+/** Runs `body` against a fresh daemon; cleans everything up afterwards. */
+export async function withTarget<T>(
+  options: TargetOptions,
+  body: (t: TestTarget) => Promise<T>,
+): Promise<T> {
+  const lab = new NetLab();
+  const dir = Deno.makeTempDirSync({ dir: "/var/tmp", prefix: "ggaoed-e2e-" });
+  let target: TestTarget | null = null;
+  try {
+    const ns = await lab.namespace();
+    const [hostIf, targetIf] = await lab.hostVethPair(ns, { mtu: options.mtu ?? 1500 });
+    Deno.mkdirSync(`${dir}/state`);
+    const images = new Map<string, string>();
+    for (const d of options.devices ?? [{ name: "disk1", sizeMiB: 64 }]) {
+      if (d.path) {
+        images.set(d.name, d.path);
+        continue;
+      }
+      const path = `${dir}/${d.name}.img`;
+      const f = Deno.openSync(path, { create: true, write: true });
+      f.truncateSync(d.sizeBytes ?? (d.sizeMiB ?? 64) * 1024 * 1024);
+      f.close();
+      images.set(d.name, path);
+    }
+    target = new TestTarget(lab, ns, hostIf, targetIf, dir, images);
+    target.writeConfig(targetConfig(target, options));
+    target.start(options.args ?? []);
+    if (options.waitReady ?? true) await target.waitForLog(/ggaoed is running/);
+    return await body(target);
+  } catch (e) {
+    if (target) console.error(`--- daemon log ---\n${target.log}--- end of daemon log ---`);
+    throw e;
+  } finally {
+    await target?.close();
+    await lab.cleanup();
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+/** A deterministic pattern: every 512-byte sector carries its LBA and a seed. */
+export function pattern(bytes: number, seed: number, firstLba = 0): Uint8Array {
+  const out = new Uint8Array(bytes);
+  const view = new DataView(out.buffer);
+  for (let off = 0; off < bytes; off += 4) {
+    const lba = firstLba + Math.floor(off / 512);
+    view.setUint32(off, (Math.imul(lba ^ seed, 2654435761) + off) >>> 0);
+  }
+  return out;
+}
+
+/** Index of the first differing byte, or -1. */
+export function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return a.length === b.length ? -1 : n;
+}
+
+/** Reads `length` bytes at `offset` of a file from outside the daemon. */
+export function readFileRange(path: string, offset: number, length: number): Uint8Array {
+  const f = Deno.openSync(path, { read: true });
+  try {
+    const out = new Uint8Array(length);
+    f.seekSync(offset, Deno.SeekMode.Start);
+    let got = 0;
+    while (got < length) {
+      const n = f.readSync(out.subarray(got));
+      if (n === null) break;
+      got += n;
+    }
+    return out;
+  } finally {
+    f.close();
+  }
+}
