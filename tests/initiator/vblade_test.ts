@@ -308,3 +308,19 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "a window larger than the TX ring waits for free ring frames and stays exact",
+  ignore: skip !== null,
+  sanitizeResources: false,
+  fn: async () => {
+    // 256 KiB of rings at MTU 9000: 14 TX frames for a window of 64.
+    await withVblade({ mtu: 9000, initiator: { ringBytes: 256 * 1024 } }, (rig) => {
+      const { initiator: ini, target } = rig;
+      const data = pattern(9000, 17 * 600, 66);
+      ini.writeRange(target, 9000, data, { window: 64 });
+      sameBytes(readFileAt(rig.file, 9000 * 512, data.length), data, "backing file");
+      sameBytes(ini.readRange(target, 9000, 17 * 600, undefined, { window: 64 }), data, "read");
+    });
+  },
+});
