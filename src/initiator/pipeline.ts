@@ -16,7 +16,7 @@
  *
  * Retransmit timeout: the smoothed round-trip time plus four deviations (RFC 6298, measured on
  * requests answered first time only), between `minTimeoutMs` and `timeoutMs`, doubled for each
- * retransmission of the same request. Congestion control, as the Linux aoe driver: a timeout
+ * retransmission of the same request (see `timeoutFor`). Congestion control, as the Linux aoe driver: a timeout
  * halves the effective window (once per timeout period), each answer grows it by 1/window.
  *
  * @module
@@ -210,9 +210,13 @@ export class Pipeline {
     this.#rto = Math.min(p.timeoutMs, Math.max(p.minTimeoutMs, this.#srtt + 4 * this.#rttvar));
   }
 
-  /** Timeout (ms) of a request sent `attempts` times before, with exponential backoff. */
+  /**
+   * Timeout (ms) of a request sent `attempts` times before: exponential backoff up to four
+   * times `timeoutMs`, or one second if that is longer, so that even a tiny timeout leaves a
+   * target that is merely slow time to answer before the retries run out.
+   */
   timeoutFor(attempts: number): number {
-    return Math.min(this.rto * 2 ** attempts, 4 * this.#policy.timeoutMs);
+    return Math.min(this.rto * 2 ** attempts, Math.max(4 * this.#policy.timeoutMs, 1000));
   }
 
   /**

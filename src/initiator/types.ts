@@ -109,7 +109,8 @@ export interface InitiatorOptions {
   minTimeoutMs?: number;
   /** Use the measured round-trip time (default true); false retransmits after `timeoutMs`. */
   adaptive?: boolean;
-  /** Retransmissions of one request before giving up (default 8). */
+  /** Retransmissions of one request before giving up (default 8: about 7 s with the default
+   * timeout and backoff). */
   retries?: number;
   /** Most requests outstanding in pipelined transfers (default 32, at most 1023). */
   window?: number;
