@@ -53,6 +53,10 @@ const LIBC_SYMBOLS = {
   if_nameindex: { parameters: [], result: "pointer" },
   /** void if_freenameindex(struct if_nameindex *ptr) */
   if_freenameindex: { parameters: ["pointer" /* struct if_nameindex *ptr */], result: "void" },
+  /** int flock(int fd, int operation) */
+  flock: { parameters: ["i32", /* int fd */ "i32" /* int operation */], result: "i32" },
+  /** int ftruncate(int fd, off_t length) */
+  ftruncate: { parameters: ["i32", /* int fd */ "i64" /* off_t length */], result: "i32" },
   /** int close(int fd) */
   close: { parameters: ["i32" /* int fd */], result: "i32" },
   /** ssize_t read(int fd, void *buf, size_t count) */

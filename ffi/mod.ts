@@ -23,7 +23,16 @@ export {
   IOCB_CMD_PWRITEV,
 } from "./aio.ts";
 export type { AioBackend, AioOptions } from "./aio.ts";
-export { closeFd, fdatasync, fsyncPath, openStorage, pread, pwrite, setDirect } from "./storage.ts";
+export {
+  closeFd,
+  fdatasync,
+  fsyncPath,
+  lockPidFile,
+  openStorage,
+  pread,
+  pwrite,
+  setDirect,
+} from "./storage.ts";
 export type { Storage, StorageOptions } from "./storage.ts";
 export { interfaceInfo, listInterfaces } from "./netif.ts";
 export type { InterfaceInfo } from "./netif.ts";

@@ -175,6 +175,35 @@ export function pwrite(fd: number, buffer: Uint8Array<ArrayBuffer>, offset: numb
   return done;
 }
 
+const O_CREAT = 0o100;
+const O_WRONLY = 0o1;
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+
+/**
+ * Takes the daemon's pid file: opens (creating, mode 0644) and locks it with
+ * flock(LOCK_EX | LOCK_NB), then writes `pid`. Returns the descriptor, which must stay open for
+ * the life of the process (closing it, or exiting, releases the lock), or null when another
+ * process holds the lock. The lock, not the file's content, says whether a daemon is running,
+ * so a stale file from a crash is simply taken over.
+ */
+export function lockPidFile(path: string, pid: number): number | null {
+  const fd = check(
+    libc().open(cString(path), O_WRONLY | O_CREAT | O_CLOEXEC, 0o644),
+    `open(${path})`,
+    { EACCES: "run as root, or set pid-file to a writable path" },
+  );
+  if (libc().flock(fd, LOCK_EX | LOCK_NB) === -1) {
+    const e = errno();
+    libc().close(fd);
+    if (e === Errno.EAGAIN) return null; // EWOULDBLOCK: held by another process
+    throw lastError(`flock(${path})`);
+  }
+  check(libc().ftruncate(fd, 0n), `ftruncate(${path})`);
+  pwrite(fd, new TextEncoder().encode(`${pid}\n`), 0);
+  return fd;
+}
+
 /** close(2). */
 export function closeFd(fd: number): void {
   check(libc().close(fd), `close(${fd})`);

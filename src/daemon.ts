@@ -9,7 +9,7 @@
  * @module
  */
 
-import { EventFd } from "../ffi/mod.ts";
+import { closeFd, EventFd, lockPidFile } from "../ffi/mod.ts";
 import { loadConfig } from "./config/load.ts";
 import { type Config, ConfigError } from "./config/types.ts";
 import { type ControlServer, startControlServer } from "./control/server.ts";
@@ -41,9 +41,9 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   log("info", `ggaoed ${VERSION} starting (config ${config.file})`);
 
   const pidFile = config.global.pidFile;
-  const pidError = claimPidFile(pidFile);
-  if (pidError) {
-    log("error", pidError);
+  const pidLock = claimPidFile(pidFile);
+  if (typeof pidLock === "string") {
+    log("error", pidLock);
     return 1;
   }
   const wake = EventFd.open();
@@ -83,6 +83,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     link.terminate();
     wake.close();
     removePidFile(pidFile);
+    closeFd(pidLock);
   }
 }
 
@@ -260,40 +261,18 @@ function waitForStop(onHup: () => void): Promise<string> {
 }
 
 /**
- * Writes our pid to the pid file, refusing when another live ggaoed holds it. Returns an error
- * message, or null on success.
+ * Takes the pid file (an flock held for the life of the process): refuses when another daemon
+ * holds it. Returns the locked descriptor or an error message.
  */
-function claimPidFile(path: string): string | null {
+function claimPidFile(path: string): number | string {
   try {
-    const old = Deno.readTextFileSync(path).trim();
-    const pid = Number(old);
-    if (Number.isInteger(pid) && pid > 0 && pid !== Deno.pid && isGgaoed(pid)) {
-      return `Another instance of the daemon seems to be already running (pid ${pid}, pid file ${path}), exiting`;
+    const fd = lockPidFile(path, Deno.pid);
+    if (fd === null) {
+      return `Another instance of the daemon seems to be already running (pid file ${path} is locked), exiting`;
     }
-    if (old) log("warning", `Overriding stale pid file '${path}' (pid ${old} is not running)`);
+    return fd;
   } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) {
-      return `cannot read the pid file ${path}: ${(e as Error).message}`;
-    }
-  }
-  try {
-    const tmp = `${path}.${Deno.pid}.tmp`;
-    Deno.writeTextFileSync(tmp, `${Deno.pid}\n`, { mode: 0o644 });
-    Deno.renameSync(tmp, path);
-  } catch (e) {
-    return `cannot write the pid file ${path}: ${
-      (e as Error).message
-    } (set pid-file to a writable path)`;
-  }
-  return null;
-}
-
-function isGgaoed(pid: number): boolean {
-  try {
-    const cmdline = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
-    return cmdline.includes("ggaoed");
-  } catch {
-    return false;
+    return `cannot take the pid file: ${(e as Error).message}`;
   }
 }
 

@@ -1,0 +1,188 @@
+/**
+ * The daemon's life cycle through real signals and processes: shutdown under load, reload,
+ * a second instance, bad configurations.
+ */
+
+import { assert, assertEquals } from "../helpers/assert.ts";
+import {
+  DAEMON_FLAGS,
+  DENO,
+  firstDifference,
+  pattern,
+  readFileRange,
+  REPO,
+  targetConfig,
+  withTarget,
+} from "./target.ts";
+
+const opts = { sanitizeResources: false, sanitizeOps: false };
+
+Deno.test({
+  ...opts,
+  name: "SIGTERM under write load exits 0 within a second and keeps every acknowledged write",
+  fn: () =>
+    withTarget({ mtu: 9000 }, async (t) => {
+      const seed = 77;
+      const load = new Deno.Command(DENO, {
+        args: ["run", "-A", `${REPO}tests/e2e/fixtures/writer.ts`, t.hostIf, String(seed)],
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn();
+      const acked: [number, number][] = [];
+      let text = "";
+      const reading = (async () => {
+        const decoder = new TextDecoder();
+        for await (const chunk of load.stdout) text += decoder.decode(chunk, { stream: true });
+      })();
+      // Let the load run for a while, then stop the daemon in the middle of it.
+      const deadline = Date.now() + 15000;
+      while ((text.match(/acked/g) ?? []).length < 200 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert((text.match(/acked/g) ?? []).length >= 200, `the load never got going: ${text}`);
+      const t0 = performance.now();
+      const status = await t.stop("SIGTERM");
+      const took = performance.now() - t0;
+      await load.status;
+      await reading;
+      assertEquals(status.code, 0, t.log);
+      assert(took < 1000, `shutdown took ${took.toFixed(0)} ms`);
+      assert(/SIGTERM received, shutting down/.test(t.log));
+      for (const line of text.split("\n")) {
+        const m = /^acked (\d+) (\d+)$/.exec(line);
+        if (m) acked.push([Number(m[1]), Number(m[2])]);
+      }
+      // The chunks wrap around the device: for each LBA, the last acknowledged write wins, and
+      // every acknowledged chunk carries the same content for the same LBA.
+      const image = t.images.get("disk1")!;
+      for (const [lba, sectors] of acked.slice(-300)) {
+        const want = pattern(sectors * 512, seed, lba);
+        const got = readFileRange(image, lba * 512, sectors * 512);
+        assertEquals(firstDifference(got, want), -1, `acknowledged chunk at LBA ${lba}`);
+      }
+      // Nothing left behind.
+      for (const p of [t.pidPath, t.socketPath]) {
+        assert(!exists(p), `${p} was not removed`);
+      }
+    }),
+});
+
+Deno.test({
+  ...opts,
+  name:
+    "SIGHUP reload adds and removes devices live; a broken file is refused and the old one keeps serving",
+  fn: () =>
+    withTarget({ devices: [{ name: "disk1", sizeMiB: 8 }] }, async (t) => {
+      const ini = t.initiator();
+      assertEquals(ini.discover({ waitMs: 500 }).length, 1);
+      // Add a second device.
+      const second = `${t.dir}/disk2.img`;
+      Deno.writeFileSync(second, new Uint8Array(1024 * 1024));
+      t.images.set("disk2", second);
+      t.writeConfig(targetConfig(t, {
+        devices: [{ name: "disk1", sizeMiB: 8 }, { name: "disk2", slot: 2 }],
+      }));
+      t.process!.kill("SIGHUP");
+      await t.waitForLog(/The configuration has been reloaded/);
+      const found = ini.discover({ waitMs: 500 }).map((d) => `${d.shelf}.${d.slot}`).sort();
+      assertEquals(found, ["0.1", "0.2"]);
+      const d2 = ini.find(0, 2);
+      assertEquals(ini.identify(d2).sectors, 2048);
+      // A broken file: refused, both devices still answer.
+      t.writeConfig("[defaults]\nqueue-length = 0\n[devices.x]\nshelf = 70000\n");
+      const r = await t.ctl("reload");
+      assert(r.code !== 0, "reload of a broken file must fail");
+      assert(/not reloaded|error/i.test(r.stdout + r.stderr), r.stdout + r.stderr);
+      assert(/The config file contains errors, not reloading/.test(t.log));
+      assertEquals(ini.discover({ waitMs: 500 }).length, 2);
+      // Remove disk1 through ggaoectl reload.
+      t.writeConfig(targetConfig(t, { devices: [{ name: "disk2", slot: 2 }] }));
+      const ok = await t.ctl("reload");
+      assertEquals(ok.code, 0, ok.stderr);
+      const left = ini.discover({ waitMs: 500 }).map((d) => `${d.shelf}.${d.slot}`);
+      assertEquals(left, ["0.2"]);
+    }),
+});
+
+Deno.test({
+  ...opts,
+  name: "a second daemon with the same pid file exits 1 at once and the first keeps serving",
+  fn: () =>
+    withTarget({}, async (t) => {
+      const out = await new Deno.Command("ip", {
+        args: [
+          "netns",
+          "exec",
+          t.ns,
+          DENO,
+          "run",
+          ...DAEMON_FLAGS,
+          `${REPO}ggaoed.ts`,
+          "-c",
+          t.configPath,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+        signal: AbortSignal.timeout(20000),
+      }).output();
+      const err = new TextDecoder().decode(out.stderr);
+      assertEquals(out.code, 1, err);
+      assert(/already running/.test(err), err);
+      const ini = t.initiator();
+      assertEquals(ini.discover({ waitMs: 500 }).length, 1);
+    }),
+});
+
+Deno.test({
+  ...opts,
+  name: "a configuration with several errors is refused with every error, key and fix, exit 1",
+  fn: async () => {
+    const dir = Deno.makeTempDirSync();
+    try {
+      const conf = `${dir}/bad.conf`;
+      Deno.writeTextFileSync(
+        conf,
+        `[defaults]\nqueue-lenght = 5\nstate-directory = "${dir}"\n[devices.a]\npath = "/nonexistent/disk"\nshelf = 70000\nslot = 1\n`,
+      );
+      const out = await new Deno.Command(DENO, {
+        args: ["run", ...DAEMON_FLAGS, `${REPO}ggaoed.ts`, "-c", conf],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const err = new TextDecoder().decode(out.stderr);
+      assertEquals(out.code, 1, err);
+      assert(/queue-lenght/.test(err) && /queue-length/.test(err), `typo not reported: ${err}`);
+      assert(/devices\.a\.shelf/.test(err), `shelf not reported: ${err}`);
+      assert(/devices\.a\.path/.test(err), `path not reported: ${err}`);
+      assert(/fix:/.test(err), err);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: "when no device can be opened the daemon says so and exits 1",
+  fn: () =>
+    withTarget({ waitReady: false }, async (t) => {
+      // Make the image unopenable after validation: a directory where the file was.
+      Deno.removeSync(t.images.get("disk1")!);
+      Deno.mkdirSync(t.images.get("disk1")!);
+      await t.stop("SIGKILL").catch(() => {});
+      t.start();
+      const status = await t.process!.status;
+      assertEquals(status.code, 1, t.log);
+      assert(/no valid devices/.test(t.log), t.log);
+      t.process = null;
+    }),
+});
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
