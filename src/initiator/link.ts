@@ -5,9 +5,7 @@
  * @module
  */
 
-import { Epoll, EPOLLIN, EPOLLOUT } from "../../ffi/mod.ts";
-import { interfaceInfo } from "../../ffi/netif.ts";
-import { PacketSocket } from "../../ffi/packet.ts";
+import { Epoll, EPOLLIN, EPOLLOUT, interfaceInfo, PacketSocket } from "../../ffi/mod.ts";
 
 /** Largest frame a TPACKET ring frame may hold here (loopback's MTU is 65536). */
 const MAX_FRAME_SIZE = 65536;
