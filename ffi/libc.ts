@@ -57,6 +57,11 @@ const LIBC_SYMBOLS = {
   flock: { parameters: ["i32", /* int fd */ "i32" /* int operation */], result: "i32" },
   /** int ftruncate(int fd, off_t length) */
   ftruncate: { parameters: ["i32", /* int fd */ "i64" /* off_t length */], result: "i32" },
+  /** char *realpath(const char *path, char *resolved_path) */
+  realpath: {
+    parameters: ["buffer", /* const char *path */ "buffer" /* char *resolved_path */],
+    result: "pointer",
+  },
   /** int close(int fd) */
   close: { parameters: ["i32" /* int fd */], result: "i32" },
   /** ssize_t read(int fd, void *buf, size_t count) */

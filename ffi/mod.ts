@@ -31,9 +31,11 @@ export {
   openStorage,
   pread,
   pwrite,
+  realPath,
   setDirect,
+  statPath,
 } from "./storage.ts";
-export type { Storage, StorageOptions } from "./storage.ts";
+export type { PathInfo, Storage, StorageOptions } from "./storage.ts";
 export { interfaceInfo, listInterfaces } from "./netif.ts";
 export type { InterfaceInfo } from "./netif.ts";
 export { PacketSocket } from "./packet.ts";

@@ -18,6 +18,7 @@ import {
   O_RDONLY,
   O_RDWR,
   S_IFBLK,
+  S_IFDIR,
   S_IFMT,
   S_IFREG,
 } from "./constants.ts";
@@ -173,6 +174,41 @@ export function pwrite(fd: number, buffer: Uint8Array<ArrayBuffer>, offset: numb
     done += n;
   }
   return done;
+}
+
+/** What a path is, for configuration checks. */
+export interface PathInfo {
+  kind: "block" | "file" | "directory" | "other";
+  /** st_size (0 for block devices: their size comes from BLKGETSIZE64 once opened). */
+  size: number;
+}
+
+/**
+ * stat(2) of a path. The configuration check uses this rather than Deno.statSync because Deno
+ * asks for --allow-all before it looks at anything under /dev, where block devices live.
+ * Throws a SysError (ENOENT, EACCES, ...).
+ */
+export function statPath(path: string): PathInfo {
+  const { mode, size } = statMode(path);
+  const type = mode & S_IFMT;
+  const kind = type === S_IFBLK
+    ? "block"
+    : type === S_IFREG
+    ? "file"
+    : type === S_IFDIR
+    ? "directory"
+    : "other";
+  return { kind, size };
+}
+
+const PATH_MAX = 4096;
+
+/** realpath(3): the canonical absolute path, symlinks resolved (e.g. /dev/disk/by-uuid links). */
+export function realPath(path: string): string {
+  const out = new Uint8Array(new ArrayBuffer(PATH_MAX));
+  if (libc().realpath(cString(path), out) === null) throw lastError(`realpath(${path})`);
+  const end = out.indexOf(0);
+  return new TextDecoder().decode(out.subarray(0, end < 0 ? PATH_MAX : end));
 }
 
 const O_CREAT = 0o100;

@@ -17,6 +17,7 @@
  * @module
  */
 
+import { type PathInfo, realPath, statPath } from "../../ffi/mod.ts";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { AclResolver, type EthersTable, parseEthers } from "./acl.ts";
 import { type KeyFileGroup, parseKeyFile } from "./gkeyfile.ts";
@@ -620,7 +621,7 @@ class Builder {
     // udev names the links as blkid reports the UUID: usually lower case, FAT/NTFS upper case.
     for (const candidate of new Set([uuid, uuid.toLowerCase(), uuid.toUpperCase()])) {
       try {
-        return Deno.realPathSync(`${dir}/${candidate}`);
+        return realPath(`${dir}/${candidate}`);
       } catch {
         // try the next spelling
       }
@@ -634,9 +635,9 @@ class Builder {
   }
 
   #checkDevicePath(path: string, key: string): void {
-    let info: Deno.FileInfo;
+    let info: PathInfo;
     try {
-      info = Deno.statSync(path);
+      info = statPath(path);
     } catch (e) {
       this.issue(
         key,
@@ -645,7 +646,7 @@ class Builder {
       );
       return;
     }
-    if (!info.isFile && !info.isBlockDevice) {
+    if (info.kind !== "file" && info.kind !== "block") {
       this.issue(
         key,
         `${path} is not a block device or regular file`,

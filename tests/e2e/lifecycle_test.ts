@@ -163,18 +163,18 @@ Deno.test({
 
 Deno.test({
   ...opts,
-  name: "when no device can be opened the daemon says so and exits 1",
+  name: "when no device can be opened the daemon says why and exits 1",
   fn: () =>
     withTarget({ waitReady: false }, async (t) => {
-      // Make the image unopenable after validation: a directory where the file was.
-      Deno.removeSync(t.images.get("disk1")!);
-      Deno.mkdirSync(t.images.get("disk1")!);
+      // Valid to the configuration check, but the device's state file cannot be created.
       await t.stop("SIGKILL").catch(() => {});
+      Deno.mkdirSync(`${t.dir}/state/disk1.config`);
       t.start();
       const status = await t.process!.status;
-      assertEquals(status.code, 1, t.log);
-      assert(/no valid devices/.test(t.log), t.log);
       t.process = null;
+      assertEquals(status.code, 1, t.log);
+      assert(/disk\/disk1: .*device not exported/.test(t.log), t.log);
+      assert(/no valid devices/.test(t.log), t.log);
     }),
 });
 
