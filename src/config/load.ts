@@ -17,7 +17,7 @@
  * @module
  */
 
-import { type PathInfo, realPath, statPath } from "../../ffi/mod.ts";
+import { type PathInfo, realPath, statPath, SysError } from "../../ffi/mod.ts";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { AclResolver, type EthersTable, parseEthers } from "./acl.ts";
 import { type KeyFileGroup, parseKeyFile } from "./gkeyfile.ts";
@@ -67,8 +67,9 @@ function isTable(v: unknown): v is Table {
 }
 
 function errorReason(e: unknown): string {
-  if (e instanceof Deno.errors.NotFound) return "no such file";
-  if (e instanceof Deno.errors.PermissionDenied) return "permission denied";
+  const code = e instanceof SysError ? e.code : "";
+  if (e instanceof Deno.errors.NotFound || code === "ENOENT") return "no such file";
+  if (e instanceof Deno.errors.PermissionDenied || code === "EACCES") return "permission denied";
   if (e instanceof Deno.errors.IsADirectory) return "is a directory";
   return e instanceof Error ? e.message : String(e);
 }
