@@ -24,16 +24,18 @@ const targetEnd = `gd${id}b`;
 const IMAGE_MIB = 64;
 
 const cleanups: (() => void | Promise<void>)[] = [];
-let cleaning = false;
+let cleaning: Promise<void> | null = null;
 
-async function cleanup(): Promise<void> {
-  if (cleaning) return;
-  cleaning = true;
-  while (cleanups.length) {
-    try {
-      await cleanups.pop()!();
-    } catch { /* keep going: remove as much as possible */ }
-  }
+/** Removes everything created so far, newest first; every caller waits for the same run. */
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    while (cleanups.length) {
+      try {
+        await cleanups.pop()!();
+      } catch { /* keep going: remove as much as possible */ }
+    }
+  })();
+  return cleaning;
 }
 
 function run(cmd: string, ...args: string[]): void {
