@@ -40,3 +40,4 @@ export { interfaceInfo, listInterfaces } from "./netif.ts";
 export type { InterfaceInfo } from "./netif.ts";
 export { PacketSocket } from "./packet.ts";
 export type { PacketFilter, PacketSocketOptions } from "./packet.ts";
+export { sockaddrUn, SYSLOG_SEVERITY, SyslogWriter } from "./syslog.ts";

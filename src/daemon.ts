@@ -9,7 +9,7 @@
  * @module
  */
 
-import { closeFd, EventFd, lockPidFile } from "../ffi/mod.ts";
+import { closeFd, EventFd, lockPidFile, SyslogWriter } from "../ffi/mod.ts";
 import { loadConfig } from "./config/load.ts";
 import { type Config, ConfigError } from "./config/types.ts";
 import { type ControlServer, startControlServer } from "./control/server.ts";
@@ -36,7 +36,20 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     printConfigError(e);
     return 1;
   }
-  await setupLogging({ level: options.debug ? "debug" : config.global.logLevel });
+  let syslog: SyslogWriter | null = null;
+  let syslogError = "";
+  if (config.global.logTarget === "syslog" && !options.debug) {
+    try {
+      syslog = SyslogWriter.open("ggaoed");
+    } catch (e) {
+      syslogError = (e as Error).message;
+    }
+  }
+  await setupLogging({
+    level: options.debug ? "debug" : config.global.logLevel,
+    sink: syslog ? (level, message) => syslog!.write(level, message) : undefined,
+  });
+  if (syslogError) log("warning", `cannot log to syslog, logging to stderr: ${syslogError}`);
   for (const w of config.warnings) log("warning", w);
   log("info", `ggaoed ${VERSION} starting (config ${config.file})`);
 
