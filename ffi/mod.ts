@@ -34,6 +34,7 @@ export {
   realPath,
   setDirect,
   statPath,
+  storageSize,
 } from "./storage.ts";
 export type { PathInfo, Storage, StorageOptions } from "./storage.ts";
 export { interfaceInfo, listInterfaces } from "./netif.ts";

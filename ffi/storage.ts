@@ -92,6 +92,11 @@ export function openStorage(path: string, options: StorageOptions): Storage {
   }
 }
 
+/** The current size in bytes of an open export (devices and files can grow or shrink). */
+export function storageSize(storage: { fd: number; blockDevice: boolean }, path: string): number {
+  return storage.blockDevice ? blockDeviceSize(storage.fd, path) : fileSize(storage.fd, path);
+}
+
 function fileSize(fd: number, path: string): number {
   const buffer = new Uint8Array(new ArrayBuffer(STAT.size));
   check(libc().fstat(fd, buffer), `fstat(${path})`);

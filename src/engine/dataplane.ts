@@ -203,6 +203,16 @@ export class DataPlane {
       const cur = old.get(d.name);
       if (cur && JSON.stringify(cur.config) === JSON.stringify(d)) {
         keep.add(d.name);
+        try {
+          if (cur.refreshSize()) {
+            this.#log(
+              "info",
+              `disk/${d.name}: New size ${humanSize(cur.size)} (sectors ${cur.sectors})`,
+            );
+          }
+        } catch (e) {
+          this.#log("error", `disk/${d.name}: cannot re-read the size: ${(e as Error).message}`);
+        }
         continue;
       }
       if (cur) {
@@ -501,6 +511,12 @@ export class DataPlane {
       const ifc = new Iface(index, name, socket, icfg, stats);
       this.#ifaces[index] = ifc;
       this.#epoll.add(socket.fd, EPOLLIN, TOKEN_IFACE + index);
+      if (icfg.sendBufferSize || icfg.receiveBufferSize) {
+        this.#log(
+          "info",
+          `net/${name}: The send/receive buffer is ${socket.sendBufferSize}/${socket.receiveBufferSize} bytes`,
+        );
+      }
       this.#log(
         "info",
         `net/${name}: Listener started (MTU: ${ifc.mtu}, ${

@@ -27,6 +27,7 @@ import {
   IOCB_CMD_PWRITEV,
   openStorage,
   setDirect,
+  storageSize,
   TimerFd,
 } from "../../ffi/mod.ts";
 import type { DeviceConfig } from "../config/types.ts";
@@ -283,6 +284,14 @@ export class Device implements Target {
     }
     this.#stalled = false;
     this.#runFlushes();
+  }
+
+  /** Re-reads the size of the export (reload); returns true if it changed. */
+  refreshSize(): boolean {
+    const sectors = Math.floor(storageSize(this, this.config.path) / 512);
+    if (sectors === this.sectors) return false;
+    this.sectors = sectors;
+    return true;
   }
 
   /** Changes O_DIRECT on the open file (reload). */

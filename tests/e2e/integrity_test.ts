@@ -75,3 +75,23 @@ Deno.test({
       },
     ),
 });
+
+Deno.test({
+  name: "with merge-delay the first request on an idle device waits for companions; data intact",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    withTarget({
+      mtu: 9000,
+      devices: [{ name: "disk1", sizeMiB: 16, extra: "merge-delay = 0.002\nmax-delay = 0.01" }],
+    }, async (t) => {
+      const ini = t.initiator({ window: 32 });
+      const disk = ini.find(0, 1, { waitMs: 5000 });
+      const data = pattern(16 * 1024 * 1024, 4242);
+      ini.writeRange(disk, 0, data, { window: 32 });
+      assertEquals(firstDifference(ini.readRange(disk, 0, 32768), data), -1);
+      const s = JSON.parse((await t.ctl("--json", "stats", "disk1")).stdout).devices[0].stats;
+      // Requests that arrived together were merged into fewer iocbs.
+      assertEquals(s.read_cnt + s.write_cnt > 2 * s.io_slots, true, JSON.stringify(s));
+    }),
+});

@@ -186,3 +186,22 @@ function exists(path: string): boolean {
     return false;
   }
 }
+
+Deno.test({
+  ...opts,
+  name: "a reload re-reads the size of a grown export and IDENTIFY reports it",
+  fn: () =>
+    withTarget({ devices: [{ name: "disk1", sizeMiB: 8 }] }, async (t) => {
+      const ini = t.initiator();
+      const disk = ini.find(0, 1, { waitMs: 5000 });
+      assertEquals(ini.identify(disk).sectors, 16384);
+      Deno.truncateSync(t.images.get("disk1")!, 16 * 1024 * 1024);
+      const r = await t.ctl("reload");
+      assertEquals(r.code, 0, r.stderr);
+      assert(/disk\/disk1: New size 16 MiB \(sectors 32768\)/.test(t.log), t.log);
+      assertEquals(ini.identify(disk).sectors, 32768);
+      const last = pattern(512, 3, 32767);
+      ini.write(disk, 32767, last);
+      assertEquals(firstDifference(ini.read(disk, 32767, 1), last), -1);
+    }),
+});

@@ -113,6 +113,8 @@ export class TestTarget {
         this.ns,
         DENO,
         "run",
+        // Extra Deno flags for the daemon, e.g. GGAOED_DENO_FLAGS="--cpu-prof --cpu-prof-dir=DIR".
+        ...(Deno.env.get("GGAOED_DENO_FLAGS") ?? "").split(" ").filter(Boolean),
         ...DAEMON_FLAGS,
         `${REPO}ggaoed.ts`,
         "-c",
