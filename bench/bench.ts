@@ -224,6 +224,17 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
 
+/** Busy CPU seconds of the whole machine (every core; /proc/stat minus idle and iowait). */
+function machineBusySeconds(): number {
+  const line = Deno.readTextFileSync("/proc/stat").split("\n")[0];
+  const v = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const total = v.reduce((a, b) => a + b, 0);
+  return (total - v[3] - v[4]) / CLK_TCK;
+}
+
+/** Another process using more than this many cores during a run is reported in its note. */
+const BUSY_CORES = 0.25;
+
 /** VmRSS of `pid` in KiB. */
 function rssKiB(pid: number): number {
   const m = Deno.readTextFileSync(`/proc/${pid}/status`).match(/^VmRSS:\s+(\d+)\s+kB/m);
@@ -453,6 +464,8 @@ function emptyRow(mtu: number, workload: WorkloadName, target: TargetName, error
     cpuSecPerGB: null,
     cpuSeconds: null,
     cpuCores: null,
+    initiatorCores: null,
+    otherCores: null,
     error,
   };
 }
@@ -483,16 +496,24 @@ function measure(
   };
   if (opts.warmup > 0) ini.runWorkload({ ...base, durationMs: opts.warmup * 1000, seed: seed++ });
   const cpu0 = cpuSeconds(pid);
+  const self0 = cpuSeconds(Deno.pid);
+  const busy0 = machineBusySeconds();
   const r: WorkloadResult = ini.runWorkload({
     ...base,
     durationMs: opts.seconds * 1000,
     seed: seed++,
   });
   const cpu = cpuSeconds(pid) - cpu0;
+  const self = cpuSeconds(Deno.pid) - self0;
+  // What neither the target nor this process (the initiator) used: other processes, and
+  // interrupt time the kernel charges to no task.
+  const other = machineBusySeconds() - busy0 - cpu - self;
   const unit = UNITS[workload];
   const notes: string[] = [];
   if (r.errors > 0) notes.push(`${r.errors} failed: ${r.firstError}`);
   if (r.ios === 0) notes.push("no I/O completed");
+  const otherCores = r.seconds > 0 ? Math.max(0, other / r.seconds) : 0;
+  if (otherCores > BUSY_CORES) notes.push(`machine busy: ${otherCores.toFixed(2)} cores elsewhere`);
   return {
     mtu,
     workload,
@@ -513,6 +534,8 @@ function measure(
     cpuSecPerGB: r.bytes > 0 ? cpu / (r.bytes / 1e9) : null,
     cpuSeconds: cpu,
     cpuCores: r.seconds > 0 ? cpu / r.seconds : null,
+    initiatorCores: r.seconds > 0 ? self / r.seconds : null,
+    otherCores,
     error: notes.length ? notes.join("; ") : null,
   };
 }
@@ -526,7 +549,8 @@ function printRow(r: Row): void {
   const extra = r.value === null
     ? ""
     : `  p50 ${r.p50Ms?.toFixed(3)} ms  p99 ${r.p99Ms?.toFixed(3)} ms  retx ${r.retransmits}` +
-      `  CPU ${r.cpuSecPerGB?.toFixed(2)} s/GB (${r.cpuCores?.toFixed(2)} cores)` +
+      `  CPU ${r.cpuSecPerGB?.toFixed(2)} s/GB (target ${r.cpuCores?.toFixed(2)}, initiator ` +
+      `${r.initiatorCores?.toFixed(2)}, other ${r.otherCores?.toFixed(2)} cores)` +
       (r.error ? `  (${r.error})` : "");
   console.log(
     `  MTU ${r.mtu}  ${LABELS[r.workload].padEnd(17)} ${r.target.padEnd(7)} ${v}${extra}`,
@@ -735,6 +759,15 @@ async function main(): Promise<number> {
   if (opts.profile) Deno.mkdirSync(opts.profile, { recursive: true });
   const image = `${dir}/disk.img`;
   createImage(image);
+  const busy0 = machineBusySeconds();
+  await sleep(1000);
+  const idleLoad = machineBusySeconds() - busy0;
+  if (idleLoad > BUSY_CORES) {
+    console.log(
+      `warning: before the bench, other processes keep ${idleLoad.toFixed(2)} cores busy: ` +
+        "the numbers will be low and noisy",
+    );
+  }
   const setup: Setup = { dir, image, sectors: IMAGE_BYTES / 512, opts };
 
   console.log(
@@ -824,7 +857,7 @@ async function main(): Promise<number> {
         echo: "bench/echo.ts: reads from memory, writes acked at once",
         mixedReadPercent: 70,
       },
-      machine: machine(),
+      machine: { ...machine(), busyCoresBeforeStart: Number(idleLoad.toFixed(2)) },
       versions: versions(),
       date: started.toISOString(),
       durationSeconds: Math.round((Date.now() - started.getTime()) / 1000),

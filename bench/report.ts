@@ -64,6 +64,10 @@ export interface Row {
   /** Target CPU seconds during the measurement, and the share of one core. */
   cpuSeconds: number | null;
   cpuCores: number | null;
+  /** Cores used by this process (the initiator) during the run. */
+  initiatorCores: number | null;
+  /** Cores used by anything else (other processes, unaccounted interrupt time). */
+  otherCores: number | null;
   /** Why there is no number (target did not start, workload threw), or a warning. */
   error: string | null;
 }
