@@ -263,7 +263,7 @@ export class DataPlane {
       sock.release();
     }
     if (n > 0) st[IS.rx_runs]++;
-    if (sock.kernelDrops > st[IS.dropped]) st[IS.dropped] = sock.kernelDrops;
+    ifc.countSocketEvents();
   }
 
   #handleFrame(ifc: Iface, rx: Uint8Array, length: number, arrival: number): void {

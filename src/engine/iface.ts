@@ -35,6 +35,10 @@ export class Iface implements Port {
   #queueHead = 0;
   /** Frames committed to the TX ring since the last kick. */
   #unkicked = 0;
+  /** The socket's kernel drop count already added to the counters. */
+  #kernelDrops = 0;
+  /** The socket's full-ring count already added to the counters. */
+  #ringFull = 0;
 
   constructor(
     index: number,
@@ -101,6 +105,23 @@ export class Iface implements Port {
     for (let i = this.#queueHead; i < this.#queue.length; i++) drop(this.#queue[i]);
     this.#queue.length = 0;
     this.#queueHead = 0;
+  }
+
+  /**
+   * Adds what the socket saw since the last call to the counters: frames the kernel dropped
+   * (`dropped`) and drains that found the RX ring full (`rx_buffers_full`).
+   */
+  countSocketEvents(): void {
+    const drops = this.socket.kernelDrops;
+    if (drops !== this.#kernelDrops) {
+      this.stats[IS.dropped] += drops - this.#kernelDrops;
+      this.#kernelDrops = drops;
+    }
+    const full = this.socket.rxRingFull;
+    if (full !== this.#ringFull) {
+      this.stats[IS.rx_buffers_full] += full - this.#ringFull;
+      this.#ringFull = full;
+    }
   }
 
   /** Kicks the TX ring once for everything committed since the last kick. */

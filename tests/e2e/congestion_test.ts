@@ -1,14 +1,15 @@
 /**
- * TX congestion: with a TX ring of a few frames, a window of 32 reads produces more replies
- * than the ring holds. They must wait in the interface's FIFO and go out in order as the ring
- * drains: never dropped, never reordered into wrong data.
+ * Rings far smaller than the initiator's window: the kernel drops requests that find no free RX
+ * frame (counted in `dropped`), the initiator retransmits them, replies wait for TX frames, and
+ * every byte still arrives where it belongs. (The TX FIFO's order is tested deterministically in
+ * tests/engine/iface_test.ts: with equal RX and TX rings a veth rarely fills the TX side.)
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { firstDifference, pattern, withTarget } from "./target.ts";
 
 Deno.test({
-  name: "replies that do not fit a tiny TX ring wait in the FIFO and every byte arrives",
+  name: "with 7-frame rings and a window of 32, kernel drops are counted and every byte arrives",
   sanitizeResources: false,
   sanitizeOps: false,
   fn: () =>
@@ -16,8 +17,8 @@ Deno.test({
       { mtu: 9000, ringKiB: 128, devices: [{ name: "disk1", sizeMiB: 16 }] },
       async (t) => {
         await t.waitForLog(/Listener started \(MTU: 9000, \d+ RX\/[1-9] TX ring frames\)/);
-        // The RX ring is as small: the kernel drops some requests and the initiator retransmits.
-        const ini = t.initiator({ window: 32 });
+        // 32 outstanding against 7 RX frames: the kernel must drop, the initiator retransmits.
+        const ini = t.initiator({ window: 32, congestionControl: false });
         const disk = ini.find(0, 1, { waitMs: 5000 });
         const size = 16 * 1024 * 1024;
         const data = pattern(size, 99);
@@ -28,7 +29,7 @@ Deno.test({
         assertEquals(s.code, 0, s.stderr);
         const stats = JSON.parse(s.stdout);
         const net = stats.interfaces[0].stats;
-        assert(net.tx_buffers_full > 0, `the TX ring never filled: ${JSON.stringify(net)}`);
+        assert(net.dropped > 0, `the kernel never dropped a request: ${JSON.stringify(net)}`);
         assertEquals(stats.devices[0].stats.ata_err, 0);
         assertEquals(stats.devices[0].stats.queue_drop, 0);
       },
