@@ -234,6 +234,8 @@ function machineBusySeconds(): number {
 
 /** Another process using more than this many cores during a run is reported in its note. */
 const BUSY_CORES = 0.25;
+/** Measurements repeated at most this often when the machine was busy. */
+const BUSY_RETRIES = 2;
 
 /** VmRSS of `pid` in KiB. */
 function rssKiB(pid: number): number {
@@ -585,6 +587,14 @@ async function runTarget(
       try {
         if (t.exited) throw new Error(`${name} exited: ${t.tail()}`);
         row = measure(ini, target, t.pid, lab.mtu, w, name, setup.opts, setup.sectors);
+        // Another process took CPU during the run (the machine is shared): measure again, up
+        // to BUSY_RETRIES times, and keep the least disturbed run.
+        for (let i = 0; i < BUSY_RETRIES && (row.otherCores ?? 0) > BUSY_CORES; i++) {
+          console.log(`  (busy machine: ${row.otherCores!.toFixed(2)} cores elsewhere, again)`);
+          await sleep(1000);
+          const again = measure(ini, target, t.pid, lab.mtu, w, name, setup.opts, setup.sectors);
+          if ((again.otherCores ?? 0) < (row.otherCores ?? 0)) row = again;
+        }
       } catch (e) {
         row = emptyRow(lab.mtu, w, name, message(e));
       }
