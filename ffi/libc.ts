@@ -62,6 +62,27 @@ const LIBC_SYMBOLS = {
     parameters: ["buffer", /* const char *path */ "buffer" /* char *resolved_path */],
     result: "pointer",
   },
+  /** ssize_t preadv(int fd, const struct iovec *iov, int iovcnt, off_t offset); i32 result:
+   * one call moves far less than 2 GiB */
+  preadv: {
+    parameters: [
+      "i32",
+      /* int fd */ "pointer",
+      /* const struct iovec *iov */ "i32",
+      /* int */ "i64",
+    ],
+    result: "i32",
+  },
+  /** ssize_t pwritev(int fd, const struct iovec *iov, int iovcnt, off_t offset) */
+  pwritev: {
+    parameters: [
+      "i32",
+      /* int fd */ "pointer",
+      /* const struct iovec *iov */ "i32",
+      /* int */ "i64",
+    ],
+    result: "i32",
+  },
   /** int close(int fd) */
   close: { parameters: ["i32" /* int fd */], result: "i32" },
   /** ssize_t read(int fd, void *buf, size_t count) */

@@ -36,11 +36,12 @@ import { Action, type Target } from "../protocol/types.ts";
 import type { DeviceState } from "../state/device_state.ts";
 import { DS } from "../stats.ts";
 import type { Request, RequestPool } from "./pool.ts";
+import { TUNING } from "./tuning.ts";
 
 /** Most requests merged into one iocb (iovecs per iocb). */
-export const MAX_MERGE = 32;
+export const MAX_MERGE = TUNING.maxMerge;
 /** Most iocbs per io_submit call. */
-export const SUBMIT_BATCH = 32;
+export const SUBMIT_BATCH = TUNING.submitBatch;
 /** iocbs one device may have in flight (io_setup size). */
 export const AIO_DEPTH = 128;
 
@@ -79,6 +80,13 @@ export class Device implements Target {
   readonly #sink: CompletionSink;
   readonly #maxDelay: number;
   readonly #mergeDelay: number;
+  /**
+   * Buffered files (no O_DIRECT) do their reads and writes with preadv/pwritev right away:
+   * io_submit copies from and to the page cache synchronously for them anyway, so kernel AIO
+   * would only add its round trip (eventfd, io_getevents, one more loop turn). O_DIRECT devices
+   * use kernel AIO. (TUNING.bufferedAio forces AIO for every device, to measure the difference.)
+   */
+  readonly #syncIo: boolean;
 
   /** Requests accepted but not yet submitted, in arrival order until sorted. */
   readonly #deferred: Request[] = [];
@@ -120,6 +128,7 @@ export class Device implements Target {
     this.#sink = sink;
     this.#maxDelay = config.maxDelay;
     this.#mergeDelay = config.mergeDelay;
+    this.#syncIo = !config.directIo && !TUNING.bufferedAio;
 
     const storage = openStorage(config.path, {
       readOnly: config.readOnly,
@@ -233,8 +242,19 @@ export class Device implements Target {
           const r = slot.requests[j];
           this.#aio.setIovec(slotIndex, j, this.#pool.memory, r.dataOffset, r.bytes);
         }
-        this.#submitList[n++] = slotIndex;
+        if (this.#syncIo) {
+          this.stats[DS.io_slots]++;
+          this.#finishSlot(slotIndex, this.#aio.runVectorNow(slotIndex));
+        } else {
+          this.#submitList[n++] = slotIndex;
+        }
         taken = k;
+      }
+      if (this.#syncIo) {
+        this.stats[DS.io_runs]++;
+        this.#removeFront(taken);
+        this.#runFlushes();
+        continue;
       }
       let accepted: number;
       try {

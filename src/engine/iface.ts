@@ -18,6 +18,7 @@ import type { Port } from "../protocol/types.ts";
 import { IS } from "../stats.ts";
 import type { Device } from "./device.ts";
 import type { Request } from "./pool.ts";
+import { TUNING } from "./tuning.ts";
 
 export class Iface implements Port {
   readonly index: number;
@@ -147,7 +148,10 @@ export class Iface implements Port {
       this.stats[IS.tx_buffers_full]++;
       return false;
     }
-    if (this.socket.txRing) this.#unkicked++;
+    if (this.socket.txRing) {
+      this.#unkicked++;
+      if (TUNING.txKickEach) this.flush();
+    }
     this.stats[IS.tx_cnt]++;
     this.stats[IS.tx_bytes] += length < 60 ? 60 : length;
     return true;
