@@ -14,6 +14,7 @@
 
 import { Initiator } from "../src/initiator/initiator.ts";
 import { formatMac } from "../src/mac.ts";
+import { CTL_FLAGS, DAEMON_FLAGS } from "../src/permissions.ts";
 
 const DENO = Deno.execPath();
 const ROOT = new URL("..", import.meta.url).pathname;
@@ -125,12 +126,7 @@ direct-io = false
       ns,
       DENO,
       "run",
-      "--allow-ffi",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-sys",
-      "--allow-net",
+      ...DAEMON_FLAGS,
       `${ROOT}ggaoed.ts`,
       "-c",
       conf,
@@ -200,7 +196,7 @@ direct-io = false
 
   step("ggaoectl stats");
   const ctl = new Deno.Command(DENO, {
-    args: ["run", "--allow-all", `${ROOT}ggaoectl.ts`, "-s", `${dir}/ggaoed.sock`, "stats"],
+    args: ["run", ...CTL_FLAGS, `${ROOT}ggaoectl.ts`, "-s", `${dir}/ggaoed.sock`, "stats"],
     stdout: "inherit",
     stderr: "inherit",
   }).outputSync();

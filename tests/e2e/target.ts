@@ -19,18 +19,12 @@
 
 import { Initiator } from "../../src/initiator/mod.ts";
 import { NetLab } from "../helpers/netns.ts";
+import { DAEMON_FLAGS } from "../../src/permissions.ts";
 
 export const REPO = new URL("../../", import.meta.url).pathname;
 export const DENO = Deno.execPath();
-/** The flags the README documents for running the daemon. */
-export const DAEMON_FLAGS = [
-  "--allow-ffi",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-sys",
-  "--allow-net",
-];
+export { DAEMON_FLAGS } from "../../src/permissions.ts";
+export { firstDifference, readFileRange } from "../helpers/files.ts";
 
 /** One exported device of a test target. */
 export interface DeviceSpec {
@@ -276,29 +270,4 @@ export function pattern(bytes: number, seed: number, firstLba = 0): Uint8Array {
     view.setUint32(off, (Math.imul(lba ^ seed, 2654435761) + off) >>> 0);
   }
   return out;
-}
-
-/** Index of the first differing byte, or -1. */
-export function firstDifference(a: Uint8Array, b: Uint8Array): number {
-  const n = Math.min(a.length, b.length);
-  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
-  return a.length === b.length ? -1 : n;
-}
-
-/** Reads `length` bytes at `offset` of a file from outside the daemon. */
-export function readFileRange(path: string, offset: number, length: number): Uint8Array {
-  const f = Deno.openSync(path, { read: true });
-  try {
-    const out = new Uint8Array(length);
-    f.seekSync(offset, Deno.SeekMode.Start);
-    let got = 0;
-    while (got < length) {
-      const n = f.readSync(out.subarray(got));
-      if (n === null) break;
-      got += n;
-    }
-    return out;
-  } finally {
-    f.close();
-  }
 }

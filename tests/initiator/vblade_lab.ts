@@ -9,6 +9,7 @@
  * @module
  */
 
+import { readFileRange } from "../helpers/files.ts";
 import { NetLab } from "../helpers/netns.ts";
 import { Initiator } from "../../src/initiator/mod.ts";
 import type { InitiatorOptions, TargetInfo } from "../../src/initiator/mod.ts";
@@ -152,20 +153,5 @@ export function pattern(lba: number, sectors: number, salt: number): Uint8Array 
   return out;
 }
 
-/** Bytes of `file` at byte offset `offset`. */
-export function readFileAt(file: string, offset: number, length: number): Uint8Array {
-  const f = Deno.openSync(file, { read: true });
-  try {
-    const out = new Uint8Array(length);
-    f.seekSync(offset, Deno.SeekMode.Start);
-    let got = 0;
-    while (got < length) {
-      const n = f.readSync(out.subarray(got));
-      if (n === null) break;
-      got += n;
-    }
-    return out;
-  } finally {
-    f.close();
-  }
-}
+/** Bytes of `file` at byte offset `offset` (read from outside the target). */
+export const readFileAt = readFileRange;

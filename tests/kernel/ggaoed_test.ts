@@ -5,6 +5,7 @@
  * O_DIRECT read-back, the backing file read on the host after the daemon stopped, and the
  * pattern computed here), and `ggaoectl --json stats` must show the I/O counted without errors.
  */
+import { CTL_FLAGS, DAEMON_FLAGS } from "../../src/permissions.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
@@ -25,16 +26,6 @@ if (skip) console.warn(`SKIP tests/kernel/ggaoed_test.ts: ${skip}`);
 
 const SIZE_MIB = 64;
 const SIZE_BYTES = SIZE_MIB * 1024 * 1024;
-/** The flags the README documents for the daemon and for ggaoectl. */
-const DAEMON_FLAGS = [
-  "--allow-ffi",
-  "--allow-read",
-  "--allow-write",
-  "--allow-env",
-  "--allow-sys",
-  "--allow-net",
-];
-const CTL_FLAGS = ["--allow-read", "--allow-write", "--allow-env", "--allow-net"];
 
 function tail(text: string, lines = 40): string {
   return text.split("\n").slice(-lines).join("\n");
