@@ -35,6 +35,14 @@ import {
   type WorkloadName,
   WORKLOADS,
 } from "./report.ts";
+import {
+  cells,
+  MECH_WORKLOADS,
+  type MechRun,
+  mechTable,
+  type Variant,
+  VARIANTS,
+} from "./mechanisms.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
 const DENO = Deno.execPath();
@@ -64,6 +72,10 @@ request for the MTU), 4 KiB random read, 4 KiB mixed 70/30, sequential write wit
   --mtu LIST         MTUs, comma-separated (default 1500,9000)
   --only LIST        targets among ggaoed,vblade,echo (default all)
   --workloads LIST   among ${WORKLOADS.join(",")} (default all)
+  --mechanisms       the data path's mechanisms one at a time instead (bench/mechanisms.ts):
+                     ggaoed with each switched off against its defaults, plus echo; MTU 9000,
+                     2 s per measurement, --repeat rounds (median), writes results/mechanisms.*
+  --repeat N         rounds of --mechanisms (default 3)
   --memory           also drive 10^5 then 10^6 4 KiB reads at ggaoed and compare its VmRSS
   --memory-requests N   requests of the second memory point (default 1000000; first = N/10)
   --profile DIR      run ggaoed under --cpu-prof, profiles written to DIR
@@ -84,6 +96,8 @@ interface Options {
   out: string;
   name: string;
   write: boolean;
+  mechanisms: boolean;
+  repeat: number;
 }
 
 function parseArgs(args: string[]): Options {
@@ -99,8 +113,12 @@ function parseArgs(args: string[]): Options {
     out: `${REPO}bench/results`,
     name: "latest",
     write: true,
+    mechanisms: false,
+    repeat: 3,
   };
   let secondsGiven = false;
+  let warmupGiven = false;
+  let mtuGiven = false;
   const list = (s: string | undefined, flag: string) => {
     if (s === undefined) throw new Error(`${flag} needs a value`);
     return s.split(",").map((x) => x.trim()).filter((x) => x);
@@ -132,9 +150,11 @@ function parseArgs(args: string[]): Options {
         break;
       case "--warmup":
         o.warmup = Number(args[++i]);
+        warmupGiven = true;
         if (!(o.warmup >= 0)) throw new Error("--warmup needs a number >= 0");
         break;
       case "--mtu":
+        mtuGiven = true;
         o.mtus = list(args[++i], a).map((m) => {
           const n = Number(m);
           if (!Number.isInteger(n) || n < 1280 || n > 65535) throw new Error(`bad MTU ${m}`);
@@ -171,12 +191,24 @@ function parseArgs(args: string[]): Options {
         o.out = args[++i];
         if (!o.out) throw new Error("--out needs a directory");
         break;
+      case "--mechanisms":
+        o.mechanisms = true;
+        break;
+      case "--repeat":
+        o.repeat = Math.round(num(args[++i], a));
+        break;
       case "--no-write":
         o.write = false;
         break;
       default:
         throw new Error(`unknown option ${a} (see --help)`);
     }
+  }
+  if (o.mechanisms) {
+    if (!mtuGiven) o.mtus = [9000];
+    if (!secondsGiven) o.seconds = 2;
+    if (!warmupGiven) o.warmup = 0.3;
+    o.name = "mechanisms";
   }
   return o;
 }
@@ -325,9 +357,16 @@ interface Setup {
   opts: Options;
 }
 
-function spawn(lab: Lab, name: TargetName, argv: string[]): RunningTarget {
+function spawn(
+  lab: Lab,
+  name: TargetName,
+  argv: string[],
+  env: Record<string, string> = {},
+): RunningTarget {
   const child = new Deno.Command("ip", {
     args: ["netns", "exec", lab.ns, ...argv],
+    env, // `ip netns exec` passes its environment on
+
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -345,17 +384,24 @@ function spawn(lab: Lab, name: TargetName, argv: string[]): RunningTarget {
   return t;
 }
 
-/** Starts `name` serving the image (direct I/O or page cache) and waits until it answers. */
+/** The daemon's defaults: no extra environment, no extra configuration. */
+const DEFAULT_VARIANT: Variant = VARIANTS.find((v) => v.id === "default")!;
+
+/**
+ * Starts `name` serving the image (direct I/O or page cache) and waits until it answers; ggaoed
+ * with the environment and extra `[defaults]` keys of `variant`.
+ */
 async function startTarget(
   lab: Lab,
   setup: Setup,
   name: TargetName,
   direct: boolean,
+  variant: Variant = DEFAULT_VARIANT,
 ): Promise<RunningTarget> {
   const slot = SLOTS[name];
   let t: RunningTarget;
   if (name === "ggaoed") {
-    const dir = `${setup.dir}/ggaoed-${lab.mtu}-${direct ? "direct" : "cached"}`;
+    const dir = `${setup.dir}/ggaoed-${lab.mtu}-${direct ? "direct" : "cached"}-${variant.id}`;
     Deno.mkdirSync(`${dir}/state`, { recursive: true });
     const conf = `${dir}/ggaoed.conf`;
     Deno.writeTextFileSync(
@@ -367,6 +413,7 @@ async function startTarget(
         `control-socket = "${dir}/ggaoed.sock"`,
         `state-directory = "${dir}/state"`,
         `direct-io = ${direct}`,
+        ...Object.entries(variant.config).map(([k, v]) => `${k} = ${v}`),
         "",
         "[devices.bench]",
         `path = "${setup.image}"`,
@@ -379,10 +426,16 @@ async function startTarget(
       ? [
         "--cpu-prof",
         "--cpu-prof-dir",
-        `${setup.opts.profile}/mtu${lab.mtu}-${direct ? "d" : "c"}`,
+        `${setup.opts.profile}/mtu${lab.mtu}-${direct ? "d" : "c"}` +
+        (variant.id === "default" ? "" : `-${variant.id}`),
       ]
       : [];
-    t = spawn(lab, name, [DENO, "run", ...DAEMON_FLAGS, ...prof, `${REPO}ggaoed.ts`, "-c", conf]);
+    t = spawn(
+      lab,
+      name,
+      [DENO, "run", ...DAEMON_FLAGS, ...prof, `${REPO}ggaoed.ts`, "-c", conf],
+      variant.env,
+    );
     await t.waitForLog(/ggaoed is running/, 30_000);
   } else if (name === "vblade") {
     t = spawn(lab, name, [
@@ -542,7 +595,7 @@ function measure(
   };
 }
 
-function printRow(r: Row): void {
+function printRow(r: Row, tag = ""): void {
   const v = r.value === null
     ? `FAILED ${r.error ?? ""}`
     : r.unit === "IOPS"
@@ -555,7 +608,8 @@ function printRow(r: Row): void {
       `${r.initiatorCores?.toFixed(2)}, other ${r.otherCores?.toFixed(2)} cores)` +
       (r.error ? `  (${r.error})` : "");
   console.log(
-    `  MTU ${r.mtu}  ${LABELS[r.workload].padEnd(17)} ${r.target.padEnd(7)} ${v}${extra}`,
+    `  MTU ${r.mtu}  ${LABELS[r.workload].padEnd(17)} ${r.target.padEnd(7)} ` +
+      `${tag ? `${tag.padEnd(19)} ` : ""}${v}${extra}`,
   );
 }
 
@@ -566,13 +620,15 @@ async function runTarget(
   name: TargetName,
   direct: boolean,
   workloads: WorkloadName[],
+  variant: Variant = DEFAULT_VARIANT,
 ): Promise<Row[]> {
   const rows: Row[] = [];
   if (workloads.length === 0 || interrupted) return rows;
+  const tag = setup.opts.mechanisms && name === "ggaoed" ? variant.id : "";
   let t: RunningTarget | null = null;
   let ini: Initiator | null = null;
   try {
-    t = await startTarget(lab, setup, name, direct);
+    t = await startTarget(lab, setup, name, direct, variant);
     ini = Initiator.open(lab.hostIf, {
       window: WINDOW,
       congestionControl: false,
@@ -598,14 +654,14 @@ async function runTarget(
       } catch (e) {
         row = emptyRow(lab.mtu, w, name, message(e));
       }
-      printRow(row);
+      printRow(row, tag);
       rows.push(row);
     }
   } catch (e) {
     for (const w of workloads) {
       if (rows.some((r) => r.workload === w)) continue;
       const row = emptyRow(lab.mtu, w, name, `start: ${message(e)}`);
-      printRow(row);
+      printRow(row, tag);
       rows.push(row);
     }
   } finally {
@@ -779,6 +835,7 @@ async function main(): Promise<number> {
     );
   }
   const setup: Setup = { dir, image, sectors: IMAGE_BYTES / 512, opts };
+  if (opts.mechanisms) return await mechanisms(setup, started, idleLoad);
 
   console.log(
     `ggaoed bench: ${opts.only.join(", ")} on a 64 MiB image in /var/tmp; window ${WINDOW}, ` +
@@ -888,6 +945,79 @@ async function main(): Promise<number> {
   }
   const failed = rows.filter((r) => r.value === null).length;
   if (failed) console.log(`${failed} measurement(s) failed: see the note column`);
+  return 0;
+}
+
+// --- Mechanisms ---------------------------------------------------------------------------
+
+/**
+ * `--mechanisms`: every variant of bench/mechanisms.ts (and echo) once per round, the rounds
+ * one after the other; the median of the rounds per variant and workload.
+ */
+async function mechanisms(setup: Setup, started: Date, idleLoad: number): Promise<number> {
+  const opts = setup.opts;
+  const mtu = opts.mtus[0];
+  console.log(
+    `ggaoed bench --mechanisms: ${VARIANTS.length} ggaoed variants and echo, MTU ${mtu}, ` +
+      `${opts.repeat} rounds of ${opts.seconds} s per measurement after ${opts.warmup} s warm-up`,
+  );
+  const lab = await makeLab(mtu);
+  const runs: MechRun[] = [];
+  const cached = (ws: readonly WorkloadName[]) => ws.filter((w) => w !== "seq_write_direct");
+  for (let round = 1; round <= opts.repeat && !interrupted; round++) {
+    console.log(`
+round ${round} of ${opts.repeat}`);
+    for (const v of VARIANTS) {
+      for (const direct of [false, true]) {
+        const ws = direct
+          ? v.workloads.filter((w) => w === "seq_write_direct")
+          : cached(v.workloads);
+        for (const row of await runTarget(lab, setup, "ggaoed", direct, ws, v)) {
+          runs.push({ variant: v.id, round, row });
+        }
+      }
+    }
+    for (const row of await runTarget(lab, setup, "echo", false, cached(MECH_WORKLOADS))) {
+      runs.push({ variant: "echo", round, row });
+    }
+  }
+  if (interrupted) return 130;
+  const cs = cells(runs);
+  const text = mechTable(cs);
+  console.log(`
+MTU ${mtu}, median of ${opts.repeat} rounds:
+
+${text}`);
+  if (opts.write) {
+    const json = {
+      mtu,
+      units: Object.fromEntries(MECH_WORKLOADS.map((w) => [w, UNITS[w]])),
+      table: text,
+      medians: cs,
+      variants: VARIANTS,
+      runs,
+      settings: {
+        window: WINDOW,
+        congestionControl: false,
+        imageBytes: IMAGE_BYTES,
+        imageDir: "/var/tmp",
+        seconds: opts.seconds,
+        warmupSeconds: opts.warmup,
+        rounds: opts.repeat,
+        ggaoed: "direct-io = false (true for seq_write_direct), defaults except the variant's",
+        echo: "bench/echo.ts: reads from memory, writes acked at once",
+      },
+      machine: { ...machine(), busyCoresBeforeStart: Number(idleLoad.toFixed(2)) },
+      versions: versions(),
+      date: started.toISOString(),
+      durationSeconds: Math.round((Date.now() - started.getTime()) / 1000),
+    };
+    Deno.mkdirSync(opts.out, { recursive: true });
+    Deno.writeTextFileSync(`${opts.out}/${opts.name}.json`, JSON.stringify(json, null, 2) + "\n");
+    console.log(`\nwrote ${opts.out}/${opts.name}.json`);
+  }
+  const failed = runs.filter((r) => r.row.value === null).length;
+  if (failed) console.log(`${failed} measurement(s) failed: see runs[].row.error in the JSON`);
   return 0;
 }
 
