@@ -544,6 +544,15 @@ export class DataPlane {
     for (const ifc of this.interfaces) {
       const before = new Set(ifc.devices);
       ifc.devices = this.devices.filter((d) => matchesAny(d.config.interfaces, ifc.name));
+      const advertised = ifc.devices.reduce((sum, d) => sum + d.bufferCount, 0);
+      if (ifc.socket.rxRing && ifc.socket.rxFrames < advertised) {
+        // An initiator may keep Buffer Count requests outstanding; more than the ring holds are
+        // dropped by the kernel and cost it a retransmit timeout.
+        this.#log(
+          "warning",
+          `net/${ifc.name}: the RX ring holds ${ifc.socket.rxFrames} frames, fewer than the ${advertised} requests its devices advertise (queue-length); raise ring-buffer-size`,
+        );
+      }
       for (const dev of ifc.devices) {
         if (all || fresh.includes(ifc) || !before.has(dev)) this.#advertise(dev, ifc);
       }
