@@ -86,7 +86,13 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       return code;
     }
     log("info", "ggaoed is running");
-    const stopSignal = await waitForStop(() => void reload());
+    const stopSignal = await Promise.race([waitForStop(() => void reload()), link.crashed]);
+    if (stopSignal === "crash") {
+      // Without its data path the daemon would only pretend to serve: exit non-zero so that the
+      // service manager restarts it.
+      log("error", "the data path stopped unexpectedly; exiting");
+      return 1;
+    }
     log("info", `${stopSignal} received, shutting down`);
     const left = await link.stop(options.stopGraceMs ?? 800);
     if (left > 0) log("warning", `${left} request(s) were still in flight at exit`);
@@ -190,9 +196,23 @@ class WorkerLink {
     worker.onmessage = (e: MessageEvent<FromWorker>) => this.#receive(e.data);
     worker.onerror = (e) => {
       e.preventDefault();
-      log("error", `data path worker failed: ${e.message}`);
-      this.#onStart?.({ type: "failed", message: e.message });
+      this.#failed(e.message);
     };
+    this.crashed = new Promise((resolve) => (this.#onCrash = () => resolve("crash")));
+  }
+
+  /** Resolves with "crash" if the worker fails after it started. */
+  readonly crashed: Promise<"crash">;
+  #onCrash: () => void = () => {};
+  #running = false;
+
+  #failed(message: string): void {
+    if (this.#running) {
+      log("error", `data path worker failed: ${message}`);
+      this.#onCrash();
+    } else {
+      this.#onStart?.({ type: "failed", message }); // runDaemon reports it
+    }
   }
 
   start(config: Config): Promise<FromWorker> {
@@ -234,10 +254,11 @@ class WorkerLink {
       case "started":
         this.devices = m.devices;
         this.interfaces = m.interfaces;
+        this.#running = true;
         this.#onStart?.(m);
         break;
       case "failed":
-        this.#onStart?.(m);
+        this.#failed(m.message);
         break;
       case "counters":
         this.devices = m.devices;
