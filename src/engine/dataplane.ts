@@ -37,6 +37,7 @@ import type { DeviceState } from "../state/device_state.ts";
 import { DEVICE_STAT_COUNT, DS, IFACE_STAT_COUNT, IS } from "../stats.ts";
 import { Device } from "./device.ts";
 import { effectiveMtu, Iface } from "./iface.ts";
+import type { SharedCounters } from "./messages.ts";
 import { type Request, RequestPool } from "./pool.ts";
 
 /** Log sink: the worker forwards these to the main thread's logger. */
@@ -56,12 +57,6 @@ const TOKEN_AIO = 2 << 20;
 const TOKEN_TIMER = 3 << 20;
 const TOKEN_WAKE = 4 << 20;
 const TOKEN_INDEX = (1 << 20) - 1;
-
-/** Counters of one device or interface, kept across reloads by name. */
-interface Counters {
-  name: string;
-  stats: Float64Array;
-}
 
 function sharedCounters(count: number): Float64Array {
   return new Float64Array(new SharedArrayBuffer(count * 8));
@@ -127,7 +122,7 @@ export class DataPlane {
   }
 
   /** Counters of every device and interface (shared memory: the main thread reads them). */
-  counters(): { devices: Counters[]; interfaces: Counters[] } {
+  counters(): { devices: SharedCounters[]; interfaces: SharedCounters[] } {
     return {
       devices: this.devices.map((d) => ({ name: d.name, stats: d.stats })),
       interfaces: this.interfaces.map((i) => ({ name: i.name, stats: i.stats })),

@@ -74,12 +74,14 @@ function handle(plane: DataPlane, m: ToWorker): boolean {
       post({ type: "reply", id: m.id, ok: true, data: cleared });
       return true;
     }
-    case "clear-stats":
-      for (const c of [...plane.counters().devices, ...plane.counters().interfaces]) {
+    case "clear-stats": {
+      const { devices, interfaces } = plane.counters();
+      for (const c of [...devices, ...interfaces]) {
         if (m.patterns === null || matchesAny(m.patterns, c.name)) c.stats.fill(0);
       }
       post({ type: "reply", id: m.id, ok: true });
       return true;
+    }
     case "stop":
       return false;
     case "start":

@@ -40,16 +40,7 @@ export function assertThrows(
     caught = e;
   }
   assert.ok(threw, "expected the function to throw");
-  if (errorClass) {
-    assert.ok(caught instanceof errorClass, `expected ${errorClass.name}, got ${caught}`);
-  }
-  if (includes) {
-    assert.ok(
-      String((caught as Error)?.message).includes(includes),
-      `message lacks "${includes}": ${(caught as Error)?.message}`,
-    );
-  }
-  return caught as Error;
+  return checkCaught(caught, errorClass, includes);
 }
 
 /** `fn` rejects (optionally with an instance of `errorClass` whose message includes `includes`). */
@@ -68,6 +59,21 @@ export async function assertRejects(
     caught = e;
   }
   assert.ok(threw, "expected the promise to reject");
+  return checkCaught(caught, errorClass, includes);
+}
+
+/** Hex dump of bytes for failure messages: "0a 1b ...". */
+export function hex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(" ");
+}
+
+/** The error is an `errorClass` (if given) whose message includes `includes` (if given). */
+function checkCaught(
+  caught: unknown,
+  // deno-lint-ignore no-explicit-any
+  errorClass?: new (...args: any[]) => Error,
+  includes?: string,
+): Error {
   if (errorClass) {
     assert.ok(caught instanceof errorClass, `expected ${errorClass.name}, got ${caught}`);
   }
@@ -78,9 +84,4 @@ export async function assertRejects(
     );
   }
   return caught as Error;
-}
-
-/** Hex dump of bytes for failure messages: "0a 1b ...". */
-export function hex(bytes: Uint8Array): string {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(" ");
 }
