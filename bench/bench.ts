@@ -76,6 +76,8 @@ request for the MTU), 4 KiB random read, 4 KiB mixed 70/30, sequential write wit
                      ggaoed with each switched off against its defaults, plus echo; MTU 9000,
                      2 s per measurement, --repeat rounds (median), writes results/mechanisms.*
   --repeat N         rounds of --mechanisms (default 3)
+  --variants LIST    only these variants of --mechanisms (ids in bench/mechanisms.ts; the
+                     default variant is always run); the table then has only their lines
   --memory           also drive 10^5 then 10^6 4 KiB reads at ggaoed and compare its VmRSS
   --memory-requests N   requests of the second memory point (default 1000000; first = N/10)
   --profile DIR      run ggaoed under --cpu-prof, profiles written to DIR
@@ -98,6 +100,8 @@ interface Options {
   write: boolean;
   mechanisms: boolean;
   repeat: number;
+  /** --variants: ids of the mechanism variants to run (null: all). */
+  variants: string[] | null;
 }
 
 function parseArgs(args: string[]): Options {
@@ -115,6 +119,7 @@ function parseArgs(args: string[]): Options {
     write: true,
     mechanisms: false,
     repeat: 3,
+    variants: null,
   };
   let secondsGiven = false;
   let warmupGiven = false;
@@ -196,6 +201,17 @@ function parseArgs(args: string[]): Options {
         break;
       case "--repeat":
         o.repeat = Math.round(num(args[++i], a));
+        break;
+      case "--variants":
+        o.variants = list(args[++i], a).map((id) => {
+          if (!VARIANTS.some((v) => v.id === id)) {
+            throw new Error(
+              `unknown variant ${id} (known: ${VARIANTS.map((v) => v.id).join(", ")})`,
+            );
+          }
+          return id;
+        });
+        o.mechanisms = true;
         break;
       case "--no-write":
         o.write = false;
@@ -957,8 +973,16 @@ async function main(): Promise<number> {
 async function mechanisms(setup: Setup, started: Date, idleLoad: number): Promise<number> {
   const opts = setup.opts;
   const mtu = opts.mtus[0];
+  const chosen = opts.variants;
+  const variants = chosen
+    ? VARIANTS.filter((v) => v.id === "default" || chosen.includes(v.id))
+    : VARIANTS;
+  // With --variants, the workloads those variants bear on (the default runs them too).
+  const wanted = chosen
+    ? new Set(variants.filter((v) => v.id !== "default").flatMap((v) => v.workloads))
+    : null;
   console.log(
-    `ggaoed bench --mechanisms: ${VARIANTS.length} ggaoed variants and echo, MTU ${mtu}, ` +
+    `ggaoed bench --mechanisms: ${variants.length} ggaoed variants and echo, MTU ${mtu}, ` +
       `${opts.repeat} rounds of ${opts.seconds} s per measurement after ${opts.warmup} s warm-up`,
   );
   const lab = await makeLab(mtu);
@@ -967,23 +991,23 @@ async function mechanisms(setup: Setup, started: Date, idleLoad: number): Promis
   for (let round = 1; round <= opts.repeat && !interrupted; round++) {
     console.log(`
 round ${round} of ${opts.repeat}`);
-    for (const v of VARIANTS) {
+    for (const v of variants) {
       for (const direct of [false, true]) {
-        const ws = direct
-          ? v.workloads.filter((w) => w === "seq_write_direct")
-          : cached(v.workloads);
+        const all = v.workloads.filter((w) => !wanted || wanted.has(w));
+        const ws = direct ? all.filter((w) => w === "seq_write_direct") : cached(all);
         for (const row of await runTarget(lab, setup, "ggaoed", direct, ws, v)) {
           runs.push({ variant: v.id, round, row });
         }
       }
     }
-    for (const row of await runTarget(lab, setup, "echo", false, cached(MECH_WORKLOADS))) {
+    const echoed = cached(MECH_WORKLOADS.filter((w) => !wanted || wanted.has(w)));
+    for (const row of await runTarget(lab, setup, "echo", false, echoed)) {
       runs.push({ variant: "echo", round, row });
     }
   }
   if (interrupted) return 130;
   const cs = cells(runs);
-  const text = mechTable(cs);
+  const text = mechTable(cs, chosen ? variants.map((v) => v.id) : null);
   console.log(`
 MTU ${mtu}, median of ${opts.repeat} rounds:
 
@@ -994,7 +1018,7 @@ ${text}`);
       units: Object.fromEntries(MECH_WORKLOADS.map((w) => [w, UNITS[w]])),
       table: text,
       medians: cs,
-      variants: VARIANTS,
+      variants,
       runs,
       settings: {
         window: WINDOW,

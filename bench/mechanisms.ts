@@ -70,6 +70,12 @@ export const VARIANTS: Variant[] = [
   { id: "ring-16384", env: {}, config: { "ring-buffer-size": "16384" }, workloads: CACHED },
   { id: "kick-each", env: { GGAOED_TX_KICK_EACH: "1" }, config: {}, workloads: CACHED },
   { id: "buffered-aio", env: { GGAOED_BUFFERED_AIO: "1" }, config: {}, workloads: CACHED },
+  {
+    id: "read-copy",
+    env: { GGAOED_READ_IN_RING: "0" },
+    config: {},
+    workloads: ["seq_read", "rand_read_4k"],
+  },
 ];
 
 export const MECHANISMS: Mechanism[] = [
@@ -131,6 +137,14 @@ export const MECHANISMS: Mechanism[] = [
       { label: "preadv/pwritev at submit", variant: "default" },
     ],
     defaultLabel: "preadv/pwritev at submit",
+  },
+  {
+    name: "buffered read data",
+    settings: [
+      { label: "into the request's slot, copied to the TX frame", variant: "read-copy" },
+      { label: "straight into the TX ring frame", variant: "default" },
+    ],
+    defaultLabel: "straight into the TX ring frame",
   },
 ];
 
@@ -199,13 +213,17 @@ function show(c: MechCell | undefined, withP99: boolean): string {
 /**
  * The table as Markdown: one line per mechanism setting (the default one in bold), one column
  * per workload, and the echo ceiling last. A cell is empty where the mechanism has no bearing.
+ * With `only` (variant ids run), only the mechanisms that one of them sets.
  */
-export function mechTable(cs: MechCell[]): string {
+export function mechTable(cs: MechCell[], only: string[] | null = null): string {
   const get = (variant: string, w: MechWorkload) =>
     cs.find((c) => c.variant === variant && c.workload === w);
   const head = ["mechanism", "setting", ...MECH_WORKLOADS.map((w) => HEADS[w])];
   const lines: string[][] = [];
   for (const m of MECHANISMS) {
+    if (only && !m.settings.some((s) => s.variant !== "default" && only.includes(s.variant))) {
+      continue;
+    }
     const variants = m.settings.map((s) => VARIANTS.find((v) => v.id === s.variant)!);
     // Columns the mechanism bears on: those its non-default variants measure.
     const cols = new Set(variants.filter((v) => v.id !== "default").flatMap((v) => v.workloads));

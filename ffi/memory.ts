@@ -16,6 +16,7 @@ const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 
 let addressOf: (memory: Memory) => number;
 let pointerOf: (memory: Memory) => Deno.PointerObject;
+let adopt: (pointer: Deno.PointerObject, length: number) => Memory;
 
 /**
  * An anonymous private mapping, zero-filled, page-aligned. `bytes` views all of it; the address
@@ -40,6 +41,7 @@ export class Memory {
       if (memory.#pointer === null) throw new Error("Memory is closed");
       return memory.#pointer;
     };
+    adopt = (pointer, length) => new Memory(pointer, length);
   }
 
   private constructor(pointer: Deno.PointerObject, length: number) {
@@ -85,6 +87,14 @@ export class Memory {
 /** @internal For ffi/ only: the region's address as a number (for iovec/iocb fields). */
 export function _memoryAddress(memory: Memory): number {
   return addressOf(memory);
+}
+
+/**
+ * @internal For ffi/ only: a Memory over a mapping made elsewhere (the packet rings), `length`
+ * bytes long. Its {@link Memory.close} unmaps it.
+ */
+export function _adoptMapping(pointer: Deno.PointerObject, length: number): Memory {
+  return adopt(pointer, length);
 }
 
 /** @internal For ffi/ only: the region's pointer (for pointer parameters). */

@@ -25,7 +25,7 @@
 
 import { check, Errno, lastError, sysError } from "./errno.ts";
 import { big, errno, libc } from "./libc.ts";
-import { PAGE_SIZE } from "./memory.ts";
+import { _adoptMapping, type Memory, PAGE_SIZE } from "./memory.ts";
 import {
   AF_PACKET,
   BPF_ABS,
@@ -210,9 +210,8 @@ export class PacketSocket {
   /** TX ring frames the kernel marked TP_STATUS_WRONG_FORMAT (not sent). */
   txWrongFormat = 0;
 
-  readonly #map: ArrayBuffer | null;
-  readonly #mapPointer: Deno.PointerObject | null;
-  readonly #mapLength: number;
+  /** Both rings, RX first: one mapping. */
+  readonly #rings: Memory | null;
   readonly #words: Uint32Array;
   readonly #halves: Uint16Array;
   readonly #bytes: Uint8Array;
@@ -265,10 +264,8 @@ export class PacketSocket {
     this.#rxMacOffset = init.rxMacOffset;
     const rxBytes = rx ? rx.blockSize * rx.blockNr : 0;
     const txBytes = tx ? tx.blockSize * tx.blockNr : 0;
-    this.#mapLength = rxBytes + txBytes;
-    this.#mapPointer = init.map;
-    this.#map = init.map ? Deno.UnsafePointerView.getArrayBuffer(init.map, this.#mapLength) : null;
-    const buffer = this.#map ?? new ArrayBuffer(0);
+    this.#rings = init.map ? _adoptMapping(init.map, rxBytes + txBytes) : null;
+    const buffer = this.#rings?.bytes.buffer ?? new ArrayBuffer(0);
     this.#words = new Uint32Array(buffer);
     this.#halves = new Uint16Array(buffer);
     this.#bytes = new Uint8Array(buffer);
@@ -455,6 +452,30 @@ export class PacketSocket {
   }
 
   /**
+   * The memory of both rings, for I/O that fills a TX frame in place (a read whose iovec points
+   * at the frame found by {@link txFrameAhead}). Null without rings.
+   */
+  get ringMemory(): Memory | null {
+    return this.#rings;
+  }
+
+  /**
+   * Where the TX ring frame `ahead` places after the one `txBuffer()` would hand out next
+   * starts in {@link ringMemory} (its Ethernet header; capacity `frameSize`), if that frame is
+   * free now; -1 when it is not, or without a TX ring. Frames filled ahead this way must still
+   * go out in ring order: `txBuffer()` and `commit()` for each in turn.
+   */
+  txFrameAhead(ahead: number): number {
+    if (!this.txRing || !(ahead >= 0 && ahead < this.txFrames)) return -1;
+    let index = this.#txIndex + ahead;
+    if (index >= this.txFrames) index -= this.txFrames;
+    const offset = this.#txOffsets[index];
+    const status = this.#words[offset >>> 2];
+    if (status !== TP_STATUS_AVAILABLE && status !== TP_STATUS_WRONG_FORMAT) return -1;
+    return offset + TX_DATA_OFFSET;
+  }
+
+  /**
    * Sends the frame written into the last `txBuffer()`: `length` bytes, padded with zeros to
    * 60 (virtual interfaces do not pad, and initiators ignore runts). With a TX ring the frame is
    * queued until `flush()`; without, it is sent now and false means EAGAIN (the socket buffer
@@ -519,10 +540,7 @@ export class PacketSocket {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#map && this.#mapPointer) {
-      this.#map.transfer(0); // detach every view before the memory goes away
-      check(libc().munmap(this.#mapPointer, BigInt(this.#mapLength)), "munmap(packet rings)");
-    }
+    this.#rings?.close(); // detaches every view, then unmaps
     check(libc().close(this.fd), `close(${this.ifname})`);
   }
 }

@@ -42,6 +42,7 @@ export const IFACE_STAT_FIELDS = [
   "dropped", // too short, too long, kernel ring drops, TX queue overflow
   "ignored", // wrong version, response flag, no matching device
   "broadcast", // broadcast requests matched by at least one device
+  "tx_in_place", // read replies whose data was read straight into their TX ring frame
 ] as const;
 
 export type DeviceStatName = typeof DEVICE_STAT_FIELDS[number];

@@ -16,6 +16,7 @@ import {
   type EventFd,
   interfaceInfo,
   listInterfaces,
+  type Memory,
   PacketSocket,
 } from "../../ffi/mod.ts";
 import { matchesAny } from "../config/glob.ts";
@@ -333,6 +334,12 @@ export class DataPlane {
     active.length = keep;
   }
 
+  /** Reserves the TX frame that the reply to read `r` will go out in (Device's ReplyPlacer). */
+  readonly #place = (r: Request): Memory | null => {
+    const ifc = this.#ifaces[r.iface];
+    return ifc ? ifc.reserveReply(r) : null;
+  };
+
   /** A request finished on its device (reply built): send it. */
   readonly #completed = (r: Request): void => {
     this.#reply(r);
@@ -397,7 +404,7 @@ export class DataPlane {
     if (index < 0) index = this.#devices.length;
     try {
       const state = this.#openState(this.#config.global.stateDirectory, d.name);
-      const dev = new Device(index, d, state, stats, this.#pool, this.#completed);
+      const dev = new Device(index, d, state, stats, this.#pool, this.#completed, this.#place);
       this.#devices[index] = dev;
       this.#epoll.add(dev.events.fd, EPOLLIN, TOKEN_AIO + index);
       if (dev.timer) this.#epoll.add(dev.timer.fd, EPOLLIN, TOKEN_TIMER + index);

@@ -25,6 +25,7 @@ import {
   fdatasync,
   IOCB_CMD_PREADV,
   IOCB_CMD_PWRITEV,
+  type Memory,
   openStorage,
   setDirect,
   storageSize,
@@ -32,7 +33,7 @@ import {
 } from "../../ffi/mod.ts";
 import type { DeviceConfig } from "../config/types.ts";
 import { completeRequest } from "../protocol/engine.ts";
-import { Action, type Target } from "../protocol/types.ts";
+import { Action, ATA_DATA_OFFSET, type Target } from "../protocol/types.ts";
 import type { DeviceState } from "../state/device_state.ts";
 import { DS } from "../stats.ts";
 import type { Request, RequestPool } from "./pool.ts";
@@ -57,6 +58,13 @@ class AioSlot {
 /** Called with each finished request (reply built, ready to send). */
 export type CompletionSink = (r: Request) => void;
 
+/**
+ * Finds a TX ring frame for the reply to read `r` (Iface.reserveReply): returns the ring memory
+ * with `r.txFrame` set, or null (the data then goes to the request's own slot). Used by the
+ * synchronous buffered path only, whose replies are sent in order right after the read.
+ */
+export type ReplyPlacer = (r: Request) => Memory | null;
+
 export class Device implements Target {
   readonly index: number;
   readonly config: DeviceConfig;
@@ -78,6 +86,7 @@ export class Device implements Target {
   readonly #aio: AioContext;
   readonly #pool: RequestPool;
   readonly #sink: CompletionSink;
+  readonly #placer: ReplyPlacer | null;
   readonly #maxDelay: number;
   readonly #mergeDelay: number;
   /**
@@ -112,6 +121,7 @@ export class Device implements Target {
     stats: Float64Array,
     pool: RequestPool,
     sink: CompletionSink,
+    placer: ReplyPlacer | null = null,
   ) {
     this.index = index;
     this.config = config;
@@ -129,6 +139,7 @@ export class Device implements Target {
     this.#maxDelay = config.maxDelay;
     this.#mergeDelay = config.mergeDelay;
     this.#syncIo = !config.directIo && !TUNING.bufferedAio;
+    this.#placer = this.#syncIo && TUNING.readInRing ? placer : null;
 
     const storage = openStorage(config.path, {
       readOnly: config.readOnly,
@@ -238,9 +249,18 @@ export class Device implements Target {
           first.offset,
           count,
         );
+        // Reads of the synchronous path go straight into their replies' TX frames where the
+        // interface has them free, in order; from the first that finds none, into their slots.
+        let placing = this.#placer !== null && first.action === Action.READ;
         for (let j = 0; j < count; j++) {
           const r = slot.requests[j];
-          this.#aio.setIovec(slotIndex, j, this.#pool.memory, r.dataOffset, r.bytes);
+          const ring = placing ? this.#placer!(r) : null;
+          if (ring !== null) {
+            this.#aio.setIovec(slotIndex, j, ring, r.txFrame + ATA_DATA_OFFSET, r.bytes);
+          } else {
+            placing = false;
+            this.#aio.setIovec(slotIndex, j, this.#pool.memory, r.dataOffset, r.bytes);
+          }
         }
         if (this.#syncIo) {
           this.stats[DS.io_slots]++;

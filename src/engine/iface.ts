@@ -10,10 +10,11 @@
  * @module
  */
 
-import { copyBytes, type PacketSocket } from "../../ffi/mod.ts";
+import { copyBytes, type Memory, type PacketSocket } from "../../ffi/mod.ts";
 import type { InterfaceConfig } from "../config/types.ts";
 import { macBytes } from "../mac.ts";
 import { MAX_MTU, maxSectorsForMtu } from "../protocol/engine.ts";
+import { ATA_DATA_OFFSET } from "../protocol/types.ts";
 import type { Port } from "../protocol/types.ts";
 import { IS } from "../stats.ts";
 import type { Device } from "./device.ts";
@@ -36,6 +37,8 @@ export class Iface implements Port {
   #queueHead = 0;
   /** Frames committed to the TX ring since the last kick. */
   #unkicked = 0;
+  /** TX ring frames handed out by reserveReply() and not yet sent. */
+  #reserved = 0;
   /** The socket's kernel drop count already added to the counters. */
   #kernelDrops = 0;
   /** The socket's full-ring count already added to the counters. */
@@ -73,11 +76,32 @@ export class Iface implements Port {
    * socket (the caller may release `r`), false if it was queued (released after it is sent).
    */
   send(r: Request): boolean {
+    if (r.txFrame >= 0) return this.#sendReserved(r);
     if (this.congested || !this.#transmit(r.frame, r.length)) {
       this.#queue.push(r);
       return false;
     }
     return true;
+  }
+
+  /**
+   * Reserves the next free TX ring frame for the reply to read `r`, so that the read can put
+   * its data straight there (one copy fewer than through the request's slot). Returns the ring
+   * memory, with `r.txFrame` set to where the frame starts in it (the ATA data goes at
+   * `r.txFrame + 36`); null when there is no TX ring, replies are queued, or no frame is free.
+   *
+   * Reserved frames are consumed in order: the caller must send the replies of reserved reads
+   * in the order it reserved them, before sending any other reply on this interface, within the
+   * same turn (the synchronous buffered read path does exactly that).
+   */
+  reserveReply(r: Request): Memory | null {
+    const socket = this.socket;
+    if (this.congested || ATA_DATA_OFFSET + r.bytes > socket.frameSize) return null;
+    const at = socket.txFrameAhead(this.#reserved);
+    if (at < 0) return null;
+    r.txFrame = at;
+    this.#reserved++;
+    return socket.ringMemory;
   }
 
   /** Sends a frame that no request owns (advertisements); false if no TX room right now. */
@@ -127,14 +151,43 @@ export class Iface implements Port {
 
   /** Kicks the TX ring once for everything committed since the last kick. */
   flush(): void {
+    this.#reserved = 0; // reservations live within one turn (see reserveReply)
+    this.#kick();
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+
+  #kick(): void {
     if (this.#unkicked === 0) return;
     this.#unkicked = 0;
     this.socket.flush();
     this.stats[IS.tx_runs]++;
   }
 
-  close(): void {
-    this.socket.close();
+  /**
+   * Sends the reply of a read whose data is already in its reserved TX frame: the header (and,
+   * for an error reply, the zero padding) goes over the frame's first bytes. A reply that does
+   * not find its frame next in the ring (a broken reservation order: a bug) is not sent, and
+   * is counted as dropped: the initiator asks again, and no reply ever carries another's data.
+   */
+  #sendReserved(r: Request): boolean {
+    const frame = r.txFrame;
+    r.txFrame = -1;
+    if (this.#reserved > 0) this.#reserved--;
+    const socket = this.socket;
+    const buf = this.congested || socket.txFrameAhead(0) !== frame ? null : socket.txBuffer();
+    if (buf === null) {
+      this.stats[IS.dropped]++;
+      return true;
+    }
+    // A good read is header + data (longer than 60); anything else is at most 60 bytes, all of
+    // them in r.frame (completeRequest pads error replies with zeros).
+    const header = r.length > 60 ? ATA_DATA_OFFSET : r.length;
+    copyBytes(buf, r.frame, header);
+    if (this.#commit(r.length)) this.stats[IS.tx_in_place]++;
+    return true;
   }
 
   #transmit(frame: Uint8Array, length: number): boolean {
@@ -144,13 +197,17 @@ export class Iface implements Port {
       return false;
     }
     copyBytes(buf, frame, length);
+    return this.#commit(length);
+  }
+
+  #commit(length: number): boolean {
     if (!this.socket.commit(length)) {
       this.stats[IS.tx_buffers_full]++;
       return false;
     }
     if (this.socket.txRing) {
       this.#unkicked++;
-      if (TUNING.txKickEach) this.flush();
+      if (TUNING.txKickEach) this.#kick();
     }
     this.stats[IS.tx_cnt]++;
     this.stats[IS.tx_bytes] += length < 60 ? 60 : length;

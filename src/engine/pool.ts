@@ -33,6 +33,11 @@ export class Request extends Work {
   arrival = 0;
   /** Flush epoch of a write or flush (see Device). */
   epoch = 0;
+  /**
+   * A read whose data goes straight into its reply's TX ring frame: where that frame starts in
+   * the ring memory (see Iface.reserveReply); -1 when the reply is built in `frame`.
+   */
+  txFrame = -1;
 
   constructor(frame: Uint8Array, memoryOffset: number) {
     super(frame);
@@ -74,6 +79,7 @@ export class RequestPool {
   put(r: Request): void {
     r.device = -1;
     r.iface = -1;
+    r.txFrame = -1;
     this.#free.push(r);
   }
 

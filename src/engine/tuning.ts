@@ -10,6 +10,7 @@
  * | GGAOED_SUBMIT_BATCH | 32 | most iocbs per io_submit (1 = one system call per iocb) |
  * | GGAOED_BUFFERED_AIO | 0 | 1 = kernel AIO also for buffered files (default: preadv/pwritev) |
  * | GGAOED_TX_KICK_EACH | 0 | 1 = kick the TX ring after every reply (default: once per turn) |
+ * | GGAOED_READ_IN_RING | 1 | 0 = buffered reads land in the request's slot and are copied into the TX frame (default: read straight into the TX frame) |
  *
  * @module
  */
@@ -33,4 +34,5 @@ export const TUNING = {
   submitBatch: int("GGAOED_SUBMIT_BATCH", 32, 1, 32),
   bufferedAio: env("GGAOED_BUFFERED_AIO") === "1",
   txKickEach: env("GGAOED_TX_KICK_EACH") === "1",
+  readInRing: env("GGAOED_READ_IN_RING") !== "0",
 } as const;

@@ -90,7 +90,8 @@ Deno.test("stats dump: a block per device then per interface, our extra counters
       "# Statistics for interface eth0\n" +
       "rx_cnt: 100\nrx_bytes: 101\nrx_runs: 102\nrx_buffers_full: 103\ntx_cnt: 104\n" +
       "tx_bytes: 105\ntx_runs: 106\ntx_buffers_full: 107\ndropped: 108\nignored: 109\n" +
-      "broadcast: 110\n\n",
+      "broadcast: 110\n" +
+      "tx_in_place: 111\n\n",
   );
 });
 

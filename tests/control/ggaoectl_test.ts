@@ -67,6 +67,7 @@ Deno.test("ggaoectl stats prints every counter of each matching device and inter
     n[IS.rx_cnt] = 1207;
     n[IS.rx_bytes] = 9876543210;
     n[IS.broadcast] = 2;
+    n[IS.tx_in_place] = 900;
     const { code, out, err } = await ggaoectl("-s", sock, "stats", "disk1", "eth*");
     assert.equal(err, "");
     assert.equal(code, 0);
@@ -103,6 +104,7 @@ tx_buffers_full: 0
 dropped: 0
 ignored: 0
 broadcast: 2
+tx_in_place: 900
 
 `,
     );
