@@ -84,6 +84,9 @@ request for the MTU), 4 KiB random read, 4 KiB mixed 70/30, sequential write wit
   --out DIR          where latest.json / latest.svg go (default bench/results)
   --no-write         print the table only
   -h, --help         this text
+
+Environment: GGAOED_DENO_FLAGS adds Deno flags to the daemon's command line, e.g.
+"--v8-flags=--perf-basic-prof" for perf(1) to name JIT-compiled functions.
 `;
 
 interface Options {
@@ -280,6 +283,14 @@ function machineBusySeconds(): number {
   return (total - v[3] - v[4]) / CLK_TCK;
 }
 
+/**
+ * Extra Deno flags for the daemon from GGAOED_DENO_FLAGS (space-separated), e.g.
+ * `--v8-flags=--perf-basic-prof` so that `perf report` names its JIT-compiled functions.
+ */
+function extraDenoFlags(): string[] {
+  return (Deno.env.get("GGAOED_DENO_FLAGS") ?? "").split(" ").filter(Boolean);
+}
+
 /** Another process using more than this many cores during a run is reported in its note. */
 const BUSY_CORES = 0.25;
 /** Measurements repeated at most this often when the machine was busy. */
@@ -449,7 +460,7 @@ async function startTarget(
     t = spawn(
       lab,
       name,
-      [DENO, "run", ...DAEMON_FLAGS, ...prof, `${REPO}ggaoed.ts`, "-c", conf],
+      [DENO, "run", ...DAEMON_FLAGS, ...prof, ...extraDenoFlags(), `${REPO}ggaoed.ts`, "-c", conf],
       variant.env,
     );
     await t.waitForLog(/ggaoed is running/, 30_000);
