@@ -65,7 +65,12 @@ async function ctlStats(socket: string): Promise<DeviceStats> {
   assert.equal(out.code, 0, `ggaoectl stats failed: ${new TextDecoder().decode(out.stderr)}`);
   const reply = JSON.parse(text);
   assert.equal(reply.devices?.length, 1, `one device in ${text}`);
-  return reply.devices[0].stats;
+  // The device's counters, plus the read replies sent from their TX frames on any interface.
+  const inPlace = (reply.interfaces ?? []).reduce(
+    (sum: number, i: { stats: DeviceStats }) => sum + i.stats.tx_in_place,
+    0,
+  );
+  return { ...reply.devices[0].stats, tx_in_place: inPlace };
 }
 
 /**
@@ -185,6 +190,8 @@ async function patternRoundTrip(mtu: number, directIo: boolean): Promise<void> {
 
       assertCleanStats(stats, context);
       assert.ok(stats.write_bytes >= SIZE_BYTES, `write_bytes ${stats.write_bytes}`);
+      // Page-cache reads went straight into their TX ring frames; O_DIRECT ones never do.
+      assert.equal(stats.tx_in_place, directIo ? 0 : stats.read_cnt, `tx_in_place${context}`);
       // The daemon's side of the same: at 9000 the O_DIRECT 1 MiB reads arrive as jumbo
       // requests, more than one 1500-byte frame could carry. (The pattern's buffered writes
       // reach the driver as one-page bios: 4 KiB per request even at 9000.)
