@@ -43,11 +43,16 @@ function reply(id: number): Request {
   return w;
 }
 
-Deno.test("replies without TX room wait in order and drain in order as frames free up", () => {
-  const sock = new FakeSocket();
+/** An interface over the stand-in socket `sock`, with fresh counters. */
+function ifaceOn(sock: object, name = "fake0"): { ifc: Iface; stats: Float64Array } {
   const stats = newIfaceStats();
   const cfg = { mtu: 0, ringBufferSize: 0, sendBufferSize: 0, receiveBufferSize: 0 };
-  const ifc = new Iface(0, "fake0", sock as unknown as PacketSocket, cfg, stats);
+  return { ifc: new Iface(0, name, sock as unknown as PacketSocket, cfg, stats), stats };
+}
+
+Deno.test("replies without TX room wait in order and drain in order as frames free up", () => {
+  const sock = new FakeSocket();
+  const { ifc, stats } = ifaceOn(sock);
   sock.room = 2;
   const results = [1, 2, 3, 4, 5].map((id) => ifc.send(reply(id)));
   assertEquals(results, [true, true, false, false, false]);
@@ -74,8 +79,7 @@ Deno.test("replies without TX room wait in order and drain in order as frames fr
 
 Deno.test("an interface going away hands every queued reply back for release", () => {
   const sock = new FakeSocket();
-  const cfg = { mtu: 0, ringBufferSize: 0, sendBufferSize: 0, receiveBufferSize: 0 };
-  const ifc = new Iface(0, "fake0", sock as unknown as PacketSocket, cfg, newIfaceStats());
+  const { ifc } = ifaceOn(sock);
   for (const id of [7, 8, 9]) ifc.send(reply(id));
   const dropped: number[] = [];
   ifc.dropQueue((r) => dropped.push(r.frame[0]));
@@ -127,9 +131,7 @@ function readReply(id: number, sectors: number): Request {
 
 Deno.test("reads reserved in TX ring frames go out in order with their header and in-place data", () => {
   const sock = new FakeRing();
-  const stats = newIfaceStats();
-  const cfg = { mtu: 0, ringBufferSize: 0, sendBufferSize: 0, receiveBufferSize: 0 };
-  const ifc = new Iface(0, "ring0", sock as unknown as PacketSocket, cfg, stats);
+  const { ifc, stats } = ifaceOn(sock, "ring0");
   try {
     const a = readReply(1, 2);
     const b = readReply(2, 1);
@@ -161,9 +163,7 @@ Deno.test("reads reserved in TX ring frames go out in order with their header an
 
 Deno.test("a reserved read sent out of order is dropped and counted, never sent with another's data", () => {
   const sock = new FakeRing();
-  const stats = newIfaceStats();
-  const cfg = { mtu: 0, ringBufferSize: 0, sendBufferSize: 0, receiveBufferSize: 0 };
-  const ifc = new Iface(0, "ring0", sock as unknown as PacketSocket, cfg, stats);
+  const { ifc, stats } = ifaceOn(sock, "ring0");
   try {
     const a = readReply(1, 1);
     const b = readReply(2, 1);
