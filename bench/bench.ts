@@ -940,21 +940,13 @@ async function main(): Promise<number> {
       details: rows,
       memory,
       settings: {
-        window: WINDOW,
-        congestionControl: false,
-        imageBytes: IMAGE_BYTES,
-        imageDir: "/var/tmp",
-        seconds: opts.seconds,
-        warmupSeconds: opts.warmup,
+        ...commonSettings(opts),
         vblade: "-b 64 (-d for seq_write_direct)",
         ggaoed: "direct-io = false (true for seq_write_direct), defaults otherwise",
         echo: "bench/echo.ts: reads from memory, writes acked at once",
         mixedReadPercent: 70,
       },
-      machine: { ...machine(), busyCoresBeforeStart: Number(idleLoad.toFixed(2)) },
-      versions: versions(),
-      date: started.toISOString(),
-      durationSeconds: Math.round((Date.now() - started.getTime()) / 1000),
+      ...provenance(started, idleLoad),
     };
     Deno.mkdirSync(opts.out, { recursive: true });
     const m = json.machine;
@@ -973,6 +965,28 @@ async function main(): Promise<number> {
   const failed = rows.filter((r) => r.value === null).length;
   if (failed) console.log(`${failed} measurement(s) failed: see the note column`);
   return 0;
+}
+
+/** The settings every results file records: what was measured, and how long. */
+function commonSettings(opts: Options) {
+  return {
+    window: WINDOW,
+    congestionControl: false,
+    imageBytes: IMAGE_BYTES,
+    imageDir: "/var/tmp",
+    seconds: opts.seconds,
+    warmupSeconds: opts.warmup,
+  };
+}
+
+/** Where and when a results file was measured: machine, versions, date, duration. */
+function provenance(started: Date, idleLoad: number) {
+  return {
+    machine: { ...machine(), busyCoresBeforeStart: Number(idleLoad.toFixed(2)) },
+    versions: versions(),
+    date: started.toISOString(),
+    durationSeconds: Math.round((Date.now() - started.getTime()) / 1000),
+  };
 }
 
 // --- Mechanisms ---------------------------------------------------------------------------
@@ -1032,20 +1046,12 @@ ${text}`);
       variants,
       runs,
       settings: {
-        window: WINDOW,
-        congestionControl: false,
-        imageBytes: IMAGE_BYTES,
-        imageDir: "/var/tmp",
-        seconds: opts.seconds,
-        warmupSeconds: opts.warmup,
+        ...commonSettings(opts),
         rounds: opts.repeat,
         ggaoed: "direct-io = false (true for seq_write_direct), defaults except the variant's",
         echo: "bench/echo.ts: reads from memory, writes acked at once",
       },
-      machine: { ...machine(), busyCoresBeforeStart: Number(idleLoad.toFixed(2)) },
-      versions: versions(),
-      date: started.toISOString(),
-      durationSeconds: Math.round((Date.now() - started.getTime()) / 1000),
+      ...provenance(started, idleLoad),
     };
     Deno.mkdirSync(opts.out, { recursive: true });
     Deno.writeTextFileSync(`${opts.out}/${opts.name}.json`, JSON.stringify(json, null, 2) + "\n");
