@@ -3,6 +3,7 @@
  * to compare their results with. Scripts run under busybox sh with the helpers of
  * scripts/kernel-initiator/guest/guest-lib.sh (result, wait_for_device, drop_caches).
  */
+import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 
 /** Bytes per sector of the pattern; each sector carries its own number. */
@@ -54,6 +55,23 @@ export async function fileMd5(path: string): Promise<string> {
   using file = await Deno.open(path);
   for await (const chunk of file.readable) hash.update(chunk);
   return hash.digest("hex");
+}
+
+/**
+ * The host-side check of guestScripts.mkfsFsckAndMd5: mke2fs and e2fsck succeeded in the guest,
+ * the guest read back exactly the backing file's bytes, and the host's own `e2fsck -fn` finds
+ * the filesystem that reached the backing file clean. `context` ends every failure message.
+ */
+export async function assertFilesystemRoundTrip(
+  results: Map<string, string>,
+  disk: string,
+  context: string,
+): Promise<void> {
+  assert.equal(results.get("mkfs_rc"), "0", context);
+  assert.equal(results.get("fsck_rc"), "0", context);
+  assert.equal(results.get("md5"), await fileMd5(disk), `guest and host disagree${context}`);
+  const fsck = await new Deno.Command("e2fsck", { args: ["-fn", disk] }).output();
+  assert.equal(fsck.code, 0, new TextDecoder().decode(fsck.stdout));
 }
 
 const waitStep = (name: string, seconds: number) => `
