@@ -34,7 +34,8 @@ export type {
 export { DataPlane } from "./src/engine/dataplane.ts";
 export type { DataPlaneOptions } from "./src/engine/dataplane.ts";
 export { DeviceState } from "./src/state/device_state.ts";
-export { openDeviceState } from "./src/state/store.ts";
+export { loadDeviceState } from "./src/state/store.ts";
+export { StateWriter } from "./src/state/writer.ts";
 export {
   AoeError,
   AoeProtocolError,

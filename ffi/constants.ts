@@ -14,6 +14,7 @@ export const O_DIRECT = 0o40000;
 export const O_CLOEXEC = 0o2000000;
 export const F_GETFL = 3;
 export const F_SETFL = 4;
+export const F_DUPFD_CLOEXEC = 1030;
 
 // struct stat st_mode
 export const S_IFMT = 0o170000;
@@ -42,6 +43,7 @@ export const SOL_SOCKET = 1;
 export const SO_SNDBUF = 7;
 export const SO_RCVBUF = 8;
 export const SO_ATTACH_FILTER = 26;
+export const SO_ERROR = 4;
 export const SO_SNDBUFFORCE = 32;
 export const SO_RCVBUFFORCE = 33;
 export const MSG_TRUNC = 0x20;
@@ -115,6 +117,7 @@ export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
 export const TFD_CLOEXEC = 0o2000000;
 export const TFD_NONBLOCK = 0o4000;
+export const CLOCK_REALTIME = 0;
 export const CLOCK_MONOTONIC = 1;
 
 // linux/aio_abi.h, and the x86-64 system call numbers

@@ -9,6 +9,7 @@ import { check, Errno, lastError } from "./errno.ts";
 import { errno, libc } from "./libc.ts";
 import {
   CLOCK_MONOTONIC,
+  CLOCK_REALTIME,
   EFD_CLOEXEC,
   EFD_NONBLOCK,
   EPOLL_CLOEXEC,
@@ -241,4 +242,17 @@ export class TimerFd {
     this.#closed = true;
     check(libc().close(this.fd), "close(timerfd)");
   }
+}
+
+const clockSpec = new Uint8Array(new ArrayBuffer(TIMESPEC.size));
+const clockWords = new Uint32Array(clockSpec.buffer);
+
+/**
+ * CLOCK_REALTIME in seconds with nanosecond resolution: the clock of the packet rings' receive
+ * timestamps (for converting them to the monotonic clock; Date.now() has only milliseconds).
+ */
+export function realtimeSeconds(): number {
+  check(libc().clock_gettime(CLOCK_REALTIME, clockSpec), "clock_gettime(CLOCK_REALTIME)");
+  return clockWords[TIMESPEC.sec / 4] + clockWords[TIMESPEC.sec / 4 + 1] * TWO_32 +
+    clockWords[TIMESPEC.nsec / 4] / 1e9;
 }

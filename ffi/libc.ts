@@ -228,6 +228,11 @@ const LIBC_SYMBOLS = {
   },
   /** int eventfd(unsigned int initval, int flags) */
   eventfd: { parameters: ["u32", /* unsigned int initval */ "i32" /* int flags */], result: "i32" },
+  /** int clock_gettime(clockid_t clockid, struct timespec *tp) */
+  clock_gettime: {
+    parameters: ["i32", /* clockid_t clockid */ "buffer" /* struct timespec *tp */],
+    result: "i32",
+  },
   /** int timerfd_create(int clockid, int flags) */
   timerfd_create: {
     parameters: ["i32", /* int clockid */ "i32" /* int flags */],

@@ -10,7 +10,16 @@
 export { Errno, errnoCode, SysError, sysError } from "./errno.ts";
 export type { Advice, ErrnoCode } from "./errno.ts";
 export { copyBytes, Memory, PAGE_SIZE } from "./memory.ts";
-export { Epoll, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EventFd, TimerFd } from "./events.ts";
+export {
+  Epoll,
+  EPOLLERR,
+  EPOLLHUP,
+  EPOLLIN,
+  EPOLLOUT,
+  EventFd,
+  realtimeSeconds,
+  TimerFd,
+} from "./events.ts";
 export {
   AIO_MAX_IOVECS,
   AioContext,
@@ -25,10 +34,12 @@ export {
 export type { AioBackend, AioOptions } from "./aio.ts";
 export {
   closeFd,
+  dupStorage,
   fdatasync,
   fsyncPath,
   lockPidFile,
   openStorage,
+  pathIdentity,
   pread,
   pwrite,
   realPath,

@@ -54,6 +54,7 @@ import {
   PROT_READ,
   PROT_WRITE,
   SO_ATTACH_FILTER,
+  SO_ERROR,
   SO_RCVBUF,
   SO_RCVBUFFORCE,
   SO_SNDBUF,
@@ -103,6 +104,13 @@ const SEND_FLAGS = MSG_DONTWAIT | MSG_NOSIGNAL;
 const RECV_FLAGS = MSG_DONTWAIT | MSG_TRUNC;
 
 const align16 = (n: number) => (n + 15) & ~15;
+
+/** Advice for the errors a packet socket gets when its link changes under it. */
+const LINK_ADVICE = {
+  ENETDOWN: "the interface went down",
+  ENXIO: "the interface went away",
+  ENODEV: "the interface went away",
+} as const;
 
 interface Ring {
   blockSize: number;
@@ -225,6 +233,8 @@ export class PacketSocket {
   readonly #txBuffer: Uint8Array<ArrayBuffer>;
   readonly #stats = new Uint8Array(new ArrayBuffer(8));
   readonly #statsLength = new Uint8Array(new ArrayBuffer(4));
+  readonly #errorValue = new Uint8Array(new ArrayBuffer(4));
+  readonly #errorLength = new Uint8Array(new ArrayBuffer(4));
   #rxIndex = 0;
   #rxLap = 0;
   #rxHeld = false;
@@ -405,7 +415,7 @@ export class PacketSocket {
     if (n === -1) {
       const e = errno();
       if (e === Errno.EAGAIN || e === Errno.EINTR) return null;
-      throw sysError(`recv(${this.ifname})`, e, { ENETDOWN: "the interface went down" });
+      throw sysError(`recv(${this.ifname})`, e, LINK_ADVICE);
     }
     this.rxWireLength = n;
     this.rxLength = Math.min(n, buffer.length);
@@ -479,8 +489,9 @@ export class PacketSocket {
    * Sends the frame written into the last `txBuffer()`: `length` bytes, padded with zeros to
    * 60 (virtual interfaces do not pad, and initiators ignore runts). With a TX ring the frame is
    * queued until `flush()`; without, it is sent now and false means EAGAIN (the socket buffer
-   * is full: queue it and retry on EPOLLOUT). A frame the qdisc refuses (ENOBUFS) is counted
-   * in txDropped and reported as sent: the initiator retransmits.
+   * is full: queue it and retry on EPOLLOUT). A frame the kernel refuses (ENOBUFS: the qdisc is
+   * full; EMSGSIZE: longer than the link's MTU now) is counted in txDropped and reported as
+   * sent: the initiator retransmits. Errors of the link (down, gone) throw a SysError.
    */
   commit(length: number): boolean {
     if (!this.#txReady) throw new Error("PacketSocket.commit: call txBuffer() first");
@@ -509,31 +520,62 @@ export class PacketSocket {
       buffer.fill(0, length, ETH_ZLEN);
       length = ETH_ZLEN;
     }
-    if (libc().send(this.fd, buffer, big(length), SEND_FLAGS) !== -1) return true;
-    const e = errno();
-    if (e === Errno.EAGAIN) {
-      this.#txReady = true; // the buffer still holds the frame: commit() may be retried
-      return false;
+    for (;;) {
+      if (libc().send(this.fd, buffer, big(length), SEND_FLAGS) !== -1) return true;
+      const e = errno();
+      if (e === Errno.EINTR) continue;
+      if (e === Errno.EAGAIN) {
+        this.#txReady = true; // the buffer still holds the frame: commit() may be retried
+        return false;
+      }
+      // ENOBUFS: the qdisc is full; EMSGSIZE: the MTU shrank under us. Lose this frame only.
+      if (e === Errno.ENOBUFS || e === Errno.EMSGSIZE) {
+        this.txDropped++;
+        return true;
+      }
+      throw sysError(`send(${this.ifname})`, e, LINK_ADVICE);
     }
-    if (e === Errno.ENOBUFS) {
-      this.txDropped++;
-      return true;
-    }
-    throw sysError(`send(${this.ifname})`, e, { ENETDOWN: "the interface went down" });
   }
 
-  /** Asks the kernel to send every committed TX ring frame (one send(fd, NULL, 0) call). */
+  /**
+   * Asks the kernel to send every committed TX ring frame (one send(fd, NULL, 0) call). When it
+   * takes only some of them (its send buffer ran out) or none (EAGAIN, ENOBUFS), the rest stay
+   * queued and {@link needsKick} stays true: kick again shortly. Other errors (the link went
+   * down or away) throw a SysError.
+   */
   flush(): void {
     if (this.#txQueued === 0) return;
     this.txKicks++;
-    if (libc().send(this.fd, null, 0n, SEND_FLAGS) !== -1) {
-      this.#txQueued = 0;
+    let r: number;
+    do r = libc().send(this.fd, null, 0n, SEND_FLAGS); while (r === -1 && errno() === Errno.EINTR);
+    if (r !== -1) {
+      // The kernel sends ring frames in order: if the last one committed is still a send
+      // request, it stopped short of it.
+      const last = this.#txIndex === 0 ? this.txFrames - 1 : this.#txIndex - 1;
+      const status = this.#words[this.#txOffsets[last] >>> 2];
+      this.#txQueued = status === TP_STATUS_SEND_REQUEST ? 1 : 0;
       return;
     }
     const e = errno();
-    // Frames not taken stay SEND_REQUEST; the next flush kicks again.
-    if (e === Errno.EAGAIN || e === Errno.ENOBUFS || e === Errno.EINTR) return;
-    throw sysError(`send(${this.ifname}, TX ring)`, e, { ENETDOWN: "the interface went down" });
+    if (e === Errno.EAGAIN || e === Errno.ENOBUFS) return;
+    throw sysError(`send(${this.ifname}, TX ring)`, e, LINK_ADVICE);
+  }
+
+  /** Committed TX ring frames wait for a kick (a flush that did not take them all). */
+  get needsKick(): boolean {
+    return this.#txQueued > 0;
+  }
+
+  /**
+   * Reads and clears the socket's pending error (SO_ERROR): the kernel sets it, and reports
+   * EPOLLERR, when the link goes down or away (ENETDOWN, ENXIO, ENODEV). 0 when none.
+   */
+  takeError(): number {
+    const value = this.#errorValue;
+    const length = this.#errorLength;
+    new DataView(length.buffer).setUint32(0, 4, true);
+    if (libc().getsockopt(this.fd, SOL_SOCKET, SO_ERROR, value, length) === -1) return errno();
+    return new DataView(value.buffer).getInt32(0, true);
   }
 
   /** Unmaps the rings and closes the socket; idempotent. Frame views become empty. */

@@ -10,6 +10,7 @@ import type { Advice } from "./errno.ts";
 import { cString, errno, libc } from "./libc.ts";
 import {
   BLKGETSIZE64,
+  F_DUPFD_CLOEXEC,
   F_GETFL,
   F_SETFL,
   O_CLOEXEC,
@@ -42,18 +43,34 @@ export interface Storage {
   size: number;
   /** True for a block device, false for a regular file. */
   blockDevice: boolean;
+  /**
+   * What it is, independent of the path used: `b<rdev>` for a block device, `f<dev>:<ino>` for
+   * a file. Two opens of the same storage have the same identity.
+   */
+  identity: string;
+  /** Opened read-only. */
+  readOnly: boolean;
 }
 
 const TWO_32 = 0x1_0000_0000;
 
-function statMode(path: string): { mode: number; size: number } {
+function statMode(path: string): { mode: number; size: number; identity: string } {
   const buffer = new Uint8Array(new ArrayBuffer(STAT.size));
   check(libc().stat(cString(path), buffer), `stat(${path})`, {
     ENOENT: "the path does not exist",
     EACCES: "permission denied on the path; run as root",
   });
   const view = new DataView(buffer.buffer);
-  return { mode: view.getUint32(STAT.mode, true), size: readU64(view, STAT.stSize) };
+  const mode = view.getUint32(STAT.mode, true);
+  const identity = (mode & S_IFMT) === S_IFBLK
+    ? `b${readU64(view, STAT.rdev)}`
+    : `f${readU64(view, STAT.dev)}:${readU64(view, STAT.ino)}`;
+  return { mode, size: readU64(view, STAT.stSize), identity };
+}
+
+/** The {@link Storage.identity} `path` would open, from stat(2); throws a SysError. */
+export function pathIdentity(path: string): string {
+  return statMode(path).identity;
 }
 
 function readU64(view: DataView, offset: number): number {
@@ -85,11 +102,45 @@ export function openStorage(path: string, options: StorageOptions): Storage {
   };
   const fd = check(libc().open(cString(path), flags, 0), `open(${path})`, advice);
   try {
-    return { fd, size: blockDevice ? blockDeviceSize(fd, path) : fileSize(fd, path), blockDevice };
+    const st = fstat(fd, path);
+    const identity = blockDevice ? `b${st.rdev}` : `f${st.dev}:${st.ino}`;
+    const size = blockDevice ? blockDeviceSize(fd, path) : st.size;
+    return { fd, size, blockDevice, identity, readOnly: options.readOnly };
   } catch (error) {
     libc().close(fd);
     throw error;
   }
+}
+
+/**
+ * A second descriptor of open storage (dup(2), close-on-exec), with O_DIRECT set as asked: the
+ * same open file, so an exclusive claim on a block device carries over (a reload that changes
+ * a device's settings but not its path takes over the descriptor instead of opening it again,
+ * which O_EXCL would refuse while the old one is open).
+ */
+export function dupStorage(storage: Storage, path: string, direct: boolean): Storage {
+  const fd = check(libc().fcntl(storage.fd, F_DUPFD_CLOEXEC, 0n), `fcntl(${path}, F_DUPFD)`, {
+    EMFILE: "raise the open file limit (ulimit -n)",
+  });
+  try {
+    setDirect(fd, direct);
+  } catch (error) {
+    libc().close(fd);
+    throw error;
+  }
+  return { ...storage, fd };
+}
+
+function fstat(fd: number, path: string): { dev: number; ino: number; rdev: number; size: number } {
+  const buffer = new Uint8Array(new ArrayBuffer(STAT.size));
+  check(libc().fstat(fd, buffer), `fstat(${path})`);
+  const view = new DataView(buffer.buffer);
+  return {
+    dev: readU64(view, STAT.dev),
+    ino: readU64(view, STAT.ino),
+    rdev: readU64(view, STAT.rdev),
+    size: readU64(view, STAT.stSize),
+  };
 }
 
 /** The current size in bytes of an open export (devices and files can grow or shrink). */
@@ -98,9 +149,7 @@ export function storageSize(storage: { fd: number; blockDevice: boolean }, path:
 }
 
 function fileSize(fd: number, path: string): number {
-  const buffer = new Uint8Array(new ArrayBuffer(STAT.size));
-  check(libc().fstat(fd, buffer), `fstat(${path})`);
-  return readU64(new DataView(buffer.buffer), STAT.stSize);
+  return fstat(fd, path).size;
 }
 
 function blockDeviceSize(fd: number, path: string): number {

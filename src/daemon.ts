@@ -14,7 +14,11 @@ import { loadConfig } from "./config/load.ts";
 import { type Config, ConfigError } from "./config/types.ts";
 import { type ControlServer, startControlServer } from "./control/server.ts";
 import type { ControlHandler } from "./control/types.ts";
+import type { ClearedState } from "./engine/dataplane.ts";
 import type { FromWorker, SharedCounters, StateSnapshot, ToWorker } from "./engine/messages.ts";
+import { StateKind } from "./state/device_state.ts";
+import { decodeConfigFile, decodeMacListFile, loadDeviceState } from "./state/store.ts";
+import { StateWriter } from "./state/writer.ts";
 import { type Level, log, setupLogging } from "./log.ts";
 import { VERSION } from "./version.ts";
 
@@ -61,22 +65,40 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   }
   const wake = EventFd.open();
   const worker = new Worker(new URL("./engine/worker.ts", import.meta.url), { type: "module" });
-  const link = new WorkerLink(worker, wake);
+  let current = config;
+  const writer = new StateWriter({
+    directory: () => current.global.stateDirectory,
+    onResult: (r) => link.post({ type: "persisted", ...r }),
+    log,
+  });
+  const link = new WorkerLink(worker, wake, writer);
   let control: ControlServer | null = null;
   const started = performance.now();
   let code = 0;
   try {
-    const ready = await link.start(config);
+    const ready = await link.start(config, await loadStates(config, writer));
     if (ready.type === "failed") {
       log("error", `${ready.message}; shutting down`);
       return 1;
     }
+    if (ready.type === "started" && ready.failed.length > 0) {
+      log(
+        "error",
+        `${ready.failed.length} of ${config.devices.length} devices could not be opened and are NOT exported: ${
+          ready.failed.map((f) => f.name).join(", ")
+        } (see the errors above; fix them and reload)`,
+      );
+    }
     let reloading = Promise.resolve({ ok: true, message: "" });
     const reload = () => {
-      reloading = reloading.then(() => reloadConfig(options, link));
+      reloading = reloading.then(async () => {
+        const result = await reloadConfig(options, link, writer);
+        if (result.config) current = result.config;
+        return result;
+      });
       return reloading;
     };
-    const handler = controlHandler(link, started, reload);
+    const handler = controlHandler(link, started, reload, writer);
     try {
       control = await startControlServer(config.global.controlSocket, handler, log);
     } catch (e) {
@@ -100,10 +122,55 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   } finally {
     await control?.close();
     link.terminate();
+    await writer.close();
     wake.close();
     removePidFile(pidFile);
     closeFd(pidLock);
   }
+}
+
+/**
+ * Loads the persistent state of every device of `config` (main thread, before the data path
+ * sees the devices). State not yet written (a write that keeps failing) wins over the file. A
+ * device whose state cannot be read gets `error` instead, and is not exported.
+ */
+async function loadStates(
+  config: Config,
+  writer: StateWriter,
+): Promise<Map<string, StateSnapshot>> {
+  const out = new Map<string, StateSnapshot>();
+  for (const d of config.devices) {
+    try {
+      const state = await loadDeviceState(
+        config.global.stateDirectory,
+        d.name,
+        (level, message) => log(level, `disk/${d.name}: ${message}`),
+      );
+      const pick = (kind: StateKind, loaded: Uint8Array | number[]) => {
+        const latest = writer.latest(d.name, kind);
+        if (!latest) return loaded;
+        const decoded = kind === StateKind.CONFIG
+          ? decodeConfigFile(latest)
+          : decodeMacListFile(latest);
+        return typeof decoded === "string" ? loaded : decoded;
+      };
+      out.set(d.name, {
+        name: d.name,
+        config: pick(StateKind.CONFIG, state.config.slice()) as Uint8Array,
+        macMask: pick(StateKind.MAC_MASK, [...state.macMask]) as number[],
+        reserve: pick(StateKind.RESERVE, [...state.reserve]) as number[],
+      });
+    } catch (e) {
+      out.set(d.name, {
+        name: d.name,
+        config: new Uint8Array(0),
+        macMask: [],
+        reserve: [],
+        error: `cannot load its state: ${(e as Error).message}`,
+      });
+    }
+  }
+  return out;
 }
 
 /** `-d` forces trace-io on every device, as in the original. */
@@ -127,7 +194,8 @@ export function printConfigError(e: unknown): void {
 async function reloadConfig(
   options: DaemonOptions,
   link: WorkerLink,
-): Promise<{ ok: boolean; message: string }> {
+  writer: StateWriter,
+): Promise<{ ok: boolean; message: string; config?: Config }> {
   log("info", "Reload request received");
   let config: Config;
   try {
@@ -141,23 +209,42 @@ async function reloadConfig(
     return { ok: false, message: `not reloaded: ${issues.join("; ")}` };
   }
   for (const w of config.warnings) log("warning", w);
-  const reply = await link.request({ type: "reload", id: 0, config });
+  const states = await loadStates(config, writer);
+  const reply = await link.request({ type: "reload", id: 0, config, states });
   if (!reply.ok) {
-    log("error", `reload failed: ${reply.message}`);
-    return { ok: false, message: reply.message ?? "reload failed" };
+    // The worker logged each problem; the rest of the configuration is applied.
+    log("error", "The configuration was reloaded with errors (see above)");
+    return { ok: false, message: `reloaded with errors: ${reply.message}`, config };
   }
   log("info", "The configuration has been reloaded");
-  return { ok: true, message: "reloaded" };
+  return { ok: true, message: "reloaded", config };
 }
 
 function controlHandler(
   link: WorkerLink,
   started: number,
   reload: () => Promise<{ ok: boolean; message: string }>,
+  writer: StateWriter,
 ): ControlHandler {
   const copy = (c: SharedCounters) => ({ name: c.name, stats: c.stats.slice() });
-  const names = async (what: "config" | "macmask" | "reserve", patterns: string[]) =>
-    (await link.request({ type: "clear", id: 0, what, names: patterns })).data as string[];
+  /** Clears in the data path, then waits until every change is on disk (or says why not). */
+  const names = async (what: "config" | "macmask" | "reserve", patterns: string[]) => {
+    const reply = await link.request({ type: "clear", id: 0, what, names: patterns });
+    if (!reply.ok) throw new Error(reply.message);
+    const cleared = reply.data as ClearedState[];
+    const outcomes = await Promise.all(
+      cleared.map((c) => writer.waitDurable(c.name, c.kind, c.seq)),
+    );
+    const failed = outcomes.flatMap((o, i) => o.ok ? [] : [`${cleared[i].name}: ${o.message}`]);
+    if (failed.length > 0) {
+      throw new Error(
+        `cleared in memory (in effect now) but not saved, so it would come back after a restart: ${
+          failed.join("; ")
+        } (the daemon keeps retrying; free space or fix the state directory)`,
+      );
+    }
+    return cleared.map((c) => c.name);
+  };
   return {
     uptime: () => (performance.now() - started) / 1000,
     stats: () =>
@@ -183,6 +270,7 @@ type Reply = Extract<FromWorker, { type: "reply" }>;
 class WorkerLink {
   readonly #worker: Worker;
   readonly #wake: EventFd;
+  readonly #writer: StateWriter;
   #nextId = 1;
   readonly #waiting = new Map<number, (r: Reply) => void>();
   #onStart: ((m: FromWorker) => void) | null = null;
@@ -190,9 +278,10 @@ class WorkerLink {
   devices: SharedCounters[] = [];
   interfaces: SharedCounters[] = [];
 
-  constructor(worker: Worker, wake: EventFd) {
+  constructor(worker: Worker, wake: EventFd, writer: StateWriter) {
     this.#worker = worker;
     this.#wake = wake;
+    this.#writer = writer;
     worker.onmessage = (e: MessageEvent<FromWorker>) => this.#receive(e.data);
     worker.onerror = (e) => {
       e.preventDefault();
@@ -215,11 +304,17 @@ class WorkerLink {
     }
   }
 
-  start(config: Config): Promise<FromWorker> {
+  start(config: Config, states: Map<string, StateSnapshot>): Promise<FromWorker> {
     return new Promise((resolve) => {
       this.#onStart = resolve;
-      this.#worker.postMessage({ type: "start", config, wakeFd: this.#wake.fd } as ToWorker);
+      this.post({ type: "start", config, wakeFd: this.#wake.fd, states });
     });
+  }
+
+  /** Posts a message that needs no reply, and wakes the worker for it. */
+  post(m: ToWorker): void {
+    this.#worker.postMessage(m);
+    if (m.type !== "start") this.#wake.signal(1);
   }
 
   request(m: ToWorker & { id: number }): Promise<Reply> {
@@ -267,6 +362,9 @@ class WorkerLink {
       case "reply":
         this.#waiting.get(m.id)?.(m);
         this.#waiting.delete(m.id);
+        break;
+      case "persist":
+        this.#writer.submit(m.device, m.kind as StateKind, m.seq, m.bytes);
         break;
       case "stopped":
         this.#onStopped?.(m.inFlight);

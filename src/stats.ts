@@ -22,11 +22,14 @@ export const DEVICE_STAT_FIELDS = [
   "io_runs", // successful io_submit calls
   "queue_length", // sum of the in-flight count sampled at each arrival
   "queue_stall", // io_submit answered EAGAIN
-  "queue_over", // arrivals while in-flight >= queue-length (advertised Buffer Count)
+  "queue_over", // arrivals while in-flight >= queue-length (Buffer Count): dropped, = queue_drop
   "ata_err", // ATA replies with the ERR status bit
   "proto_err", // AoE error replies
-  "queue_drop", // requests dropped because every request buffer was in use (initiator retransmits)
+  "queue_drop", // requests dropped: the device already held its Buffer Count (initiator retransmits)
   "denied", // requests silently dropped by accept/deny or the MAC mask list
+  "io_retries", // merged transfers that failed or came back short: their requests went again one by one
+  "state_writes", // state files (config string, mask list, reserve list) written to disk
+  "state_errors", // state file writes that failed (retried; the change stays in memory)
 ] as const;
 
 /** Per-interface counters, in print order. */
@@ -43,6 +46,9 @@ export const IFACE_STAT_FIELDS = [
   "ignored", // wrong version, response flag, no matching device
   "broadcast", // broadcast requests matched by at least one device
   "tx_in_place", // read replies whose data was read straight into their TX ring frame
+  "tx_dropped", // replies the kernel refused (ENOBUFS, EMSGSIZE, a malformed TX ring frame)
+  "link_errors", // the socket failed with the link (down, deleted, changed): closed, reopened
+  "wildcard_dropped", // commands other than Query Config read/test to shelf 0xFFFF or slot 0xFF
 ] as const;
 
 export type DeviceStatName = typeof DEVICE_STAT_FIELDS[number];

@@ -6,11 +6,26 @@
  * It runs inside the data-path Worker (`worker.ts`), but has no Worker-specific code, so tests and
  * tools can drive it directly.
  *
+ * Faults it rides out without stopping (none may take the daemon down, stall it, or send a reply
+ * where it does not belong):
+ * - a link that goes down, away, or changes (MTU, MAC, name): its interface is closed when its
+ *   socket fails or the rescan sees the change, and opened afresh once the link is usable;
+ *   requests of the old interface that complete later are dropped (their Iface is closed, and
+ *   an Iface is never reused), and the initiator retransmits them;
+ * - a reload that cannot reopen a device: the device keeps serving with its old settings and the
+ *   reload reports the error; a replaced or removed device retires without blocking the loop;
+ * - state that cannot be written (ENOSPC): the state files are written by the main thread
+ *   (`src/state/writer.ts`); replies that acknowledge a state change wait for it, and become AoE
+ *   error 3 if the write fails; serving goes on;
+ * - a frame that makes the engine throw (a bug): dropped, counted, logged, its request released.
+ *
  * @module
  */
 
 import {
+  dupStorage,
   Epoll,
+  EPOLLERR,
   EPOLLIN,
   EPOLLOUT,
   type EventFd,
@@ -18,14 +33,20 @@ import {
   listInterfaces,
   type Memory,
   PacketSocket,
+  pathIdentity,
+  realtimeSeconds,
+  type Storage,
+  sysError,
 } from "../../ffi/mod.ts";
 import { matchesAny } from "../config/glob.ts";
 import { type Config, type DeviceConfig, interfaceConfig } from "../config/types.ts";
 import { BROADCAST_MAC } from "../mac.ts";
 import {
+  answersWildcard,
   buildAdvertisement,
   classifyFrame,
   describeRequest,
+  failStateReply,
   FrameClass,
   frameShelf,
   frameSlot,
@@ -34,23 +55,25 @@ import {
   targetMatches,
 } from "../protocol/engine.ts";
 import { Action, Drop, WORK_FRAME_SIZE } from "../protocol/types.ts";
-import type { DeviceState } from "../state/device_state.ts";
+import { DeviceState, type StateKind, type StateListener } from "../state/device_state.ts";
+import { encodeState } from "../state/store.ts";
 import { DEVICE_STAT_COUNT, DS, IFACE_STAT_COUNT, IS } from "../stats.ts";
-import { Device } from "./device.ts";
+import { Device, type ReplyPlacer, STALL_RETRY_MS } from "./device.ts";
 import { effectiveMtu, Iface } from "./iface.ts";
-import type { SharedCounters } from "./messages.ts";
-import { type Request, RequestPool } from "./pool.ts";
+import type { PersistAck, PersistRequest, SharedCounters, StateSnapshot } from "./messages.ts";
+import type { Request } from "./pool.ts";
 
 /** Log sink: the worker forwards these to the main thread's logger. */
 export type LogFn = (level: "debug" | "info" | "warning" | "error", message: string) => void;
-
-/** Opens the persistent state of a device (the file store, or memory in tools). */
-export type StateOpener = (directory: string, name: string) => DeviceState;
 
 /** Frames taken from one interface per turn before others get their share. */
 const RX_BUDGET = 256;
 /** How often interfaces are rescanned for hotplug, seconds. */
 const RESCAN_INTERVAL = 1;
+/** A retiring device still busy after this long is reported (it keeps waiting). */
+const RETIRE_WARN_SECONDS = 5;
+/** A kernel receive timestamp further back than this is not believed (clock step). */
+const MAX_RING_DELAY = 1;
 
 // epoll tokens: kind * 2^20 + index
 const TOKEN_IFACE = 1 << 20;
@@ -63,58 +86,114 @@ function sharedCounters(count: number): Float64Array {
   return new Float64Array(new SharedArrayBuffer(count * 8));
 }
 
+/** Monotonic seconds (the clock of arrivals, service times, timers). */
+function monotonic(): number {
+  return performance.now() / 1000;
+}
+
 export interface DataPlaneOptions {
   config: Config;
   log: LogFn;
-  openState: StateOpener;
+  /** Persistent state of the devices as loaded from disk, by name (missing: empty). */
+  states?: ReadonlyMap<string, StateSnapshot>;
+  /**
+   * Hands the new contents of a state file to whoever writes it (the worker posts them to the
+   * main thread); the outcome comes back through {@link DataPlane.persisted}. Without it,
+   * state lives in memory only and every change counts as durable at once.
+   */
+  persist?: (m: PersistRequest) => void;
   /** Wakes the loop from another thread (the worker's command channel), if any. */
   wake?: EventFd;
-  /** Requests in flight at most; default from the devices' queue lengths. */
-  poolSize?: number;
+}
+
+/** The state of one device name, kept across reopen and removal, and its pending writes. */
+class StateRecord implements StateListener {
+  readonly name: string;
+  readonly state: DeviceState;
+  /** Change numbers handed to the writer, per StateKind. */
+  readonly posted = [0, 0, 0];
+  /** A write of that kind is with the writer, its outcome not yet known. */
+  readonly outstanding = [false, false, false];
+  /** Requests whose replies wait for a state change to be durable. */
+  readonly waiters: Request[] = [];
+  readonly #dirty: Set<StateRecord>;
+
+  constructor(name: string, state: DeviceState, dirty: Set<StateRecord>) {
+    this.name = name;
+    this.state = state;
+    this.#dirty = dirty;
+    state.listener = this;
+  }
+
+  changed(_kind: StateKind): void {
+    this.#dirty.add(this);
+  }
 }
 
 export class DataPlane {
   #config: Config;
   readonly #log: LogFn;
-  readonly #openState: StateOpener;
+  readonly #persist: ((m: PersistRequest) => void) | null;
   readonly #epoll = Epoll.open(64);
-  readonly #pool: RequestPool;
-  /** Indexed by Device.index / Iface.index; null where one was removed. */
+  /** Indexed by Device.index / Iface.index; null where one was closed. Retiring ones included. */
   readonly #devices: (Device | null)[] = [];
   readonly #ifaces: (Iface | null)[] = [];
   readonly #deviceCounters = new Map<string, Float64Array>();
   readonly #ifaceCounters = new Map<string, Float64Array>();
+  readonly #states = new Map<string, StateRecord>();
+  /** Devices whose state could not be loaded, and why (they are not opened). */
+  readonly #stateErrors = new Map<string, string>();
+  readonly #dirty = new Set<StateRecord>();
   readonly #active: Device[] = [];
+  readonly #retiring: Device[] = [];
   readonly #scratch = new Uint8Array(WORK_FRAME_SIZE);
+  /** Monotonic seconds at the start of this turn. */
   #now = 0;
+  /** Realtime minus monotonic at the start of this turn (converts RX ring timestamps). */
+  #realtimeOffset = 0;
   #lastRescan = 0;
+  #rescanSoon = false;
   #accepting = true;
+  /** Devices of the configuration that could not be opened at start: name and reason. */
+  readonly failedDevices: { name: string; reason: string }[] = [];
   /** Set when the wake eventfd fired during the last turn. */
   woken = false;
 
   constructor(options: DataPlaneOptions) {
     this.#config = options.config;
     this.#log = options.log;
-    this.#openState = options.openState;
-    const wanted = options.poolSize ??
-      options.config.devices.reduce((sum, d) => sum + 2 * d.queueLength, 64);
-    this.#pool = new RequestPool(Math.max(256, Math.min(wanted, 8192)));
+    this.#persist = options.persist ?? null;
     if (options.wake) this.#epoll.add(options.wake.fd, EPOLLIN, TOKEN_WAKE);
-    this.#now = wallClock();
+    this.#tick();
+    this.#takeStates(options.states);
   }
 
-  /** Opens the devices and interfaces of the configuration and advertises every device. */
+  /**
+   * Opens the devices and interfaces of the configuration and advertises every device. Throws
+   * when no device could be opened, or when interfaces match but no packet socket could be
+   * opened on any of them (no CAP_NET_RAW, typically): a daemon that cannot serve must not
+   * look as if it did.
+   */
   start(): void {
-    for (const d of this.#config.devices) this.#openDevice(d);
+    for (const d of this.#config.devices) {
+      const dev = this.#openDevice(d, null);
+      if (typeof dev !== "string") continue;
+      this.#log("error", `disk/${d.name}: ${dev}; device not exported`);
+      this.failedDevices.push({ name: d.name, reason: dev });
+    }
     if (!this.#devices.some((d) => d)) {
       throw new Error("no valid devices: every device failed to open (see the errors above)");
     }
-    this.#rescanInterfaces();
+    const failures: string[] = [];
+    this.#rescanInterfaces(false, failures);
+    if (this.interfaces.length === 0 && failures.length > 0) {
+      throw new Error(`no packet socket could be opened: ${failures.join("; ")}`);
+    }
   }
 
-  /** Live devices, in configuration order. */
+  /** Live devices (not retiring), in configuration order. */
   get devices(): Device[] {
-    return this.#devices.filter((d): d is Device => d !== null);
+    return this.#devices.filter((d): d is Device => d !== null && !d.retiring);
   }
 
   /** Live interfaces, in discovery order. */
@@ -130,33 +209,37 @@ export class DataPlane {
     };
   }
 
-  /** Requests in flight (pool slots in use). */
+  /** Requests in flight, over every device's pool (retiring ones included). */
   get inFlight(): number {
-    return this.#pool.inUse;
+    let n = 0;
+    for (const d of this.#devices) if (d) n += d.inFlight;
+    return n;
+  }
+
+  /** True while any request is queued, in the kernel, waiting for TX room or for a state write. */
+  get busy(): boolean {
+    return this.inFlight > 0;
   }
 
   /**
    * One turn of the loop. `timeoutMs` caps the wait; the plane waits less when it has work
-   * pending (a stalled queue, a congested interface).
+   * pending (a stalled queue, a congested interface, a TX ring left unkicked).
    */
   runOnce(timeoutMs: number): void {
     this.woken = false;
     const n = this.#epoll.wait(this.#nextTimeout(timeoutMs));
-    this.#now = wallClock();
+    this.#tick();
     for (let i = 0; i < n; i++) {
       const token = this.#epoll.tokenAt(i);
       const index = token & TOKEN_INDEX;
       switch (token - index) {
         case TOKEN_IFACE: {
           const ifc = this.#ifaces[index];
-          if (!ifc) break;
-          if (this.#epoll.eventsAt(i) & EPOLLOUT) this.#drainTx(ifc);
-          if (this.#accepting) this.#drainRx(ifc);
+          if (ifc) this.#ifaceEvent(ifc, this.#epoll.eventsAt(i));
           break;
         }
         case TOKEN_AIO:
-          this.#devices[index]?.reap();
-          this.#activate(this.#devices[index]);
+          this.#reap(this.#devices[index]);
           break;
         case TOKEN_TIMER: {
           const dev = this.#devices[index];
@@ -176,8 +259,14 @@ export class DataPlane {
       if (!ifc) continue;
       if (ifc.congested) this.#drainTx(ifc);
       ifc.flush();
+      ifc.retryKick();
     }
-    if (this.#now - this.#lastRescan >= RESCAN_INTERVAL) this.#rescanInterfaces();
+    this.flushPersist();
+    this.#closeFailedIfaces();
+    this.#closeRetired();
+    if (this.#rescanSoon || this.#now - this.#lastRescan >= RESCAN_INTERVAL) {
+      this.#rescanInterfaces();
+    }
   }
 
   /** Stops taking requests (shutdown); in-flight I/O still completes and is answered. */
@@ -185,20 +274,22 @@ export class DataPlane {
     this.#accepting = false;
   }
 
-  /** True while any request is queued, in the kernel, or waiting for TX room. */
-  get busy(): boolean {
-    return this.#pool.inUse > 0;
-  }
-
-  /** Applies a new configuration (SIGHUP / ggaoectl reload). */
-  reload(config: Config): void {
-    const old = new Map(this.devices.map((d) => [d.name, d]));
-    const keep = new Set<string>();
+  /**
+   * Applies a new configuration (SIGHUP / ggaoectl reload). A device whose settings changed is
+   * opened anew first; only when that works does the new one take over (the old one retires:
+   * it takes no new requests and closes once its last request is answered, without blocking
+   * the loop). When the new one cannot be opened, the old one keeps serving with its old
+   * settings. Returns the problems, one message per device (empty: all applied).
+   */
+  reload(config: Config, states?: ReadonlyMap<string, StateSnapshot>): string[] {
     this.#config = config;
+    this.#takeStates(states);
+    const problems: string[] = [];
+    const live = new Map(this.devices.map((d) => [d.name, d]));
+    const kept: Device[] = [];
     for (const d of config.devices) {
-      const cur = old.get(d.name);
+      const cur = live.get(d.name);
       if (cur && JSON.stringify(cur.config) === JSON.stringify(d)) {
-        keep.add(d.name);
         try {
           if (cur.refreshSize()) {
             this.#log(
@@ -211,27 +302,52 @@ export class DataPlane {
         }
         continue;
       }
+      const dev = this.#openDevice(d, cur ?? null);
+      if (typeof dev === "string") {
+        problems.push(
+          cur
+            ? `disk/${d.name}: cannot apply the new settings: ${dev}; it keeps serving with the previous ones`
+            : `disk/${d.name}: ${dev}; not exported`,
+        );
+        if (cur) kept.push(cur);
+        continue;
+      }
       if (cur) {
-        this.#log("info", `disk/${d.name}: configuration changed, reopening`);
-        this.#closeDevice(cur);
+        this.#log("info", `disk/${d.name}: reopened with the new settings`);
+        this.#retire(cur);
       }
-      this.#openDevice(d);
     }
-    for (const [name, dev] of old) {
-      if (!keep.has(name) && !config.devices.some((d) => d.name === name)) {
+    for (const [name, dev] of live) {
+      if (!config.devices.some((d) => d.name === name)) {
         this.#log("info", `disk/${name}: removed from the configuration, closing`);
-        this.#closeDevice(dev);
+        this.#retire(dev);
       }
     }
+    // A device kept with its old settings must not share an address with another one.
+    for (const dev of kept) {
+      const clash = this.devices.find((o) =>
+        o !== dev && o.shelf === dev.shelf && o.slot === dev.slot
+      );
+      if (!clash) continue;
+      problems.push(
+        `disk/${dev.name}: its previous address e${dev.shelf}.${dev.slot} is now ${clash.name}'s; it is no longer exported`,
+      );
+      this.#retire(dev);
+    }
+    for (const p of problems) this.#log("error", p);
     this.#rescanInterfaces(true);
+    return problems;
   }
 
   /** Closes everything. Queued requests are dropped; call after the plane went idle. */
   close(): void {
-    for (const dev of this.devices) this.#closeDevice(dev);
+    for (const dev of this.#devices) {
+      if (!dev) continue;
+      for (const r of dev.takeQueued()) this.#finish(r);
+      this.#closeDevice(dev);
+    }
     for (const ifc of this.interfaces) this.#closeIface(ifc);
     this.#epoll.close();
-    this.#pool.close();
   }
 
   /** Device states, for the control interface. */
@@ -239,18 +355,142 @@ export class DataPlane {
     return this.devices.map((d) => ({ name: d.name, state: d.state }));
   }
 
+  /**
+   * Empties the config string, mask list or reserve list of the live devices matching
+   * `patterns` (ggaoectl clear-*); returns each one's name and the change number whose write
+   * makes it durable (already durable when nothing changed).
+   */
+  clearState(what: "config" | "macmask" | "reserve", patterns: string[]): ClearedState[] {
+    const cleared: ClearedState[] = [];
+    for (const dev of this.devices) {
+      if (!matchesAny(patterns, dev.name)) continue;
+      const state = dev.state;
+      if (what === "config") state.setConfig(new Uint8Array(0));
+      else if (what === "macmask") state.clearMacMask();
+      else state.setReserve([]);
+      const kind: StateKind = what === "config" ? 0 : what === "macmask" ? 1 : 2;
+      cleared.push({ name: dev.name, kind, seq: state.seq(kind) });
+    }
+    this.flushPersist();
+    return cleared;
+  }
+
+  // ---- persistent state ----
+
+  /** Hands every changed state file to the writer, one write per file at a time. */
+  flushPersist(): void {
+    if (this.#dirty.size === 0) return;
+    for (const rec of this.#dirty) {
+      const state = rec.state;
+      for (let kind = 0 as StateKind; kind < 3; kind++) {
+        const seq = state.seq(kind);
+        if (seq <= rec.posted[kind] || rec.outstanding[kind]) continue;
+        rec.posted[kind] = seq;
+        if (this.#persist === null) {
+          state.markDurable(kind, seq);
+          this.#releaseWaiters(rec, kind, seq, true);
+          continue;
+        }
+        rec.outstanding[kind] = true;
+        this.#persist({
+          type: "persist",
+          device: rec.name,
+          kind,
+          seq,
+          bytes: encodeState(state, kind),
+        });
+      }
+    }
+    this.#dirty.clear();
+  }
+
+  /** The writer's outcome for a state file: replies that waited for it go out. */
+  persisted(ack: PersistAck): void {
+    const rec = this.#states.get(ack.device);
+    if (!rec) return;
+    const kind = ack.kind as StateKind;
+    rec.outstanding[kind] = false;
+    if (ack.ok) rec.state.markDurable(kind, ack.seq);
+    const stats = this.#deviceCounters.get(ack.device);
+    if (stats) stats[ack.ok ? DS.state_writes : DS.state_errors]++;
+    this.#releaseWaiters(rec, kind, ack.seq, ack.ok);
+    if (rec.state.seq(kind) > rec.posted[kind]) this.#dirty.add(rec);
+    this.flushPersist();
+    for (const ifc of this.#ifaces) ifc?.flush();
+  }
+
+  #releaseWaiters(rec: StateRecord, kind: StateKind, seq: number, ok: boolean): void {
+    const waiters = rec.waiters;
+    for (let i = 0; i < waiters.length;) {
+      const r = waiters[i];
+      if (r.persistKind !== kind || r.persistSeq > seq) {
+        i++;
+        continue;
+      }
+      waiters.splice(i, 1);
+      if (!ok) failStateReply(r, r.dev.stats);
+      this.#reply(r);
+    }
+  }
+
+  /**
+   * Takes the states the main thread loaded: for names seen for the first time (the state in
+   * memory is newer than the files for the others), and the load errors.
+   */
+  #takeStates(states: ReadonlyMap<string, StateSnapshot> | undefined): void {
+    for (const [name, snapshot] of states ?? []) {
+      if (snapshot.error !== undefined) this.#stateErrors.set(name, snapshot.error);
+      else {
+        this.#stateErrors.delete(name);
+        this.#record(name, snapshot);
+      }
+    }
+  }
+
+  /** The state record of `name`, created from `snapshot` (or empty) the first time. */
+  #record(name: string, snapshot?: StateSnapshot): StateRecord {
+    let rec = this.#states.get(name);
+    if (!rec) {
+      const state = new DeviceState(null, snapshot);
+      rec = new StateRecord(name, state, this.#dirty);
+      this.#states.set(name, rec);
+    }
+    return rec;
+  }
+
   // ---- receive ----
+
+  #ifaceEvent(ifc: Iface, events: number): void {
+    if (events & EPOLLERR) {
+      const e = ifc.socket.takeError();
+      if (e !== 0) ifc.fail(sysError("socket", e).message);
+    }
+    if (events & EPOLLOUT) this.#drainTx(ifc);
+    if (this.#accepting && ifc.failure === null) this.#drainRx(ifc);
+  }
 
   #drainRx(ifc: Iface): void {
     const sock = ifc.socket;
     const st = ifc.stats;
+    const now = this.#now;
+    const offset = this.#realtimeOffset;
     let n = 0;
     while (n < RX_BUDGET) {
-      const rx = sock.receive();
+      let rx: Uint8Array | null;
+      try {
+        rx = sock.receive();
+      } catch (e) {
+        ifc.fail((e as Error).message);
+        break;
+      }
       if (rx === null) break;
       n++;
+      // The kernel's receive time is on the realtime clock; convert, and distrust a step.
+      let delay = now - (sock.rxTimestamp - offset);
+      if (!(delay >= 0)) delay = 0;
+      else if (delay > MAX_RING_DELAY) delay = MAX_RING_DELAY;
       try {
-        this.#handleFrame(ifc, rx, sock.rxLength, sock.rxTimestamp);
+        this.#handleFrame(ifc, rx, sock.rxLength, now - delay);
       } catch (e) {
         // A bug must not take the target down: drop the frame, count it, say what happened.
         st[IS.dropped]++;
@@ -259,7 +499,11 @@ export class DataPlane {
       sock.release();
     }
     if (n > 0) st[IS.rx_runs]++;
-    ifc.countSocketEvents();
+    try {
+      ifc.countSocketEvents();
+    } catch (e) {
+      ifc.fail((e as Error).message);
+    }
   }
 
   #handleFrame(ifc: Iface, rx: Uint8Array, length: number, arrival: number): void {
@@ -277,6 +521,11 @@ export class DataPlane {
     }
     const shelf = frameShelf(rx);
     const slot = frameSlot(rx);
+    const wildcard = isBroadcastAddress(shelf, slot);
+    if (wildcard && !answersWildcard(rx, length)) {
+      st[IS.wildcard_dropped]++;
+      return;
+    }
     const devices = ifc.devices;
     let matched = 0;
     for (let i = 0; i < devices.length; i++) {
@@ -286,33 +535,49 @@ export class DataPlane {
       this.#serve(ifc, dev, rx, length, arrival);
     }
     if (matched === 0) st[IS.ignored]++;
-    else if (isBroadcastAddress(shelf, slot)) st[IS.broadcast]++;
+    else if (wildcard) st[IS.broadcast]++;
   }
 
   #serve(ifc: Iface, dev: Device, rx: Uint8Array, length: number, arrival: number): void {
-    const r = this.#pool.get();
+    const pool = dev.pool;
+    const ds = dev.stats;
+    ds[DS.queue_length] += pool.inUse;
+    const r = pool.get();
     if (r === null) {
-      dev.stats[DS.queue_drop]++;
+      // The device holds its Buffer Count already (AoE r11: messages beyond it are dropped).
+      ds[DS.queue_over]++;
+      ds[DS.queue_drop]++;
       return;
     }
-    const ds = dev.stats;
-    ds[DS.queue_length] += dev.inFlight;
-    if (dev.inFlight >= dev.bufferCount) ds[DS.queue_over]++;
-    dev.inFlight++;
-    r.device = dev.index;
-    r.iface = ifc.index;
+    r.ifc = ifc;
     r.arrival = arrival;
-    if (dev.config.traceIo) this.#log("debug", `disk/${dev.name}: ${describeRequest(rx, length)}`);
-    switch (handleRequest(rx, length, ifc, dev, r)) {
-      case Action.DROP:
-        if (r.drop === Drop.SHORT) ifc.stats[IS.dropped]++;
-        this.#finish(r, dev);
-        break;
-      case Action.REPLY:
-        this.#reply(r);
-        break;
-      default:
-        if (!dev.enqueue(r)) this.#activate(dev);
+    let handedOff = false;
+    try {
+      if (dev.config.traceIo) {
+        this.#log("debug", `disk/${dev.name}: ${describeRequest(rx, length)}`);
+      }
+      switch (handleRequest(rx, length, ifc, dev, r)) {
+        case Action.DROP:
+          if (r.drop === Drop.SHORT) ifc.stats[IS.dropped]++;
+          break;
+        case Action.REPLY: {
+          handedOff = true;
+          const kind = r.stateKind as StateKind | -1;
+          if (kind >= 0 && !dev.state.isDurable(kind as StateKind)) {
+            r.persistKind = kind;
+            r.persistSeq = dev.state.seq(kind as StateKind);
+            this.#record(dev.name).waiters.push(r);
+          } else {
+            this.#reply(r);
+          }
+          break;
+        }
+        default:
+          handedOff = true;
+          if (!dev.enqueue(r)) this.#activate(dev);
+      }
+    } finally {
+      if (!handedOff) pool.put(r);
     }
   }
 
@@ -322,22 +587,46 @@ export class DataPlane {
     if (dev && !this.#active.includes(dev)) this.#active.push(dev);
   }
 
+  #reap(dev: Device | null | undefined): void {
+    if (!dev) return;
+    try {
+      dev.reap();
+    } catch (e) {
+      this.#log("error", `disk/${dev.name}: reaping completions failed: ${(e as Error).message}`);
+    }
+    this.#activate(dev);
+  }
+
   #runDevices(): void {
     const active = this.#active;
+    const now = this.#now;
     let keep = 0;
     for (let i = 0; i < active.length; i++) {
       const dev = active[i];
       if (this.#devices[dev.index] !== dev) continue; // closed meanwhile
-      if (dev.runnable) dev.submit();
-      if (dev.runnable) active[keep++] = dev; // stalled with work left: try again next turn
+      dev.retryStall(now);
+      if (dev.runnable) {
+        try {
+          dev.submit(now);
+        } catch (e) {
+          this.#log("error", `disk/${dev.name}: submitting I/O failed: ${(e as Error).message}`);
+        }
+      }
+      // Stalled, or waiting for its timer, with work left: try again on a later turn.
+      if (dev.runnable || dev.stalledIdle) active[keep++] = dev;
     }
     active.length = keep;
   }
 
-  /** Reserves the TX frame that the reply to read `r` will go out in (Device's ReplyPlacer). */
-  readonly #place = (r: Request): Memory | null => {
-    const ifc = this.#ifaces[r.iface];
-    return ifc ? ifc.reserveReply(r) : null;
+  /** Reserves the TX frames that the replies to reads go out in (Device's ReplyPlacer). */
+  readonly #place: ReplyPlacer = {
+    place(r: Request): Memory | null {
+      const ifc = r.ifc;
+      return ifc !== null && ifc.open ? ifc.reserveReply(r) : null;
+    },
+    unplace(r: Request): void {
+      r.ifc?.cancelReservation(r);
+    },
   };
 
   /** A request finished on its device (reply built): send it. */
@@ -348,53 +637,71 @@ export class DataPlane {
   // ---- transmit ----
 
   #reply(r: Request): void {
-    const ifc = this.#ifaces[r.iface];
-    const dev = this.#devices[r.device];
-    if (!ifc) {
-      // The interface went away while the request was in progress: nothing to send on.
-      this.#finish(r, dev);
+    const ifc = r.ifc;
+    if (ifc === null || !ifc.open) {
+      // Its interface went away while the request was in progress: never send it elsewhere.
+      if (ifc) ifc.stats[IS.dropped]++;
+      this.#finish(r);
       return;
     }
     if (ifc.send(r)) this.#sent(r);
     else if (!ifc.socket.txRing) {
       // sendto() said EAGAIN: EPOLLOUT tells when the socket has room again. (With a TX ring
       // EPOLLOUT does not mean a free ring frame; the loop retries every millisecond instead.)
-      this.#epoll.modify(ifc.socket.fd, EPOLLIN | EPOLLOUT, TOKEN_IFACE + ifc.index);
+      this.#watchOut(ifc, true);
     }
   }
 
   readonly #sent = (r: Request): void => {
-    const dev = this.#devices[r.device];
-    if (dev) {
-      const dt = this.#now - r.arrival;
-      const ds = dev.stats;
-      if (r.action === Action.READ) ds[DS.read_time] += dt;
-      else if (r.action === Action.WRITE) ds[DS.write_time] += dt;
-      else ds[DS.other_time] += dt;
-    }
-    this.#finish(r, dev);
+    const dt = this.#now - r.arrival;
+    const ds = r.dev.stats;
+    if (r.action === Action.READ) ds[DS.read_time] += dt;
+    else if (r.action === Action.WRITE) ds[DS.write_time] += dt;
+    else ds[DS.other_time] += dt;
+    this.#finish(r);
   };
 
-  #finish(r: Request, dev: Device | null | undefined): void {
-    if (dev && this.#devices[r.device] === dev) dev.inFlight--;
-    this.#pool.put(r);
+  #finish(r: Request): void {
+    r.pool.put(r);
   }
 
   #drainTx(ifc: Iface): void {
-    if (ifc.drainQueue(this.#sent) && !ifc.socket.txRing) {
-      this.#epoll.modify(ifc.socket.fd, EPOLLIN, TOKEN_IFACE + ifc.index);
+    if (ifc.drainQueue(this.#sent) && !ifc.socket.txRing) this.#watchOut(ifc, false);
+  }
+
+  #watchOut(ifc: Iface, on: boolean): void {
+    try {
+      this.#epoll.modify(ifc.socket.fd, on ? EPOLLIN | EPOLLOUT : EPOLLIN, TOKEN_IFACE + ifc.index);
+    } catch (e) {
+      ifc.fail((e as Error).message);
     }
   }
 
   #nextTimeout(cap: number): number {
     for (const dev of this.#active) if (dev.runnable) return 0;
-    for (const ifc of this.#ifaces) if (ifc?.congested) return Math.min(cap, 1);
-    return cap;
+    let timeout = cap;
+    for (const ifc of this.#ifaces) {
+      if (ifc && (ifc.congested || ifc.needsKick)) timeout = Math.min(timeout, 1);
+    }
+    for (const dev of this.#active) {
+      if (dev.stalledIdle) timeout = Math.min(timeout, STALL_RETRY_MS);
+    }
+    return timeout;
+  }
+
+  #tick(): void {
+    this.#now = monotonic();
+    this.#realtimeOffset = realtimeSeconds() - this.#now;
   }
 
   // ---- setup and teardown ----
 
-  #openDevice(d: DeviceConfig): Device | null {
+  /**
+   * Opens device `d` (taking over `previous`'s descriptor when it is the same storage with the
+   * same access mode, so that an exclusive claim carries over) and makes it live. Returns the
+   * device, or why it could not be opened (logged).
+   */
+  #openDevice(d: DeviceConfig, previous: Device | null): Device | string {
     let stats = this.#deviceCounters.get(d.name);
     if (!stats) {
       stats = sharedCounters(DEVICE_STAT_COUNT);
@@ -402,53 +709,116 @@ export class DataPlane {
     }
     let index = this.#devices.indexOf(null);
     if (index < 0) index = this.#devices.length;
+    const stateError = this.#states.has(d.name) ? undefined : this.#stateErrors.get(d.name);
+    if (stateError !== undefined) return stateError;
+    let storage: Storage | undefined;
+    let dev: Device;
     try {
-      const state = this.#openState(this.#config.global.stateDirectory, d.name);
-      const dev = new Device(index, d, state, stats, this.#pool, this.#completed, this.#place);
-      this.#devices[index] = dev;
+      if (previous && previous.storage.readOnly === d.readOnly) {
+        let same = false;
+        try {
+          same = pathIdentity(d.path) === previous.storage.identity;
+        } catch { /* the open below reports it */ }
+        if (same) storage = dupStorage(previous.storage, d.path, d.directIo);
+      }
+      const state = this.#record(d.name).state;
+      dev = new Device(index, d, state, stats, this.#completed, this.#place, storage);
+    } catch (e) {
+      let reason = (e as Error).message;
+      if (previous?.blockDevice && (e as { code?: string }).code === "EBUSY") {
+        reason +=
+          ` (it is open read-${previous.readOnly ? "only" : "write"} for the running export: ` +
+          "to change read-only, remove the device, reload, then add it back and reload)";
+      }
+      return reason;
+    }
+    this.#devices[index] = dev;
+    try {
       this.#epoll.add(dev.events.fd, EPOLLIN, TOKEN_AIO + index);
       if (dev.timer) this.#epoll.add(dev.timer.fd, EPOLLIN, TOKEN_TIMER + index);
-      const size = humanSize(dev.size);
-      this.#log(
-        "info",
-        `disk/${d.name}: Shelf ${d.shelf}, slot ${d.slot}, path '${d.path}' (size ${size}, sectors ${dev.sectors}) opened${
-          d.readOnly ? " R/O" : ""
-        }${d.directIo ? ", using direct I/O" : ""}`,
-      );
-      return dev;
     } catch (e) {
-      this.#log("error", `disk/${d.name}: ${(e as Error).message}; device not exported`);
-      return null;
+      this.#devices[index] = null;
+      dev.close();
+      return (e as Error).message;
+    }
+    const size = humanSize(dev.size);
+    this.#log(
+      "info",
+      `disk/${d.name}: Shelf ${d.shelf}, slot ${d.slot}, path '${d.path}' (size ${size}, sectors ${dev.sectors}) opened${
+        d.readOnly ? " R/O" : ""
+      }${d.directIo ? ", using direct I/O" : ""}`,
+    );
+    return dev;
+  }
+
+  /**
+   * Takes a device out of service without waiting for it: queued requests are dropped (the
+   * initiator retransmits), it leaves every interface, and it closes once the requests it still
+   * has (in the kernel, waiting for TX room or for a state write) are done ({@link #closeRetired}).
+   */
+  #retire(dev: Device): void {
+    if (dev.retiring) return;
+    dev.retiring = true;
+    dev.retiredAt = this.#now;
+    for (const r of dev.takeQueued()) this.#finish(r);
+    for (const ifc of this.interfaces) ifc.devices = ifc.devices.filter((d) => d !== dev);
+    const i = this.#active.indexOf(dev);
+    if (i >= 0) this.#active.splice(i, 1);
+    this.#retiring.push(dev);
+  }
+
+  #closeRetired(): void {
+    const list = this.#retiring;
+    for (let i = 0; i < list.length;) {
+      const dev = list[i];
+      if (dev.inFlight === 0) {
+        list.splice(i, 1);
+        this.#closeDevice(dev);
+        continue;
+      }
+      if (this.#now - dev.retiredAt > RETIRE_WARN_SECONDS && dev.retiredAt > 0) {
+        this.#log(
+          "warning",
+          `disk/${dev.name}: the replaced device still has ${dev.inFlight} request(s) in progress (${dev.inKernel} in the kernel) after ${RETIRE_WARN_SECONDS} s; it closes when they finish`,
+        );
+        dev.retiredAt = -1; // warned once
+      }
+      i++;
     }
   }
 
   #closeDevice(dev: Device): void {
-    this.#quiesce(dev);
-    for (const r of dev.takeQueued()) this.#finish(r, dev);
     try {
       this.#epoll.remove(dev.events.fd);
       if (dev.timer) this.#epoll.remove(dev.timer.fd);
     } catch { /* already gone */ }
-    for (const ifc of this.interfaces) ifc.devices = ifc.devices.filter((d) => d !== dev);
-    const i = this.#active.indexOf(dev);
-    if (i >= 0) this.#active.splice(i, 1);
     this.#devices[dev.index] = null;
-    dev.close();
-  }
-
-  /** Waits (bounded) for a device's in-kernel I/O so that its requests return to the pool. */
-  #quiesce(dev: Device): void {
-    const deadline = performance.now() + 5000;
-    const nap = new Int32Array(new SharedArrayBuffer(4));
-    while (dev.pending > 0 && performance.now() < deadline) {
-      dev.reap();
-      if (dev.pending > 0) Atomics.wait(nap, 0, 0, 1);
+    try {
+      dev.close();
+    } catch (e) {
+      this.#log("error", `disk/${dev.name}: closing: ${(e as Error).message}`);
     }
   }
 
-  /** Opens new interfaces, closes vanished or changed ones, re-attaches devices. */
-  #rescanInterfaces(reattach = false): void {
+  #closeFailedIfaces(): void {
+    for (const ifc of this.#ifaces) {
+      if (!ifc || ifc.failure === null) continue;
+      this.#log(
+        "warning",
+        `net/${ifc.name}: ${ifc.failure}; closing it (its requests in progress are dropped, the initiators retransmit), it is reopened when the link is usable`,
+      );
+      this.#closeIface(ifc);
+      this.#rescanSoon = true;
+    }
+  }
+
+  /**
+   * Opens new interfaces, closes vanished or changed ones, re-attaches devices. Open failures
+   * are logged, and collected in `failures` when given.
+   */
+  #rescanInterfaces(reattach = false, failures?: string[]): void {
     this.#lastRescan = this.#now;
+    this.#rescanSoon = false;
     const cfg = this.#config;
     const seen = new Set<string>();
     const fresh: Iface[] = [];
@@ -478,7 +848,7 @@ export class DataPlane {
         this.#log("info", `net/${name}: link or settings changed, reopening`);
         this.#closeIface(current);
       }
-      const ifc = this.#openIface(name, icfg, info.mtu);
+      const ifc = this.#openIface(name, icfg, info.mtu, failures);
       if (ifc) fresh.push(ifc);
     }
     for (const ifc of this.interfaces) {
@@ -494,6 +864,7 @@ export class DataPlane {
     name: string,
     icfg: ReturnType<typeof interfaceConfig>,
     linkMtu: number,
+    failures?: string[],
   ): Iface | null {
     let stats = this.#ifaceCounters.get(name);
     if (!stats) {
@@ -502,43 +873,56 @@ export class DataPlane {
     }
     let index = this.#ifaces.indexOf(null);
     if (index < 0) index = this.#ifaces.length;
+    let socket: PacketSocket;
     try {
-      const socket = PacketSocket.open(name, {
+      socket = PacketSocket.open(name, {
         ringBytes: icfg.ringBufferSize,
         filter: "requests",
         sendBuffer: icfg.sendBufferSize,
         receiveBuffer: icfg.receiveBufferSize,
         frameSize: effectiveMtu(linkMtu, icfg.mtu) + 14,
       });
-      const ifc = new Iface(index, name, socket, icfg, stats);
-      this.#ifaces[index] = ifc;
-      this.#epoll.add(socket.fd, EPOLLIN, TOKEN_IFACE + index);
-      if (icfg.sendBufferSize || icfg.receiveBufferSize) {
-        this.#log(
-          "info",
-          `net/${name}: The send/receive buffer is ${socket.sendBufferSize}/${socket.receiveBufferSize} bytes`,
-        );
-      }
-      this.#log(
-        "info",
-        `net/${name}: Listener started (MTU: ${ifc.mtu}, ${
-          socket.rxRing ? `${socket.rxFrames} RX` : "recvfrom"
-        }/${socket.txRing ? `${socket.txFrames} TX ring frames` : "sendto"})`,
-      );
-      return ifc;
     } catch (e) {
+      const message = `net/${name}: ${(e as Error).message}`;
+      this.#log("error", message);
+      failures?.push(message);
+      return null;
+    }
+    const ifc = new Iface(index, name, socket, icfg, stats);
+    try {
+      this.#epoll.add(socket.fd, EPOLLIN, TOKEN_IFACE + index);
+    } catch (e) {
+      ifc.close();
       this.#log("error", `net/${name}: ${(e as Error).message}`);
       return null;
     }
+    this.#ifaces[index] = ifc;
+    if (icfg.sendBufferSize || icfg.receiveBufferSize) {
+      this.#log(
+        "info",
+        `net/${name}: The send/receive buffer is ${socket.sendBufferSize}/${socket.receiveBufferSize} bytes`,
+      );
+    }
+    this.#log(
+      "info",
+      `net/${name}: Listener started (MTU: ${ifc.mtu}, ${
+        socket.rxRing ? `${socket.rxFrames} RX` : "recvfrom"
+      }/${socket.txRing ? `${socket.txFrames} TX ring frames` : "sendto"})`,
+    );
+    return ifc;
   }
 
   #closeIface(ifc: Iface): void {
-    ifc.dropQueue((r) => this.#finish(r, this.#devices[r.device]));
+    ifc.dropQueue((r) => this.#finish(r));
     try {
       this.#epoll.remove(ifc.socket.fd);
     } catch { /* already gone */ }
     this.#ifaces[ifc.index] = null;
-    ifc.close();
+    try {
+      ifc.close();
+    } catch (e) {
+      this.#log("warning", `net/${ifc.name}: closing: ${(e as Error).message}`);
+    }
   }
 
   /** Attaches devices to interfaces by pattern; advertises where a device is new on one. */
@@ -576,12 +960,12 @@ export class DataPlane {
   }
 }
 
-/**
- * Wall-clock seconds with sub-millisecond resolution: the same clock as the kernel's RX
- * timestamps, which are the requests' arrival times (service times and max-delay sorting).
- */
-function wallClock(): number {
-  return (performance.timeOrigin + performance.now()) / 1000;
+/** What {@link DataPlane.clearState} did to one device. */
+export interface ClearedState {
+  name: string;
+  kind: StateKind;
+  /** The change number that must be durable. */
+  seq: number;
 }
 
 /** The original's size format: KiB, then MiB/GiB/TiB while the value is >= 10240. */

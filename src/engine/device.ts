@@ -1,19 +1,23 @@
 /**
- * One exported device on the data path: its storage, its kernel AIO context and its request
- * queue (REFERENCE.md section 3, with our fixes).
+ * One exported device on the data path: its storage, its request pool (its own Buffer Count of
+ * requests, see pool.ts), its kernel AIO context and its request queue (REFERENCE.md section 3,
+ * with our fixes).
  *
  * Life of a read or write: the engine accepts it ({@link Device.enqueue}), it waits in the
  * deferred queue until the end of the loop iteration (or the merge-delay timer), then
  * {@link Device.submit} sorts the queue (by offset within the max-delay window), merges exactly
- * contiguous same-direction requests into one vectored iocb (up to 32 per iocb), and submits up
- * to 32 iocbs per io_submit. Completions arrive on the device's eventfd; {@link Device.reap}
- * finishes each request and hands it to the data plane to send.
+ * contiguous same-direction requests into one vectored iocb (up to 32 per iocb), and either runs
+ * each iocb at once with preadv/pwritev (buffered files: the synchronous path) or submits up to
+ * 32 iocbs per io_submit (O_DIRECT). AIO completions arrive on the device's eventfd;
+ * {@link Device.reap} finishes each request and hands it to the data plane to send.
  *
  * FLUSH waits for every write that arrived before it (flush epochs: each flush closes an epoch,
  * and runs once no write of that epoch or an earlier one is pending), then syncs with an AIO
  * FDSYNC iocb, or fdatasync(2) where the kernel refuses that.
  *
- * io_submit's EAGAIN stalls the queue until a completion frees room; nothing is dropped.
+ * io_submit's EAGAIN stalls the queue until a completion frees room; when nothing of this device
+ * is in the kernel (so no completion will come), the data plane retries after
+ * {@link STALL_RETRY_MS}. Nothing is dropped.
  *
  * @module
  */
@@ -28,6 +32,7 @@ import {
   type Memory,
   openStorage,
   setDirect,
+  type Storage,
   storageSize,
   TimerFd,
 } from "../../ffi/mod.ts";
@@ -36,7 +41,7 @@ import { completeRequest } from "../protocol/engine.ts";
 import { Action, ATA_DATA_OFFSET, type Target } from "../protocol/types.ts";
 import type { DeviceState } from "../state/device_state.ts";
 import { DS } from "../stats.ts";
-import type { Request, RequestPool } from "./pool.ts";
+import { type Request, RequestPool } from "./pool.ts";
 import { TUNING } from "./tuning.ts";
 
 /** Most requests merged into one iocb (iovecs per iocb). */
@@ -45,6 +50,8 @@ export const MAX_MERGE = TUNING.maxMerge;
 export const SUBMIT_BATCH = TUNING.submitBatch;
 /** iocbs one device may have in flight (io_setup size). */
 export const AIO_DEPTH = 128;
+/** After io_submit said EAGAIN with none of our iocbs in the kernel: retry after this, ms. */
+export const STALL_RETRY_MS = 5;
 
 const EINVAL = 22;
 
@@ -59,11 +66,15 @@ class AioSlot {
 export type CompletionSink = (r: Request) => void;
 
 /**
- * Finds a TX ring frame for the reply to read `r` (Iface.reserveReply): returns the ring memory
- * with `r.txFrame` set, or null (the data then goes to the request's own slot). Used by the
- * synchronous buffered path only, whose replies are sent in order right after the read.
+ * Finds TX ring frames for the replies of reads (Iface.reserveReply). Used by the synchronous
+ * buffered path only, whose replies are sent in order right after the read.
  */
-export type ReplyPlacer = (r: Request) => Memory | null;
+export interface ReplyPlacer {
+  /** The ring memory with `r.txFrame` set, or null (the data then goes to `r`'s own slot). */
+  place(r: Request): Memory | null;
+  /** Gives back the frame of the last placed request `r` (its read goes again elsewhere). */
+  unplace(r: Request): void;
+}
 
 export class Device implements Target {
   readonly index: number;
@@ -78,13 +89,21 @@ export class Device implements Target {
   readonly deny: ReadonlySet<number> | null;
   readonly state: DeviceState;
   readonly stats: Float64Array;
+  /** Its requests: exactly `bufferCount` of them can be in flight. */
+  readonly pool: RequestPool;
 
+  /** The open device or file (its descriptor, identity, access mode). */
+  readonly storage: Storage;
   readonly fd: number;
   readonly blockDevice: boolean;
   readonly events: EventFd;
   readonly timer: TimerFd | null;
+  /** Replaced or removed by a reload: no new requests; closed once nothing is in flight. */
+  retiring = false;
+  /** When it started retiring (monotonic seconds). */
+  retiredAt = 0;
+
   readonly #aio: AioContext;
-  readonly #pool: RequestPool;
   readonly #sink: CompletionSink;
   readonly #placer: ReplyPlacer | null;
   readonly #maxDelay: number;
@@ -99,14 +118,15 @@ export class Device implements Target {
 
   /** Requests accepted but not yet submitted, in arrival order until sorted. */
   readonly #deferred: Request[] = [];
+  /** Requests of failed merged transfers, to go again one by one (see #finishSlot). */
+  readonly #retry: Request[] = [];
   readonly #slots: AioSlot[] = [];
   readonly #freeSlots: number[] = [];
   readonly #submitList = new Int32Array(SUBMIT_BATCH);
   #inFlightSlots = 0;
   #stalled = false;
+  #stalledAt = 0;
   #timerArmed = false;
-  /** Requests alive for this device (arrival to reply handed off), for queue statistics. */
-  inFlight = 0;
 
   // Flush epochs: writes carry the epoch current at their arrival; a flush takes the current
   // epoch and starts the next one. pendingWrites[e] counts unfinished writes of epoch e.
@@ -114,14 +134,18 @@ export class Device implements Target {
   readonly #pendingWrites = new Map<number, number>();
   readonly #flushWaiters: Request[] = [];
 
+  /**
+   * Opens `config.path` (or takes over `storage`, an already open descriptor of it) and sets up
+   * the AIO context and the request pool. Throws with advice when the storage cannot be opened.
+   */
   constructor(
     index: number,
     config: DeviceConfig,
     state: DeviceState,
     stats: Float64Array,
-    pool: RequestPool,
     sink: CompletionSink,
     placer: ReplyPlacer | null = null,
+    storage?: Storage,
   ) {
     this.index = index;
     this.config = config;
@@ -134,31 +158,35 @@ export class Device implements Target {
     this.deny = config.deny ? new Set(config.deny) : null;
     this.state = state;
     this.stats = stats;
-    this.#pool = pool;
     this.#sink = sink;
     this.#maxDelay = config.maxDelay;
     this.#mergeDelay = config.mergeDelay;
     this.#syncIo = !config.directIo && !TUNING.bufferedAio;
     this.#placer = this.#syncIo && TUNING.readInRing ? placer : null;
 
-    const storage = openStorage(config.path, {
+    storage ??= openStorage(config.path, {
       readOnly: config.readOnly,
       direct: config.directIo,
       exclusive: true,
     });
+    this.storage = storage;
     this.fd = storage.fd;
     this.blockDevice = storage.blockDevice;
     this.sectors = Math.floor(storage.size / 512);
     let events: EventFd | null = null;
+    let pool: RequestPool | null = null;
     try {
+      pool = new RequestPool(config.queueLength, this);
       events = EventFd.open();
       this.#aio = AioContext.open(AIO_DEPTH, events);
       this.timer = config.mergeDelay > 0 ? TimerFd.open() : null;
     } catch (e) {
       events?.close();
+      pool?.close();
       closeFd(this.fd);
       throw e;
     }
+    this.pool = pool;
     this.events = events;
     for (let i = 0; i < AIO_DEPTH; i++) {
       this.#slots.push(new AioSlot());
@@ -176,14 +204,29 @@ export class Device implements Target {
     return this.#aio.backend;
   }
 
-  /** True when requests wait for submission and no timer holds them. */
+  /** Requests alive for this device, arrival to reply handed off (its pool in use). */
+  get inFlight(): number {
+    return this.pool.inUse;
+  }
+
+  /** True when requests wait for submission and neither a stall nor a timer holds them. */
   get runnable(): boolean {
     return this.#deferred.length > 0 && !this.#stalled && !this.#timerArmed;
+  }
+
+  /** Stalled on EAGAIN with nothing in the kernel: only a retry on a timer gets it going. */
+  get stalledIdle(): boolean {
+    return this.#stalled && this.#inFlightSlots === 0;
   }
 
   /** Requests waiting in the queue or in the kernel. */
   get pending(): number {
     return this.#deferred.length + this.#inFlightSlots + this.#flushWaiters.length;
+  }
+
+  /** iocbs in the kernel: their memory must stay mapped until they complete. */
+  get inKernel(): number {
+    return this.#inFlightSlots;
   }
 
   /**
@@ -217,97 +260,123 @@ export class Device implements Target {
     this.#timerArmed = false;
   }
 
-  /** Submits deferred requests until the queue is empty, the kernel is full, or stalled. */
-  submit(): void {
+  /** Ends an EAGAIN stall that no completion will end, once {@link STALL_RETRY_MS} passed. */
+  retryStall(now: number): void {
+    if (this.stalledIdle && now - this.#stalledAt >= STALL_RETRY_MS / 1000) this.#stalled = false;
+  }
+
+  /**
+   * Submits deferred requests until the queue is empty, the kernel is full, or stalled. `now`
+   * (monotonic seconds) dates a stall.
+   */
+  submit(now: number): void {
     const q = this.#deferred;
     while (q.length > 0 && !this.#stalled && this.#freeSlots.length > 0) {
       if (q.length > 1) q.sort(this.#compare);
       let taken = 0; // requests placed into prepared iocbs
       let n = 0; // iocbs prepared
       while (taken < q.length && n < SUBMIT_BATCH && this.#freeSlots.length > 0) {
-        const first = q[taken];
         const slotIndex = this.#freeSlots.pop()!;
-        const slot = this.#slots[slotIndex];
-        slot.kind = first.action;
-        slot.requests.length = 0;
-        slot.requests.push(first);
-        let end = first.offset + first.bytes;
-        let k = taken + 1;
-        while (
-          k < q.length && slot.requests.length < MAX_MERGE && q[k].action === first.action &&
-          q[k].offset === end
-        ) {
-          slot.requests.push(q[k]);
-          end += q[k].bytes;
-          k++;
-        }
-        const count = slot.requests.length;
-        this.#aio.prepareVector(
-          slotIndex,
-          first.action === Action.READ ? IOCB_CMD_PREADV : IOCB_CMD_PWRITEV,
-          this.fd,
-          first.offset,
-          count,
-        );
-        // Reads of the synchronous path go straight into their replies' TX frames where the
-        // interface has them free, in order; from the first that finds none, into their slots.
-        let placing = this.#placer !== null && first.action === Action.READ;
-        for (let j = 0; j < count; j++) {
-          const r = slot.requests[j];
-          const ring = placing ? this.#placer!(r) : null;
-          if (ring !== null) {
-            this.#aio.setIovec(slotIndex, j, ring, r.txFrame + ATA_DATA_OFFSET, r.bytes);
-          } else {
-            placing = false;
-            this.#aio.setIovec(slotIndex, j, this.#pool.memory, r.dataOffset, r.bytes);
-          }
-        }
+        taken = this.#prepareRun(q, taken, slotIndex);
         if (this.#syncIo) {
           this.stats[DS.io_slots]++;
           this.#finishSlot(slotIndex, this.#aio.runVectorNow(slotIndex));
         } else {
           this.#submitList[n++] = slotIndex;
         }
-        taken = k;
       }
       if (this.#syncIo) {
         this.stats[DS.io_runs]++;
         this.#removeFront(taken);
         this.#runFlushes();
-        continue;
+      } else {
+        this.#submitPrepared(n, taken, now);
       }
-      let accepted: number;
-      try {
-        accepted = this.#aio.submit(this.#submitList, n);
-      } catch (e) {
-        // A hard submission error: every prepared request fails with ABRT.
-        const errno = (e as { errno?: number }).errno ?? EINVAL;
-        for (let i = 0; i < n; i++) this.#finishSlot(this.#submitList[i], -errno);
-        this.#removeFront(taken);
-        continue;
+      this.#requeueRetries();
+    }
+  }
+
+  /** Puts the requests of failed merged transfers back at the front of the queue. */
+  #requeueRetries(): void {
+    if (this.#retry.length === 0) return;
+    this.#deferred.unshift(...this.#retry);
+    this.#retry.length = 0;
+  }
+
+  /**
+   * Fills iocb `slotIndex` with the run of contiguous same-direction requests starting at
+   * `q[from]` (at most MAX_MERGE of them); returns the index after the run.
+   */
+  #prepareRun(q: Request[], from: number, slotIndex: number): number {
+    const first = q[from];
+    const slot = this.#slots[slotIndex];
+    const requests = slot.requests;
+    slot.kind = first.action;
+    requests.length = 0;
+    requests.push(first);
+    let end = first.offset + first.bytes;
+    let k = from + 1;
+    while (
+      !first.solo && k < q.length && requests.length < MAX_MERGE && !q[k].solo &&
+      q[k].action === first.action && q[k].offset === end
+    ) {
+      requests.push(q[k]);
+      end += q[k].bytes;
+      k++;
+    }
+    const count = requests.length;
+    const opcode = first.action === Action.READ ? IOCB_CMD_PREADV : IOCB_CMD_PWRITEV;
+    this.#aio.prepareVector(slotIndex, opcode, this.fd, first.offset, count);
+    // Reads of the synchronous path go straight into their replies' TX frames where the
+    // interface has them free, in order; from the first that finds none, into their slots.
+    let placing = this.#placer !== null && first.action === Action.READ;
+    for (let j = 0; j < count; j++) {
+      const r = requests[j];
+      const ring = placing ? this.#placer!.place(r) : null;
+      if (ring !== null) {
+        this.#aio.setIovec(slotIndex, j, ring, r.txFrame + ATA_DATA_OFFSET, r.bytes);
+      } else {
+        placing = false;
+        this.#aio.setIovec(slotIndex, j, this.pool.memory, r.dataOffset, r.bytes);
       }
-      if (accepted < 0) accepted = 0; // EAGAIN
-      let consumed = 0;
-      for (let i = 0; i < n; i++) {
-        const slotIndex = this.#submitList[i];
-        if (i < accepted) {
-          consumed += this.#slots[slotIndex].requests.length;
-          this.#inFlightSlots++;
-        } else {
-          this.#slots[slotIndex].requests.length = 0;
-          this.#freeSlots.push(slotIndex);
-        }
+    }
+    return k;
+  }
+
+  /** io_submit of the `n` prepared iocbs that carry the first `taken` queued requests. */
+  #submitPrepared(n: number, taken: number, now: number): void {
+    let accepted: number;
+    try {
+      accepted = this.#aio.submit(this.#submitList, n);
+    } catch (e) {
+      // A hard submission error: every prepared request fails with ABRT.
+      const errno = (e as { errno?: number }).errno ?? EINVAL;
+      for (let i = 0; i < n; i++) this.#finishSlot(this.#submitList[i], -errno);
+      this.#removeFront(taken);
+      return;
+    }
+    if (accepted < 0) accepted = 0; // EAGAIN
+    let consumed = 0;
+    for (let i = 0; i < n; i++) {
+      const slotIndex = this.#submitList[i];
+      if (i < accepted) {
+        consumed += this.#slots[slotIndex].requests.length;
+        this.#inFlightSlots++;
+      } else {
+        this.#slots[slotIndex].requests.length = 0;
+        this.#freeSlots.push(slotIndex);
       }
-      if (accepted > 0) {
-        this.stats[DS.io_slots] += accepted;
-        this.stats[DS.io_runs]++;
-      }
-      this.#removeFront(consumed);
-      if (accepted < n) {
-        // The kernel is full: wait for a completion before submitting again.
-        this.#stalled = true;
-        this.stats[DS.queue_stall]++;
-      }
+    }
+    if (accepted > 0) {
+      this.stats[DS.io_slots] += accepted;
+      this.stats[DS.io_runs]++;
+    }
+    this.#removeFront(consumed);
+    if (accepted < n) {
+      // The kernel is full: wait for a completion (or, with none coming, a retry timer).
+      this.#stalled = true;
+      this.#stalledAt = now;
+      this.stats[DS.queue_stall]++;
     }
   }
 
@@ -323,6 +392,7 @@ export class Device implements Target {
       if (n < AIO_DEPTH) break;
     }
     this.#stalled = false;
+    this.#requeueRetries();
     this.#runFlushes();
   }
 
@@ -339,17 +409,25 @@ export class Device implements Target {
     setDirect(this.fd, on);
   }
 
-  /** Closes the storage and the AIO context. In-flight I/O is waited for by the kernel. */
+  /**
+   * Closes the storage, the AIO context and the pool. Call only once nothing is in the kernel
+   * ({@link inKernel} 0): io_destroy would wait for it, and the pool's memory is unmapped.
+   */
   close(): void {
-    this.#aio.close();
-    this.events.close();
-    this.timer?.close();
-    closeFd(this.fd);
+    try {
+      this.#aio.close();
+    } finally {
+      this.events.close();
+      this.timer?.close();
+      closeFd(this.fd);
+      this.pool.close();
+    }
   }
 
-  /** Requests still queued (not submitted): handed back for dropping at shutdown. */
+  /** Requests still queued (not submitted): handed back for dropping (retire, shutdown). */
   takeQueued(): Request[] {
     const out = [...this.#deferred, ...this.#flushWaiters];
+    for (const r of out) if (r.action === Action.WRITE) this.#writeDone(r.epoch);
     this.#deferred.length = 0;
     this.#flushWaiters.length = 0;
     return out;
@@ -358,6 +436,22 @@ export class Device implements Target {
   #finishSlot(slotIndex: number, result: number): void {
     const slot = this.#slots[slotIndex];
     const requests = slot.requests;
+    if (requests.length > 1 && slot.kind !== Action.FLUSH && result !== this.#slotBytes(slot)) {
+      // A merged transfer failed or came back short: which of its requests are at fault is
+      // unknown (one bad sector fails the whole preadv). Each goes again on its own, first in
+      // the queue, so that only the requests that really fail get an error.
+      for (let j = requests.length - 1; j >= 0; j--) {
+        if (requests[j].txFrame >= 0) this.#placer!.unplace(requests[j]);
+      }
+      for (const r of requests) {
+        r.solo = true;
+        this.#retry.push(r);
+      }
+      this.stats[DS.io_retries]++;
+      requests.length = 0;
+      this.#freeSlots.push(slotIndex);
+      return;
+    }
     let remaining = result;
     for (let j = 0; j < requests.length; j++) {
       const r = requests[j];
@@ -373,6 +467,12 @@ export class Device implements Target {
     }
     requests.length = 0;
     this.#freeSlots.push(slotIndex);
+  }
+
+  #slotBytes(slot: AioSlot): number {
+    let n = 0;
+    for (const r of slot.requests) n += r.bytes;
+    return n;
   }
 
   #writeDone(epoch: number): void {

@@ -5,7 +5,15 @@
  *
  * TX congestion (REFERENCE 4.4): a reply that finds no free TX frame waits in a FIFO, and so
  * does every later reply until the FIFO drains (order is kept); the data plane then watches the
- * socket for EPOLLOUT. The FIFO is bounded by the request pool: a queued reply holds its request.
+ * socket for EPOLLOUT. The FIFO is bounded by the request pools: a queued reply holds its request.
+ *
+ * Link faults: a socket call that fails because the link went down, went away, or changed under
+ * it never throws out of here. The interface records the failure ({@link Iface.failure}), counts
+ * it (`link_errors`), stops sending, and the data plane closes it at the end of the turn and
+ * opens a fresh one when the link is usable again. A frame the kernel refuses on its own
+ * (ENOBUFS, EMSGSIZE, a TX ring frame marked WRONG_FORMAT) is counted in `tx_dropped`, not in
+ * `tx_cnt`. An Iface object is never reused: a request holds the object it came from, and
+ * {@link Iface.open} tells whether its reply can still go there.
  *
  * @module
  */
@@ -21,8 +29,16 @@ import type { Device } from "./device.ts";
 import type { Request } from "./pool.ts";
 import { TUNING } from "./tuning.ts";
 
+let generations = 0;
+
 export class Iface implements Port {
   readonly index: number;
+  /** Counts every Iface opened in this process: tells two lives of one name or index apart. */
+  readonly generation = ++generations;
+  /** False once closed: replies to its requests are dropped, never sent elsewhere. */
+  open = true;
+  /** Why its socket failed (the link went down or away), or null while it works. */
+  failure: string | null = null;
   readonly name: string;
   readonly socket: PacketSocket;
   readonly config: InterfaceConfig;
@@ -43,6 +59,9 @@ export class Iface implements Port {
   #kernelDrops = 0;
   /** The socket's full-ring count already added to the counters. */
   #ringFull = 0;
+  /** The socket's refused-frame counts already added to the counters. */
+  #txDropped = 0;
+  #txWrongFormat = 0;
 
   constructor(
     index: number,
@@ -77,6 +96,10 @@ export class Iface implements Port {
    */
   send(r: Request): boolean {
     if (r.txFrame >= 0) return this.#sendReserved(r);
+    if (this.failure !== null) {
+      this.stats[IS.dropped]++;
+      return true;
+    }
     if (this.congested || !this.#transmit(r.frame, r.length)) {
       this.#queue.push(r);
       return false;
@@ -96,7 +119,9 @@ export class Iface implements Port {
    */
   reserveReply(r: Request): Memory | null {
     const socket = this.socket;
-    if (this.congested || ATA_DATA_OFFSET + r.bytes > socket.frameSize) return null;
+    if (
+      this.congested || this.failure !== null || ATA_DATA_OFFSET + r.bytes > socket.frameSize
+    ) return null;
     const at = socket.txFrameAhead(this.#reserved);
     if (at < 0) return null;
     r.txFrame = at;
@@ -104,9 +129,19 @@ export class Iface implements Port {
     return socket.ringMemory;
   }
 
+  /**
+   * Gives back the frame reserved for `r`, which must be the last one reserved (a merged read
+   * that failed goes again, its requests one by one into their own slots).
+   */
+  cancelReservation(r: Request): void {
+    if (r.txFrame < 0) return;
+    r.txFrame = -1;
+    if (this.#reserved > 0) this.#reserved--;
+  }
+
   /** Sends a frame that no request owns (advertisements); false if no TX room right now. */
   sendFrame(frame: Uint8Array, length: number): boolean {
-    return !this.congested && this.#transmit(frame, length);
+    return !this.congested && this.failure === null && this.#transmit(frame, length);
   }
 
   /**
@@ -116,7 +151,8 @@ export class Iface implements Port {
   drainQueue(done: (r: Request) => void): boolean {
     while (this.#queueHead < this.#queue.length) {
       const r = this.#queue[this.#queueHead];
-      if (!this.#transmit(r.frame, r.length)) return false;
+      // A failed link keeps its queue until the data plane closes it (dropQueue releases it).
+      if (this.failure !== null || !this.#transmit(r.frame, r.length)) return false;
       this.#queue[this.#queueHead++] = undefined as unknown as Request;
       done(r);
     }
@@ -137,6 +173,16 @@ export class Iface implements Port {
    * (`dropped`) and drains that found the RX ring full (`rx_buffers_full`).
    */
   countSocketEvents(): void {
+    const socket = this.socket;
+    if (socket.txDropped !== this.#txDropped || socket.txWrongFormat !== this.#txWrongFormat) {
+      // Refused on send: never counted as sent. Marked WRONG_FORMAT in the ring: counted as
+      // sent when committed, so taken back out.
+      const wrong = socket.txWrongFormat - this.#txWrongFormat;
+      this.stats[IS.tx_dropped] += socket.txDropped - this.#txDropped + wrong;
+      this.stats[IS.tx_cnt] -= wrong;
+      this.#txDropped = socket.txDropped;
+      this.#txWrongFormat = socket.txWrongFormat;
+    }
     const drops = this.socket.kernelDrops;
     if (drops !== this.#kernelDrops) {
       this.stats[IS.dropped] += drops - this.#kernelDrops;
@@ -155,14 +201,42 @@ export class Iface implements Port {
     this.#kick();
   }
 
+  /** The last kick left frames in the TX ring (the kernel took only some): kick again soon. */
+  get needsKick(): boolean {
+    return this.failure === null && this.socket.needsKick;
+  }
+
+  /** Kicks the TX ring again if the last kick left frames behind. */
+  retryKick(): void {
+    if (!this.needsKick) return;
+    this.#unkicked++;
+    this.#kick();
+  }
+
+  /**
+   * Records that the socket failed because of its link (a SysError from a socket call, or the
+   * error behind EPOLLERR): counted once, and the interface sends nothing more.
+   */
+  fail(reason: string): void {
+    if (this.failure !== null) return;
+    this.failure = reason;
+    this.stats[IS.link_errors]++;
+  }
+
   close(): void {
+    this.open = false;
     this.socket.close();
   }
 
   #kick(): void {
-    if (this.#unkicked === 0) return;
+    if (this.#unkicked === 0 || this.failure !== null) return;
     this.#unkicked = 0;
-    this.socket.flush();
+    try {
+      this.socket.flush();
+    } catch (e) {
+      this.fail((e as Error).message);
+      return;
+    }
     this.stats[IS.tx_runs]++;
   }
 
@@ -177,7 +251,9 @@ export class Iface implements Port {
     r.txFrame = -1;
     if (this.#reserved > 0) this.#reserved--;
     const socket = this.socket;
-    const buf = this.congested || socket.txFrameAhead(0) !== frame ? null : socket.txBuffer();
+    const buf = this.congested || this.failure !== null || socket.txFrameAhead(0) !== frame
+      ? null
+      : socket.txBuffer();
     if (buf === null) {
       this.stats[IS.dropped]++;
       return true;
@@ -200,12 +276,30 @@ export class Iface implements Port {
     return this.#commit(length);
   }
 
+  /**
+   * Commits the frame written into the socket's TX buffer. False when it must wait for room
+   * (queue it); true when it went out, or was refused by the kernel or by a failed link (both
+   * counted: the initiator retransmits).
+   */
   #commit(length: number): boolean {
-    if (!this.socket.commit(length)) {
-      this.stats[IS.tx_buffers_full]++;
-      return false;
+    const socket = this.socket;
+    const dropped = socket.txDropped;
+    try {
+      if (!socket.commit(length)) {
+        this.stats[IS.tx_buffers_full]++;
+        return false;
+      }
+    } catch (e) {
+      this.fail((e as Error).message);
+      this.stats[IS.dropped]++;
+      return true;
     }
-    if (this.socket.txRing) {
+    if (socket.txDropped !== dropped) {
+      this.#txDropped = socket.txDropped;
+      this.stats[IS.tx_dropped]++;
+      return true;
+    }
+    if (socket.txRing) {
       this.#unkicked++;
       if (TUNING.txKickEach) this.#kick();
     }

@@ -15,12 +15,35 @@ import type { Config } from "../config/types.ts";
 
 /** Main thread to worker. */
 export type ToWorker =
-  | { type: "start"; config: Config; wakeFd: number }
-  | { type: "reload"; id: number; config: Config }
+  | { type: "start"; config: Config; wakeFd: number; states: Map<string, StateSnapshot> }
+  | { type: "reload"; id: number; config: Config; states: Map<string, StateSnapshot> }
   | { type: "states"; id: number }
   | { type: "clear"; id: number; what: "config" | "macmask" | "reserve"; names: string[] }
   | { type: "clear-stats"; id: number; patterns: string[] | null }
+  | PersistAck
   | { type: "stop"; id: number; graceMs: number };
+
+/**
+ * Worker to main thread: write these contents of state file `kind` (StateKind) of `device`;
+ * they are its change number `seq`. Answered with a {@link PersistAck}.
+ */
+export interface PersistRequest {
+  type: "persist";
+  device: string;
+  kind: number;
+  seq: number;
+  bytes: Uint8Array;
+}
+
+/** Main thread to worker: the outcome of writing change `seq` of `kind` of `device`. */
+export interface PersistAck {
+  type: "persisted";
+  device: string;
+  kind: number;
+  seq: number;
+  ok: boolean;
+  message?: string;
+}
 
 /** One device's or interface's counters: a Float64Array over a SharedArrayBuffer. */
 export interface SharedCounters {
@@ -31,16 +54,25 @@ export interface SharedCounters {
 /** Worker to main thread. */
 export type FromWorker =
   | { type: "log"; level: "debug" | "info" | "warning" | "error"; message: string }
-  | { type: "started"; devices: SharedCounters[]; interfaces: SharedCounters[] }
+  | {
+    type: "started";
+    devices: SharedCounters[];
+    interfaces: SharedCounters[];
+    /** Devices that could not be opened, and why. */
+    failed: { name: string; reason: string }[];
+  }
   | { type: "failed"; message: string }
   | { type: "counters"; devices: SharedCounters[]; interfaces: SharedCounters[] }
   | { type: "reply"; id: number; ok: boolean; message?: string; data?: unknown }
+  | PersistRequest
   | { type: "stopped"; inFlight: number };
 
-/** Device state as the control interface shows it. */
+/** Device state as the control interface shows it, and as the main thread loads it. */
 export interface StateSnapshot {
   name: string;
   config: Uint8Array;
   macMask: number[];
   reserve: number[];
+  /** Loading: the state could not be read (the device is not exported), and why. */
+  error?: string;
 }

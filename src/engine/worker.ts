@@ -8,7 +8,6 @@
 
 import { EventFd } from "../../ffi/mod.ts";
 import { matchesAny } from "../config/glob.ts";
-import { openDeviceState } from "../state/store.ts";
 import { DataPlane, type LogFn } from "./dataplane.ts";
 import type { FromWorker, StateSnapshot, ToWorker } from "./messages.ts";
 
@@ -43,14 +42,14 @@ function counters(plane: DataPlane): FromWorker {
 /** Handles one command; returns false when the worker should stop. */
 function handle(plane: DataPlane, m: ToWorker): boolean {
   switch (m.type) {
-    case "reload":
-      try {
-        plane.reload(m.config);
-        post(counters(plane));
-        post({ type: "reply", id: m.id, ok: true });
-      } catch (e) {
-        post({ type: "reply", id: m.id, ok: false, message: (e as Error).message });
-      }
+    case "reload": {
+      const problems = plane.reload(m.config, m.states);
+      post(counters(plane));
+      post({ type: "reply", id: m.id, ok: problems.length === 0, message: problems.join("; ") });
+      return true;
+    }
+    case "persisted":
+      plane.persisted(m);
       return true;
     case "states": {
       const data: StateSnapshot[] = plane.deviceStates().map(({ name, state }) => ({
@@ -62,18 +61,10 @@ function handle(plane: DataPlane, m: ToWorker): boolean {
       post({ type: "reply", id: m.id, ok: true, data });
       return true;
     }
-    case "clear": {
-      const cleared: string[] = [];
-      for (const { name, state } of plane.deviceStates()) {
-        if (!matchesAny(m.names, name)) continue;
-        if (m.what === "config") state.setConfig(new Uint8Array(0));
-        else if (m.what === "macmask") state.clearMacMask();
-        else state.setReserve([]);
-        cleared.push(name);
-      }
-      post({ type: "reply", id: m.id, ok: true, data: cleared });
+    case "clear":
+      // The writes are posted before this reply: the main thread waits for their outcome.
+      post({ type: "reply", id: m.id, ok: true, data: plane.clearState(m.what, m.names) });
       return true;
-    }
     case "clear-stats": {
       const { devices, interfaces } = plane.counters();
       for (const c of [...devices, ...interfaces]) {
@@ -95,24 +86,19 @@ async function main(): Promise<void> {
   const wake = EventFd.adopt(start.wakeFd);
   let plane: DataPlane;
   try {
-    plane = new DataPlane({
-      config: start.config,
-      log,
-      wake,
-      openState: (dir, name) =>
-        openDeviceState(
-          dir,
-          name,
-          (level, message) => log(level, `disk/${name}: ${message}`),
-        ),
-    });
+    plane = new DataPlane({ config: start.config, log, wake, states: start.states, persist: post });
     plane.start();
   } catch (e) {
     post({ type: "failed", message: (e as Error).message });
     return;
   }
   const c = plane.counters();
-  post({ type: "started", devices: c.devices, interfaces: c.interfaces });
+  post({
+    type: "started",
+    devices: c.devices,
+    interfaces: c.interfaces,
+    failed: plane.failedDevices,
+  });
 
   let stop: Extract<ToWorker, { type: "stop" }> | null = null;
   while (stop === null) {
@@ -120,14 +106,31 @@ async function main(): Promise<void> {
     if (!plane.woken) continue;
     const n = wake.drain();
     for (const m of await take(n)) {
-      if (!handle(plane, m)) stop = m as Extract<ToWorker, { type: "stop" }>;
+      let go = true;
+      try {
+        go = handle(plane, m);
+      } catch (e) {
+        // A command that fails must not take the data path with it.
+        log("error", `command ${m.type} failed: ${(e as Error).stack ?? e}`);
+        if ("id" in m) post({ type: "reply", id: m.id, ok: false, message: (e as Error).message });
+      }
+      if (!go) stop = m as Extract<ToWorker, { type: "stop" }>;
     }
+    plane.flushPersist();
   }
 
   // Shutdown: take no new requests; let what is in flight finish and be answered (bounded).
   plane.stopAccepting();
   const deadline = performance.now() + stop.graceMs;
-  while (plane.busy && performance.now() < deadline) plane.runOnce(5);
+  while (plane.busy && performance.now() < deadline) {
+    plane.runOnce(5);
+    if (!plane.woken) continue;
+    // Only the outcomes of state writes matter now: replies may wait for them.
+    for (const m of await take(wake.drain())) {
+      if (m.type === "persisted") plane.persisted(m);
+      else if ("id" in m) post({ type: "reply", id: m.id, ok: false, message: "stopping" });
+    }
+  }
   const left = plane.inFlight;
   plane.close();
   post({ type: "reply", id: stop.id, ok: true });

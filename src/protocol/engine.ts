@@ -46,8 +46,10 @@
  *   read replies are capped to what fits in the MTU, (mtu - 28) / 8 entries.
  * - Reserve/Release: set is allowed to the request's SOURCE MAC when it is on the list (or the
  *   list is empty); the list is kept sorted and de-duplicated; replies capped to (mtu - 26) / 6.
- * - If the state persistence hook throws, the request is answered with AoE error 3 (device
- *   unavailable): the change may be in memory but is not durable, so it is not acknowledged.
+ * - A command that sets state (config set/force set, mask edit, reserve set/force set) marks
+ *   `work.stateKind`: the engine changes the state in memory only, and the data path holds the
+ *   reply until that state is on disk (AoE error 3, device unavailable, if writing it fails: the
+ *   change is in memory but not durable, so it is not acknowledged).
  * - Counting: every handled request (not DENIED, not SHORT) counts exactly once in read_cnt
  *   (READ accepted for I/O), write_cnt (WRITE accepted for I/O) or other_cnt (everything else,
  *   including rejected ATA commands, unknown commands and config test mismatches).
@@ -59,6 +61,7 @@ import { formatMac, macAt, putMac } from "../mac.ts";
 import { DS } from "../stats.ts";
 import { Action, ATA_DATA_OFFSET, Drop, type Port, type Target, type Work } from "./types.ts";
 import { FIRMWARE_VERSION, VERSION } from "../version.ts";
+import { StateKind } from "../state/device_state.ts";
 import {
   AOE_AFL_ASYNC,
   AOE_AFL_DEV,
@@ -128,6 +131,7 @@ import {
   frameSlot,
   frameTag,
   OFF_COMMAND,
+  OFF_ERROR,
   OFF_SRC,
   OFF_VER_FLAGS,
 } from "./header.ts";
@@ -190,6 +194,19 @@ export function targetMatches(
 /** True if (shelf, slot) addresses more than one target (either part is the broadcast value). */
 export function isBroadcastAddress(shelf: number, slot: number): boolean {
   return shelf === AOE_SHELF_BROADCAST || slot === AOE_SLOT_BROADCAST;
+}
+
+/**
+ * True if a request to a wildcard address (shelf 0xFFFF or slot 0xFF) is one we answer: Query
+ * Config read, test and test prefix, which change nothing. Everything else sent to a wildcard
+ * (a WRITE, a config set, a Mac Mask edit, a reserve) is dropped and counted by the data path,
+ * so that one frame can never change every export (the original carried it out on each).
+ * Initiators address I/O and state changes to one shelf.slot; only discovery is broadcast.
+ */
+export function answersWildcard(rx: Uint8Array, length: number): boolean {
+  if (rx[OFF_COMMAND] !== AOE_CMD_CFG || length < AOE_CFG_HDR_LEN) return false;
+  const ccmd = cfgCcmd(rx);
+  return ccmd === AOE_CFG_READ || ccmd === AOE_CFG_TEST || ccmd === AOE_CFG_TEST_PREFIX;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -308,6 +325,7 @@ export function handleRequest(
   work.drop = Drop.NONE;
   work.offset = 0;
   work.bytes = 0;
+  work.stateKind = -1;
   const src = macAt(rx, OFF_SRC);
   if (
     (target.accept !== null && !target.accept.has(src)) ||
@@ -443,6 +461,18 @@ function readWrite(
 }
 
 /**
+ * Turns the reply built in `work.frame` into AoE error 3 (device unavailable), for a command
+ * that set state which could not be written to disk: the change is in memory but not durable,
+ * so it is not acknowledged. Counts proto_err.
+ */
+export function failStateReply(work: Work, stats: Float64Array): void {
+  const f = work.frame;
+  f[OFF_VER_FLAGS] |= AOE_FL_ERROR;
+  f[OFF_ERROR] = AOE_ERR_DEVUNAVAIL;
+  stats[DS.proto_err]++;
+}
+
+/**
  * Finishes a READ, WRITE or FLUSH after the data path did the I/O: `result` is the byte count
  * transferred (0 for a successful flush) or -errno. Sets the ATA status and `work.length`
  * (the reply to send, >= 60 bytes); `work.action` is left as it was. Counts ata_err.
@@ -502,15 +532,13 @@ function handleConfig(
       break;
     case AOE_CFG_SET:
     case AOE_CFG_FORCE_SET:
+      work.stateKind = StateKind.CONFIG;
       if (state.configEquals(rx, AOE_CFG_HDR_LEN, n)) break;
       if (ccmd === AOE_CFG_SET && state.configLength !== 0) {
+        work.stateKind = -1;
         return aoeError(rx, length, port, target, work, AOE_ERR_CFG_SET);
       }
-      try {
-        state.setConfig(rx, AOE_CFG_HDR_LEN, n);
-      } catch {
-        return aoeError(rx, length, port, target, work, AOE_ERR_DEVUNAVAIL);
-      }
+      state.setConfig(rx, AOE_CFG_HDR_LEN, n);
       break;
     default:
       return aoeError(rx, length, port, target, work, AOE_ERR_BADARG);
@@ -550,13 +578,8 @@ function handleMask(rx: Uint8Array, length: number, port: Port, target: Target, 
         break;
       }
     }
-    if (changed) {
-      try {
-        state.commitMacMask();
-      } catch {
-        return aoeError(rx, length, port, target, work, AOE_ERR_DEVUNAVAIL);
-      }
-    }
+    if (changed) state.commitMacMask();
+    work.stateKind = StateKind.MAC_MASK;
     if (merror !== 0) {
       // The request's directives stay where they are (same offsets); echo them, capped.
       let end = AOE_MASK_HDR_LEN + dirCount * AOE_DIRECTIVE_LEN;
@@ -597,11 +620,8 @@ function handleReserve(
   if (rcmd !== AOE_RCMD_READ) {
     const macs: number[] = [];
     for (let i = 0; i < nmacs; i++) macs.push(macAt(rx, AOE_RESERVE_HDR_LEN + i * AOE_MAC_LEN));
-    try {
-      state.setReserve(macs);
-    } catch {
-      return aoeError(rx, length, port, target, work, AOE_ERR_DEVUNAVAIL);
-    }
+    state.setReserve(macs);
+    work.stateKind = StateKind.RESERVE;
   }
   const f = work.frame;
   putReplyHeader(f, rx, port, target, 0);

@@ -93,6 +93,12 @@ export class Work {
   offset = 0;
   /** READ/WRITE: byte count (sector count × 512). */
   bytes = 0;
+  /**
+   * A command that sets persistent state (Query Config set/force set, Mac Mask edit, Reserve
+   * set/force set): the StateKind it sets, whether or not it changed anything; -1 otherwise.
+   * Its reply acknowledges that state, so the data path sends it only once the state is on disk.
+   */
+  stateKind = -1;
 
   constructor(frame: Uint8Array) {
     if (frame.length < WORK_FRAME_SIZE) throw new RangeError("Work.frame is too small");

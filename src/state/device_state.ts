@@ -2,10 +2,13 @@
  * The per-device state that AoE initiators can change and that survives restarts: the Query
  * Config string, the MAC Mask List and the Reserve list.
  *
- * This class holds the semantics (limits, ordering, set behaviour); where the bytes live on disk
- * is the business of a {@link StatePersistence} (see `store.ts`). Every mutation that changes
- * something calls the matching `save*` hook once, synchronously, before returning, so that a
- * reply is only sent after the new state is durable.
+ * This class holds the semantics (limits, ordering, set behaviour) and counts changes; it does no
+ * I/O. Every mutation that changes something bumps that kind's change number ({@link seq}) and
+ * tells the {@link StateListener} once. Writing the files is someone else's business (the data
+ * path posts the new contents to the main thread, which writes them atomically and reports back
+ * with {@link markDurable}); a reply that acknowledges a change waits until {@link isDurable}.
+ * A mutation that changes nothing (the same config string set again, a reserve list set to
+ * what it is) neither bumps the number nor calls the listener: nothing is written.
  *
  * MACs are numbers (see `src/mac.ts`). Both lists are kept sorted ascending and free of
  * duplicates (the original kept the reserve list unsorted and then binary-searched it).
@@ -18,11 +21,15 @@ export const MAX_CONFIG_LENGTH = 1024;
 /** Most entries of the MAC Mask List and of the Reserve list. */
 export const MAX_MAC_LIST = 255;
 
-/** Where state changes are written. Implementations must be durable when they return. */
-export interface StatePersistence {
-  saveConfig(config: Uint8Array): void;
-  saveMacMask(macs: readonly number[]): void;
-  saveReserve(macs: readonly number[]): void;
+/** The three persistent parts, numbered (also the suffixes of the state files). */
+export const StateKind = { CONFIG: 0, MAC_MASK: 1, RESERVE: 2 } as const;
+export type StateKind = typeof StateKind[keyof typeof StateKind];
+/** File suffix of each kind: `<name>.config`, `<name>.mac_mask`, `<name>.reserve`. */
+export const STATE_SUFFIX = ["config", "mac_mask", "reserve"] as const;
+
+/** Told of every change (after it is made in memory). */
+export interface StateListener {
+  changed(kind: StateKind): void;
 }
 
 /** Outcome of adding one MAC to the mask list. */
@@ -39,14 +46,17 @@ export class DeviceState {
   #maskSet = new Set<number>();
   #reserve: number[] = [];
   #reserveSet = new Set<number>();
-  readonly #persist: StatePersistence | null;
+  readonly #seq = [0, 0, 0];
+  readonly #durable = [0, 0, 0];
+  /** Told of each change; the data plane sets it when it takes the state over. */
+  listener: StateListener | null;
 
-  /** A state with nothing stored; `persist` null keeps it in memory only. */
+  /** A state with `initial` contents (counted as durable: it came from the files). */
   constructor(
-    persist: StatePersistence | null = null,
+    listener: StateListener | null = null,
     initial?: { config?: Uint8Array; macMask?: Iterable<number>; reserve?: Iterable<number> },
   ) {
-    this.#persist = persist;
+    this.listener = listener;
     if (initial?.config) {
       if (initial.config.length > MAX_CONFIG_LENGTH) throw new RangeError("config string too long");
       this.#config.set(initial.config);
@@ -88,13 +98,14 @@ export class DeviceState {
     return true;
   }
 
-  /** Stores `src[offset..offset+length]` (length 0 clears) and persists it. */
+  /** Stores `src[offset..offset+length]` (length 0 clears); a change is counted. */
   setConfig(src: Uint8Array, offset = 0, length = src.length - offset): void {
     if (length > MAX_CONFIG_LENGTH) throw new RangeError("config string too long");
+    if (this.configEquals(src, offset, length)) return;
     this.#config.fill(0);
     this.#config.set(src.subarray(offset, offset + length));
     this.#configLength = length;
-    this.#persist?.saveConfig(this.config);
+    this.#changed(StateKind.CONFIG);
   }
 
   // ---- MAC Mask List ----
@@ -110,8 +121,8 @@ export class DeviceState {
   }
 
   /**
-   * Adds one MAC without persisting (a Mac Mask edit applies several directives and then calls
-   * {@link commitMacMask} once).
+   * Adds one MAC without counting a change (a Mac Mask edit applies several directives and then
+   * calls {@link commitMacMask} once).
    */
   addMask(mac: number): MaskAddResult {
     if (this.#maskSet.has(mac)) return "present";
@@ -120,20 +131,21 @@ export class DeviceState {
     return "added";
   }
 
-  /** Removes one MAC without persisting; true if it was there. */
+  /** Removes one MAC without counting a change; true if it was there. */
   deleteMask(mac: number): boolean {
     if (!this.#maskSet.has(mac)) return false;
     this.#setMask(this.#mask.filter((m) => m !== mac));
     return true;
   }
 
-  /** Persists the mask list after {@link addMask}/{@link deleteMask} calls. */
+  /** Counts the change made by {@link addMask}/{@link deleteMask} calls. */
   commitMacMask(): void {
-    this.#persist?.saveMacMask(this.#mask);
+    this.#changed(StateKind.MAC_MASK);
   }
 
-  /** Empties the mask list and persists it. */
+  /** Empties the mask list (a change, if it was not empty). */
   clearMacMask(): void {
+    if (this.#mask.length === 0) return;
     this.#setMask([]);
     this.commitMacMask();
   }
@@ -155,16 +167,46 @@ export class DeviceState {
     return this.#reserve.length === 0 || this.#reserveSet.has(mac);
   }
 
-  /** Replaces the reserve list (duplicates folded; at most 255 by the wire format) and persists. */
+  /** Replaces the reserve list (duplicates folded; at most 255 by the wire format). */
   setReserve(macs: Iterable<number>): void {
     const list = sortedUnique(macs);
     if (list.length > MAX_MAC_LIST) throw new RangeError("reserve list too long");
+    if (list.length === this.#reserve.length && list.every((m, i) => m === this.#reserve[i])) {
+      return;
+    }
     this.#setReserve(list);
-    this.#persist?.saveReserve(this.#reserve);
+    this.#changed(StateKind.RESERVE);
   }
 
   #setReserve(list: number[]): void {
     this.#reserve = list;
     this.#reserveSet = new Set(list);
+  }
+
+  // ---- durability ----
+
+  /** Change number of `kind`: how many changes it has seen. */
+  seq(kind: StateKind): number {
+    return this.#seq[kind];
+  }
+
+  /** The highest change number of `kind` known to be on disk. */
+  durableSeq(kind: StateKind): number {
+    return this.#durable[kind];
+  }
+
+  /** True when change `seq` of `kind` (default: the latest) is on disk. */
+  isDurable(kind: StateKind, seq = this.#seq[kind]): boolean {
+    return this.#durable[kind] >= seq;
+  }
+
+  /** Records that the contents of `kind` as of change `seq` are on disk. */
+  markDurable(kind: StateKind, seq: number): void {
+    if (seq > this.#durable[kind]) this.#durable[kind] = seq;
+  }
+
+  #changed(kind: StateKind): void {
+    this.#seq[kind]++;
+    this.listener?.changed(kind);
   }
 }

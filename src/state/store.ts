@@ -10,20 +10,20 @@
  * ```
  *
  * Unlike the original (mmap, written in place, no fsync) every change is written atomically:
- * `<file>.tmp-<pid>` is written and fsynced, renamed over the file, and the directory fsynced.
- * A crash leaves either the old or the new file, never a torn one. On load a damaged file is
- * reported, moved aside as `<file>.damaged-<UTC time>` and replaced by an empty one; leftover
- * temp files are removed.
+ * `<file>.tmp-<pid>` is created exclusively (never through a symlink), written and fsynced,
+ * renamed over the file, and the directory fsynced. A crash leaves either the old or the new
+ * file, never a torn one. On load a damaged file is reported, moved aside as
+ * `<file>.damaged-<UTC time>` and replaced by an empty one; leftover temp files are removed; a
+ * missing file is an empty state (files are written on the first change); anything but a
+ * regular file (a symlink, say) is refused.
+ *
+ * Everything here runs on the daemon's main thread, asynchronously (Deno runs the file system
+ * calls on its blocking-call threads): the data path never waits for a disk (see writer.ts).
  *
  * @module
  */
 
-import {
-  DeviceState,
-  MAX_CONFIG_LENGTH,
-  MAX_MAC_LIST,
-  type StatePersistence,
-} from "./device_state.ts";
+import { DeviceState, MAX_CONFIG_LENGTH, MAX_MAC_LIST, StateKind } from "./device_state.ts";
 import { macAt, putMac } from "../mac.ts";
 
 /** Magic of `<name>.config`. */
@@ -37,7 +37,7 @@ export const MAC_LIST_FILE_SIZE = 2048;
 const MAC_ENTRY_SIZE = 8;
 
 /** How the store reports what it found and did. */
-export type StateLog = (level: "info" | "warning", message: string) => void;
+export type StateLog = (level: "info" | "warning" | "error", message: string) => void;
 
 /** The bytes of a `.config` file holding `config`. */
 export function encodeConfigFile(config: Uint8Array): Uint8Array {
@@ -89,42 +89,50 @@ export function decodeMacListFile(bytes: Uint8Array): number[] | string {
   return macs;
 }
 
+/** The bytes of the state file of `kind` holding `state`'s current contents. */
+export function encodeState(state: DeviceState, kind: StateKind): Uint8Array {
+  if (kind === StateKind.CONFIG) return encodeConfigFile(state.config);
+  return encodeMacListFile(kind === StateKind.MAC_MASK ? state.macMask : state.reserve);
+}
+
 /** fsync of a directory, so that a rename in it is durable. */
-export function syncDirectory(directory: string): void {
-  const dir = Deno.openSync(directory, { read: true });
+export async function syncDirectory(directory: string): Promise<void> {
+  const dir = await Deno.open(directory, { read: true });
   try {
-    dir.syncSync();
+    await dir.sync();
   } finally {
     dir.close();
   }
 }
 
 /**
- * Replaces `path` with `bytes` atomically and durably: temp file, fsync, rename, directory
- * fsync. The file gets mode 0600. On failure the old file is untouched and the error is thrown.
+ * Replaces `path` with `bytes` atomically and durably: a temp file created exclusively (a
+ * symlink planted at its name makes the create fail instead of being followed), written,
+ * fsynced, renamed over `path`, then the directory fsynced. Mode 0600. On failure the old file
+ * is untouched, the temp file is removed, and the error is thrown.
  */
-export function writeFileAtomic(path: string, bytes: Uint8Array): void {
+export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
   const tmp = `${path}.tmp-${Deno.pid}`;
+  await Deno.remove(tmp).catch(() => {}); // a stale one from an earlier failure of ours
+  let created = false;
   try {
-    const file = Deno.openSync(tmp, { write: true, create: true, truncate: true, mode: 0o600 });
+    const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
+    created = true;
     try {
       let done = 0;
-      while (done < bytes.length) done += file.writeSync(bytes.subarray(done));
-      file.syncSync();
+      while (done < bytes.length) done += await file.write(bytes.subarray(done));
+      await file.sync();
     } finally {
       file.close();
     }
-    // The umask can only remove bits from `mode`, and a stale temp file keeps its old mode:
-    // make the result exact before it becomes visible.
-    Deno.chmodSync(tmp, 0o600);
-    Deno.renameSync(tmp, path);
+    // The umask can only remove bits from `mode`: make the result exact before it is visible.
+    await Deno.chmod(tmp, 0o600);
+    await Deno.rename(tmp, path);
   } catch (e) {
-    try {
-      Deno.removeSync(tmp);
-    } catch { /* never created, or already renamed */ }
+    if (created) await Deno.remove(tmp).catch(() => {});
     throw e;
   }
-  syncDirectory(dirname(path));
+  await syncDirectory(dirname(path));
 }
 
 function dirname(path: string): string {
@@ -136,84 +144,84 @@ function utcStamp(): string {
   return new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
 }
 
-/** Writes the three state files of one device. */
-class FileStatePersistence implements StatePersistence {
-  readonly #base: string;
-
-  constructor(base: string) {
-    this.#base = base;
-  }
-
-  saveConfig(config: Uint8Array): void {
-    writeFileAtomic(`${this.#base}.config`, encodeConfigFile(config));
-  }
-
-  saveMacMask(macs: readonly number[]): void {
-    writeFileAtomic(`${this.#base}.mac_mask`, encodeMacListFile(macs));
-  }
-
-  saveReserve(macs: readonly number[]): void {
-    writeFileAtomic(`${this.#base}.reserve`, encodeMacListFile(macs));
-  }
-}
-
 /**
- * Loads one state file: removes leftover temp files, creates a missing file empty, and moves a
- * damaged one aside (logged) before creating it empty. Returns the decoded value.
+ * Loads one state file: removes leftover temp files; a missing file is `empty`; a damaged one is
+ * moved aside (logged) and replaced by an empty one. Returns the decoded value. Throws when the
+ * file cannot be read, or is not a regular file.
  */
-function loadStateFile<T>(
+async function loadStateFile<T>(
   directory: string,
   fileName: string,
   decode: (bytes: Uint8Array) => T | string,
   empty: T,
   encodeEmpty: () => Uint8Array,
   log: StateLog,
-): T {
+): Promise<T> {
   const path = `${directory}/${fileName}`;
-  for (const entry of Deno.readDirSync(directory)) {
+  for await (const entry of Deno.readDir(directory)) {
     if (entry.name.startsWith(`${fileName}.tmp-`)) {
-      Deno.removeSync(`${directory}/${entry.name}`);
+      await Deno.remove(`${directory}/${entry.name}`);
       log("info", `${path}: removed ${entry.name}, left over from an interrupted write`);
     }
   }
-  let bytes: Uint8Array;
+  let info: Deno.FileInfo;
   try {
-    bytes = Deno.readFileSync(path);
+    info = await Deno.lstat(path);
   } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-    writeFileAtomic(path, encodeEmpty());
-    log("info", `${path}: created empty`);
-    return empty;
+    if (e instanceof Deno.errors.NotFound) return empty;
+    throw e;
   }
+  if (!info.isFile) {
+    throw new Error(
+      `${path} is not a regular file (${
+        info.isSymlink ? "a symlink" : "a directory or device"
+      }); ` +
+        "remove it, the daemon writes its state files itself",
+    );
+  }
+  const bytes = await Deno.readFile(path);
   const decoded = decode(bytes);
   if (typeof decoded !== "string") return decoded;
   let aside = `${path}.damaged-${utcStamp()}`;
-  for (let n = 1; exists(aside); n++) aside = `${path}.damaged-${utcStamp()}-${n}`;
-  Deno.renameSync(path, aside);
-  writeFileAtomic(path, encodeEmpty());
+  for (let n = 1; await exists(aside); n++) aside = `${path}.damaged-${utcStamp()}-${n}`;
+  await Deno.rename(path, aside);
   log("warning", `${path}: damaged (${decoded}); moved it to ${aside} and reset it to empty`);
+  try {
+    await writeFileAtomic(path, encodeEmpty());
+  } catch (e) {
+    log("error", `${path}: cannot write the empty file: ${(e as Error).message}`);
+  }
   return empty;
 }
 
-function exists(path: string): boolean {
+async function exists(path: string): Promise<boolean> {
   try {
-    Deno.lstatSync(path);
+    await Deno.lstat(path);
     return true;
   } catch {
     return false;
   }
 }
 
-/**
- * Opens the persistent state of device `name` in `directory` (`<name>.config`,
- * `<name>.mac_mask`, `<name>.reserve`), creating or repairing the files as needed; every later
- * change is written atomically before the mutating call returns.
- */
-export function openDeviceState(directory: string, name: string, log: StateLog): DeviceState {
+/** Throws unless `name` can name state files (no path separators, not `.`/`..`, not empty). */
+export function checkStateName(name: string): void {
   if (name === "" || name.includes("/") || name === "." || name === "..") {
     throw new RangeError(`device name ${JSON.stringify(name)} cannot name a state file`);
   }
-  const config = loadStateFile(
+}
+
+/**
+ * Loads the persistent state of device `name` from `directory` (`<name>.config`,
+ * `<name>.mac_mask`, `<name>.reserve`), repairing damaged files. Missing files are empty state;
+ * nothing is created until something changes.
+ */
+export async function loadDeviceState(
+  directory: string,
+  name: string,
+  log: StateLog,
+): Promise<DeviceState> {
+  checkStateName(name);
+  const config = await loadStateFile(
     directory,
     `${name}.config`,
     decodeConfigFile,
@@ -230,11 +238,7 @@ export function openDeviceState(directory: string, name: string, log: StateLog):
       () => encodeMacListFile([]),
       log,
     );
-  const macMask = loadList("mac_mask");
-  const reserve = loadList("reserve");
-  return new DeviceState(new FileStatePersistence(`${directory}/${name}`), {
-    config,
-    macMask,
-    reserve,
-  });
+  const macMask = await loadList("mac_mask");
+  const reserve = await loadList("reserve");
+  return new DeviceState(null, { config, macMask, reserve });
 }

@@ -91,6 +91,9 @@ ata_err: 0
 proto_err: 0
 queue_drop: 5
 denied: 6
+io_retries: 0
+state_writes: 0
+state_errors: 0
 
 # Statistics for interface eth0
 rx_cnt: 1207
@@ -105,6 +108,9 @@ dropped: 0
 ignored: 0
 broadcast: 2
 tx_in_place: 900
+tx_dropped: 0
+link_errors: 0
+wildcard_dropped: 0
 
 `,
     );

@@ -14,7 +14,11 @@ import type { Initiator, TargetInfo } from "../../src/initiator/mod.ts";
 import { PacketSocket } from "../../ffi/packet.ts";
 import { libc } from "../../ffi/libc.ts";
 import { putHeader } from "../../src/protocol/header.ts";
-import { buildAtaRequest } from "../../src/protocol/ata.ts";
+import { ataReadWriteFields, buildAtaRequest } from "../../src/protocol/ata.ts";
+import { buildConfigRequest } from "../../src/protocol/config.ts";
+import { buildMaskRequest } from "../../src/protocol/macmask.ts";
+import { buildReserveRequest } from "../../src/protocol/reserve.ts";
+import type { AoeEnvelope } from "../../src/protocol/header.ts";
 import { formatMac, macAt } from "../../src/mac.ts";
 import {
   AOE_AFL_EXT,
@@ -25,6 +29,8 @@ import {
   AOE_CMD_CFG,
   AOE_DCMD_ADD,
   AOE_DCMD_DELETE,
+  AOE_MCMD_EDIT,
+  AOE_RCMD_FORCE_SET,
   ATA_CMD_CHK_POWER,
   ATA_CMD_FLUSH,
   ATA_CMD_FLUSH_EXT,
@@ -542,7 +548,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "a frame for another shelf/slot gets no answer and counts as ignored; broadcasts reach both devices, each answering with its own shelf/slot",
+    "a frame for another shelf/slot gets no answer and counts as ignored; Query Config broadcasts reach both devices, each answering with its own shelf/slot; an ATA broadcast is dropped",
   ...OPTS,
   fn: () =>
     withTarget({
@@ -587,15 +593,16 @@ Deno.test({
       assertEquals(collect(0xffff, 0xff, AOE_CMD_CFG, 0xb1, 2), ["2.1", "2.4"]);
       assertEquals(collect(2, 0xff, AOE_CMD_CFG, 0xb2, 2), ["2.1", "2.4"]);
       assertEquals(collect(0xffff, 4, AOE_CMD_CFG, 0xb3, 1), ["2.4"]);
-      assertEquals(collect(0xffff, 0xff, AOE_CMD_ATA, 0xb4, 2), ["2.1", "2.4"]);
+      assertEquals(collect(0xffff, 0xff, AOE_CMD_ATA, 0xb4, 0), [], "ATA to a wildcard");
       assertEquals(collect(3, 0xff, AOE_CMD_CFG, 0xb5, 0), []);
       assertEquals(
         ini.discover({ waitMs: 500 }).map((d) => `${d.shelf}.${d.slot}`),
         ["2.1", "2.4"],
       );
       const after = await stats(t);
-      assertEquals(after.iface.broadcast - mid.iface.broadcast, 5, "broadcast counter");
+      assertEquals(after.iface.broadcast - mid.iface.broadcast, 4, "broadcast counter");
       assertEquals(after.iface.ignored - mid.iface.ignored, 1, "shelf 3 broadcast ignored");
+      assertEquals(after.iface.wildcard_dropped - mid.iface.wildcard_dropped, 1, "wildcard ATA");
     }),
 });
 
@@ -774,5 +781,66 @@ Deno.test({
       // Still enforced after the restart: another reservation blocks the host.
       ini.reserveForceSet(again, [OTHER]);
       assertEquals(aoeErrorCode(() => ini.read(again, 100, 1)), 6);
+    }),
+});
+
+Deno.test({
+  name:
+    "no frame to a wildcard address writes data or changes state: WRITE, config set, mask edit and reserve force set are dropped and counted on every device",
+  ...OPTS,
+  fn: () =>
+    withTarget({
+      devices: [
+        { name: "disk1", sizeMiB: 1, shelf: 2, slot: 1 },
+        { name: "disk2", sizeMiB: 1, shelf: 2, slot: 4 },
+      ],
+    }, async (t) => {
+      const ini = t.initiator(STEADY);
+      const disk = ini.find(2, 1, { waitMs: 3000 });
+      const images = [fillImage(t, "disk1", 11), fillImage(t, "disk2", 12)];
+      const before = await stats(t);
+      const out = new Uint8Array(9000);
+      let tag = 0x7000;
+      const send = (shelf: number, slot: number, build: (env: AoeEnvelope) => number) => {
+        const n = build({ dst: 0xffffffffffff, src: ini.mac, shelf, slot, tag: tag++ });
+        ini.sendRaw(out.subarray(0, n));
+      };
+      const wildcards = [[0xffff, 0xff], [2, 0xff], [0xffff, 1]];
+      for (const [shelf, slot] of wildcards) {
+        send(shelf, slot, (env) =>
+          buildAtaRequest(
+            out,
+            env,
+            ataReadWriteFields(true, 8, 2),
+            new Uint8Array(1024).fill(0xee),
+          ));
+        send(shelf, slot, (env) =>
+          buildConfigRequest(out, env, AOE_CFG_FORCE_SET, new TextEncoder().encode("mine")));
+        send(shelf, slot, (env) =>
+          buildMaskRequest(out, env, AOE_MCMD_EDIT, [{ dcmd: AOE_DCMD_ADD, mac: ini.mac }]));
+        send(shelf, slot, (env) =>
+          buildReserveRequest(out, env, AOE_RCMD_FORCE_SET, [ini.mac]));
+      }
+      assertSilence(ini, 400, "state changes to wildcard addresses");
+      const after = await stats(t);
+      assertEquals(after.iface.wildcard_dropped - before.iface.wildcard_dropped, 12);
+      assertEquals(after.iface.tx_cnt, before.iface.tx_cnt, "nothing was answered");
+      for (const name of ["disk1", "disk2"]) {
+        assertEquals(after.dev[name].write_cnt, before.dev[name].write_cnt, `${name} writes`);
+      }
+      assertImage(t, "disk1", images[0], "disk1 after wildcard writes");
+      assertImage(t, "disk2", images[1], "disk2 after wildcard writes");
+      for (const what of ["show-config", "show-macmask", "show-reserve"]) {
+        const r = await t.ctl("--json", what);
+        assertEquals(r.code, 0, r.stderr);
+        for (const d of JSON.parse(r.stdout).devices) {
+          assertEquals(d.config ?? "", "", `${what} ${d.name}`);
+          assertEquals(d.macs ?? [], [], `${what} ${d.name}`);
+        }
+      }
+      // Addressed exactly, the same commands work (the Linux driver, iPXE and aoetools do so).
+      ini.write(disk, 8, new Uint8Array(1024).fill(0xee));
+      assertEquals(ini.reserveForceSet(disk, [ini.mac]), [ini.mac]);
+      assertEquals(ini.read(disk, 8, 2), new Uint8Array(1024).fill(0xee));
     }),
 });

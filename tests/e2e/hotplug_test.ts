@@ -34,7 +34,10 @@ Deno.test({
       assertEquals(after.find(0, 1, { waitMs: 3000 }).maxSectors, 17);
       // Down: the listener closes. Up: it comes back and the device answers again.
       await t.lab.exec(t.ns, ["ip", "link", "set", t.targetIf, "down"], { check: true });
-      await until("the close", () => /interface is gone or down, closing/.test(t.log));
+      await until(
+        "the close",
+        () => /interface is gone or down, closing|ENETDOWN.*closing it/.test(t.log),
+      );
       await t.lab.exec(t.ns, ["ip", "link", "set", t.targetIf, "up"], { check: true });
       await until(
         "the reopen after up",

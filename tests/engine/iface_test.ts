@@ -18,6 +18,9 @@ class FakeSocket {
   readonly mtu = 9000;
   readonly txRing = true;
   readonly fd = -1;
+  readonly txDropped = 0;
+  readonly txWrongFormat = 0;
+  readonly needsKick = false;
   room = 0;
   readonly sent: number[] = [];
   kicks = 0;
@@ -97,6 +100,9 @@ class FakeRing {
   readonly frameSize = 1514;
   readonly txRing = true;
   readonly fd = -1;
+  readonly txDropped = 0;
+  readonly txWrongFormat = 0;
+  readonly needsKick = false;
   readonly frames = 8;
   readonly ringMemory = Memory.allocate(8 * 2048);
   head = 0;

@@ -60,7 +60,13 @@ const LAYOUTS: [string, string, Record<string, string>][] = [
   }],
   ["SOCK_FILTER", "struct sock_filter", { code: "code", jt: "jt", jf: "jf", k: "k" }],
   ["SOCK_FPROG", "struct sock_fprog", { len: "len", filter: "filter" }],
-  ["STAT", "struct stat", { mode: "st_mode", rdev: "st_rdev", stSize: "st_size" }],
+  ["STAT", "struct stat", {
+    dev: "st_dev",
+    ino: "st_ino",
+    mode: "st_mode",
+    rdev: "st_rdev",
+    stSize: "st_size",
+  }],
 ];
 
 const HEADERS = `

@@ -1,9 +1,11 @@
 import { assert, assertEquals } from "../helpers/assert.ts";
 import {
+  answersWildcard,
   buildAdvertisement,
   classifyFrame,
   completeRequest,
   describeRequest,
+  failStateReply,
   FrameClass,
   handleRequest,
   isBroadcastAddress,
@@ -21,10 +23,10 @@ import { parseHeader, putRequestHeader } from "../../src/protocol/header.ts";
 import * as C from "../../src/protocol/constants.ts";
 import { BROADCAST_MAC, macAt, macBytes } from "../../src/mac.ts";
 import { DS } from "../../src/stats.ts";
-import { DeviceState } from "../../src/state/device_state.ts";
+import { DeviceState, StateKind } from "../../src/state/device_state.ts";
 import { FIRMWARE_VERSION, VERSION } from "../../src/version.ts";
 import {
-  CountingPersistence,
+  CountingListener,
   env,
   frameBuffer,
   HOST_MAC,
@@ -500,7 +502,7 @@ Deno.test("config test prefix replies when the request is a prefix of the stored
 });
 
 Deno.test("config set stores into an empty slot, accepts the same string, refuses another", () => {
-  const p = new CountingPersistence();
+  const p = new CountingListener();
   const state = new DeviceState(p);
   let r = cfg(C.AOE_CFG_SET, "mine", state);
   assertEquals(parseConfigResponse(r.o.reply).config, text("mine"));
@@ -541,11 +543,29 @@ Deno.test("config string length beyond the payload or over 1024 answers AoE erro
   }
 });
 
-Deno.test("config persistence failure answers AoE error 3", () => {
-  const p = new CountingPersistence();
-  p.fail = true;
-  const { o, f, n, t } = cfg(C.AOE_CFG_FORCE_SET, "x", new DeviceState(p));
-  assertAoeError(o, C.AOE_ERR_DEVUNAVAIL, f, n, t);
+Deno.test("commands that set state mark its kind, whether or not it changed; reads do not", () => {
+  const state = new DeviceState(null, { config: text("same") });
+  const t = makeTarget({ state });
+  assertEquals(cfg(C.AOE_CFG_FORCE_SET, "same", state).o.work.stateKind, StateKind.CONFIG);
+  assertEquals(state.seq(StateKind.CONFIG), 0, "setting the same string is no change");
+  assertEquals(cfg(C.AOE_CFG_FORCE_SET, "new", state).o.work.stateKind, StateKind.CONFIG);
+  assertEquals(state.seq(StateKind.CONFIG), 1);
+  assertEquals(cfg(C.AOE_CFG_READ, "", state).o.work.stateKind, -1);
+  assertEquals(cfg(C.AOE_CFG_SET, "other", state).o.work.stateKind, -1, "refused: error 4");
+  assertEquals(mask(C.AOE_MCMD_EDIT, [], t).o.work.stateKind, StateKind.MAC_MASK);
+  assertEquals(mask(C.AOE_MCMD_READ, [], t).o.work.stateKind, -1);
+  assertEquals(reserve(C.AOE_RCMD_SET, [HOST_MAC], t).work.stateKind, StateKind.RESERVE);
+  assertEquals(reserve(C.AOE_RCMD_READ, [], t).work.stateKind, -1);
+});
+
+Deno.test("a state reply that cannot be made durable becomes AoE error 3, header kept", () => {
+  const { o, t } = cfg(C.AOE_CFG_FORCE_SET, "x", new DeviceState());
+  const before = o.work.frame.slice(0, o.work.length);
+  failStateReply(o.work, t.stats);
+  const after = o.work.frame.subarray(0, o.work.length);
+  assertEquals([after[14], after[15]], [before[14] | 0x04, C.AOE_ERR_DEVUNAVAIL]);
+  assertEquals(after.subarray(16), before.subarray(16));
+  assertEquals(t.stats[DS.proto_err], 1);
 });
 
 Deno.test("config reply string is cut to fit a small MTU", () => {
@@ -565,7 +585,7 @@ function mask(mcmd: number, directives: { dcmd: number; mac: number }[], t: Targ
 }
 
 Deno.test("mask edit adds and deletes, persists once, replies with the sorted list", () => {
-  const p = new CountingPersistence();
+  const p = new CountingListener();
   const t = makeTarget({ state: new DeviceState(p) });
   const { o } = mask(C.AOE_MCMD_EDIT, [
     { dcmd: 1, mac: HOST_MAC },
@@ -584,7 +604,7 @@ Deno.test("mask edit adds and deletes, persists once, replies with the sorted li
 });
 
 Deno.test("mask edit stops at a bad directive, keeps earlier changes, echoes the request", () => {
-  const p = new CountingPersistence();
+  const p = new CountingListener();
   const t = makeTarget({ state: new DeviceState(p) });
   const { o, f, n } = mask(C.AOE_MCMD_EDIT, [
     { dcmd: 1, mac: HOST_MAC },
@@ -764,4 +784,26 @@ Deno.test("reply source is the port's current MAC", () => {
   const port = { ...makePort(), mac: macBytes(0x0a0b0c0d0e0f) };
   const o = run(...ata({ cmdStatus: C.ATA_CMD_CHK_POWER }), t, port);
   assertEquals(macAt(o.reply, 6), 0x0a0b0c0d0e0f);
+});
+
+Deno.test("of frames to a wildcard address only Query Config read, test and test prefix are answered", () => {
+  const f = frameBuffer();
+  for (const [ccmd, answered] of [[0, true], [1, true], [2, true], [3, false], [4, false]]) {
+    const n = buildConfigRequest(f, env({ shelf: 0xffff, slot: 0xff }), ccmd as number);
+    assertEquals(answersWildcard(f, n), answered, `CCmd ${ccmd}`);
+    assertEquals(answersWildcard(f, 31), false, "a short config header never");
+  }
+  const ata = buildAtaRequest(
+    f,
+    env({ shelf: 0xffff, slot: 0xff }),
+    ataReadWriteFields(true, 0, 1),
+    new Uint8Array(512),
+  );
+  assertEquals(answersWildcard(f, ata), false);
+  for (
+    const build of [
+      () => buildMaskRequest(f, env(), C.AOE_MCMD_READ, []),
+      () => buildReserveRequest(f, env(), C.AOE_RCMD_READ, []),
+    ]
+  ) assertEquals(answersWildcard(f, build()), false);
 });

@@ -9,7 +9,7 @@ import { macBytes } from "../../src/mac.ts";
 import { maxSectorsForMtu } from "../../src/protocol/engine.ts";
 import type { AoeEnvelope } from "../../src/protocol/header.ts";
 import { type Port, type Target, Work, WORK_FRAME_SIZE } from "../../src/protocol/types.ts";
-import { DeviceState, type StatePersistence } from "../../src/state/device_state.ts";
+import { DeviceState, StateKind, type StateListener } from "../../src/state/device_state.ts";
 import { newDeviceStats } from "../../src/stats.ts";
 
 /** The target interface's MAC. */
@@ -64,25 +64,14 @@ export function frameBuffer(): Uint8Array {
   return new Uint8Array(WORK_FRAME_SIZE);
 }
 
-/** Counts persistence calls. */
-export class CountingPersistence implements StatePersistence {
+/** Counts the changes a DeviceState reports, per kind. */
+export class CountingListener implements StateListener {
   config = 0;
   mask = 0;
   reserve = 0;
-  fail = false;
-  saveConfig(): void {
-    this.#maybeFail();
-    this.config++;
-  }
-  saveMacMask(): void {
-    this.#maybeFail();
-    this.mask++;
-  }
-  saveReserve(): void {
-    this.#maybeFail();
-    this.reserve++;
-  }
-  #maybeFail() {
-    if (this.fail) throw new Error("disk full");
+  changed(kind: StateKind): void {
+    if (kind === StateKind.CONFIG) this.config++;
+    else if (kind === StateKind.MAC_MASK) this.mask++;
+    else this.reserve++;
   }
 }

@@ -3,19 +3,21 @@ import {
   CONFIG_FILE_SIZE,
   decodeConfigFile,
   decodeMacListFile,
+  encodeState,
+  loadDeviceState,
   MAC_LIST_FILE_SIZE,
-  openDeviceState,
   writeFileAtomic,
 } from "../../src/state/store.ts";
+import { type DeviceState, STATE_SUFFIX, StateKind } from "../../src/state/device_state.ts";
 import { parseMac } from "../../src/mac.ts";
 
-type Entry = { level: "info" | "warning"; message: string };
+type Entry = { level: "info" | "warning" | "error"; message: string };
 
-function withDir(fn: (dir: string, log: Entry[]) => void): () => void {
-  return () => {
+function withDir(fn: (dir: string, log: Entry[]) => Promise<void>): () => Promise<void> {
+  return async () => {
     const dir = Deno.makeTempDirSync({ prefix: "ggaoed-state-" });
     try {
-      fn(dir, []);
+      await fn(dir, []);
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }
@@ -23,7 +25,14 @@ function withDir(fn: (dir: string, log: Entry[]) => void): () => void {
 }
 
 function logger(entries: Entry[]) {
-  return (level: "info" | "warning", message: string) => entries.push({ level, message });
+  return (level: Entry["level"], message: string) => entries.push({ level, message });
+}
+
+/** Writes every state file of `state` as the daemon's writer does. */
+async function save(dir: string, name: string, state: DeviceState): Promise<void> {
+  for (const kind of [StateKind.CONFIG, StateKind.MAC_MASK, StateKind.RESERVE]) {
+    await writeFileAtomic(`${dir}/${name}.${STATE_SUFFIX[kind]}`, encodeState(state, kind));
+  }
 }
 
 function names(dir: string): string[] {
@@ -36,57 +45,56 @@ const B = mac("00:0e:0c:3e:3b:0b");
 const C = mac("fe:ff:ff:ff:ff:01");
 
 Deno.test(
-  "a new device gets three empty state files of the original sizes, mode 0600",
-  withDir((dir, log) => {
-    const state = openDeviceState(dir, "disk1", logger(log));
+  "a new device loads empty and no file is created until something changes",
+  withDir(async (dir, log) => {
+    const state = await loadDeviceState(dir, "disk1", logger(log));
     assert.equal(state.configLength, 0);
     assert.deepEqual(state.macMask, []);
     assert.deepEqual(state.reserve, []);
-    assert.deepEqual(names(dir), ["disk1.config", "disk1.mac_mask", "disk1.reserve"]);
-    assert.equal(Deno.statSync(`${dir}/disk1.config`).size, 1032);
-    assert.equal(Deno.statSync(`${dir}/disk1.mac_mask`).size, 2048);
-    assert.equal(Deno.statSync(`${dir}/disk1.reserve`).size, 2048);
-    for (const n of names(dir)) assert.equal(Deno.statSync(`${dir}/${n}`).mode! & 0o777, 0o600);
-    assert.equal(log.filter((e) => e.level === "warning").length, 0);
-    assert.equal(log.filter((e) => /created empty/.test(e.message)).length, 3);
+    assert.deepEqual(names(dir), []);
+    assert.deepEqual(log, []);
   }),
 );
 
 Deno.test(
-  "config string, mask list and reserve list survive a reopen",
-  withDir((dir, log) => {
-    const s1 = openDeviceState(dir, "d", logger(log));
+  "config string, mask list and reserve list survive a save and a load, files 0600",
+  withDir(async (dir, log) => {
+    const s1 = await loadDeviceState(dir, "d", logger(log));
     const text = new TextEncoder().encode("host=alpha;vg=data");
     s1.setConfig(text);
     assert.equal(s1.addMask(C), "added");
     assert.equal(s1.addMask(A), "added");
     s1.commitMacMask();
     s1.setReserve([C, B, B]);
-    const s2 = openDeviceState(dir, "d", logger(log));
+    await save(dir, "d", s1);
+    const s2 = await loadDeviceState(dir, "d", logger(log));
     assert.deepEqual([...s2.config], [...text]);
     assert.deepEqual(s2.macMask, [A, C]);
     assert.deepEqual(s2.reserve, [B, C]);
-    // Clearing is persisted too.
+    // Clearing is saved too.
     s2.setConfig(new Uint8Array(0));
     s2.clearMacMask();
     s2.setReserve([]);
-    const s3 = openDeviceState(dir, "d", logger(log));
+    await save(dir, "d", s2);
+    const s3 = await loadDeviceState(dir, "d", logger(log));
     assert.equal(s3.configLength, 0);
     assert.deepEqual(s3.macMask, []);
     assert.deepEqual(s3.reserve, []);
+    assert.deepEqual(names(dir), ["d.config", "d.mac_mask", "d.reserve"]);
     for (const n of names(dir)) assert.equal(Deno.statSync(`${dir}/${n}`).mode! & 0o777, 0o600);
   }),
 );
 
 Deno.test(
   "a 1024-byte config string and a full 255-entry list round-trip",
-  withDir((dir, log) => {
-    const s1 = openDeviceState(dir, "full", logger(log));
+  withDir(async (dir, log) => {
+    const s1 = await loadDeviceState(dir, "full", logger(log));
     const config = new Uint8Array(1024).map((_, i) => (i * 7 + 1) & 0xff);
     s1.setConfig(config);
     const macs = Array.from({ length: 255 }, (_, i) => 0x0200_0000_0000 + i * 0x1_0001);
     s1.setReserve(macs);
-    const s2 = openDeviceState(dir, "full", logger(log));
+    await save(dir, "full", s1);
+    const s2 = await loadDeviceState(dir, "full", logger(log));
     assert.deepEqual([...s2.config], [...config]);
     assert.deepEqual(s2.reserve, macs);
   }),
@@ -94,12 +102,13 @@ Deno.test(
 
 Deno.test(
   "files are written in the original little-endian layout, entries in sorted order",
-  withDir((dir, log) => {
-    const s = openDeviceState(dir, "x", logger(log));
+  withDir(async (dir, log) => {
+    const s = await loadDeviceState(dir, "x", logger(log));
     s.addMask(C);
     s.addMask(A);
     s.commitMacMask();
     s.setConfig(new TextEncoder().encode("hi"));
+    await save(dir, "x", s);
     const mask = Deno.readFileSync(`${dir}/x.mac_mask`);
     assert.deepEqual([...mask.subarray(0, 8)], [0x6b, 0x71, 0x2a, 0xe9, 2, 0, 0, 0]);
     assert.deepEqual([...mask.subarray(8, 16)], [0x00, 0x1b, 0x21, 0x0a, 0xaa, 0x22, 0, 0]);
@@ -129,7 +138,7 @@ function cMacListFile(macs: number[][]): Uint8Array {
 
 Deno.test(
   "state files written by the C daemon load, unsorted reserve entries folded into order",
-  withDir((dir, log) => {
+  withDir(async (dir, log) => {
     Deno.writeFileSync(`${dir}/legacy.config`, cConfigFile("cluster-7"));
     Deno.writeFileSync(
       `${dir}/legacy.mac_mask`,
@@ -144,7 +153,7 @@ Deno.test(
         [0xfe, 0xff, 0xff, 0xff, 0xff, 0x01],
       ]),
     );
-    const s = openDeviceState(dir, "legacy", logger(log));
+    const s = await loadDeviceState(dir, "legacy", logger(log));
     assert.equal(new TextDecoder().decode(s.config), "cluster-7");
     assert.deepEqual(s.macMask, [B, A]);
     assert.deepEqual(s.reserve, [A, C]);
@@ -161,13 +170,13 @@ function damagedCase(
 ): void {
   Deno.test(
     `a damaged ${file} (${title}) is reported, moved aside and reset`,
-    withDir((dir, log) => {
+    withDir(async (dir, log) => {
       // Good content in the other files must survive the repair of this one.
       Deno.writeFileSync(`${dir}/d.config`, cConfigFile("keep"));
       Deno.writeFileSync(`${dir}/d.mac_mask`, cMacListFile([[0, 0x1b, 0x21, 0x0a, 0xaa, 0x22]]));
       Deno.writeFileSync(`${dir}/d.reserve`, cMacListFile([[0, 0x1b, 0x21, 0x0a, 0xaa, 0x22]]));
       Deno.writeFileSync(`${dir}/d.${file}`, bytes);
-      const s = openDeviceState(dir, "d", logger(log));
+      const s = await loadDeviceState(dir, "d", logger(log));
       const warnings = log.filter((e) => e.level === "warning");
       assert.equal(warnings.length, 1);
       assert.match(warnings[0].message, new RegExp(`d\\.${file}`));
@@ -216,10 +225,11 @@ function damagedCase(
 
 Deno.test(
   "a crash between write and rename loads the old state and removes the temp file",
-  withDir((dir, log) => {
-    const s1 = openDeviceState(dir, "c", logger(log));
+  withDir(async (dir, log) => {
+    const s1 = await loadDeviceState(dir, "c", logger(log));
     s1.setReserve([A]);
     s1.setConfig(new TextEncoder().encode("old"));
+    await save(dir, "c", s1);
     // What a crash leaves: the new content complete in a temp file, the target untouched.
     Deno.writeFileSync(
       `${dir}/c.reserve.tmp-99999`,
@@ -227,7 +237,7 @@ Deno.test(
     );
     Deno.writeFileSync(`${dir}/c.config.tmp-4242`, cConfigFile("new"));
     log.length = 0;
-    const s2 = openDeviceState(dir, "c", logger(log));
+    const s2 = await loadDeviceState(dir, "c", logger(log));
     assert.deepEqual(s2.reserve, [A]);
     assert.equal(new TextDecoder().decode(s2.config), "old");
     assert.deepEqual(names(dir), ["c.config", "c.mac_mask", "c.reserve"]);
@@ -239,10 +249,10 @@ Deno.test(
 
 Deno.test(
   "writeFileAtomic replaces the whole file, leaves no temp file, and sets mode 0600",
-  withDir((dir) => {
+  withDir(async (dir) => {
     const path = `${dir}/f`;
     Deno.writeFileSync(path, new Uint8Array(5000).fill(1), { mode: 0o644 });
-    writeFileAtomic(path, new Uint8Array([1, 2, 3]));
+    await writeFileAtomic(path, new Uint8Array([1, 2, 3]));
     assert.deepEqual(Deno.readFileSync(path), new Uint8Array([1, 2, 3]));
     assert.equal(Deno.statSync(path).mode! & 0o777, 0o600);
     assert.deepEqual(names(dir), ["f"]);
@@ -251,15 +261,37 @@ Deno.test(
 
 Deno.test(
   "a failed write throws and leaves the old file and no temp file",
-  withDir((dir) => {
+  withDir(async (dir) => {
     const path = `${dir}/f`;
     Deno.writeFileSync(path, new Uint8Array([9]));
     // The rename cannot replace a non-empty directory: the write fails after the temp file.
     Deno.mkdirSync(`${dir}/sub/d`, { recursive: true });
     Deno.writeFileSync(`${dir}/sub/d/x`, new Uint8Array([1]));
-    assert.throws(() => writeFileAtomic(`${dir}/sub/d`, new Uint8Array([1])));
+    await assert.rejects(() => writeFileAtomic(`${dir}/sub/d`, new Uint8Array([1])));
     assert.deepEqual(names(`${dir}/sub`), ["d"]);
     assert.deepEqual(Deno.readFileSync(path), new Uint8Array([9]));
+  }),
+);
+
+Deno.test(
+  "a symlink planted at the temp file's name is never followed",
+  withDir(async (dir) => {
+    const victim = `${dir}/victim`;
+    Deno.writeFileSync(victim, new Uint8Array([7, 7, 7]));
+    Deno.symlinkSync(victim, `${dir}/f.tmp-${Deno.pid}`);
+    await writeFileAtomic(`${dir}/f`, new Uint8Array([1, 2]));
+    assert.deepEqual(Deno.readFileSync(victim), new Uint8Array([7, 7, 7]));
+    assert.deepEqual(Deno.readFileSync(`${dir}/f`), new Uint8Array([1, 2]));
+    assert.equal(Deno.lstatSync(`${dir}/f`).isFile, true);
+  }),
+);
+
+Deno.test(
+  "a state file that is a symlink is refused, not read",
+  withDir(async (dir, log) => {
+    Deno.writeFileSync(`${dir}/elsewhere`, cConfigFile("x"));
+    Deno.symlinkSync(`${dir}/elsewhere`, `${dir}/s.config`);
+    await assert.rejects(() => loadDeviceState(dir, "s", logger(log)), /not a regular file/);
   }),
 );
 
@@ -270,8 +302,8 @@ Deno.test("file sizes match the original's", () => {
 
 Deno.test(
   "a device name that is not a file name is refused",
-  withDir((dir, log) => {
-    assert.throws(() => openDeviceState(dir, "../x", logger(log)), RangeError);
-    assert.throws(() => openDeviceState(dir, "", logger(log)), RangeError);
+  withDir(async (dir, log) => {
+    await assert.rejects(() => loadDeviceState(dir, "../x", logger(log)), RangeError);
+    await assert.rejects(() => loadDeviceState(dir, "", logger(log)), RangeError);
   }),
 );
