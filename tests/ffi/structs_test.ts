@@ -61,6 +61,28 @@ const LAYOUTS: [string, string, Record<string, string>][] = [
   ["SOCK_FILTER", "struct sock_filter", { code: "code", jt: "jt", jf: "jf", k: "k" }],
   ["SOCK_FPROG", "struct sock_fprog", { len: "len", filter: "filter" }],
   ["STAT", "struct stat", { mode: "st_mode", rdev: "st_rdev", stSize: "st_size" }],
+  ["SOCKADDR_NL", "struct sockaddr_nl", {
+    family: "nl_family",
+    pad: "nl_pad",
+    pid: "nl_pid",
+    groups: "nl_groups",
+  }],
+  ["NLMSGHDR", "struct nlmsghdr", {
+    len: "nlmsg_len",
+    type: "nlmsg_type",
+    flags: "nlmsg_flags",
+    seq: "nlmsg_seq",
+    pid: "nlmsg_pid",
+  }],
+  ["NLMSGERR", "struct nlmsgerr", { error: "error", msg: "msg" }],
+  ["IFINFOMSG", "struct ifinfomsg", {
+    family: "ifi_family",
+    type: "ifi_type",
+    index: "ifi_index",
+    flags: "ifi_flags",
+    change: "ifi_change",
+  }],
+  ["RTATTR", "struct rtattr", { len: "rta_len", type: "rta_type" }],
 ];
 
 const HEADERS = `
@@ -75,6 +97,9 @@ const HEADERS = `
 #include <linux/fs.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
+#include <linux/if.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
