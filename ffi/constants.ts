@@ -33,7 +33,9 @@ export const MAP_PRIVATE = 0x02;
 export const MAP_ANONYMOUS = 0x20;
 
 // socket(2)
+export const AF_UNSPEC = 0;
 export const AF_INET = 2;
+export const AF_NETLINK = 16;
 export const AF_PACKET = 17;
 export const SOCK_DGRAM = 2;
 export const SOCK_RAW = 3;
@@ -83,8 +85,35 @@ export const SIOCGIFHWADDR = 0x8927;
 export const SIOCGIFINDEX = 0x8933;
 export const IFF_UP = 0x1;
 export const IFF_LOOPBACK = 0x8;
+export const IFF_RUNNING = 0x40;
+export const IFF_LOWER_UP = 0x10000;
 export const ARPHRD_ETHER = 1;
 export const ARPHRD_LOOPBACK = 772;
+
+// linux/netlink.h, linux/rtnetlink.h, linux/if_link.h
+export const NETLINK_ROUTE = 0;
+/** Multicast group bit (bind's nl_groups) of link notifications. */
+export const RTMGRP_LINK = 0x1;
+export const NLMSG_ALIGNTO = 4;
+export const NLMSG_HDRLEN = 16;
+export const NLMSG_NOOP = 1;
+export const NLMSG_ERROR = 2;
+export const NLMSG_DONE = 3;
+export const NLMSG_OVERRUN = 4;
+export const NLM_F_REQUEST = 0x1;
+export const NLM_F_MULTI = 0x2;
+export const NLM_F_DUMP = 0x300;
+/** A dump reply flag: the table changed while it was being dumped; dump again. */
+export const NLM_F_DUMP_INTR = 0x10;
+export const RTM_NEWLINK = 16;
+export const RTM_DELLINK = 17;
+export const RTM_GETLINK = 18;
+export const RTA_ALIGNTO = 4;
+export const NLA_F_NESTED = 0x8000;
+export const NLA_F_NET_BYTEORDER = 0x4000;
+export const IFLA_ADDRESS = 1;
+export const IFLA_IFNAME = 3;
+export const IFLA_MTU = 4;
 
 // classic BPF (linux/filter.h)
 export const BPF_LD = 0x00;

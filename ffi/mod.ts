@@ -53,3 +53,5 @@ export type { InterfaceInfo } from "./netif.ts";
 export { PacketSocket } from "./packet.ts";
 export type { PacketFilter, PacketSocketOptions } from "./packet.ts";
 export { sockaddrUn, SYSLOG_SEVERITY, SyslogWriter } from "./syslog.ts";
+export { dumpLinks, LinkMonitor } from "./netlink.ts";
+export type { DrainResult, LinkEvent, LinkInfo, LinkMonitorOptions } from "./netlink.ts";

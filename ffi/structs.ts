@@ -142,3 +142,50 @@ export const SOCK_FPROG = { size: 16, len: 0, filter: 8 } as const;
 
 /** The fields of struct stat (144 bytes on x86-64) that we read. */
 export const STAT = { size: 144, dev: 0, ino: 8, mode: 24, rdev: 40, stSize: 48 } as const;
+
+/**
+ * struct sockaddr_nl (12 bytes), linux/netlink.h
+ * ```
+ *  0 u16 nl_family   (AF_NETLINK)
+ *  2 u16 nl_pad
+ *  4 u32 nl_pid      (port id; 0 = the kernel, or let bind choose one)
+ *  8 u32 nl_groups   (multicast group bits, e.g. RTMGRP_LINK)
+ * ```
+ */
+export const SOCKADDR_NL = { size: 12, family: 0, pad: 2, pid: 4, groups: 8 } as const;
+
+/**
+ * struct nlmsghdr (16 bytes), at the start of every netlink message; messages follow each other
+ * in a datagram at 4-byte aligned offsets (NLMSG_ALIGN(nlmsg_len)).
+ * ```
+ *  0 u32 nlmsg_len    (header included)
+ *  4 u16 nlmsg_type   (NLMSG_ERROR, NLMSG_DONE, RTM_NEWLINK, ...)
+ *  6 u16 nlmsg_flags  (NLM_F_REQUEST, NLM_F_MULTI, NLM_F_DUMP_INTR, ...)
+ *  8 u32 nlmsg_seq
+ * 12 u32 nlmsg_pid    (port id of the sender or of the requester)
+ * ```
+ */
+export const NLMSGHDR = { size: 16, len: 0, type: 4, flags: 6, seq: 8, pid: 12 } as const;
+
+/** struct nlmsgerr (20 bytes): i32 error (0 = ACK, else -errno), the request's nlmsghdr. */
+export const NLMSGERR = { size: 20, error: 0, msg: 4 } as const;
+
+/**
+ * struct ifinfomsg (16 bytes), linux/rtnetlink.h: the body of RTM_NEWLINK/DELLINK/GETLINK,
+ * followed by route attributes (struct rtattr) up to nlmsg_len.
+ * ```
+ *  0 u8  ifi_family   (AF_UNSPEC; AF_BRIDGE for bridge port notifications)
+ *  1 u8  __ifi_pad
+ *  2 u16 ifi_type     (ARPHRD_ETHER, ARPHRD_LOOPBACK, ...)
+ *  4 i32 ifi_index
+ *  8 u32 ifi_flags    (IFF_UP, IFF_RUNNING, IFF_LOOPBACK, IFF_LOWER_UP, ...)
+ * 12 u32 ifi_change   (which flags changed)
+ * ```
+ */
+export const IFINFOMSG = { size: 16, family: 0, type: 2, index: 4, flags: 8, change: 12 } as const;
+
+/**
+ * struct rtattr (4 bytes): u16 rta_len (header included), u16 rta_type; the payload follows,
+ * the next attribute starts at RTA_ALIGN(rta_len).
+ */
+export const RTATTR = { size: 4, len: 0, type: 2 } as const;

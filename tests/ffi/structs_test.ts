@@ -67,6 +67,28 @@ const LAYOUTS: [string, string, Record<string, string>][] = [
     rdev: "st_rdev",
     stSize: "st_size",
   }],
+  ["SOCKADDR_NL", "struct sockaddr_nl", {
+    family: "nl_family",
+    pad: "nl_pad",
+    pid: "nl_pid",
+    groups: "nl_groups",
+  }],
+  ["NLMSGHDR", "struct nlmsghdr", {
+    len: "nlmsg_len",
+    type: "nlmsg_type",
+    flags: "nlmsg_flags",
+    seq: "nlmsg_seq",
+    pid: "nlmsg_pid",
+  }],
+  ["NLMSGERR", "struct nlmsgerr", { error: "error", msg: "msg" }],
+  ["IFINFOMSG", "struct ifinfomsg", {
+    family: "ifi_family",
+    type: "ifi_type",
+    index: "ifi_index",
+    flags: "ifi_flags",
+    change: "ifi_change",
+  }],
+  ["RTATTR", "struct rtattr", { len: "rta_len", type: "rta_type" }],
 ];
 
 const HEADERS = `
@@ -81,6 +103,9 @@ const HEADERS = `
 #include <linux/fs.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
+#include <linux/if.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
