@@ -9,7 +9,7 @@ mode=${1:-}
 pkgs=(libaio1 iproute2)
 case "$mode" in
   --demo) ;;
-  --test | --bench) pkgs+=(aoetools vblade tshark qemu-system-x86 busybox-static e2fsprogs xz-utils cpio gcc) ;;
+  --test | --bench) pkgs+=(aoetools vblade tshark qemu-system-x86 busybox-static e2fsprogs xz-utils cpio gcc pkg-config fuse3 libfuse3-dev) ;;
   "") ;;
   *) echo "usage: $0 [--demo|--test|--bench]" >&2; exit 2 ;;
 esac
