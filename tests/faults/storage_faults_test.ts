@@ -662,13 +662,9 @@ for (const directIo of [true, false]) {
   Deno.test({
     name:
       `direct-io = ${directIo}: under a burst of contiguous requests (merged by the daemon), only the requests touching a bad sector answer UNC; the others are served byte-exact, also with faults set and cleared mid-burst`,
-    // FAILS today: the daemon merges contiguous requests into one vectored I/O (src/engine/
-    // device.ts submit) and, when that I/O fails with EIO, answers UNC to every request in it
-    // (#finishSlot passes the merged result to each); with a short result (a later chunk of a
-    // large merged I/O failed) it answers ABRT to the request where it stops and all after it.
-    // The fix: when a merged I/O fails or comes back short, redo its requests one by one.
-    // With merging off (GGAOED_MAX_MERGE=1 in the environment) this test passes today.
-    ignore: true,
+    // The daemon merges contiguous requests into one vectored I/O; when that fails (EIO) or
+    // comes back short, it redoes the requests one by one (src/engine/device.ts #finishSlot),
+    // so only the requests that really touch a bad sector get UNC.
     ...OPTS,
     fn: () =>
       withFaultyFile({ sizeBytes: MIB }, (f) => {
@@ -822,13 +818,9 @@ for (const directIo of [true, false]) {
   Deno.test({
     name:
       `direct-io = ${directIo}: a burst of contiguous writes over allocated pages and holes of a full tmpfs answers ABRT only for the holes; the allocated pages take their data`,
-    // FAILS today: the daemon merges the contiguous writes into one pwritev/iocb; the kernel
-    // writes the allocated page before the first hole and returns a short count, and the daemon
-    // answers ABRT to the request where it stopped and to every request after it, also those
-    // over allocated pages that a retry would have written (src/engine/device.ts #finishSlot).
-    // The fix: redo the requests of a short or failed merged I/O one by one. With merging off
-    // (GGAOED_MAX_MERGE=1 in the environment) this test passes today.
-    ignore: true,
+    // The daemon merges the contiguous writes into one pwritev/iocb; the kernel writes the
+    // allocated page before the first hole and returns a short count, and the daemon redoes the
+    // requests one by one (src/engine/device.ts #finishSlot): only the holes fail.
     ...OPTS,
     fn: () =>
       withFillingFile(
