@@ -14,8 +14,15 @@ import { loadConfig } from "./config/load.ts";
 import { type Config, ConfigError } from "./config/types.ts";
 import { type ControlServer, startControlServer } from "./control/server.ts";
 import type { ControlHandler } from "./control/types.ts";
-import type { FromWorker, SharedCounters, StateSnapshot, ToWorker } from "./engine/messages.ts";
+import type {
+  DeviceCounters,
+  FromWorker,
+  SharedCounters,
+  StateSnapshot,
+  ToWorker,
+} from "./engine/messages.ts";
 import { type Level, log, setupLogging } from "./log.ts";
+import { type MetricsServer, startMetricsServer } from "./metrics/server.ts";
 import { VERSION } from "./version.ts";
 
 /** How the daemon was asked to run. */
@@ -63,6 +70,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   const worker = new Worker(new URL("./engine/worker.ts", import.meta.url), { type: "module" });
   const link = new WorkerLink(worker, wake);
   let control: ControlServer | null = null;
+  let metrics: MetricsServer | null = null;
   const started = performance.now();
   let code = 0;
   try {
@@ -79,6 +87,9 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     const handler = controlHandler(link, started, reload);
     try {
       control = await startControlServer(config.global.controlSocket, handler, log);
+      const listen = config.global.metricsListen;
+      const startTime = (performance.timeOrigin + started) / 1000;
+      if (listen) metrics = await startMetricsServer({ listen, counters: link, startTime, log });
     } catch (e) {
       log("error", (e as Error).message);
       code = 1;
@@ -99,6 +110,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     return code;
   } finally {
     await control?.close();
+    await metrics?.close();
     link.terminate();
     wake.close();
     removePidFile(pidFile);
@@ -187,7 +199,7 @@ class WorkerLink {
   readonly #waiting = new Map<number, (r: Reply) => void>();
   #onStart: ((m: FromWorker) => void) | null = null;
   #onStopped: ((inFlight: number) => void) | null = null;
-  devices: SharedCounters[] = [];
+  devices: DeviceCounters[] = [];
   interfaces: SharedCounters[] = [];
 
   constructor(worker: Worker, wake: EventFd) {

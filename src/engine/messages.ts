@@ -28,12 +28,21 @@ export interface SharedCounters {
   stats: Float64Array;
 }
 
+/**
+ * A device's counters (and latency histograms, `src/stats.ts` DEVICE_SHARED_LENGTH long) with
+ * its AoE address, which labels its metrics.
+ */
+export interface DeviceCounters extends SharedCounters {
+  shelf: number;
+  slot: number;
+}
+
 /** Worker to main thread. */
 export type FromWorker =
   | { type: "log"; level: "debug" | "info" | "warning" | "error"; message: string }
-  | { type: "started"; devices: SharedCounters[]; interfaces: SharedCounters[] }
+  | { type: "started"; devices: DeviceCounters[]; interfaces: SharedCounters[] }
   | { type: "failed"; message: string }
-  | { type: "counters"; devices: SharedCounters[]; interfaces: SharedCounters[] }
+  | { type: "counters"; devices: DeviceCounters[]; interfaces: SharedCounters[] }
   | { type: "reply"; id: number; ok: boolean; message?: string; data?: unknown }
   | { type: "stopped"; inFlight: number };
 
