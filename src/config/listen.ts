@@ -81,7 +81,7 @@ export function parseListenAddress(text: string, key: string): Read<ListenAddres
   if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
     return fail(
       `port ${JSON.stringify(port)} is not a number 1-65535`,
-      `write ${key} = "${bracketed ? `[${host}]` : host}:9642" (9642 is the usual port)`,
+      `write ${key} = "${bracketed ? `[${host}]` : host}:9642"`,
     );
   }
   return { ok: true, value: { text: value, hostname: host, port: Number(port) } };

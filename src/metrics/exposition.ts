@@ -133,10 +133,11 @@ export function renderMetrics(snapshot: MetricsSnapshot, format: ExpositionForma
   const devices = snapshot.devices.map((d) => {
     const stats = new Float64Array(DEVICE_SHARED_LENGTH);
     stats.set(d.stats.subarray(0, DEVICE_SHARED_LENGTH));
-    const labels: Labels = [["device", d.name], ["shelf", String(d.shelf)], [
-      "slot",
-      String(d.slot),
-    ]];
+    const labels: Labels = [
+      ["device", d.name],
+      ["shelf", String(d.shelf)],
+      ["slot", String(d.slot)],
+    ];
     return { labels, stats };
   });
   const interfaces = snapshot.interfaces.map((i) => ({
