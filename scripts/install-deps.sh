@@ -3,13 +3,19 @@
 #   scripts/install-deps.sh          runtime only (libaio1, iproute2)
 #   scripts/install-deps.sh --demo   what `deno task demo` needs
 #   scripts/install-deps.sh --test   what `deno task test` needs: real peers (aoetools, vblade,
-#                                    tshark), qemu and Debian's kernel for the kernel-initiator test
+#                                    tshark), qemu and Debian's kernel for the kernel-initiator test,
+#                                    promtool (package prometheus) to check the metrics exposition
 set -euo pipefail
 mode=${1:-}
 pkgs=(libaio1 iproute2)
 case "$mode" in
   --demo) ;;
-  --test | --bench) pkgs+=(aoetools vblade tshark qemu-system-x86 busybox-static e2fsprogs xz-utils cpio gcc pkg-config fuse3 libfuse3-dev) ;;
+  --test | --bench)
+    pkgs+=(aoetools vblade tshark)                                # real AoE peers
+    pkgs+=(qemu-system-x86 busybox-static e2fsprogs xz-utils cpio) # the kernel-initiator guest
+    pkgs+=(gcc pkg-config fuse3 libfuse3-dev)                     # storage fault fixtures (FUSE)
+    pkgs+=(prometheus)                                            # promtool checks the metrics
+    ;;
   "") ;;
   *) echo "usage: $0 [--demo|--test|--bench]" >&2; exit 2 ;;
 esac

@@ -15,11 +15,18 @@ import { type Config, ConfigError } from "./config/types.ts";
 import { type ControlServer, startControlServer } from "./control/server.ts";
 import type { ControlHandler } from "./control/types.ts";
 import type { ClearedState } from "./engine/dataplane.ts";
-import type { FromWorker, SharedCounters, StateSnapshot, ToWorker } from "./engine/messages.ts";
+import type {
+  DeviceCounters,
+  FromWorker,
+  SharedCounters,
+  StateSnapshot,
+  ToWorker,
+} from "./engine/messages.ts";
 import { StateKind } from "./state/device_state.ts";
 import { decodeConfigFile, decodeMacListFile, loadDeviceState } from "./state/store.ts";
 import { StateWriter } from "./state/writer.ts";
 import { type Level, log, setupLogging } from "./log.ts";
+import { type MetricsServer, startMetricsServer } from "./metrics/server.ts";
 import { VERSION } from "./version.ts";
 
 /** How the daemon was asked to run. */
@@ -73,6 +80,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   });
   const link = new WorkerLink(worker, wake, writer);
   let control: ControlServer | null = null;
+  let metrics: MetricsServer | null = null;
   const started = performance.now();
   let code = 0;
   try {
@@ -101,6 +109,9 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     const handler = controlHandler(link, started, reload, writer);
     try {
       control = await startControlServer(config.global.controlSocket, handler, log);
+      const listen = config.global.metricsListen;
+      const startTime = (performance.timeOrigin + started) / 1000;
+      if (listen) metrics = await startMetricsServer({ listen, counters: link, startTime, log });
     } catch (e) {
       log("error", (e as Error).message);
       code = 1;
@@ -121,6 +132,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     return code;
   } finally {
     await control?.close();
+    await metrics?.close();
     link.terminate();
     await writer.close();
     wake.close();
@@ -275,7 +287,7 @@ class WorkerLink {
   readonly #waiting = new Map<number, (r: Reply) => void>();
   #onStart: ((m: FromWorker) => void) | null = null;
   #onStopped: ((inFlight: number) => void) | null = null;
-  devices: SharedCounters[] = [];
+  devices: DeviceCounters[] = [];
   interfaces: SharedCounters[] = [];
 
   constructor(worker: Worker, wake: EventFd, writer: StateWriter) {

@@ -5,6 +5,18 @@
  * A counter is a float64: exact up to 2^53, no BigInt on the hot path. Times are seconds.
  * The field order is the order `ggaoectl stats` prints (the original's order, then ours).
  *
+ * A device's shared array holds its counters followed by its latency histograms (one array, one
+ * SharedArrayBuffer, so that whatever carries the counters to the main thread carries these too):
+ *
+ *     [0 .. DEVICE_STAT_COUNT)                          DEVICE_STAT_FIELDS
+ *     [LATENCY_OFFSET + k * LATENCY_BUCKETS + b]        requests of kind k (read, write, other)
+ *                                                       whose service time fell in bucket b
+ *
+ * Bucket b counts times t with LATENCY_BOUNDS[b-1] < t <= LATENCY_BOUNDS[b]; the last bucket
+ * counts the times above the largest bound. Buckets are not cumulative here (one increment per
+ * request); the exposition (`src/metrics/`) adds them up. The histogram's sum is the kind's
+ * `*_time` counter, its count the sum of its buckets.
+ *
  * @module
  */
 
@@ -66,9 +78,79 @@ export const IS = indexOf(IFACE_STAT_FIELDS);
 export const DEVICE_STAT_COUNT = DEVICE_STAT_FIELDS.length;
 export const IFACE_STAT_COUNT = IFACE_STAT_FIELDS.length;
 
-/** Fresh device counters in ordinary memory (tests, tools). */
+/**
+ * Upper bounds of the latency histogram buckets, seconds (Prometheus `le`): 50 µs to 5 s in
+ * 1-2.5-5 steps. A reply from the page cache takes tens of microseconds, one from a disk
+ * milliseconds; seconds mean a stalled device.
+ */
+export const LATENCY_BOUNDS: readonly number[] = [
+  0.00005,
+  0.0001,
+  0.00025,
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+];
+
+/** The kinds of request with a latency histogram, in layout order. */
+export const LATENCY_KINDS = ["read", "write", "other"] as const;
+export type LatencyKindName = typeof LATENCY_KINDS[number];
+
+/** Index of each kind: `recordLatency(stats, LatencyKind.READ, seconds)`. */
+export const LatencyKind = { READ: 0, WRITE: 1, OTHER: 2 } as const;
+export type LatencyKind = typeof LatencyKind[keyof typeof LatencyKind];
+
+/** Buckets per histogram: one per bound, plus the one above the largest bound. */
+export const LATENCY_BUCKETS = LATENCY_BOUNDS.length + 1;
+/** Where the histograms start in a device's shared array. */
+export const LATENCY_OFFSET = DEVICE_STAT_COUNT;
+/** Length of a device's shared array: counters and histograms. */
+export const DEVICE_SHARED_LENGTH = LATENCY_OFFSET + LATENCY_KINDS.length * LATENCY_BUCKETS;
+
+const BOUNDS = Float64Array.from(LATENCY_BOUNDS);
+const TIME_FIELD = Int32Array.of(DS.read_time, DS.write_time, DS.other_time);
+
+/**
+ * Counts one answered request of `kind` that took `seconds` (arrival to reply handed to the
+ * NIC) in `stats`, a device's shared array: adds the time to the kind's `*_time` counter and
+ * counts it in its histogram bucket. No allocation: the data path calls it for every reply.
+ *
+ * A time below zero (the loop samples its clock once per turn, so a request that arrived during
+ * the turn can look younger than that sample) counts as zero: the sums are counters and must
+ * never go down.
+ */
+export function recordLatency(stats: Float64Array, kind: LatencyKind, seconds: number): void {
+  if (!(seconds > 0)) seconds = 0;
+  stats[TIME_FIELD[kind]] += seconds;
+  let b = 0;
+  while (b < BOUNDS.length && seconds > BOUNDS[b]) b++;
+  stats[LATENCY_OFFSET + kind * LATENCY_BUCKETS + b]++;
+}
+
+/** Bucket counts (not cumulative) of one kind's histogram in a device's shared array. */
+export function latencyBuckets(stats: Float64Array, kind: LatencyKind): Float64Array {
+  const start = LATENCY_OFFSET + kind * LATENCY_BUCKETS;
+  return stats.subarray(start, start + LATENCY_BUCKETS);
+}
+
+/** Sum of one kind's latencies in a device's shared array: the histogram's sum. */
+export function latencySum(stats: Float64Array, kind: LatencyKind): number {
+  return stats[TIME_FIELD[kind]];
+}
+
+/** Fresh device counters and histograms in ordinary memory (tests, tools). */
 export function newDeviceStats(): Float64Array {
-  return new Float64Array(DEVICE_STAT_COUNT);
+  return new Float64Array(DEVICE_SHARED_LENGTH);
 }
 
 /** Fresh interface counters in ordinary memory (tests, tools). */

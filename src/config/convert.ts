@@ -110,6 +110,7 @@ export function convertIniToToml(text: string, file: string): string {
         return value(entry, where, keyFileBoolean, String);
       case "string":
       case "enum":
+      case "listen":
         return value(entry, where, keyFileString, (s) => tomlString(s.trim()));
       case "patterns":
       case "tokens":

@@ -21,6 +21,7 @@ import { type PathInfo, realPath, statPath, SysError } from "../../ffi/mod.ts";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { AclResolver, type EthersTable, parseEthers } from "./acl.ts";
 import { type KeyFileGroup, parseKeyFile } from "./gkeyfile.ts";
+import { type ListenAddress, parseListenAddress } from "./listen.ts";
 import {
   DEFAULTS_KEYS,
   DEVICE_KEYS,
@@ -378,6 +379,12 @@ class Builder {
           fix: `write ${key} = "${suggest(r.value, values) ?? values[0]}"`,
         });
       }
+      case "listen": {
+        const r = section.string(key);
+        if (!r.ok) return fail(r);
+        const a = parseListenAddress(r.value, key);
+        return a.ok ? a.value : fail(a);
+      }
       case "obsolete":
         this.warn(dotted, `${key} is obsolete and ignored`, spec.fix ?? "remove it");
         return undefined;
@@ -409,6 +416,7 @@ class Builder {
       txRingBug: get<boolean | null>("tx-ring-bug", this.#txRingBugAuto()),
       logTarget: get("log-target", "stderr"),
       logLevel: get("log-level", "info"),
+      metricsListen: get<ListenAddress | null>("metrics-listen", null),
     };
     const interfaceDefaults: InterfaceConfig = {
       mtu: get("mtu", DEFAULTS.mtu),

@@ -11,6 +11,7 @@
  * - `integer`, `kib` (an integer count of KiB), `number` (seconds), `boolean`, `string`;
  * - `patterns` (interface glob list) and `tokens` (ACL token list): a list of strings;
  * - `enum`: a string out of `values`;
+ * - `listen`: a TCP address `HOST:PORT` (`src/config/listen.ts`);
  * - `obsolete`: accepted with a warning and ignored.
  */
 export type KeyKind =
@@ -22,6 +23,7 @@ export type KeyKind =
   | "patterns"
   | "tokens"
   | "enum"
+  | "listen"
   | "obsolete";
 
 /** One key of one kind of table. */
@@ -114,6 +116,7 @@ export const DEFAULTS_KEYS: readonly KeySpec[] = [
   MERGE_DELAY,
   { key: "log-target", kind: "enum", values: ["stderr", "syslog"] },
   { key: "log-level", kind: "enum", values: ["debug", "info", "warning", "error"] },
+  { key: "metrics-listen", kind: "listen" },
   BUFFERS,
 ];
 

@@ -7,6 +7,8 @@
  * @module
  */
 
+import type { ListenAddress } from "./listen.ts";
+
 /** Built-in defaults (REFERENCE.md 1.3, with our decisions). */
 export const DEFAULTS = {
   queueLength: 64,
@@ -37,6 +39,8 @@ export interface GlobalConfig {
   logTarget: "stderr" | "syslog";
   /** `log-level`: "debug" | "info" | "warning" | "error". */
   logLevel: "debug" | "info" | "warning" | "error";
+  /** `metrics-listen`: where to serve Prometheus metrics over HTTP; null = not at all. */
+  metricsListen: ListenAddress | null;
 }
 
 /** Settings of one network interface (an `[interfaces.NAME]` table, or the defaults). */

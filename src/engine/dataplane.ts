@@ -57,10 +57,23 @@ import {
 import { Action, Drop, WORK_FRAME_SIZE } from "../protocol/types.ts";
 import { DeviceState, type StateKind, type StateListener } from "../state/device_state.ts";
 import { encodeState } from "../state/store.ts";
-import { DEVICE_STAT_COUNT, DS, IFACE_STAT_COUNT, IS } from "../stats.ts";
+import {
+  DEVICE_SHARED_LENGTH,
+  DS,
+  IFACE_STAT_COUNT,
+  IS,
+  LatencyKind,
+  recordLatency,
+} from "../stats.ts";
 import { Device, type ReplyPlacer, STALL_RETRY_MS } from "./device.ts";
 import { effectiveMtu, Iface } from "./iface.ts";
-import type { PersistAck, PersistRequest, SharedCounters, StateSnapshot } from "./messages.ts";
+import type {
+  DeviceCounters,
+  PersistAck,
+  PersistRequest,
+  SharedCounters,
+  StateSnapshot,
+} from "./messages.ts";
 import type { Request } from "./pool.ts";
 
 /** Log sink: the worker forwards these to the main thread's logger. */
@@ -202,9 +215,14 @@ export class DataPlane {
   }
 
   /** Counters of every device and interface (shared memory: the main thread reads them). */
-  counters(): { devices: SharedCounters[]; interfaces: SharedCounters[] } {
+  counters(): { devices: DeviceCounters[]; interfaces: SharedCounters[] } {
     return {
-      devices: this.devices.map((d) => ({ name: d.name, stats: d.stats })),
+      devices: this.devices.map((d) => ({
+        name: d.name,
+        shelf: d.shelf,
+        slot: d.slot,
+        stats: d.stats,
+      })),
       interfaces: this.interfaces.map((i) => ({ name: i.name, stats: i.stats })),
     };
   }
@@ -655,9 +673,9 @@ export class DataPlane {
   readonly #sent = (r: Request): void => {
     const dt = this.#now - r.arrival;
     const ds = r.dev.stats;
-    if (r.action === Action.READ) ds[DS.read_time] += dt;
-    else if (r.action === Action.WRITE) ds[DS.write_time] += dt;
-    else ds[DS.other_time] += dt;
+    if (r.action === Action.READ) recordLatency(ds, LatencyKind.READ, dt);
+    else if (r.action === Action.WRITE) recordLatency(ds, LatencyKind.WRITE, dt);
+    else recordLatency(ds, LatencyKind.OTHER, dt);
     this.#finish(r);
   };
 
@@ -704,7 +722,7 @@ export class DataPlane {
   #openDevice(d: DeviceConfig, previous: Device | null): Device | string {
     let stats = this.#deviceCounters.get(d.name);
     if (!stats) {
-      stats = sharedCounters(DEVICE_STAT_COUNT);
+      stats = sharedCounters(DEVICE_SHARED_LENGTH);
       this.#deviceCounters.set(d.name, stats);
     }
     let index = this.#devices.indexOf(null);

@@ -51,18 +51,27 @@ export interface SharedCounters {
   stats: Float64Array;
 }
 
+/**
+ * A device's counters (and latency histograms, `src/stats.ts` DEVICE_SHARED_LENGTH long) with
+ * its AoE address, which labels its metrics.
+ */
+export interface DeviceCounters extends SharedCounters {
+  shelf: number;
+  slot: number;
+}
+
 /** Worker to main thread. */
 export type FromWorker =
   | { type: "log"; level: "debug" | "info" | "warning" | "error"; message: string }
   | {
     type: "started";
-    devices: SharedCounters[];
+    devices: DeviceCounters[];
     interfaces: SharedCounters[];
     /** Devices that could not be opened, and why. */
     failed: { name: string; reason: string }[];
   }
   | { type: "failed"; message: string }
-  | { type: "counters"; devices: SharedCounters[]; interfaces: SharedCounters[] }
+  | { type: "counters"; devices: DeviceCounters[]; interfaces: SharedCounters[] }
   | { type: "reply"; id: number; ok: boolean; message?: string; data?: unknown }
   | PersistRequest
   | { type: "stopped"; inFlight: number };

@@ -78,6 +78,7 @@ Deno.test(
       txRingBug: false,
       logTarget: "stderr",
       logLevel: "info",
+      metricsListen: null,
     });
     assert.deepEqual(c.interfaceDefaults, {
       mtu: 0,
@@ -127,6 +128,7 @@ max-delay = 0.002
 merge-delay = 0.0005
 log-target = "syslog"
 log-level = "debug"
+metrics-listen = "[::1]:9100"
 
 [interfaces.eth1]
 mtu = 1500
@@ -161,6 +163,7 @@ slot = 0
       txRingBug: true,
       logTarget: "syslog",
       logLevel: "debug",
+      metricsListen: { text: "[::1]:9100", hostname: "::1", port: 9100 },
     });
     assert.deepEqual(c.interfaceDefaults, {
       mtu: 9000,
@@ -287,6 +290,54 @@ Deno.test(
     assert.equal(fixes["acl"], "did you mean [acls]?");
     assert.equal(fixes["devices.d.read_only"], "did you mean read-only?");
     assert.equal(fixes["disk9"], "device tables are written [devices.disk9]");
+  }),
+);
+
+Deno.test(
+  "metrics-listen takes HOST:PORT with IPv4, a host name or bracketed IPv6",
+  withEnv((env) => {
+    const listen = (v: string) => load(env, `metrics-listen = "${v}"\n`).global.metricsListen;
+    assert.deepEqual(listen("127.0.0.1:9642"), {
+      text: "127.0.0.1:9642",
+      hostname: "127.0.0.1",
+      port: 9642,
+    });
+    assert.deepEqual(listen("0.0.0.0:1"), { text: "0.0.0.0:1", hostname: "0.0.0.0", port: 1 });
+    assert.deepEqual(listen("[::]:65535"), { text: "[::]:65535", hostname: "::", port: 65535 });
+    assert.deepEqual(listen("[fe80::1:2]:9642")?.hostname, "fe80::1:2");
+    assert.deepEqual(listen("localhost:9642")?.hostname, "localhost");
+  }),
+);
+
+Deno.test(
+  "a bad metrics-listen is an error naming the file, the key and how to write it, with the others",
+  withEnv((env) => {
+    const cases: [string, RegExp, RegExp][] = [
+      ["9642", /"9642" is not HOST:PORT/, /metrics-listen = "127\.0\.0\.1:9642"/],
+      [":9642", /has no host/, /"0\.0\.0\.0:9642"/],
+      ["127.0.0.1", /is not HOST:PORT/, /127\.0\.0\.1:9642/],
+      ["127.0.0.1:0", /port "0" is not a number 1-65535/, /"127\.0\.0\.1:9642"/],
+      ["127.0.0.1:70000", /port "70000" is not a number 1-65535/, /9642/],
+      ["127.0.0.1:http", /port "http" is not a number/, /9642/],
+      ["256.0.0.1:9642", /"256\.0\.0\.1" is not an IPv4 address/, /0-255/],
+      ["::1:9642", /IPv6 address .* is not in brackets/, /metrics-listen = "\[::1\]:9642"/],
+      ["[::1]", /has no port/, /\[::1\]:9642/],
+      ["[1::2::3]:9642", /"1::2::3" is not an IPv6 address/, /brackets/],
+      ["[::1]:99999", /port "99999"/, /"\[::1\]:9642"/],
+      ["host name:9642", /not an IP address or host name/, /127\.0\.0\.1:9642/],
+    ];
+    for (const [value, message, fix] of cases) {
+      const e = issuesOf(() => load(env, `metrics-listen = "${value}"\nqueue-length = 0\n`));
+      const issue = e.issues.find((i) => i.key === "defaults.metrics-listen");
+      assert.ok(issue, `${value}: ${JSON.stringify(e.issues)}`);
+      assert.equal(issue.file, "test.conf");
+      assert.match(issue.message, message, value);
+      assert.match(issue.fix, fix, value);
+      // Every error at once: the bad queue-length is reported too.
+      assert.ok(e.issues.some((i) => i.key === "defaults.queue-length"), value);
+    }
+    const typed = issuesOf(() => load(env, `metrics-listen = 9642\n`));
+    assert.match(typed.issues[0].message, /expected a string/);
   }),
 );
 
