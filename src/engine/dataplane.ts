@@ -23,13 +23,16 @@
  */
 
 import {
+  dumpLinks,
   dupStorage,
   Epoll,
   EPOLLERR,
   EPOLLIN,
   EPOLLOUT,
   type EventFd,
+  type InterfaceInfo,
   interfaceInfo,
+  LinkMonitor,
   listInterfaces,
   type Memory,
   PacketSocket,
@@ -81,8 +84,12 @@ export type LogFn = (level: "debug" | "info" | "warning" | "error", message: str
 
 /** Frames taken from one interface per turn before others get their share. */
 const RX_BUDGET = 256;
-/** How often interfaces are rescanned for hotplug, seconds. */
-const RESCAN_INTERVAL = 1;
+/**
+ * How often interfaces are rescanned, seconds: a safety net while rtnetlink tells of every
+ * change (REFERENCE 4.6); the only way to notice changes when it cannot be had.
+ */
+const RESCAN_INTERVAL = 30;
+const RESCAN_INTERVAL_WITHOUT_NETLINK = 1;
 /** A retiring device still busy after this long is reported (it keeps waiting). */
 const RETIRE_WARN_SECONDS = 5;
 /** A kernel receive timestamp further back than this is not believed (clock step). */
@@ -93,6 +100,7 @@ const TOKEN_IFACE = 1 << 20;
 const TOKEN_AIO = 2 << 20;
 const TOKEN_TIMER = 3 << 20;
 const TOKEN_WAKE = 4 << 20;
+const TOKEN_NETLINK = 5 << 20;
 const TOKEN_INDEX = (1 << 20) - 1;
 
 function sharedCounters(count: number): Float64Array {
@@ -166,6 +174,13 @@ export class DataPlane {
   #realtimeOffset = 0;
   #lastRescan = 0;
   #rescanSoon = false;
+  /** Link change notifications (rtnetlink), or null when they cannot be had. */
+  readonly #links: LinkMonitor | null;
+  readonly #rescanInterval: number;
+  /** Any link event: the interfaces are rescanned at the end of the turn. */
+  readonly #onLinkEvent = () => {
+    this.#rescanSoon = true;
+  };
   #accepting = true;
   /** Devices of the configuration that could not be opened at start: name and reason. */
   readonly failedDevices: { name: string; reason: string }[] = [];
@@ -177,6 +192,22 @@ export class DataPlane {
     this.#log = options.log;
     this.#persist = options.persist ?? null;
     if (options.wake) this.#epoll.add(options.wake.fd, EPOLLIN, TOKEN_WAKE);
+    let links: LinkMonitor | null = null;
+    try {
+      links = LinkMonitor.open();
+      this.#epoll.add(links.fd, EPOLLIN, TOKEN_NETLINK);
+    } catch (e) {
+      links?.close();
+      links = null;
+      this.#log(
+        "warning",
+        `net: no rtnetlink link notifications (${
+          (e as Error).message
+        }); interfaces are rescanned every ${RESCAN_INTERVAL_WITHOUT_NETLINK} s instead`,
+      );
+    }
+    this.#links = links;
+    this.#rescanInterval = links ? RESCAN_INTERVAL : RESCAN_INTERVAL_WITHOUT_NETLINK;
     this.#tick();
     this.#takeStates(options.states);
   }
@@ -270,6 +301,9 @@ export class DataPlane {
         case TOKEN_WAKE:
           this.woken = true;
           break;
+        case TOKEN_NETLINK:
+          this.#readLinkEvents();
+          break;
       }
     }
     this.#runDevices();
@@ -282,8 +316,18 @@ export class DataPlane {
     this.flushPersist();
     this.#closeFailedIfaces();
     this.#closeRetired();
-    if (this.#rescanSoon || this.#now - this.#lastRescan >= RESCAN_INTERVAL) {
+    if (this.#rescanSoon || this.#now - this.#lastRescan >= this.#rescanInterval) {
       this.#rescanInterfaces();
+    }
+  }
+
+  /** Reads the link notifications; any of them (or lost ones) makes the turn end in a rescan. */
+  #readLinkEvents(): void {
+    try {
+      if (this.#links!.drain(this.#onLinkEvent) === "overrun") this.#rescanSoon = true;
+    } catch (e) {
+      this.#log("error", `net: reading link notifications: ${(e as Error).message}`);
+      this.#rescanSoon = true;
     }
   }
 
@@ -365,6 +409,7 @@ export class DataPlane {
       this.#closeDevice(dev);
     }
     for (const ifc of this.interfaces) this.#closeIface(ifc);
+    this.#links?.close();
     this.#epoll.close();
   }
 
@@ -840,20 +885,9 @@ export class DataPlane {
     const cfg = this.#config;
     const seen = new Set<string>();
     const fresh: Iface[] = [];
-    let names: string[] = [];
-    try {
-      names = listInterfaces();
-    } catch (e) {
-      this.#log("error", `net: cannot list interfaces: ${(e as Error).message}`);
-    }
-    for (const name of names) {
+    for (const info of this.#linkList()) {
+      const name = info.name;
       if (!matchesAny(cfg.global.interfaces, name)) continue;
-      let info;
-      try {
-        info = interfaceInfo(name);
-      } catch {
-        continue; // vanished between the listing and the query
-      }
       if (!info.up || !(info.ethernet || info.loopback)) continue;
       seen.add(name);
       const current = this.interfaces.find((i) => i.name === name);
@@ -876,6 +910,31 @@ export class DataPlane {
       }
     }
     if (reattach || fresh.length > 0) this.#attachAll(reattach, fresh);
+  }
+
+  /** Every link with its index, flags, MTU and MAC: one rtnetlink dump (or ioctls per link). */
+  #linkList(): (InterfaceInfo & { name: string })[] {
+    try {
+      return dumpLinks();
+    } catch (e) {
+      this.#log(
+        "warning",
+        `net: rtnetlink dump failed (${(e as Error).message}); asking each link`,
+      );
+    }
+    const out: (InterfaceInfo & { name: string })[] = [];
+    let names: string[] = [];
+    try {
+      names = listInterfaces();
+    } catch (e) {
+      this.#log("error", `net: cannot list interfaces: ${(e as Error).message}`);
+    }
+    for (const name of names) {
+      try {
+        out.push({ ...interfaceInfo(name), name });
+      } catch { /* vanished between the listing and the query */ }
+    }
+    return out;
   }
 
   #openIface(

@@ -163,6 +163,12 @@ export class FaultyFile {
     };
   }
 
+  /** Makes every later read and write of the file take at least `ms` milliseconds (0: none). */
+  setDelay(ms: number): void {
+    if (!Number.isInteger(ms) || ms < 0) throw new RangeError(`bad delay ${ms}`);
+    this.#control(`delay ${ms}\n`);
+  }
+
   /** Zeroes the counters (the bad ranges stay). */
   resetCounters(): void {
     this.#control("reset\n");
