@@ -3,13 +3,15 @@
 #   scripts/install-deps.sh          runtime only (libaio1, iproute2)
 #   scripts/install-deps.sh --demo   what `deno task demo` needs
 #   scripts/install-deps.sh --test   what `deno task test` needs: real peers (aoetools, vblade,
-#                                    tshark), qemu and Debian's kernel for the kernel-initiator test
+#                                    tshark), qemu and Debian's kernel for the kernel-initiator test,
+#                                    a one-node Ceph cluster (mon, OSD, rbd CLI, librbd) for RBD
 set -euo pipefail
 mode=${1:-}
 pkgs=(libaio1 iproute2)
 case "$mode" in
   --demo) ;;
-  --test | --bench) pkgs+=(aoetools vblade tshark qemu-system-x86 busybox-static e2fsprogs xz-utils cpio gcc) ;;
+  --test | --bench) pkgs+=(aoetools vblade tshark qemu-system-x86 busybox-static e2fsprogs xz-utils cpio gcc
+    ceph-mon ceph-osd ceph-common librbd-dev librados-dev) ;;
   "") ;;
   *) echo "usage: $0 [--demo|--test|--bench]" >&2; exit 2 ;;
 esac
