@@ -309,6 +309,8 @@ export class CephCluster {
       )).code === 0;
     });
 
+    overdue(deadline, "the monitor");
+
     // OSD: register it, make its memstore, start it, wait until it is up and in.
     const osdUuid = crypto.randomUUID();
     const osdSecret = (await this.#run(["ceph-authtool", "--gen-print-key"])).stdout.trim();
@@ -333,11 +335,14 @@ export class CephCluster {
       return osds.some((o) => o.up === 1 && o.in === 1);
     });
 
+    overdue(deadline, "the OSD");
+
     // Pool (size 1 and min_size 1 come from the conf's defaults); `rbd pool init` waits for
     // its placement groups to be active.
     const pg = String(this.#pgNum);
     await this.ceph(["osd", "pool", "create", this.pool, pg, pg, "replicated"]);
     await this.rbd(["pool", "init", this.pool], Math.max(1000, deadline - performance.now()));
+    overdue(deadline, `pool '${this.pool}'`);
   }
 
   #confText(fsid: string, port: number): string {
@@ -471,6 +476,10 @@ log file =
     }
     return parts.join("\n");
   }
+}
+
+function overdue(deadline: number, what: string): void {
+  if (performance.now() > deadline) throw new Error(`${what} took past the time bound`);
 }
 
 /** Whether every thread of `pid` is in state T (stopped), per /proc/PID/task/TID/stat. */
