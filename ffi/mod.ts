@@ -1,5 +1,6 @@
 /**
- * ggaoed's FFI layer: everything that touches the kernel (Linux x86-64).
+ * ggaoed's FFI layer: everything that touches the kernel (Linux x86-64), and librbd/librados
+ * for Ceph RBD images.
  *
  * Callers get classes, descriptors (numbers), `Uint8Array`s and {@link SysError}s; no raw
  * pointer leaves this directory.
@@ -53,5 +54,22 @@ export type { InterfaceInfo } from "./netif.ts";
 export { PacketSocket } from "./packet.ts";
 export type { PacketFilter, PacketSocketOptions } from "./packet.ts";
 export { sockaddrUn, SYSLOG_SEVERITY, SyslogWriter } from "./syslog.ts";
+<<<<<<< HEAD
 export { dumpLinks, LinkMonitor } from "./netlink.ts";
 export type { DrainResult, LinkEvent, LinkInfo, LinkMonitorOptions } from "./netlink.ts";
+=======
+export {
+  EVENT_TYPE_EVENTFD,
+  loadCephLibraries,
+  parseImageSpec,
+  RADOS_DEFAULT_OPTIONS,
+  RadosCluster,
+  RBD_FEATURE_EXCLUSIVE_LOCK,
+  RBD_FEATURE_LAYERING,
+  RBD_FEATURE_NAMES,
+  RBD_MAX_IOVECS,
+  RbdAioContext,
+  RbdImage,
+} from "./rbd.ts";
+export type { ImageSpec, RadosOptions, RbdImageStat } from "./rbd.ts";
+>>>>>>> ceph

@@ -5,6 +5,7 @@
 #   scripts/install-deps.sh --test   what `deno task test` needs: real peers (aoetools, vblade,
 #                                    tshark), qemu and Debian's kernel for the kernel-initiator test,
 #                                    promtool (package prometheus) to check the metrics exposition
+#                                    and a one-node Ceph cluster (mon, OSD, rbd CLI, librbd) for RBD
 set -euo pipefail
 mode=${1:-}
 pkgs=(libaio1 iproute2)
@@ -15,6 +16,7 @@ case "$mode" in
     pkgs+=(qemu-system-x86 busybox-static e2fsprogs xz-utils cpio) # the kernel-initiator guest
     pkgs+=(gcc pkg-config fuse3 libfuse3-dev)                     # storage fault fixtures (FUSE)
     pkgs+=(prometheus)                                            # promtool checks the metrics
+    pkgs+=(ceph-mon ceph-osd ceph-common librbd-dev librados-dev)  # a one-node Ceph cluster
     ;;
   "") ;;
   *) echo "usage: $0 [--demo|--test|--bench]" >&2; exit 2 ;;

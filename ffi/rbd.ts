@@ -1,0 +1,1146 @@
+/**
+ * Ceph RBD images through librbd (`librbd.so.1`) and librados (`librados.so.2`), Debian's
+ * `librbd1` package. Both libraries are opened lazily, once per module instance (per thread);
+ * when they are missing the error says what to install.
+ *
+ * ```ts
+ * const cluster = await RadosCluster.connect({ conf: "/etc/ceph/ceph.conf", user: "admin" });
+ * const image = await cluster.openImage(parseImageSpec("rbd/disk0"));
+ * const aio = image.openAio(64, eventFd); // completions signal eventFd
+ * aio.prepareVector(0, IOCB_CMD_PREADV, 0, 1);
+ * aio.setIovec(0, 0, memory, 0, 4096);
+ * aio.submit(slots, 1);
+ * // ... eventFd readable: eventFd.drain(); n = aio.reap(); aio.eventSlot(i), aio.eventResult(i)
+ * ```
+ *
+ * **Asynchronous I/O without callbacks.** Deno cannot run a JavaScript callback while the
+ * data-path worker sits in epoll_wait, so completions are not callbacks: the image is told to
+ * signal an eventfd (`rbd_set_image_notification(image, fd, EVENT_TYPE_EVENTFD)`), every
+ * request gets a completion without callback (`rbd_aio_create_completion(slot, NULL, &c)`),
+ * and once the eventfd is readable `rbd_poll_io_events` hands back the finished completions,
+ * whose argument is the slot. {@link RbdAioContext} is shaped like the kernel AIO
+ * {@link AioContext} (numbered slots, `prepareVector`/`setIovec`/`prepareSync`, `submit`,
+ * `reap`, `eventSlot`/`eventResult`) so the data path drives either the same way.
+ *
+ * **What blocks the calling thread.** `connectSync` (up to `client_mount_timeout`) and
+ * `openImageSync` (monitor and OSD round trips, up to the op timeouts); `connect` and
+ * `openImage` run those calls on a helper thread and return promises. Also blocking, for
+ * the main thread or rare control paths: the metadata calls (one OSD round trip each),
+ * `size`/`features`/`stat` when another client changed the image header since the last call
+ * (librbd refreshes it first: a round trip), `RbdImage.close` (flushes and unwatches),
+ * `RbdAioContext.close` (waits for requests in flight) and `RadosCluster.close`. The I/O path
+ * (`submit`, `reap`) never waits: librbd queues requests to its own threads
+ * (`rbd_non_blocking_aio`, on by default).
+ *
+ * **Safe defaults for several hosts serving one image**, set before the pass-through options
+ * (which may override them): `rbd_cache=false` (librbd's writearound cache lets a second client
+ * read stale data right after a completed write), `rados_osd_op_timeout=5` and
+ * `rados_mon_op_timeout=5` (without them an OSD that is gone hangs I/O forever; with them the
+ * completion arrives with -ETIMEDOUT), `client_mount_timeout=5` (bounds connecting to an
+ * unreachable cluster).
+ *
+ * @module
+ */
+
+import { sysError } from "./errno.ts";
+import type { Advice } from "./errno.ts";
+import type { EventFd } from "./events.ts";
+import { assertSupportedPlatform, cString } from "./libc.ts";
+import { _memoryAddress, _memoryPointerAt, Memory } from "./memory.ts";
+import { IOCB_CMD_PREADV, IOCB_CMD_PWRITEV } from "./constants.ts";
+import { IOVEC } from "./structs.ts";
+
+/** `EVENT_TYPE_EVENTFD` (rbd/librbd.h): the notification fd is an eventfd. */
+export const EVENT_TYPE_EVENTFD = 2;
+/** `RBD_FEATURE_LAYERING` (rbd/features.h). */
+export const RBD_FEATURE_LAYERING = 1 << 0;
+/** `RBD_FEATURE_STRIPINGV2`. */
+export const RBD_FEATURE_STRIPINGV2 = 1 << 1;
+/** `RBD_FEATURE_EXCLUSIVE_LOCK`: writers on several hosts pass a lock back and forth. */
+export const RBD_FEATURE_EXCLUSIVE_LOCK = 1 << 2;
+/** `RBD_FEATURE_OBJECT_MAP` (needs exclusive-lock). */
+export const RBD_FEATURE_OBJECT_MAP = 1 << 3;
+/** `RBD_FEATURE_FAST_DIFF` (needs object-map). */
+export const RBD_FEATURE_FAST_DIFF = 1 << 4;
+/** `RBD_FEATURE_DEEP_FLATTEN`. */
+export const RBD_FEATURE_DEEP_FLATTEN = 1 << 5;
+/** `RBD_FEATURE_JOURNALING` (needs exclusive-lock). */
+export const RBD_FEATURE_JOURNALING = 1 << 6;
+/** `RBD_FEATURE_DATA_POOL`. */
+export const RBD_FEATURE_DATA_POOL = 1 << 7;
+
+/** Feature bits by the names `rbd create --image-feature` and `rbd info` use. */
+export const RBD_FEATURE_NAMES: Readonly<Record<string, number>> = {
+  "layering": RBD_FEATURE_LAYERING,
+  "striping": RBD_FEATURE_STRIPINGV2,
+  "exclusive-lock": RBD_FEATURE_EXCLUSIVE_LOCK,
+  "object-map": RBD_FEATURE_OBJECT_MAP,
+  "fast-diff": RBD_FEATURE_FAST_DIFF,
+  "deep-flatten": RBD_FEATURE_DEEP_FLATTEN,
+  "journaling": RBD_FEATURE_JOURNALING,
+  "data-pool": RBD_FEATURE_DATA_POOL,
+  "operations": 1 << 8,
+  "migrating": 1 << 9,
+  "non-primary": 1 << 10,
+  "dirty-cache": 1 << 11,
+};
+
+/**
+ * rbd_image_info_t (160 bytes), rbd/librbd.h; checked against the header by
+ * tests/ffi/rbd_test.ts.
+ * ```
+ *   0 u64  size
+ *   8 u64  obj_size
+ *  16 u64  num_objs
+ *  24 i32  order
+ *  28 char block_name_prefix[24]   (deprecated)
+ *  56 i64  parent_pool             (deprecated)
+ *  64 char parent_name[96]         (deprecated)
+ * ```
+ */
+export const RBD_IMAGE_INFO = {
+  size: 160,
+  imageSize: 0,
+  objSize: 8,
+  numObjs: 16,
+  order: 24,
+} as const;
+
+/** Most iovecs one slot can carry (as {@link AIO_MAX_IOVECS} for kernel AIO). */
+export const RBD_MAX_IOVECS = 32;
+
+/** Set before connecting, unless the pass-through options name them (see the module doc). */
+export const RADOS_DEFAULT_OPTIONS: Readonly<Record<string, string>> = {
+  rbd_cache: "false",
+  rados_osd_op_timeout: "5",
+  rados_mon_op_timeout: "5",
+  client_mount_timeout: "5",
+};
+
+const RADOS_SYMBOLS = {
+  /** int rados_create2(rados_t *pcluster, const char *clustername, const char *name,
+   *                    uint64_t flags) */
+  rados_create2: {
+    parameters: [
+      "buffer", // rados_t *pcluster
+      "buffer", // const char *const clustername
+      "buffer", // const char *const name ("client.admin")
+      "u64", // uint64_t flags
+    ],
+    result: "i32",
+  },
+  /** int rados_conf_read_file(rados_t cluster, const char *path) */
+  rados_conf_read_file: {
+    parameters: ["pointer", /* rados_t cluster */ "buffer" /* const char *path */],
+    result: "i32",
+  },
+  /** int rados_conf_set(rados_t cluster, const char *option, const char *value) */
+  rados_conf_set: {
+    parameters: [
+      "pointer", // rados_t cluster
+      "buffer", // const char *option
+      "buffer", // const char *value
+    ],
+    result: "i32",
+  },
+  /** int rados_conf_get(rados_t cluster, const char *option, char *buf, size_t len) */
+  rados_conf_get: {
+    parameters: [
+      "pointer", // rados_t cluster
+      "buffer", // const char *option
+      "buffer", // char *buf
+      "usize", // size_t len
+    ],
+    result: "i32",
+  },
+  /** int rados_connect(rados_t cluster) — blocks up to client_mount_timeout. */
+  rados_connect: { parameters: ["pointer" /* rados_t cluster */], result: "i32" },
+  /** rados_connect on a helper thread: a promise, the calling thread keeps running. */
+  rados_connect_nonblocking: {
+    name: "rados_connect",
+    parameters: ["pointer" /* rados_t cluster */],
+    result: "i32",
+    nonblocking: true,
+  },
+  /** void rados_shutdown(rados_t cluster) */
+  rados_shutdown: { parameters: ["pointer" /* rados_t cluster */], result: "void" },
+  /** int rados_ioctx_create(rados_t cluster, const char *pool_name, rados_ioctx_t *ioctx) */
+  rados_ioctx_create: {
+    parameters: [
+      "pointer", // rados_t cluster
+      "buffer", // const char *pool_name
+      "buffer", // rados_ioctx_t *ioctx
+    ],
+    result: "i32",
+  },
+  /** void rados_ioctx_destroy(rados_ioctx_t io) */
+  rados_ioctx_destroy: { parameters: ["pointer" /* rados_ioctx_t io */], result: "void" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+// rbd_completion_t parameters are declared u64 and passed as BigInt read from a BigUint64Array:
+// Deno's fast calls take 64-bit integers as BigInt, while a fresh PointerObject per completion
+// costs an allocation and a slow path (measured 26 ns against 104-120 ns per call).
+const RBD_SYMBOLS = {
+  /** int rbd_open(rados_ioctx_t io, const char *name, rbd_image_t *image,
+   *               const char *snap_name) */
+  rbd_open: {
+    parameters: [
+      "pointer", // rados_ioctx_t io
+      "buffer", // const char *name
+      "buffer", // rbd_image_t *image
+      "buffer", // const char *snap_name (NULL: the head)
+    ],
+    result: "i32",
+  },
+  /** rbd_open on a helper thread. */
+  rbd_open_nonblocking: {
+    name: "rbd_open",
+    parameters: ["pointer", "buffer", "buffer", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
+  /** int rbd_open_read_only(rados_ioctx_t io, const char *name, rbd_image_t *image,
+   *                         const char *snap_name) */
+  rbd_open_read_only: {
+    parameters: ["pointer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  /** rbd_open_read_only on a helper thread. */
+  rbd_open_read_only_nonblocking: {
+    name: "rbd_open_read_only",
+    parameters: ["pointer", "buffer", "buffer", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
+  /** int rbd_close(rbd_image_t image) */
+  rbd_close: { parameters: ["pointer" /* rbd_image_t image */], result: "i32" },
+  /** int rbd_get_size(rbd_image_t image, uint64_t *size) */
+  rbd_get_size: {
+    parameters: ["pointer", /* rbd_image_t image */ "buffer" /* uint64_t *size */],
+    result: "i32",
+  },
+  /** int rbd_get_features(rbd_image_t image, uint64_t *features) */
+  rbd_get_features: {
+    parameters: ["pointer", /* rbd_image_t image */ "buffer" /* uint64_t *features */],
+    result: "i32",
+  },
+  /** int rbd_stat(rbd_image_t image, rbd_image_info_t *info, size_t infosize) */
+  rbd_stat: {
+    parameters: [
+      "pointer", // rbd_image_t image
+      "buffer", // rbd_image_info_t *info
+      "usize", // size_t infosize
+    ],
+    result: "i32",
+  },
+  /** int rbd_metadata_get(rbd_image_t image, const char *key, char *value, size_t *val_len) */
+  rbd_metadata_get: {
+    parameters: [
+      "pointer", // rbd_image_t image
+      "buffer", // const char *key
+      "buffer", // char *value
+      "buffer", // size_t *val_len (in: room; out: needed, with the NUL)
+    ],
+    result: "i32",
+  },
+  /** int rbd_metadata_set(rbd_image_t image, const char *key, const char *value) */
+  rbd_metadata_set: {
+    parameters: ["pointer", /* rbd_image_t */ "buffer", /* key */ "buffer" /* value */],
+    result: "i32",
+  },
+  /** int rbd_metadata_remove(rbd_image_t image, const char *key) */
+  rbd_metadata_remove: {
+    parameters: ["pointer", /* rbd_image_t */ "buffer" /* const char *key */],
+    result: "i32",
+  },
+  /** int rbd_metadata_list(rbd_image_t image, const char *start, uint64_t max, char *keys,
+   *                        size_t *key_len, char *values, size_t *vals_len) */
+  rbd_metadata_list: {
+    parameters: [
+      "pointer", // rbd_image_t image
+      "buffer", // const char *start (list the keys after this one; "" from the first)
+      "u64", // uint64_t max
+      "buffer", // char *keys (NUL-separated)
+      "buffer", // size_t *key_len
+      "buffer", // char *values (NUL-separated)
+      "buffer", // size_t *vals_len
+    ],
+    result: "i32",
+  },
+  /** int rbd_set_image_notification(rbd_image_t image, int fd, int type) */
+  rbd_set_image_notification: {
+    parameters: ["pointer", /* rbd_image_t */ "i32", /* int fd */ "i32" /* int type */],
+    result: "i32",
+  },
+  /** int rbd_aio_create_completion(void *cb_arg, rbd_callback_t complete_cb,
+   *                                rbd_completion_t *c); cb_arg is the slot number */
+  rbd_aio_create_completion: {
+    parameters: [
+      "u64", // void *cb_arg (the slot)
+      "pointer", // rbd_callback_t complete_cb (NULL)
+      "pointer", // rbd_completion_t *c (the slot's word in the completion table)
+    ],
+    result: "i32",
+  },
+  /** int rbd_aio_readv(rbd_image_t image, const struct iovec *iov, int iovcnt, uint64_t off,
+   *                    rbd_completion_t c) */
+  rbd_aio_readv: {
+    parameters: [
+      "pointer", // rbd_image_t image
+      "pointer", // const struct iovec *iov
+      "i32", // int iovcnt
+      "u64", // uint64_t off
+      "u64", // rbd_completion_t c
+    ],
+    result: "i32",
+  },
+  /** int rbd_aio_writev(rbd_image_t image, const struct iovec *iov, int iovcnt, uint64_t off,
+   *                     rbd_completion_t c) */
+  rbd_aio_writev: {
+    parameters: ["pointer", "pointer", "i32", "u64", "u64"],
+    result: "i32",
+  },
+  /** int rbd_aio_flush(rbd_image_t image, rbd_completion_t c) */
+  rbd_aio_flush: {
+    parameters: ["pointer", /* rbd_image_t image */ "u64" /* rbd_completion_t c */],
+    result: "i32",
+  },
+  /** int rbd_poll_io_events(rbd_image_t image, rbd_completion_t *comps, int numcomp) */
+  rbd_poll_io_events: {
+    parameters: [
+      "pointer", // rbd_image_t image
+      "pointer", // rbd_completion_t *comps
+      "i32", // int numcomp
+    ],
+    result: "i32",
+  },
+  /** void *rbd_aio_get_arg(rbd_completion_t c); the slot fits the low 32 bits of rax */
+  rbd_aio_get_arg: { parameters: ["u64" /* rbd_completion_t c */], result: "i32" },
+  /** ssize_t rbd_aio_get_return_value(rbd_completion_t c) */
+  rbd_aio_get_return_value: { parameters: ["u64" /* rbd_completion_t c */], result: "isize" },
+  /** int rbd_aio_wait_for_complete(rbd_completion_t c) — blocks; used by close only. */
+  rbd_aio_wait_for_complete: { parameters: ["u64" /* rbd_completion_t c */], result: "i32" },
+  /** void rbd_aio_release(rbd_completion_t c) */
+  rbd_aio_release: { parameters: ["u64" /* rbd_completion_t c */], result: "void" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+type Rados = Deno.DynamicLibrary<typeof RADOS_SYMBOLS>["symbols"];
+type Rbd = Deno.DynamicLibrary<typeof RBD_SYMBOLS>["symbols"];
+
+const DEFAULT_LIBRARIES = { rados: "librados.so.2", rbd: "librbd.so.1" };
+let libraryNames = { ...DEFAULT_LIBRARIES };
+const opened = new Map<string, Rados | Rbd>();
+
+const INSTALL_ADVICE = "install Debian's librbd1 (apt-get install librbd1; it brings librados2), " +
+  "or your distribution's librbd package, to serve Ceph RBD images";
+
+function openLibrary<S extends Deno.ForeignLibraryInterface>(name: string, symbols: S) {
+  assertSupportedPlatform();
+  const known = opened.get(name);
+  if (known) return known as unknown as Deno.DynamicLibrary<S>["symbols"];
+  let lib: Deno.DynamicLibrary<S>;
+  try {
+    lib = Deno.dlopen(name, symbols);
+  } catch (cause) {
+    throw new Error(
+      `${name} could not be opened (${
+        (cause as Error).message.split("\n")[0]
+      }) — ${INSTALL_ADVICE}`,
+      { cause },
+    );
+  }
+  opened.set(name, lib.symbols as unknown as Rados | Rbd);
+  return lib.symbols;
+}
+
+function rados(): Rados {
+  return openLibrary(libraryNames.rados, RADOS_SYMBOLS);
+}
+
+function rbd(): Rbd {
+  return openLibrary(libraryNames.rbd, RBD_SYMBOLS);
+}
+
+/**
+ * @internal Test seam: the library names to open (`null` restores librados.so.2 and
+ * librbd.so.1). Libraries already opened stay cached under their names.
+ */
+export function _setCephLibraryNames(names: { rados?: string; rbd?: string } | null): void {
+  libraryNames = names === null ? { ...DEFAULT_LIBRARIES } : { ...DEFAULT_LIBRARIES, ...names };
+}
+
+/** Opens librados and librbd now (they are otherwise opened on first use); throws with advice. */
+export function loadCephLibraries(): void {
+  rados();
+  rbd();
+}
+
+/** An 8-byte out parameter and the BigInt in it. */
+class Out64 {
+  readonly bytes = new Uint8Array(new ArrayBuffer(8));
+  readonly #big = new BigUint64Array(this.bytes.buffer);
+  get value(): bigint {
+    return this.#big[0];
+  }
+  set value(v: bigint) {
+    this.#big[0] = v;
+  }
+  /** The pointer stored in it (null when 0). */
+  pointer(): Deno.PointerObject | null {
+    return Deno.UnsafePointer.create(this.#big[0]);
+  }
+}
+
+function check(r: number, call: string, advice?: Advice): void {
+  if (r < 0) throw sysError(call, -r, advice);
+}
+
+/** What {@link RadosCluster.connect} needs. */
+export interface RadosOptions {
+  /** The cluster's ceph.conf (default `/etc/ceph/ceph.conf`). */
+  conf?: string;
+  /** The Ceph user without `client.` (default `admin`); a name with a dot is taken whole. */
+  user?: string;
+  /**
+   * librados/librbd options set with rados_conf_set after the conf file and after
+   * {@link RADOS_DEFAULT_OPTIONS}, e.g. `{ keyring: "/etc/ceph/x.keyring",
+   * rados_osd_op_timeout: "10" }`.
+   */
+  options?: Record<string, string>;
+}
+
+/** Which image to open: `POOL/IMAGE`, or `POOL/IMAGE@SNAP` (read-only). */
+export interface ImageSpec {
+  pool: string;
+  image: string;
+  /** A snapshot: opened read-only. */
+  snapshot?: string;
+  /** Open the head read-only (no header watch: a later resize by others is not seen). */
+  readOnly?: boolean;
+}
+
+/**
+ * Parses qemu's spelling without the `rbd:` prefix: `POOL/IMAGE` or `POOL/IMAGE@SNAP`.
+ * Throws a RangeError that shows the expected form.
+ */
+export function parseImageSpec(spec: string): ImageSpec {
+  const m = /^([^/@\s]+)\/([^/@\s]+)(?:@([^/@\s]+))?$/.exec(spec);
+  if (!m) {
+    throw new RangeError(
+      `'${spec}' is not an RBD image: write POOL/IMAGE, or POOL/IMAGE@SNAP for a snapshot`,
+    );
+  }
+  return m[3] === undefined ? { pool: m[1], image: m[2] } : {
+    pool: m[1],
+    image: m[2],
+    snapshot: m[3],
+  };
+}
+
+/** A connection to a Ceph cluster (a librados handle) and the pools it opened. */
+export class RadosCluster {
+  /** The conf file read. */
+  readonly conf: string;
+  /** The full Ceph entity name, e.g. `client.admin`. */
+  readonly name: string;
+  #handle: Deno.PointerObject | null;
+  readonly #ioctxs = new Map<string, Deno.PointerObject>();
+  readonly #images = new Set<RbdImage>();
+
+  private constructor(handle: Deno.PointerObject, conf: string, name: string) {
+    this.#handle = handle;
+    this.conf = conf;
+    this.name = name;
+  }
+
+  /**
+   * Connects without blocking the calling thread (rados_connect runs on a helper thread).
+   * Fails within `client_mount_timeout` (5 s by default) when no monitor answers.
+   */
+  static async connect(options: RadosOptions = {}): Promise<RadosCluster> {
+    const cluster = RadosCluster.#configure(options);
+    const r = await rados().rados_connect_nonblocking(cluster.#handle);
+    cluster.#connected(r);
+    return cluster;
+  }
+
+  /** As {@link connect}, but blocks the calling thread (up to `client_mount_timeout`). */
+  static connectSync(options: RadosOptions = {}): RadosCluster {
+    const cluster = RadosCluster.#configure(options);
+    cluster.#connected(rados().rados_connect(cluster.#handle));
+    return cluster;
+  }
+
+  static #configure(options: RadosOptions): RadosCluster {
+    const lib = rados();
+    rbd(); // fail now, with advice, rather than at the first image
+    const conf = options.conf ?? "/etc/ceph/ceph.conf";
+    const user = options.user ?? "admin";
+    const name = user.includes(".") ? user : `client.${user}`;
+    const out = new Out64();
+    check(
+      lib.rados_create2(out.bytes, cString("ceph"), cString(name), 0n),
+      `rados_create2(${name})`,
+    );
+    const cluster = new RadosCluster(out.pointer()!, conf, name);
+    try {
+      check(
+        lib.rados_conf_read_file(cluster.#handle, cString(conf)),
+        `rados_conf_read_file(${conf})`,
+        {
+          ENOENT: "the file does not exist: set ceph-conf to the cluster's ceph.conf",
+          EINVAL: "the file does not parse as a Ceph configuration",
+          EACCES: "the file is not readable by this user",
+        },
+      );
+      const settings = { ...RADOS_DEFAULT_OPTIONS, ...options.options };
+      for (const [key, value] of Object.entries(settings)) cluster.#set(key, value);
+    } catch (error) {
+      cluster.close();
+      throw error;
+    }
+    return cluster;
+  }
+
+  #set(key: string, value: string): void {
+    const r = rados().rados_conf_set(this.#live(), cString(key), cString(value));
+    check(r, `rados_conf_set(${key}=${value})`, {
+      ENOENT: `'${key}' is not a Ceph option: check ceph-options (names as in 'ceph config help')`,
+      EINVAL: `'${value}' is not a valid value for ${key}`,
+    });
+  }
+
+  #connected(r: number): void {
+    if (r >= 0) return;
+    const timeout = this.confGet("client_mount_timeout");
+    const monHost = this.confGet("mon_host");
+    this.close();
+    throw sysError(`rados_connect(${this.name}, ${this.conf})`, -r, {
+      ETIMEDOUT: `no monitor answered within client_mount_timeout (${timeout} s): check that ` +
+        `'mon host' (${monHost || "empty"}) names running monitors reachable from this host`,
+      ENOENT: `no key for ${this.name}: check ceph-user and that a keyring for it is named in ` +
+        `the conf or in ceph-options (keyring=PATH)`,
+      EACCES: `the monitors refused ${this.name}'s key: check ceph-user and its keyring`,
+      EPERM: `the monitors refused ${this.name}'s key: check ceph-user and its keyring`,
+      EINVAL: `the configuration is incomplete: check 'mon host' in ${this.conf}`,
+    });
+  }
+
+  #live(): Deno.PointerObject {
+    if (this.#handle === null) throw new Error(`RadosCluster(${this.name}) is closed`);
+    return this.#handle;
+  }
+
+  /** The effective value of a librados option (e.g. `rbd_cache` → `"false"`). */
+  confGet(option: string): string {
+    const buffer = new Uint8Array(new ArrayBuffer(4096));
+    const r = rados().rados_conf_get(this.#live(), cString(option), buffer, BigInt(buffer.length));
+    check(r, `rados_conf_get(${option})`);
+    const end = buffer.indexOf(0);
+    return new TextDecoder().decode(buffer.subarray(0, end < 0 ? buffer.length : end));
+  }
+
+  #ioctx(pool: string): Deno.PointerObject {
+    const known = this.#ioctxs.get(pool);
+    if (known) return known;
+    const out = new Out64();
+    const r = rados().rados_ioctx_create(this.#live(), cString(pool), out.bytes);
+    check(r, `rados_ioctx_create(${pool})`, {
+      ENOENT: `pool '${pool}' does not exist (ceph osd pool ls lists the pools)`,
+    });
+    const ioctx = out.pointer()!;
+    this.#ioctxs.set(pool, ioctx);
+    return ioctx;
+  }
+
+  /** Opens an image (a snapshot read-only) without blocking the calling thread. */
+  async openImage(spec: ImageSpec): Promise<RbdImage> {
+    const ioctx = this.#ioctx(spec.pool);
+    // `args` is used after the await: its buffers stay alive while the helper thread runs.
+    const args = openArguments(spec);
+    const lib = rbd();
+    const r =
+      await (args.readOnly
+        ? lib.rbd_open_read_only_nonblocking(ioctx, args.name, args.out.bytes, args.snap)
+        : lib.rbd_open_nonblocking(ioctx, args.name, args.out.bytes, args.snap));
+    return this.#opened(spec, r, args);
+  }
+
+  /** As {@link openImage}, but blocks the calling thread (round trips to monitor and OSDs). */
+  openImageSync(spec: ImageSpec): RbdImage {
+    const ioctx = this.#ioctx(spec.pool);
+    const args = openArguments(spec);
+    const lib = rbd();
+    const r = args.readOnly
+      ? lib.rbd_open_read_only(ioctx, args.name, args.out.bytes, args.snap)
+      : lib.rbd_open(ioctx, args.name, args.out.bytes, args.snap);
+    return this.#opened(spec, r, args);
+  }
+
+  #opened(spec: ImageSpec, r: number, args: ReturnType<typeof openArguments>): RbdImage {
+    const label = imageLabel(spec);
+    check(r, `rbd_open(${label})`, {
+      ENOENT: spec.snapshot
+        ? `image or snapshot not found (rbd snap ls ${spec.pool}/${spec.image})`
+        : `image not found (rbd ls ${spec.pool} lists the images)`,
+      EPERM: `${this.name} may not open it: give it 'profile rbd' caps on the pool`,
+      EACCES: `${this.name} may not open it: give it 'profile rbd' caps on the pool`,
+      ETIMEDOUT: "the OSDs did not answer within rados_osd_op_timeout",
+    });
+    const image = new RbdImage(this, args.out.pointer()!, spec, args.readOnly);
+    this.#images.add(image);
+    return image;
+  }
+
+  /** @internal Called by RbdImage.close. */
+  _forget(image: RbdImage): void {
+    this.#images.delete(image);
+  }
+
+  /** Closes the images still open, the pools, and the connection (blocks briefly). Idempotent. */
+  close(): void {
+    if (this.#handle === null) return;
+    for (const image of [...this.#images]) image.close();
+    const lib = rados();
+    for (const ioctx of this.#ioctxs.values()) lib.rados_ioctx_destroy(ioctx);
+    this.#ioctxs.clear();
+    lib.rados_shutdown(this.#handle);
+    this.#handle = null;
+  }
+}
+
+function openArguments(spec: ImageSpec) {
+  return {
+    name: cString(spec.image),
+    snap: spec.snapshot === undefined ? null : cString(spec.snapshot),
+    out: new Out64(),
+    readOnly: spec.snapshot !== undefined || spec.readOnly === true,
+  };
+}
+
+function imageLabel(spec: ImageSpec): string {
+  return `${spec.pool}/${spec.image}${spec.snapshot === undefined ? "" : `@${spec.snapshot}`}`;
+}
+
+/** What {@link RbdImage.stat} reports. */
+export interface RbdImageStat {
+  /** Size in bytes. */
+  size: number;
+  /** Bytes per RADOS object (2^order). */
+  objectSize: number;
+  /** Number of objects the image spans. */
+  objects: number;
+  /** log2 of the object size. */
+  order: number;
+}
+
+/** An open RBD image (a librbd handle). */
+export class RbdImage {
+  /** `POOL/IMAGE` or `POOL/IMAGE@SNAP`. */
+  readonly label: string;
+  /** The pool. */
+  readonly pool: string;
+  /** The image name. */
+  readonly image: string;
+  /** The snapshot, if one was opened. */
+  readonly snapshot: string | undefined;
+  /** Whether writes are refused (a snapshot, or a read-only open): they complete with -EROFS. */
+  readonly readOnly: boolean;
+  readonly #cluster: RadosCluster;
+  #handle: Deno.PointerObject | null;
+  #aio: RbdAioContext | null = null;
+  readonly #out = new Out64();
+
+  /** @internal Use {@link RadosCluster.openImage}. */
+  constructor(
+    cluster: RadosCluster,
+    handle: Deno.PointerObject,
+    spec: ImageSpec,
+    readOnly: boolean,
+  ) {
+    this.#cluster = cluster;
+    this.#handle = handle;
+    this.label = imageLabel(spec);
+    this.pool = spec.pool;
+    this.image = spec.image;
+    this.snapshot = spec.snapshot;
+    this.readOnly = readOnly;
+  }
+
+  #live(): Deno.PointerObject {
+    if (this.#handle === null) throw new Error(`RBD image ${this.label} is closed`);
+    return this.#handle;
+  }
+
+  /** The size in bytes, as librbd knows it now (it re-reads the header after a resize). */
+  size(): number {
+    check(rbd().rbd_get_size(this.#live(), this.#out.bytes), `rbd_get_size(${this.label})`);
+    return Number(this.#out.value);
+  }
+
+  /** The feature bits (RBD_FEATURE_*). */
+  features(): number {
+    check(rbd().rbd_get_features(this.#live(), this.#out.bytes), `rbd_get_features(${this.label})`);
+    return Number(this.#out.value);
+  }
+
+  /** The feature names, as `rbd info` prints them. */
+  featureNames(): string[] {
+    const bits = this.features();
+    const names: string[] = [];
+    for (const [name, bit] of Object.entries(RBD_FEATURE_NAMES)) if (bits & bit) names.push(name);
+    return names;
+  }
+
+  /**
+   * Whether the image has the exclusive-lock feature. Writers on several hosts then pass the
+   * lock back and forth (measured on one node: two alternating writers got a tenth of one
+   * writer's IOPS), and a holder that died stalls the others' writes ~30 s (until the OSD drops
+   * its watch). Serve such images read-write from one host only.
+   */
+  get exclusiveLock(): boolean {
+    return (this.features() & RBD_FEATURE_EXCLUSIVE_LOCK) !== 0;
+  }
+
+  /** rbd_stat: size, object size, object count, order. */
+  stat(): RbdImageStat {
+    const info = new Uint8Array(new ArrayBuffer(RBD_IMAGE_INFO.size));
+    const r = rbd().rbd_stat(this.#live(), info, BigInt(RBD_IMAGE_INFO.size));
+    check(r, `rbd_stat(${this.label})`);
+    const view = new DataView(info.buffer);
+    return {
+      size: Number(view.getBigUint64(RBD_IMAGE_INFO.imageSize, true)),
+      objectSize: Number(view.getBigUint64(RBD_IMAGE_INFO.objSize, true)),
+      objects: Number(view.getBigUint64(RBD_IMAGE_INFO.numObjs, true)),
+      order: view.getInt32(RBD_IMAGE_INFO.order, true),
+    };
+  }
+
+  /** The value of metadata `key`, or undefined when it is not set (one OSD round trip). */
+  metadataGet(key: string): string | undefined {
+    let room = 4096;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const value = new Uint8Array(new ArrayBuffer(room));
+      const length = new Out64();
+      length.value = BigInt(room);
+      const r = rbd().rbd_metadata_get(this.#live(), cString(key), value, length.bytes);
+      if (r === -ERANGE) {
+        room = Number(length.value);
+        continue;
+      }
+      if (r === -ENOENT) return undefined;
+      check(r, `rbd_metadata_get(${this.label}, ${key})`);
+      return decodeCString(value, 0);
+    }
+    throw new Error(`rbd_metadata_get(${this.label}, ${key}): the value kept growing`);
+  }
+
+  /** Sets metadata `key` to `value` (one OSD round trip; read-only images refuse: EROFS). */
+  metadataSet(key: string, value: string): void {
+    const r = rbd().rbd_metadata_set(this.#live(), cString(key), cString(value));
+    check(r, `rbd_metadata_set(${this.label}, ${key})`, {
+      EROFS: "the image is open read-only (a snapshot)",
+    });
+  }
+
+  /** Removes metadata `key`; false when it was not set. */
+  metadataRemove(key: string): boolean {
+    const r = rbd().rbd_metadata_remove(this.#live(), cString(key));
+    if (r === -ENOENT) return false;
+    check(r, `rbd_metadata_remove(${this.label}, ${key})`, {
+      EROFS: "the image is open read-only (a snapshot)",
+    });
+    return true;
+  }
+
+  /** Every metadata key and value (in pages of 64 keys; one round trip per page). */
+  metadataList(): Map<string, string> {
+    const all = new Map<string, string>();
+    const keyLength = new Out64();
+    const valueLength = new Out64();
+    let start = "";
+    let room = 8192;
+    for (;;) {
+      const keys = new Uint8Array(new ArrayBuffer(room));
+      const values = new Uint8Array(new ArrayBuffer(room));
+      keyLength.value = BigInt(room);
+      valueLength.value = BigInt(room);
+      const r = rbd().rbd_metadata_list(
+        this.#live(),
+        cString(start),
+        BigInt(METADATA_PAGE),
+        keys,
+        keyLength.bytes,
+        values,
+        valueLength.bytes,
+      );
+      if (r === -ERANGE) {
+        room = Math.max(Number(keyLength.value), Number(valueLength.value), room * 2);
+        continue;
+      }
+      check(r, `rbd_metadata_list(${this.label})`);
+      let k = 0;
+      let v = 0;
+      let count = 0;
+      const keyEnd = Number(keyLength.value);
+      while (k < keyEnd) {
+        const keyNul = keys.indexOf(0, k);
+        const valueNul = values.indexOf(0, v);
+        if (keyNul <= k || valueNul < 0) break; // an empty key, or no terminator: the end
+        const key = decoder.decode(keys.subarray(k, keyNul));
+        all.set(key, decoder.decode(values.subarray(v, valueNul)));
+        start = key;
+        count++;
+        k = keyNul + 1;
+        v = valueNul + 1;
+      }
+      if (count < METADATA_PAGE) return all;
+    }
+  }
+
+  /**
+   * Sets up asynchronous I/O with `slots` numbered slots whose completions signal `eventFd`
+   * (it may be shared with kernel AIO and other images: reap each after a wake-up). One per
+   * image; closing the image closes it.
+   */
+  openAio(slots: number, eventFd: EventFd): RbdAioContext {
+    if (this.#aio !== null) throw new Error(`RBD image ${this.label} already has an AIO context`);
+    this.#aio = new RbdAioContext(this, this.#live(), slots, eventFd);
+    return this.#aio;
+  }
+
+  /** @internal Called by RbdAioContext.close. */
+  _aioClosed(): void {
+    this.#aio = null;
+  }
+
+  /** Closes the AIO context (waiting for requests in flight), then the image. Idempotent. */
+  close(): void {
+    if (this.#handle === null) return;
+    this.#aio?.close();
+    const handle = this.#handle;
+    this.#handle = null;
+    this.#cluster._forget(this);
+    check(rbd().rbd_close(handle), `rbd_close(${this.label})`);
+  }
+}
+
+const ENOENT = 2;
+const ERANGE = 34;
+const METADATA_PAGE = 64;
+
+const decoder = new TextDecoder();
+
+function decodeCString(bytes: Uint8Array, from: number): string {
+  const end = bytes.indexOf(0, from);
+  return decoder.decode(bytes.subarray(from, end < 0 ? bytes.length : end));
+}
+
+const TWO_32 = 0x1_0000_0000;
+const OP_NONE = 0;
+const OP_READ = 1;
+const OP_WRITE = 2;
+const OP_FLUSH = 3;
+// rbd_poll_io_events copies into a variable-length array on the caller's stack (8 bytes per
+// completion asked for): ask for at most this many at a time.
+const POLL_BATCH = 256;
+// Slot states besides 0 (free).
+const IN_LIBRBD = 1;
+const FAILED_AT_SUBMIT = 2;
+
+/**
+ * librbd asynchronous I/O on one image, driven like {@link AioContext}: numbered slots
+ * (0 .. slots-1), prepared with {@link prepareVector}/{@link setIovec} or {@link prepareSync},
+ * submitted in batches, reaped after the eventfd fires. Results are bytes transferred (0 for
+ * a flush) or -errno: -EINVAL for a read or write starting at or past the end, -EROFS for a
+ * write to a read-only image, -ETIMEDOUT when an OSD did not answer within
+ * `rados_osd_op_timeout`. A read that straddles the end comes back short; a write that
+ * straddles it is cut at the end by librbd, which reports success without a count (a write
+ * reports the bytes it was given), so the caller bounds requests by the image size itself.
+ *
+ * Memory librbd sees, one {@link Memory} region:
+ * ```
+ * offset 0          rbd_completion_t [slots]       written by rbd_aio_create_completion
+ *        polled     rbd_completion_t [256]         filled by rbd_poll_io_events
+ *        iovecs     struct iovec     [slots][32]   16 bytes each
+ * ```
+ * Per request librbd allocates its completion (a C++ object; completions cannot be reused);
+ * on our side a request costs two BigInts (its image offset and its completion handle, which
+ * Deno's fast calls need as BigInt) and nothing else.
+ */
+export class RbdAioContext {
+  /** Number of slots, and the most events one `reap` returns. */
+  readonly slots: number;
+  /** The eventfd librbd signals (once per finished request). */
+  readonly eventFd: EventFd;
+  readonly #owner: RbdImage;
+  readonly #image: Deno.PointerObject;
+  readonly #memory: Memory;
+  readonly #completions: BigUint64Array;
+  readonly #polled: BigUint64Array;
+  readonly #polledPointer: Deno.PointerObject;
+  readonly #completionOut: Deno.PointerObject[] = [];
+  readonly #iovecPointers: Deno.PointerObject[] = [];
+  readonly #iovecWord: number;
+  readonly #words: Uint32Array;
+  readonly #slotArgs: bigint[] = [];
+  // Per slot: what it holds, its image offset (u64 as u32 halves, read back as one BigInt),
+  // its iovec count, and whether a request on it is in flight.
+  readonly #op: Uint8Array;
+  readonly #offsets: BigUint64Array;
+  readonly #offsetWords: Uint32Array;
+  readonly #iovCount: Uint8Array;
+  readonly #busy: Uint8Array;
+  // Bytes a write in flight carries: librbd reports 0 for a successful write.
+  readonly #writeLength: Float64Array;
+  #inFlight = 0;
+  // Reaped events, and failures found at submit time (reported by the next reap).
+  readonly #eventSlots: Int32Array;
+  readonly #eventResults: Float64Array;
+  readonly #earlySlots: Int32Array;
+  readonly #earlyResults: Int32Array;
+  #early = 0;
+  #closed = false;
+
+  /** @internal Use {@link RbdImage.openAio}. */
+  constructor(owner: RbdImage, image: Deno.PointerObject, slots: number, eventFd: EventFd) {
+    if (!Number.isInteger(slots) || slots < 1 || slots > 65536) {
+      throw new RangeError(`RbdAioContext: slots must be 1..65536, got ${slots}`);
+    }
+    this.slots = slots;
+    this.eventFd = eventFd;
+    this.#owner = owner;
+    this.#image = image;
+    const polled = slots * 8;
+    const iovecs = polled + POLL_BATCH * 8;
+    this.#memory = Memory.allocate(iovecs + slots * RBD_MAX_IOVECS * IOVEC.size);
+    const buffer = this.#memory.bytes.buffer;
+    this.#completions = new BigUint64Array(buffer, 0, slots);
+    this.#polled = new BigUint64Array(buffer, polled, POLL_BATCH);
+    this.#polledPointer = _memoryPointerAt(this.#memory, polled);
+    this.#words = new Uint32Array(buffer);
+    this.#iovecWord = iovecs / 4;
+    for (let s = 0; s < slots; s++) {
+      this.#completionOut.push(_memoryPointerAt(this.#memory, s * 8));
+      this.#iovecPointers.push(
+        _memoryPointerAt(this.#memory, iovecs + s * RBD_MAX_IOVECS * IOVEC.size),
+      );
+      this.#slotArgs.push(BigInt(s));
+    }
+    this.#op = new Uint8Array(slots);
+    this.#offsets = new BigUint64Array(slots);
+    this.#offsetWords = new Uint32Array(this.#offsets.buffer);
+    this.#iovCount = new Uint8Array(slots);
+    this.#busy = new Uint8Array(slots);
+    this.#writeLength = new Float64Array(slots);
+    this.#eventSlots = new Int32Array(slots);
+    this.#eventResults = new Float64Array(slots);
+    this.#earlySlots = new Int32Array(slots);
+    this.#earlyResults = new Int32Array(slots);
+    const r = rbd().rbd_set_image_notification(image, eventFd.fd, EVENT_TYPE_EVENTFD);
+    if (r < 0) {
+      this.#memory.close();
+      throw sysError(`rbd_set_image_notification(${owner.label}, eventfd ${eventFd.fd})`, -r);
+    }
+  }
+
+  /** Requests submitted and not yet reaped. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  #checkSlot(slot: number): void {
+    if (!(slot >= 0 && slot < this.slots) || (slot | 0) !== slot) {
+      throw new RangeError(`RbdAioContext: slot ${slot} outside 0..${this.slots - 1}`);
+    }
+    if (this.#busy[slot]) throw new RangeError(`RbdAioContext: slot ${slot} is in flight`);
+  }
+
+  /**
+   * Prepares `slot` for a vectored read (IOCB_CMD_PREADV) or write (IOCB_CMD_PWRITEV) of
+   * `iovCount` iovecs (set them with {@link setIovec}) at byte `offset` of the image.
+   */
+  prepareVector(slot: number, opcode: number, offset: number, iovCount: number): void {
+    this.#checkSlot(slot);
+    if (opcode !== IOCB_CMD_PREADV && opcode !== IOCB_CMD_PWRITEV) {
+      throw new RangeError(`RbdAioContext: opcode ${opcode} is not IOCB_CMD_PREADV/PWRITEV`);
+    }
+    if (!(iovCount >= 1 && iovCount <= RBD_MAX_IOVECS)) {
+      throw new RangeError(`RbdAioContext: iovCount ${iovCount} outside 1..${RBD_MAX_IOVECS}`);
+    }
+    if (!(offset >= 0 && offset <= Number.MAX_SAFE_INTEGER)) {
+      throw new RangeError(`RbdAioContext: bad image offset ${offset}`);
+    }
+    this.#op[slot] = opcode === IOCB_CMD_PREADV ? OP_READ : OP_WRITE;
+    this.#iovCount[slot] = iovCount;
+    this.#offsetWords[2 * slot] = offset >>> 0;
+    this.#offsetWords[2 * slot + 1] = Math.floor(offset / TWO_32);
+  }
+
+  /**
+   * Points iovec `index` of `slot` at `memory[offsetInMemory .. offsetInMemory + length]`.
+   * The memory must stay open until the slot's completion is reaped.
+   */
+  setIovec(slot: number, index: number, memory: Memory, offsetInMemory: number, length: number) {
+    this.#checkSlot(slot);
+    if (!(index >= 0 && index < RBD_MAX_IOVECS)) {
+      throw new RangeError(`RbdAioContext: iovec index ${index} outside 0..${RBD_MAX_IOVECS - 1}`);
+    }
+    if (!(offsetInMemory >= 0 && length >= 0 && offsetInMemory + length <= memory.length)) {
+      throw new RangeError(
+        `RbdAioContext: iovec [${offsetInMemory}, +${length}) outside the ` +
+          `${memory.length}-byte Memory`,
+      );
+    }
+    const address = _memoryAddress(memory) + offsetInMemory;
+    const w = this.#iovecWord + (slot * RBD_MAX_IOVECS + index) * (IOVEC.size / 4);
+    const words = this.#words;
+    words[w] = address >>> 0;
+    words[w + 1] = Math.floor(address / TWO_32);
+    words[w + 2] = length >>> 0;
+    words[w + 3] = Math.floor(length / TWO_32);
+  }
+
+  /** Prepares `slot` as a flush (rbd_aio_flush: every write completed before is durable). */
+  prepareSync(slot: number): void {
+    this.#checkSlot(slot);
+    this.#op[slot] = OP_FLUSH;
+  }
+
+  /**
+   * Submits `slots[0..count)`; returns `count` (librbd queues every request). A request
+   * librbd refuses at once (it only does so for an invalid iovec) completes like any other,
+   * with its -errno, and the eventfd is signalled.
+   */
+  submit(slots: Int32Array, count: number): number {
+    if (count === 0) return 0;
+    if (this.#closed) throw new Error(`RbdAioContext(${this.#owner.label}) is closed`);
+    if (!(count > 0 && count <= slots.length)) {
+      throw new RangeError(`RbdAioContext.submit: bad count ${count}`);
+    }
+    const lib = rbd();
+    let failed = false;
+    for (let i = 0; i < count; i++) {
+      const slot = slots[i];
+      this.#checkSlot(slot);
+      const op = this.#op[slot];
+      if (op === OP_NONE) {
+        throw new RangeError(`RbdAioContext.submit: slot ${slot} is not prepared`);
+      }
+      const created = lib.rbd_aio_create_completion(
+        this.#slotArgs[slot],
+        null,
+        this.#completionOut[slot],
+      );
+      if (created < 0) throw sysError(`rbd_aio_create_completion(${this.#owner.label})`, -created);
+      const c = this.#completions[slot];
+      this.#writeLength[slot] = op === OP_WRITE ? this.#vectorLength(slot) : 0;
+      const r = op === OP_READ
+        ? lib.rbd_aio_readv(
+          this.#image,
+          this.#iovecPointers[slot],
+          this.#iovCount[slot],
+          this.#offsets[slot],
+          c,
+        )
+        : op === OP_WRITE
+        ? lib.rbd_aio_writev(
+          this.#image,
+          this.#iovecPointers[slot],
+          this.#iovCount[slot],
+          this.#offsets[slot],
+          c,
+        )
+        : lib.rbd_aio_flush(this.#image, c);
+      this.#op[slot] = OP_NONE;
+      this.#inFlight++;
+      if (r >= 0) {
+        this.#busy[slot] = IN_LIBRBD;
+      } else {
+        lib.rbd_aio_release(c);
+        this.#busy[slot] = FAILED_AT_SUBMIT;
+        this.#earlySlots[this.#early] = slot;
+        this.#earlyResults[this.#early] = r;
+        this.#early++;
+        failed = true;
+      }
+    }
+    if (failed) this.eventFd.signal();
+    return count;
+  }
+
+  /**
+   * Collects up to `max` finished requests without waiting (rbd_poll_io_events, then for each
+   * its slot, its result and rbd_aio_release); read them with {@link eventSlot} and
+   * {@link eventResult}. Drain the eventfd before reaping, and reap until fewer than `max`
+   * come back.
+   */
+  reap(max: number = this.slots): number {
+    const limit = Math.min(max, this.slots);
+    if (!(limit > 0) || this.#closed) return 0;
+    let n = 0;
+    while (this.#early > 0 && n < limit) {
+      this.#early--;
+      this.#finish(n++, this.#earlySlots[this.#early], this.#earlyResults[this.#early]);
+    }
+    const lib = rbd();
+    while (n < limit) {
+      const want = Math.min(limit - n, POLL_BATCH);
+      const polled = lib.rbd_poll_io_events(this.#image, this.#polledPointer, want);
+      if (polled < 0) throw sysError(`rbd_poll_io_events(${this.#owner.label})`, -polled);
+      for (let i = 0; i < polled; i++) {
+        const c = this.#polled[i];
+        const slot = lib.rbd_aio_get_arg(c);
+        const result = Number(lib.rbd_aio_get_return_value(c));
+        lib.rbd_aio_release(c);
+        this.#finish(n++, slot, result);
+      }
+      if (polled < want) break;
+    }
+    return n;
+  }
+
+  #vectorLength(slot: number): number {
+    const words = this.#words;
+    let w = this.#iovecWord + slot * RBD_MAX_IOVECS * (IOVEC.size / 4) + 2;
+    let total = 0;
+    for (let j = this.#iovCount[slot]; j > 0; j--, w += IOVEC.size / 4) {
+      total += words[w] + words[w + 1] * TWO_32;
+    }
+    return total;
+  }
+
+  #finish(i: number, slot: number, result: number): void {
+    this.#eventSlots[i] = slot;
+    this.#eventResults[i] = result === 0 ? this.#writeLength[slot] : result;
+    this.#busy[slot] = 0;
+    this.#inFlight--;
+  }
+
+  /** The slot of reaped event `i`. */
+  eventSlot(i: number): number {
+    return this.#eventSlots[i];
+  }
+
+  /** The result of reaped event `i`: bytes transferred (0 for a flush), or -errno. */
+  eventResult(i: number): number {
+    return this.#eventResults[i];
+  }
+
+  /**
+   * Waits for the requests in flight (blocking, bounded by the op timeouts), releases them
+   * unreported, and frees the slots. Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return;
+    const lib = rbd();
+    for (let slot = 0; slot < this.slots; slot++) {
+      if (this.#busy[slot] === IN_LIBRBD) lib.rbd_aio_wait_for_complete(this.#completions[slot]);
+    }
+    // Every completion is now queued for rbd_poll_io_events: reap (and release) them all.
+    while (this.#inFlight > 0 && this.reap() > 0);
+    this.#closed = true;
+    this.#memory.close();
+    this.#owner._aioClosed();
+  }
+}
