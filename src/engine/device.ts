@@ -31,7 +31,7 @@ import {
   storageSize,
   TimerFd,
 } from "../../ffi/mod.ts";
-import type { DeviceConfig } from "../config/types.ts";
+import { type DeviceConfig, exportedSectors } from "../config/types.ts";
 import { completeRequest } from "../protocol/engine.ts";
 import { Action, ATA_DATA_OFFSET, type Target } from "../protocol/types.ts";
 import type { DeviceState } from "../state/device_state.ts";
@@ -76,6 +76,9 @@ export class Device implements Target {
   readonly bufferCount: number;
   readonly accept: ReadonlySet<number> | null;
   readonly deny: ReadonlySet<number> | null;
+  readonly admin: ReadonlySet<number> | null;
+  readonly base: number;
+  readonly serial: string;
   readonly state: DeviceState;
   readonly stats: Float64Array;
 
@@ -132,6 +135,9 @@ export class Device implements Target {
     this.bufferCount = config.queueLength;
     this.accept = config.accept ? new Set(config.accept) : null;
     this.deny = config.deny ? new Set(config.deny) : null;
+    this.admin = config.admin ? new Set(config.admin) : null;
+    this.base = config.offsetSectors * 512;
+    this.serial = config.serial;
     this.state = state;
     this.stats = stats;
     this.#pool = pool;
@@ -145,12 +151,13 @@ export class Device implements Target {
       readOnly: config.readOnly,
       direct: config.directIo,
       exclusive: true,
+      sync: config.syncWrites,
     });
     this.fd = storage.fd;
     this.blockDevice = storage.blockDevice;
-    this.sectors = Math.floor(storage.size / 512);
     let events: EventFd | null = null;
     try {
+      this.sectors = exportedSectors(config, storage.size);
       events = EventFd.open();
       this.#aio = AioContext.open(AIO_DEPTH, events);
       this.timer = config.mergeDelay > 0 ? TimerFd.open() : null;
@@ -328,7 +335,7 @@ export class Device implements Target {
 
   /** Re-reads the size of the export (reload); returns true if it changed. */
   refreshSize(): boolean {
-    const sectors = Math.floor(storageSize(this, this.config.path) / 512);
+    const sectors = exportedSectors(this.config, storageSize(this, this.config.path));
     if (sectors === this.sectors) return false;
     this.sectors = sectors;
     return true;
