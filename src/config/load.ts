@@ -124,6 +124,19 @@ export function loadConfig(path: string, options: LoadOptions = {}): Config {
   return parseConfigText(text, path, options);
 }
 
+/**
+ * Validates a configuration given as the tables a TOML file parses to (`{ defaults: {...},
+ * devices: { NAME: {...} } }`), named `file` in messages: `ggaoed export` builds its configuration
+ * this way, so that it gets the checks, defaults and Config of a file.
+ */
+export function buildConfig(
+  doc: Record<string, unknown>,
+  file: string,
+  options: LoadOptions = {},
+): Config {
+  return new Builder(file, options).fromToml(doc, "");
+}
+
 /** Validates configuration `text` read from `file` (named in messages). */
 export function parseConfigText(text: string, file: string, options: LoadOptions = {}): Config {
   if (text.startsWith("\uFEFF")) text = text.slice(1);
@@ -595,6 +608,13 @@ class Builder {
     };
     const accept = list("accept");
     const deny = list("deny");
+    // A regular file's size is known now (a block device's once it is opened): check the range.
+    const problem = info?.kind === "file" && path !== undefined
+      ? exportRangeProblem({ path, offsetSectors, lengthSectors }, info.size)
+      : null;
+    if (problem) {
+      this.issue(at(section.has("length") ? "length" : "offset"), problem.message, problem.fix);
+    }
     const adminTokens = v.get("admin") as string[] | undefined;
     let admin = defaults.admin;
     if (adminTokens !== undefined) {
@@ -629,12 +649,6 @@ class Builder {
       syncWrites: bool("sync-writes", defaults.syncWrites),
       serial: serial ?? defaultSerial(shelf, slot, this.#options.hostname ?? systemHostname()),
     };
-    // A regular file's size is known now (a block device's once it is opened): check the range.
-    const problem = info?.kind === "file" ? exportRangeProblem(device, info.size) : null;
-    if (problem) {
-      this.issue(at(section.has("length") ? "length" : "offset"), problem.message, problem.fix);
-      return null;
-    }
     return device;
   }
 

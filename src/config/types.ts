@@ -139,7 +139,7 @@ export class ConfigError extends Error {
  * null when the range lies within it.
  */
 export function exportRangeProblem(
-  device: DeviceConfig,
+  device: Pick<DeviceConfig, "path" | "offsetSectors" | "lengthSectors">,
   sizeBytes: number,
 ): { message: string; fix: string } | null {
   const total = Math.floor(sizeBytes / 512);
