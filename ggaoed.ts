@@ -166,8 +166,14 @@ function checkConfig(path: string): number {
     console.log(`${config.file}: OK (${config.format})`);
     for (const d of config.devices) {
       const acl = d.accept ? `, accept ${d.accept.map(formatMac).join(" ")}` : "";
+      const admin = d.admin ? `, admin ${d.admin.map(formatMac).join(" ") || "(none)"}` : "";
+      const range = d.offsetSectors > 0 || d.lengthSectors !== null
+        ? ` [sectors ${d.offsetSectors}+${d.lengthSectors ?? "rest"}]`
+        : "";
       console.log(
-        `  e${d.shelf}.${d.slot}  ${d.name}  ${d.path}${d.readOnly ? " (read-only)" : ""}${acl}`,
+        `  e${d.shelf}.${d.slot}  ${d.name}  ${d.path}${range}${
+          d.readOnly ? " (read-only)" : ""
+        }${acl}${admin}`,
       );
     }
     return 0;
