@@ -48,10 +48,12 @@ Options:
 
 Commands (a name is a device or interface name; * and ? match like in a shell,
 so quote them; no names means all):
-  stats [name...]                  dump device and interface statistics
+  stats [name...]                  dump device and interface statistics (with --json:
+                                   a stable, versioned schema, see docs/ggaoectl.md)
                                      ggaoectl stats 'disk*' eth0
   monitor [interval] [name...]     print rates every interval seconds (default 1)
-                                   until interrupted
+                                   until interrupted; qdrop and denied are requests
+                                   dropped for want of buffers and by ACLs or the mask
                                      ggaoectl monitor 0.5 disk1 eth0
   reload                           re-read the configuration file
                                      ggaoectl reload

@@ -4,14 +4,21 @@
  *     deno run --allow-ffi --allow-read --allow-write --allow-env --allow-sys --allow-net ggaoed.ts [options]
  *     ggaoed convert-config OLD.conf > NEW.toml
  *     ggaoed check-config [-c FILE]
+ *     ggaoed export [-r] [-d] [-s] [-o OFFSET] [-l LENGTH] [-m MACS] [-b BUFCOUNT] SHELF SLOT IFACE FILE
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { convertIniToToml } from "./src/config/convert.ts";
+import {
+  EXPORT_SOURCE,
+  EXPORT_USAGE,
+  formatExportIssues,
+  parseExportArgs,
+} from "./src/config/export.ts";
 import { loadConfig } from "./src/config/load.ts";
-import { DEFAULTS } from "./src/config/types.ts";
+import { ConfigError, DEFAULTS } from "./src/config/types.ts";
 import { printConfigError, runDaemon } from "./src/daemon.ts";
 import { formatMac } from "./src/mac.ts";
 import { VERSION } from "./src/version.ts";
@@ -19,6 +26,10 @@ import { VERSION } from "./src/version.ts";
 const USAGE = `Usage: ggaoed [options]                 run the AoE target in the foreground
        ggaoed check-config [-c FILE]    validate the configuration and print what it exports
        ggaoed convert-config OLD.conf   print the TOML equivalent of an original (INI) config
+       ggaoed export [-r] [-d] [-s] [-o OFFSET] [-l LENGTH] [-m MAC[,MAC...]] [-b BUFCOUNT]
+                     SHELF SLOT IFACE FILE
+                                        export one file or device without a configuration
+                                        file, with vblade's options (ggaoed export --help)
 
 Options:
   -c, --config FILE   configuration file (default ${DEFAULTS.configPath})
@@ -35,11 +46,14 @@ Examples:
   ggaoed -c /etc/ggaoed.conf
   ggaoed check-config -c ./ggaoed.conf
   ggaoed convert-config /etc/ggaoed.conf.old > /etc/ggaoed.conf
+  ggaoed export -m 00:1b:21:0a:aa:22 0 1 eth0 /srv/aoe/disk.img
   ggaoectl stats        (see ggaoectl --help)
 
 Run as root (or with CAP_NET_RAW, CAP_NET_ADMIN and access to the exported devices).`;
 
 async function main(args: string[]): Promise<number> {
+  // export has vblade's options (its -d is O_DIRECT): it parses its own arguments.
+  if (args[0] === "export") return await runExport(args.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
@@ -100,6 +114,51 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
+async function runExport(args: string[]): Promise<number> {
+  const parsed = parseExportArgs(args);
+  if (parsed.kind === "help") {
+    console.log(EXPORT_USAGE);
+    return 0;
+  }
+  if (parsed.kind === "usage") {
+    const synopsis = EXPORT_USAGE.split("\n").slice(0, 3).join("\n");
+    console.error(
+      `${EXPORT_SOURCE}: ${parsed.message}\n\n${synopsis}\n(ggaoed export --help explains each)`,
+    );
+    return 1;
+  }
+  // The state directory is created when missing, and removed again if the export is refused.
+  const created = firstMissing(parsed.stateDirectory);
+  try {
+    Deno.mkdirSync(parsed.stateDirectory, { recursive: true, mode: 0o700 });
+  } catch {
+    // The validation below says what is wrong with it.
+  }
+  try {
+    parsed.build();
+  } catch (e) {
+    if (created !== null) Deno.removeSync(created, { recursive: true });
+    if (!(e instanceof ConfigError)) throw e;
+    console.error(formatExportIssues(e.issues));
+    return 1;
+  }
+  return await runDaemon({ configPath: EXPORT_SOURCE, debug: parsed.debug, load: parsed.build });
+}
+
+/** The outermost directory of `path` that does not exist yet, or null when it all exists. */
+function firstMissing(path: string): string | null {
+  let missing: string | null = null;
+  for (let p = path.replace(/\/+$/, ""); p !== "" && p !== "."; p = p.replace(/\/?[^/]*$/, "")) {
+    try {
+      Deno.statSync(p);
+      break;
+    } catch {
+      missing = p;
+    }
+  }
+  return missing;
+}
+
 function checkConfig(path: string): number {
   try {
     const config = loadConfig(path);
@@ -107,8 +166,14 @@ function checkConfig(path: string): number {
     console.log(`${config.file}: OK (${config.format})`);
     for (const d of config.devices) {
       const acl = d.accept ? `, accept ${d.accept.map(formatMac).join(" ")}` : "";
+      const admin = d.admin ? `, admin ${d.admin.map(formatMac).join(" ") || "(none)"}` : "";
+      const range = d.offsetSectors > 0 || d.lengthSectors !== null
+        ? ` [sectors ${d.offsetSectors}+${d.lengthSectors ?? "rest"}]`
+        : "";
       console.log(
-        `  e${d.shelf}.${d.slot}  ${d.name}  ${d.path}${d.readOnly ? " (read-only)" : ""}${acl}`,
+        `  e${d.shelf}.${d.slot}  ${d.name}  ${d.path}${range}${
+          d.readOnly ? " (read-only)" : ""
+        }${acl}${admin}`,
       );
     }
     return 0;

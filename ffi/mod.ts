@@ -54,10 +54,8 @@ export type { InterfaceInfo } from "./netif.ts";
 export { PacketSocket } from "./packet.ts";
 export type { PacketFilter, PacketSocketOptions } from "./packet.ts";
 export { sockaddrUn, SYSLOG_SEVERITY, SyslogWriter } from "./syslog.ts";
-<<<<<<< HEAD
 export { dumpLinks, LinkMonitor } from "./netlink.ts";
 export type { DrainResult, LinkEvent, LinkInfo, LinkMonitorOptions } from "./netlink.ts";
-=======
 export {
   EVENT_TYPE_EVENTFD,
   loadCephLibraries,
@@ -72,4 +70,3 @@ export {
   RbdImage,
 } from "./rbd.ts";
 export type { ImageSpec, RadosOptions, RbdImageStat } from "./rbd.ts";
->>>>>>> ceph

@@ -15,6 +15,7 @@ import {
   F_SETFL,
   O_CLOEXEC,
   O_DIRECT,
+  O_DSYNC,
   O_EXCL,
   O_RDONLY,
   O_RDWR,
@@ -33,6 +34,11 @@ export interface StorageOptions {
   direct: boolean;
   /** O_EXCL on block devices: fail if mounted or opened exclusively elsewhere. */
   exclusive: boolean;
+  /**
+   * O_DSYNC: every write returns (and its AIO completes) only once its data, and the metadata
+   * needed to read it back, is on stable storage.
+   */
+  sync?: boolean;
 }
 
 /** An open device or file. */
@@ -91,7 +97,8 @@ export function openStorage(path: string, options: StorageOptions): Storage {
   }
   const blockDevice = type === S_IFBLK;
   const flags = (options.readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC |
-    (options.direct ? O_DIRECT : 0) | (options.exclusive && blockDevice ? O_EXCL : 0);
+    (options.direct ? O_DIRECT : 0) | (options.exclusive && blockDevice ? O_EXCL : 0) |
+    (options.sync ? O_DSYNC : 0);
   const advice: Advice = {
     EBUSY: "is in use (mounted, or exported elsewhere)",
     EINVAL: options.direct

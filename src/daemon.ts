@@ -36,13 +36,20 @@ export interface DaemonOptions {
   debug: boolean;
   /** Grace period for in-flight I/O at shutdown, ms. */
   stopGraceMs?: number;
+  /** Builds the configuration instead of loading `configPath`, at start and on every reload
+   * (`ggaoed export`); throws a ConfigError as loadConfig does. */
+  load?: () => Config;
+}
+
+function load(options: DaemonOptions): Config {
+  return options.load ? options.load() : loadConfig(options.configPath);
 }
 
 /** Runs the daemon until a stop signal; resolves to the process exit status. */
 export async function runDaemon(options: DaemonOptions): Promise<number> {
   let config: Config;
   try {
-    config = withDebug(loadConfig(options.configPath), options.debug);
+    config = withDebug(load(options), options.debug);
   } catch (e) {
     printConfigError(e);
     return 1;
@@ -211,7 +218,7 @@ async function reloadConfig(
   log("info", "Reload request received");
   let config: Config;
   try {
-    config = withDebug(loadConfig(options.configPath), options.debug);
+    config = withDebug(load(options), options.debug);
   } catch (e) {
     const issues = e instanceof ConfigError
       ? e.issues.map((i) => `${i.key ? i.key + ": " : ""}${i.message} (${i.fix})`)

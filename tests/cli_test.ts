@@ -62,12 +62,16 @@ Deno.test("check-config lists what would be exported, or every error", async () 
     const conf = `${dir}/ok.toml`;
     Deno.writeTextFileSync(
       conf,
-      `[defaults]\nstate-directory = "${dir}"\n[devices.d1]\npath = "${dir}/d.img"\nshelf = 3\nslot = 4\nread-only = true\n`,
+      `[defaults]\nstate-directory = "${dir}"\n[devices.d1]\npath = "${dir}/d.img"\nshelf = 3\nslot = 4\nread-only = true\n` +
+        `offset = 2\nlength = 4\nadmin = ["00:11:22:33:44:55"]\n`,
     );
     const ok = await ggaoed("check-config", "-c", conf);
     assertEquals(ok.code, 0, ok.err);
     assert(
-      /OK \(toml\)/.test(ok.out) && /e3\.4\s+d1\s+.*d\.img \(read-only\)/.test(ok.out),
+      /OK \(toml\)/.test(ok.out) &&
+        /e3\.4\s+d1\s+.*d\.img \[sectors 2\+4\] \(read-only\), admin 00:11:22:33:44:55/.test(
+          ok.out,
+        ),
       ok.out,
     );
     Deno.writeTextFileSync(conf, `[devices.d1]\npath = "${dir}/d.img"\nshelf = -1\n`);

@@ -28,6 +28,7 @@ import {
   findKey,
   INTERFACE_KEYS,
   type KeySpec,
+  MAX_EXPORT_SECTORS,
   suggest,
 } from "./schema.ts";
 import { IniSection, type Section, TomlSection } from "./sources.ts";
@@ -37,6 +38,7 @@ import {
   type ConfigIssue,
   DEFAULTS,
   type DeviceConfig,
+  exportRangeProblem,
   type GlobalConfig,
   type InterfaceConfig,
 } from "./types.ts";
@@ -54,10 +56,28 @@ export interface LoadOptions {
   checkFilesystem?: boolean;
   /** Kernel release deciding `tx-ring-bug` when unset; default `Deno.osRelease()`. */
   kernelRelease?: string;
+  /** Host name in the default serial number `shelf.slot:hostname`; default `Deno.hostname()`. */
+  hostname?: string;
 }
 
-/** Longest device name that fits the 20-character IDENTIFY serial number. */
+/** Characters of the IDENTIFY serial number (ATA words 10-19). */
 export const SERIAL_LENGTH = 20;
+
+/**
+ * vblade's serial number, `shelf.slot:hostname`, cut to the 20 characters IDENTIFY holds.
+ * Characters outside printable ASCII show as '?' on the wire (identify.ts).
+ */
+export function defaultSerial(shelf: number, slot: number, hostname: string): string {
+  return `${shelf}.${slot}:${hostname}`.slice(0, SERIAL_LENGTH);
+}
+
+function systemHostname(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return ""; // no --allow-sys: vblade's serial when gethostname fails
+  }
+}
 
 const TOP_LEVEL = ["defaults", "acls", "devices", "interfaces"];
 
@@ -103,6 +123,19 @@ export function loadConfig(path: string, options: LoadOptions = {}): Config {
     }]);
   }
   return parseConfigText(text, path, options);
+}
+
+/**
+ * Validates a configuration given as the tables a TOML file parses to (`{ defaults: {...},
+ * devices: { NAME: {...} } }`), named `file` in messages: `ggaoed export` builds its configuration
+ * this way, so that it gets the checks, defaults and Config of a file.
+ */
+export function buildConfig(
+  doc: Record<string, unknown>,
+  file: string,
+  options: LoadOptions = {},
+): Config {
+  return new Builder(file, options).fromToml(doc, "");
 }
 
 /** Validates configuration `text` read from `file` (named in messages). */
@@ -201,6 +234,9 @@ interface DeviceDefaults {
   traceIo: boolean;
   maxDelay: number;
   mergeDelay: number;
+  syncWrites: boolean;
+  /** `[defaults] admin`, resolved; null when unset (or unresolvable: then already an issue). */
+  admin: number[] | null;
 }
 
 /** Collects issues while turning sections into a Config. */
@@ -430,6 +466,8 @@ class Builder {
       traceIo: get("trace-io", DEFAULTS.traceIo),
       maxDelay: get("max-delay", DEFAULTS.maxDelay),
       mergeDelay: get("merge-delay", DEFAULTS.mergeDelay),
+      syncWrites: get("sync-writes", false),
+      admin: null,
     };
     if (this.#options.checkFilesystem !== false) this.#checkStateDirectory(global.stateDirectory);
 
@@ -473,6 +511,11 @@ class Builder {
     });
     const acls = resolver.resolveAll();
     this.#takeAclProblems(resolver);
+    const defaultAdmin = d.get("admin") as string[] | undefined;
+    if (defaultAdmin !== undefined) {
+      deviceDefaults.admin = resolver.resolveList("defaults.admin", defaultAdmin);
+      this.#takeAclProblems(resolver);
+    }
 
     const devices: DeviceConfig[] = [];
     for (const [name, section] of deviceSections) {
@@ -482,6 +525,10 @@ class Builder {
     this.#checkAddresses(devices, deviceSections);
     if (deviceSections.length === 0) {
       this.warn("", "no devices are defined", "add a [devices.NAME] table to export something");
+    }
+    for (const dev of devices) {
+      const path = deviceSections.find(([n]) => n === dev.name)?.[1].path ?? `devices.${dev.name}`;
+      this.#warnWithoutAdmin(dev, path);
     }
     if (this.issues.length > 0) throw new ConfigError(this.issues);
     return {
@@ -514,12 +561,6 @@ class Builder {
         `device name ${JSON.stringify(name)} cannot name its state files`,
         "use only letters, digits, '.', '_' and '-'",
       );
-    } else if (name.length > SERIAL_LENGTH) {
-      this.warn(
-        section.path,
-        `device name is ${name.length} characters long; IDENTIFY shows only the first ${SERIAL_LENGTH} as the serial number`,
-        `use at most ${SERIAL_LENGTH} characters`,
-      );
     }
     const v = this.#readAll(section, DEVICE_KEYS);
     for (const key of ["shelf", "slot"]) {
@@ -536,8 +577,26 @@ class Builder {
     } else if (uuid !== null) {
       path = this.#resolveUuid(uuid, at("uuid"));
     }
+    let info: PathInfo | null = null;
     if (path !== undefined && this.#options.checkFilesystem !== false) {
-      this.#checkDevicePath(path, at(uuid !== null ? "uuid" : "path"));
+      info = this.#checkDevicePath(path, at(uuid !== null ? "uuid" : "path"));
+    }
+    const serial = v.get("serial") as string | undefined;
+    if (serial !== undefined && !/^[\x20-\x7e]{1,20}$/.test(serial)) {
+      this.issue(
+        at("serial"),
+        `${JSON.stringify(serial)} cannot be an IDENTIFY serial number`,
+        `use at most ${SERIAL_LENGTH} printable ASCII characters`,
+      );
+    }
+    const offsetSectors = (v.get("offset") as number | undefined) ?? 0;
+    const lengthSectors = (v.get("length") as number | undefined) ?? null;
+    if (lengthSectors !== null && offsetSectors + lengthSectors > MAX_EXPORT_SECTORS) {
+      this.issue(
+        at("length"),
+        `offset + length = ${offsetSectors + lengthSectors} sectors is past 2^44 (8 PiB)`,
+        "lower offset or length",
+      );
     }
 
     const list = (key: "accept" | "deny"): number[] | null => {
@@ -557,16 +616,31 @@ class Builder {
     };
     const accept = list("accept");
     const deny = list("deny");
+    // A regular file's size is known now (a block device's once it is opened): check the range.
+    const problem = info?.kind === "file" && path !== undefined
+      ? exportRangeProblem({ path, offsetSectors, lengthSectors }, info.size)
+      : null;
+    if (problem) {
+      this.issue(at(section.has("length") ? "length" : "offset"), problem.message, problem.fix);
+    }
+    const adminTokens = v.get("admin") as string[] | undefined;
+    let admin = defaults.admin;
+    if (adminTokens !== undefined) {
+      admin = resolver.resolveList(at("admin"), adminTokens);
+      this.#takeAclProblems(resolver);
+    }
     if (this.issues.length > before || path === undefined) return null;
     const num = (key: string, fallback: number) => (v.get(key) as number | undefined) ?? fallback;
     const bool = (key: string, fallback: boolean) =>
       (v.get(key) as boolean | undefined) ?? fallback;
-    return {
+    const shelf = v.get("shelf") as number;
+    const slot = v.get("slot") as number;
+    const device: DeviceConfig = {
       name,
       path,
       uuid,
-      shelf: v.get("shelf") as number,
-      slot: v.get("slot") as number,
+      shelf,
+      slot,
       queueLength: num("queue-length", defaults.queueLength),
       directIo: bool("direct-io", defaults.directIo),
       traceIo: bool("trace-io", defaults.traceIo),
@@ -577,7 +651,29 @@ class Builder {
       interfaces: this.#patterns(v.get("interfaces"), at("interfaces")),
       accept,
       deny,
+      admin,
+      offsetSectors,
+      lengthSectors,
+      syncWrites: bool("sync-writes", defaults.syncWrites),
+      serial: serial ?? defaultSerial(shelf, slot, this.#options.hostname ?? systemHostname()),
     };
+    return device;
+  }
+
+  /**
+   * Without `admin`, any host a device serves may edit its MAC Mask List or take (or force) a
+   * reservation, locking out every other host, persistently: say so where there are others.
+   */
+  #warnWithoutAdmin(dev: DeviceConfig, path: string): void {
+    if (dev.admin !== null || (dev.accept !== null && dev.accept.length <= 1)) return;
+    const who = dev.accept === null
+      ? "every host (no accept list)"
+      : `${dev.accept.length} hosts (its accept list)`;
+    this.warn(
+      path,
+      `served to ${who} and no admin list is set: any of them may edit the MAC Mask List or take or force a reservation, which locks the others out and persists across restarts`,
+      `set admin = ["MAC", ...] in [${path}] or [defaults] to allow these edits only from the hosts listed`,
+    );
   }
 
   #checkAddresses(devices: DeviceConfig[], sections: [string, Section][]): void {
@@ -643,7 +739,7 @@ class Builder {
     return undefined;
   }
 
-  #checkDevicePath(path: string, key: string): void {
+  #checkDevicePath(path: string, key: string): PathInfo | null {
     let info: PathInfo;
     try {
       info = statPath(path);
@@ -653,7 +749,7 @@ class Builder {
         `cannot use ${path}: ${errorReason(e)}`,
         "give an existing block device or file",
       );
-      return;
+      return null;
     }
     if (info.kind !== "file" && info.kind !== "block") {
       this.issue(
@@ -661,7 +757,9 @@ class Builder {
         `${path} is not a block device or regular file`,
         "export a block device or a regular file",
       );
+      return null;
     }
+    return info;
   }
 
   #checkStateDirectory(dir: string): void {

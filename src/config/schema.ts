@@ -97,6 +97,14 @@ const MERGE_DELAY: KeySpec = {
   fix: "give the submission delay in seconds; 0 submits at once",
 };
 const BUFFERS: KeySpec = { key: "buffers", kind: "obsolete", fix: "use ring-buffer-size instead" };
+const ADMIN: KeySpec = { key: "admin", kind: "tokens" };
+const SYNC_WRITES: KeySpec = { key: "sync-writes", kind: "boolean" };
+
+/**
+ * Sectors an export may reach (offset + length): 2^44 sectors of 512 bytes are 2^53 bytes, the
+ * largest byte offset a JavaScript number holds exactly.
+ */
+export const MAX_EXPORT_SECTORS = 2 ** 44;
 
 /** Keys of `[defaults]`, in the order the original documents them. */
 export const DEFAULTS_KEYS: readonly KeySpec[] = [
@@ -118,6 +126,8 @@ export const DEFAULTS_KEYS: readonly KeySpec[] = [
   { key: "log-level", kind: "enum", values: ["debug", "info", "warning", "error"] },
   { key: "metrics-listen", kind: "listen" },
   BUFFERS,
+  SYNC_WRITES,
+  ADMIN,
 ];
 
 /** Keys of an interface table. */
@@ -151,6 +161,23 @@ export const DEVICE_KEYS: readonly KeySpec[] = [
   { key: "interfaces", kind: "patterns" },
   { key: "accept", kind: "tokens" },
   { key: "deny", kind: "tokens" },
+  ADMIN,
+  {
+    key: "offset",
+    kind: "integer",
+    valid: between(0, MAX_EXPORT_SECTORS - 1),
+    range: "0 to 2^44-1 sectors",
+    fix: "give the first exported sector of the file or device (512-byte sectors)",
+  },
+  {
+    key: "length",
+    kind: "integer",
+    valid: between(1, MAX_EXPORT_SECTORS),
+    range: "1 to 2^44 sectors",
+    fix: "give the number of 512-byte sectors to export, or remove length to export the rest",
+  },
+  SYNC_WRITES,
+  { key: "serial", kind: "string" },
 ];
 
 /** The spec of `key` in `specs`, if any. */

@@ -57,7 +57,7 @@ export interface InterfaceConfig {
 
 /** One exported device (a `[devices.NAME]` table). */
 export interface DeviceConfig {
-  /** The table name: log prefix, IDENTIFY serial, state file name, ggaoectl name. */
+  /** The table name: log prefix, state file name, ggaoectl name. */
   name: string;
   /** Path of the block device or regular file (a `uuid` is resolved to its device node). */
   path: string;
@@ -80,6 +80,19 @@ export interface DeviceConfig {
   accept: number[] | null;
   /** Source MACs never served; null = nobody denied. */
   deny: number[] | null;
+  /**
+   * `admin`: the only source MACs whose MAC Mask List edits and Reserve/Release sets are obeyed
+   * (the others get AoE error 6); null = every host served may make them. May be empty.
+   */
+  admin: number[] | null;
+  /** `offset`: the first sector of the file or device that is exported (its sector 0). */
+  offsetSectors: number;
+  /** `length`: sectors exported from offsetSectors on; null = all that follow it. */
+  lengthSectors: number | null;
+  /** `sync-writes`: open with O_DSYNC, so that a write is answered once it is durable. */
+  syncWrites: boolean;
+  /** IDENTIFY serial number (1-20 printable ASCII characters): `serial`, else `shelf.slot:host`. */
+  serial: string;
 }
 
 /** The whole validated configuration. */
@@ -123,6 +136,43 @@ export class ConfigError extends Error {
     this.name = "ConfigError";
     this.issues = issues;
   }
+}
+
+/**
+ * What is wrong with `device`'s `offset`/`length` on a file or device of `sizeBytes` bytes, or
+ * null when the range lies within it.
+ */
+export function exportRangeProblem(
+  device: Pick<DeviceConfig, "path" | "offsetSectors" | "lengthSectors">,
+  sizeBytes: number,
+): { message: string; fix: string } | null {
+  const total = Math.floor(sizeBytes / 512);
+  const offset = device.offsetSectors;
+  const length = device.lengthSectors;
+  const holds = `${device.path} holds ${total} sectors of 512 bytes`;
+  if (length === null) {
+    if (offset === 0 || offset < total) return null;
+    return {
+      message: `${holds}: offset ${offset} is at or past its end`,
+      fix: "lower offset (in sectors), or grow the file",
+    };
+  }
+  if (offset + length <= total) return null;
+  return {
+    message: `${holds}: offset ${offset} + length ${length} = ${offset + length} is past its end`,
+    fix: "lower offset or length (in sectors), or grow the file",
+  };
+}
+
+/**
+ * The number of sectors `device` exports from a file or device of `sizeBytes` bytes: `length`,
+ * or all that follow `offset`. Throws a RangeError saying what to change when the range does not
+ * lie within it.
+ */
+export function exportedSectors(device: DeviceConfig, sizeBytes: number): number {
+  const problem = exportRangeProblem(device, sizeBytes);
+  if (problem) throw new RangeError(`${problem.message} (${problem.fix})`);
+  return device.lengthSectors ?? Math.floor(sizeBytes / 512) - device.offsetSectors;
 }
 
 /** Effective settings of interface `name`: its own table, else the defaults. */

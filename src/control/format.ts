@@ -209,9 +209,9 @@ export interface DeviceRow {
   protoErr: number;
   /** svctm: mean service time in milliseconds. */
   serviceMs: number;
-  /** Not printed in the table (kept as the original's); in `--json`. */
+  /** qdrop: requests dropped because every request buffer was in use (ours). */
   queueDrop: number;
-  /** Not printed in the table; in `--json`. */
+  /** denied: requests dropped by accept/deny or the MAC Mask List (ours). */
   denied: number;
 }
 
@@ -316,7 +316,7 @@ export function ifaceRow(
 /** Header of the device table for a name column `width` wide. */
 export function deviceHeader(width: number): string {
   return padName("dev", width) +
-    "   rrqm/s      rkB/s   wrqm/s      wkB/s oth avgqsz qs qf ae pe    svctm";
+    "   rrqm/s      rkB/s   wrqm/s      wkB/s oth avgqsz qs qf ae pe    svctm qdrop denied";
 }
 
 /** Header of the interface table. */
@@ -335,7 +335,10 @@ function tableRow(name: string, width: number, columns: Column[]): string {
   return [padName(name, width), ...cells].join(" ");
 }
 
-/** `%-*s %8.1f %10.2f %8.1f %10.2f %3u %6.2f %2u %2u %2u %2u %8.2f` */
+/**
+ * `%-*s %8.1f %10.2f %8.1f %10.2f %3u %6.2f %2u %2u %2u %2u %8.2f`, the original's columns, then
+ * ours: ` %5u %6u` (queue_drop, denied).
+ */
 export function formatDeviceRow(r: DeviceRow, width: number): string {
   return tableRow(r.name, width, [
     [r.readsPerSec, 8, 1],
@@ -349,6 +352,8 @@ export function formatDeviceRow(r: DeviceRow, width: number): string {
     [r.ataErr, 2, "u"],
     [r.protoErr, 2, "u"],
     [r.serviceMs, 8, 2],
+    [r.queueDrop, 5, "u"],
+    [r.denied, 6, "u"],
   ]);
 }
 

@@ -21,6 +21,7 @@ import {
   type ControlHandler,
   type LogFn,
   MAX_REQUEST_BYTES,
+  STATS_SCHEMA_VERSION,
 } from "./types.ts";
 
 /** A running control server. */
@@ -323,6 +324,7 @@ async function run(
       const uptime = handler.uptime();
       return {
         ok: true,
+        schema: STATS_SCHEMA_VERSION,
         uptime,
         devices: devices.filter((d) => matchesAny(patterns, d.name)).map((d) => ({
           name: d.name,

@@ -53,6 +53,12 @@ export interface ControlHandler {
   clearReserve(names: string[]): Promise<string[]>;
 }
 
+/**
+ * Version of the `stats` answer's schema (docs/ggaoectl.md, "stats --json"): fields are only ever
+ * added within a version; removing, renaming or retyping one makes a new version.
+ */
+export const STATS_SCHEMA_VERSION = 1;
+
 /** Version of the control protocol, exchanged in the hello. */
 export const CONTROL_PROTOCOL_VERSION = 1;
 
@@ -84,6 +90,8 @@ export interface NamedStats {
 /** Answer to `stats`. */
 export interface StatsReply {
   ok: true;
+  /** {@link STATS_SCHEMA_VERSION}. */
+  schema: number;
   /** Seconds since the daemon started. */
   uptime: number;
   devices: NamedStats[];

@@ -777,7 +777,10 @@ export class DataPlane {
     let storage: Storage | undefined;
     let dev: Device;
     try {
-      if (previous && previous.storage.readOnly === d.readOnly) {
+      if (
+        previous && previous.storage.readOnly === d.readOnly &&
+        previous.config.syncWrites === d.syncWrites
+      ) {
         let same = false;
         try {
           same = pathIdentity(d.path) === previous.storage.identity;

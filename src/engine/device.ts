@@ -36,7 +36,7 @@ import {
   storageSize,
   TimerFd,
 } from "../../ffi/mod.ts";
-import type { DeviceConfig } from "../config/types.ts";
+import { type DeviceConfig, exportedSectors } from "../config/types.ts";
 import { completeRequest } from "../protocol/engine.ts";
 import { Action, ATA_DATA_OFFSET, type Target } from "../protocol/types.ts";
 import type { DeviceState } from "../state/device_state.ts";
@@ -87,6 +87,9 @@ export class Device implements Target {
   readonly bufferCount: number;
   readonly accept: ReadonlySet<number> | null;
   readonly deny: ReadonlySet<number> | null;
+  readonly admin: ReadonlySet<number> | null;
+  readonly base: number;
+  readonly serial: string;
   readonly state: DeviceState;
   readonly stats: Float64Array;
   /** Its requests: exactly `bufferCount` of them can be in flight. */
@@ -156,6 +159,9 @@ export class Device implements Target {
     this.bufferCount = config.queueLength;
     this.accept = config.accept ? new Set(config.accept) : null;
     this.deny = config.deny ? new Set(config.deny) : null;
+    this.admin = config.admin ? new Set(config.admin) : null;
+    this.base = config.offsetSectors * 512;
+    this.serial = config.serial;
     this.state = state;
     this.stats = stats;
     this.#sink = sink;
@@ -168,14 +174,15 @@ export class Device implements Target {
       readOnly: config.readOnly,
       direct: config.directIo,
       exclusive: true,
+      sync: config.syncWrites,
     });
     this.storage = storage;
     this.fd = storage.fd;
     this.blockDevice = storage.blockDevice;
-    this.sectors = Math.floor(storage.size / 512);
     let events: EventFd | null = null;
     let pool: RequestPool | null = null;
     try {
+      this.sectors = exportedSectors(config, storage.size);
       pool = new RequestPool(config.queueLength, this);
       events = EventFd.open();
       this.#aio = AioContext.open(AIO_DEPTH, events);
@@ -398,7 +405,7 @@ export class Device implements Target {
 
   /** Re-reads the size of the export (reload); returns true if it changed. */
   refreshSize(): boolean {
-    const sectors = Math.floor(storageSize(this, this.config.path) / 512);
+    const sectors = exportedSectors(this.config, storageSize(this, this.config.path));
     if (sectors === this.sectors) return false;
     this.sectors = sectors;
     return true;

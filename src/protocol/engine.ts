@@ -46,6 +46,11 @@
  *   read replies are capped to what fits in the MTU, (mtu - 28) / 8 entries.
  * - Reserve/Release: set is allowed to the request's SOURCE MAC when it is on the list (or the
  *   list is empty); the list is kept sorted and de-duplicated; replies capped to (mtu - 26) / 6.
+ * - `admin` (target.admin): a Mac Mask List edit or a Reserve/Release set or force set from a
+ *   source not on it gets AoE error 6 (target is reserved: administration is reserved to the
+ *   hosts listed) and changes nothing; reads stay open. Malformed requests get error 2 first.
+ * - READ/WRITE offsets start at target.base (the `offset` setting); `sectors` is the exported
+ *   length, so nothing outside [base, base + sectors * 512) is ever read or written.
  * - A command that sets state (config set/force set, mask edit, reserve set/force set) marks
  *   `work.stateKind`: the engine changes the state in memory only, and the data path holds the
  *   reply until that state is on disk (AoE error 3, device unavailable, if writing it fails: the
@@ -346,7 +351,7 @@ export function handleRequest(
     case AOE_CMD_MASK:
       if (length < AOE_MASK_HDR_LEN) return drop(work, Drop.SHORT);
       target.stats[DS.other_cnt]++;
-      return handleMask(rx, length, port, target, work);
+      return handleMask(rx, length, port, target, work, src);
     case AOE_CMD_RESERVE:
       if (length < AOE_RESERVE_HDR_LEN) return drop(work, Drop.SHORT);
       target.stats[DS.other_cnt]++;
@@ -384,7 +389,7 @@ function handleAta(
       putAtaReplyHeader(f, rx, port, target);
       f[OFF_ERR_FEATURE] = 0;
       f[OFF_CMD_STATUS] = ATA_DRDY;
-      putIdentify(f, ATA_DATA_OFFSET, target.name, VERSION, IDENTIFY_MODEL, target.sectors);
+      putIdentify(f, ATA_DATA_OFFSET, target.serial, VERSION, IDENTIFY_MODEL, target.sectors);
       return reply(work, ATA_DATA_OFFSET + IDENTIFY_SIZE);
     case ATA_CMD_FLUSH:
     case ATA_CMD_FLUSH_EXT:
@@ -454,7 +459,7 @@ function readWrite(
     work.action = Action.READ;
   }
   putAtaReplyHeader(f, rx, port, target);
-  work.offset = lba * SECTOR_SIZE;
+  work.offset = target.base + lba * SECTOR_SIZE;
   work.bytes = bytes;
   work.length = AOE_ATA_HDR_LEN;
   return work.action;
@@ -548,12 +553,22 @@ function handleConfig(
   return reply(work, putConfigReply(f, port, target, ccmd));
 }
 
-function handleMask(rx: Uint8Array, length: number, port: Port, target: Target, work: Work) {
+function handleMask(
+  rx: Uint8Array,
+  length: number,
+  port: Port,
+  target: Target,
+  work: Work,
+  src: number,
+): Action {
   const state = target.state;
   const mcmd = rx[OFF_MASK_MCMD];
   const dirCount = rx[OFF_MASK_DIR_COUNT];
   if (dirCount * AOE_DIRECTIVE_LEN > length - AOE_MASK_HDR_LEN || mcmd > AOE_MCMD_EDIT) {
     return aoeError(rx, length, port, target, work, AOE_ERR_BADARG);
+  }
+  if (mcmd === AOE_MCMD_EDIT && target.admin !== null && !target.admin.has(src)) {
+    return aoeError(rx, length, port, target, work, AOE_ERR_RESERVED);
   }
   const f = work.frame;
   if (mcmd === AOE_MCMD_EDIT) {
@@ -613,6 +628,9 @@ function handleReserve(
   const nmacs = rx[OFF_RESERVE_NMACS];
   if (nmacs * AOE_MAC_LEN > length - AOE_RESERVE_HDR_LEN || rcmd > AOE_RCMD_FORCE_SET) {
     return aoeError(rx, length, port, target, work, AOE_ERR_BADARG);
+  }
+  if (rcmd !== AOE_RCMD_READ && target.admin !== null && !target.admin.has(src)) {
+    return aoeError(rx, length, port, target, work, AOE_ERR_RESERVED);
   }
   if (rcmd === AOE_RCMD_SET && !state.reserveAllows(src)) {
     return aoeError(rx, length, port, target, work, AOE_ERR_RESERVED);

@@ -5,7 +5,7 @@
  * The page is 256 little-endian 16-bit words; everything not listed is 0.
  * ```
  * word     byte     content
- * 10..19   20..39   serial number, ATA string, 20 chars (= the device name)
+ * 10..19   20..39   serial number, ATA string, 20 chars (`serial`, else "shelf.slot:hostname")
  * 23..26   46..53   firmware revision, 8 chars (= VERSION)
  * 27..46   54..93   model number, 40 chars ("GGs AoE target")
  * 48       96       0x0001  dword I/O

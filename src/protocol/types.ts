@@ -36,6 +36,15 @@ export interface Target {
   readonly accept: ReadonlySet<number> | null;
   /** Static deny list; null = nobody. */
   readonly deny: ReadonlySet<number> | null;
+  /**
+   * Source MACs whose Mac Mask List edits and Reserve/Release sets are obeyed; others get AoE
+   * error 6. null = every host served.
+   */
+  readonly admin: ReadonlySet<number> | null;
+  /** Byte offset of sector 0 in the file or device (the `offset` setting × 512). */
+  readonly base: number;
+  /** IDENTIFY serial number (at most 20 ASCII characters). */
+  readonly serial: string;
   /** Config string, MAC mask list, reserve list (persistent). */
   readonly state: DeviceState;
   /** Device counters (`src/stats.ts`, indices `DS.*`). */

@@ -16,7 +16,9 @@ function uncommented(): string {
 Deno.test("ggaoed.conf.dist loads as shipped, with the built-in defaults", () => {
   const c = parseConfigText(DIST, "ggaoed.conf.dist", OPTIONS);
   assert.equal(c.format, "toml");
-  assert.deepEqual(c.warnings, []);
+  // The demo device is served to every host and has no admin list: that is said, and only that.
+  assert.equal(c.warnings.length, 1, c.warnings.join("\n"));
+  assert.match(c.warnings[0], /devices\.demo: served to every host .*\(set admin = /);
   assert.equal(c.global.stateDirectory, DEFAULTS.stateDirectory);
   assert.equal(c.interfaceDefaults.ringBufferSize, DEFAULTS.ringBufferSizeKiB * 1024);
   assert.deepEqual(c.devices.map((d) => [d.name, d.shelf, d.slot]), [["demo", 0, 1]]);

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { loadConfig, type LoadOptions, parseConfigText } from "../../src/config/load.ts";
-import { type Config, ConfigError, interfaceConfig } from "../../src/config/types.ts";
+import {
+  type Config,
+  ConfigError,
+  exportedSectors,
+  interfaceConfig,
+} from "../../src/config/types.ts";
 import { parseMac } from "../../src/mac.ts";
 
 /** A scratch environment: state directory, a disk image, an ethers file, a by-uuid directory. */
@@ -34,6 +39,7 @@ function withEnv(fn: (env: Env) => void): () => void {
           ethersFile: `${dir}/ethers`,
           uuidDirectory: `${dir}/by-uuid`,
           kernelRelease: "6.1.0-18-amd64",
+          hostname: "storage1",
         },
       });
     } finally {
@@ -69,7 +75,9 @@ Deno.test(
     );
     assert.equal(c.format, "toml");
     assert.equal(c.file, "min.toml");
-    assert.deepEqual(c.warnings, []);
+    assert.deepEqual(c.warnings, [
+      'min.toml: devices.disk1: served to every host (no accept list) and no admin list is set: any of them may edit the MAC Mask List or take or force a reservation, which locks the others out and persists across restarts (set admin = ["MAC", ...] in [devices.disk1] or [defaults] to allow these edits only from the hosts listed)',
+    ]);
     assert.deepEqual(c.global, {
       interfaces: null,
       pidFile: "/run/ggaoed.pid",
@@ -102,6 +110,11 @@ Deno.test(
       interfaces: null,
       accept: null,
       deny: null,
+      admin: null,
+      offsetSectors: 0,
+      lengthSectors: null,
+      syncWrites: false,
+      serial: "1.2:storage1",
     }]);
     assert.equal(c.interfaces.size, 0);
     assert.equal(c.acls.size, 0);
@@ -129,6 +142,8 @@ merge-delay = 0.0005
 log-target = "syslog"
 log-level = "debug"
 metrics-listen = "[::1]:9100"
+sync-writes = true
+admin = ["02:00:00:00:00:0a"]
 
 [interfaces.eth1]
 mtu = 1500
@@ -148,6 +163,11 @@ merge-delay = 0
 interfaces = "eth0, eth1"
 accept = ["00:11:22:33:44:55"]
 deny = "02:00:00:00:00:01"
+admin = ["00:11:22:33:44:55", "host1"]
+offset = 2
+length = 6
+sync-writes = false
+serial = "SN 0042"
 
 [devices.d2]
 path = "${env.disk}"
@@ -196,7 +216,17 @@ slot = 0
       interfaces: ["eth0", "eth1"],
       accept: [mac("00:11:22:33:44:55")],
       deny: [mac("02:00:00:00:00:01")],
+      admin: [mac("00:11:22:33:44:55")], // host1 is that MAC in the ethers file
+      offsetSectors: 2,
+      lengthSectors: 6,
+      syncWrites: false,
+      serial: "SN 0042",
     });
+    // A device's admin replaces the defaults' list; sync-writes comes from [defaults].
+    assert.deepEqual(d2.admin, [mac("02:00:00:00:00:0a")]);
+    assert.equal(d2.syncWrites, true);
+    assert.equal(d2.serial, "0.0:storage1");
+    assert.deepEqual(c.warnings, [], "every device has an admin list");
     // Device defaults come from [defaults].
     assert.equal(d2.queueLength, 32);
     assert.equal(d2.directIo, false);
@@ -434,7 +464,7 @@ Deno.test(
 );
 
 Deno.test(
-  "device names must be file names; long names are warned about",
+  "device names must be file names; long names are fine (the serial is shelf.slot:host)",
   withEnv((env) => {
     const e = issuesOf(() =>
       load(env, `[devices."bad/name"]\npath = "${env.disk}"\nshelf = 1\nslot = 1\n`)
@@ -444,7 +474,8 @@ Deno.test(
       env,
       `[devices.a-very-long-device-name-indeed]\npath = "${env.disk}"\nshelf = 1\nslot = 1\n`,
     );
-    assert.ok(c.warnings.some((w) => /30 characters long.*first 20/.test(w)));
+    assert.ok(!c.warnings.some((w) => /characters/.test(w)), c.warnings.join("\n"));
+    assert.equal(c.devices[0].serial, "1.1:storage1");
   }),
 );
 
@@ -756,3 +787,110 @@ Deno.test(
     assert.equal(interfaceConfig(c, "eth1").mtu, 9000);
   }),
 );
+
+Deno.test(
+  "admin resolves like accept, in [defaults] and per device; an empty list is allowed",
+  withEnv((env) => {
+    const c = load(
+      env,
+      `admin = ["ops"]
+[acls]
+ops = ["host1", "02:00:00:00:00:02"]
+[devices.a]
+path = "${env.disk}"
+shelf = 1
+slot = 1
+[devices.b]
+path = "${env.disk}"
+shelf = 1
+slot = 2
+admin = []
+`,
+    );
+    assert.deepEqual(c.devices[0].admin, [mac("00:11:22:33:44:55"), mac("02:00:00:00:00:02")]);
+    assert.deepEqual(c.devices[1].admin, [], "nobody may edit over the network");
+    assert.deepEqual(c.warnings, []);
+    const e = issuesOf(() =>
+      load(
+        env,
+        `admin = ["nosuchhost"]\n[devices.a]\npath = "${env.disk}"\nshelf = 1\nslot = 1\nadmin = "00:11:22:33:44"\n`,
+      )
+    );
+    assert.deepEqual(e.issues.map((i) => i.key), ["defaults.admin", "devices.a.admin"]);
+    assert.match(e.issues[0].message, /unknown ACL token "nosuchhost"/);
+  }),
+);
+
+Deno.test(
+  "without admin, a device served to more than one host is warned about, naming the key",
+  withEnv((env) => {
+    const dev = (name: string, slot: number, extra: string) =>
+      `[devices.${name}]\npath = "${env.disk}"\nshelf = 1\nslot = ${slot}\n${extra}\n`;
+    const c = load(
+      env,
+      dev("everyone", 1, "") +
+        dev("two", 2, `accept = ["00:11:22:33:44:55", "02:00:00:00:00:09"]`) +
+        dev("one", 3, `accept = ["00:11:22:33:44:55"]`) +
+        dev("guarded", 4, `admin = ["00:11:22:33:44:55"]`),
+    );
+    assert.equal(c.warnings.length, 2, c.warnings.join("\n"));
+    assert.match(c.warnings[0], /^test\.conf: devices\.everyone: served to every host \(no accept/);
+    assert.match(c.warnings[1], /^test\.conf: devices\.two: served to 2 hosts \(its accept list\)/);
+    for (const w of c.warnings) {
+      assert.match(w, /MAC Mask List or take or force a reservation/);
+      assert.match(w, /set admin = \["MAC", \.\.\.\] in \[devices\.\w+\] or \[defaults\]/);
+    }
+  }),
+);
+
+Deno.test(
+  "offset and length must lie within a regular file; sync-writes and serial are read",
+  withEnv((env) => {
+    // env.disk holds 8 sectors.
+    const dev = (extra: string) =>
+      load(env, `[devices.d]\npath = "${env.disk}"\nshelf = 1\nslot = 1\n${extra}\n`).devices[0];
+    assert.deepEqual([dev("offset = 2").offsetSectors, dev("offset = 2").lengthSectors], [2, null]);
+    assert.equal(dev("offset = 7\nlength = 1").lengthSectors, 1);
+    assert.equal(dev("sync-writes = true").syncWrites, true);
+    assert.equal(dev(`serial = "twenty-characters-xx"`).serial, "twenty-characters-xx");
+    const e = issuesOf(() =>
+      load(
+        env,
+        `[devices.a]\npath = "${env.disk}"\nshelf = 1\nslot = 1\noffset = 8\n` +
+          `[devices.b]\npath = "${env.disk}"\nshelf = 1\nslot = 2\noffset = 4\nlength = 5\n` +
+          `[devices.c]\npath = "${env.disk}"\nshelf = 1\nslot = 3\nlength = 0\noffset = -1\n` +
+          `[devices.d]\npath = "${env.disk}"\nshelf = 1\nslot = 4\nserial = "twenty-one-characters"\n` +
+          `[devices.e]\npath = "${env.disk}"\nshelf = 1\nslot = 5\nserial = "dïsk"\n` +
+          `[devices.f]\npath = "/dev/null"\nshelf = 1\nslot = 6\noffset = 17592186044415\nlength = 2\n`,
+        { checkFilesystem: true },
+      )
+    );
+    const byKey = new Map(e.issues.map((i) => [i.key, i]));
+    assert.match(
+      byKey.get("devices.a.offset")!.message,
+      new RegExp(`${env.disk} holds 8 sectors of 512 bytes: offset 8 is at or past its end`),
+    );
+    assert.match(byKey.get("devices.a.offset")!.fix, /lower offset \(in sectors\), or grow/);
+    assert.match(
+      byKey.get("devices.b.length")!.message,
+      /holds 8 sectors of 512 bytes: offset 4 \+ length 5 = 9 is past its end/,
+    );
+    assert.match(byKey.get("devices.c.length")!.message, /0 is out of range 1 to 2\^44 sectors/);
+    assert.match(byKey.get("devices.c.offset")!.message, /-1 is out of range 0 to 2\^44-1/);
+    assert.match(byKey.get("devices.d.serial")!.message, /cannot be an IDENTIFY serial number/);
+    assert.match(byKey.get("devices.d.serial")!.fix, /at most 20 printable ASCII characters/);
+    assert.ok(byKey.has("devices.e.serial"));
+    assert.match(byKey.get("devices.f.length")!.message, /past 2\^44/);
+  }),
+);
+
+Deno.test("exportedSectors: length, or the rest after offset; a range past the end throws", () => {
+  const d = (offsetSectors: number, lengthSectors: number | null) =>
+    ({ path: "/x.img", offsetSectors, lengthSectors }) as Parameters<typeof exportedSectors>[0];
+  assert.equal(exportedSectors(d(0, null), 100 * 512 + 100), 100);
+  assert.equal(exportedSectors(d(10, null), 100 * 512), 90);
+  assert.equal(exportedSectors(d(10, 90), 100 * 512), 90);
+  assert.equal(exportedSectors(d(0, null), 0), 0, "an empty file exports nothing, as before");
+  assert.throws(() => exportedSectors(d(10, 91), 100 * 512), /offset 10 \+ length 91 = 101/);
+  assert.throws(() => exportedSectors(d(100, null), 100 * 512), /offset 100 is at or past/);
+});

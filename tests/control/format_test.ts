@@ -144,7 +144,7 @@ Deno.test("MAC lists: four per line, a short last line keeps its trailing space"
 Deno.test("monitor headers are the original's, name column padded to the width", () => {
   assert.equal(
     deviceHeader(5),
-    "dev     rrqm/s      rkB/s   wrqm/s      wkB/s oth avgqsz qs qf ae pe    svctm",
+    "dev     rrqm/s      rkB/s   wrqm/s      wkB/s oth avgqsz qs qf ae pe    svctm qdrop denied",
   );
   assert.equal(ifaceHeader(4), "net    rrqm/s      rkB/s   wrqm/s      wkB/s drp  avrun");
 });
@@ -178,7 +178,7 @@ Deno.test("device row: rates over elapsed, counts as deltas, svctm in ms per req
   assert.equal(row.queueDrop, 5);
   assert.equal(
     formatDeviceRow(row, 5),
-    "disk1     50.0     100.00     25.0      12.50   2   2.00  1  2  3  4     0.93",
+    "disk1     50.0     100.00     25.0      12.50   2   2.00  1  2  3  4     0.93     5      6",
   );
 });
 
@@ -186,7 +186,7 @@ Deno.test("device row with no requests shows zero service time and queue size", 
   const row = deviceRow("d", { read_cnt: 0 }, undefined, 1);
   assert.equal(
     formatDeviceRow(row, 4),
-    "d         0.0       0.00      0.0       0.00   0   0.00  0  0  0  0     0.00",
+    "d         0.0       0.00      0.0       0.00   0   0.00  0  0  0  0     0.00     0      0",
   );
 });
 
@@ -222,9 +222,9 @@ Deno.test("monitor sample: sorted rows, width from names, blank lines between an
   assert.equal(first.elapsed, 2);
   assert.equal(
     first.text,
-    "dev         rrqm/s      rkB/s   wrqm/s      wkB/s oth avgqsz qs qf ae pe    svctm\n" +
-      "longname1      2.0       0.00      0.0       0.00   0   0.00  0  0  0  0     0.00\n" +
-      "zz             1.0       0.00      0.0       0.00   0   0.00  0  0  0  0     0.00\n" +
+    "dev         rrqm/s      rkB/s   wrqm/s      wkB/s oth avgqsz qs qf ae pe    svctm qdrop denied\n" +
+      "longname1      2.0       0.00      0.0       0.00   0   0.00  0  0  0  0     0.00     0      0\n" +
+      "zz             1.0       0.00      0.0       0.00   0   0.00  0  0  0  0     0.00     0      0\n" +
       "\n" +
       "net         rrqm/s      rkB/s   wrqm/s      wkB/s drp  avrun\n" +
       "eth0           4.0       0.00      0.0       0.00   0   0.00\n" +
@@ -238,9 +238,9 @@ Deno.test("monitor sample: sorted rows, width from names, blank lines between an
   // Names on the command line set the width (as the original): max(4, "eth*", "zz") = 4.
   assert.equal(
     next.text,
-    "dev    rrqm/s      rkB/s   wrqm/s      wkB/s oth avgqsz qs qf ae pe    svctm\n" +
-      "longname1      0.0       0.00      0.0       0.00   0   0.00  0  0  0  0     0.00\n" +
-      "zz        0.0       0.00      0.0       0.00   0   0.00  0  0  0  0     0.00\n" +
+    "dev    rrqm/s      rkB/s   wrqm/s      wkB/s oth avgqsz qs qf ae pe    svctm qdrop denied\n" +
+      "longname1      0.0       0.00      0.0       0.00   0   0.00  0  0  0  0     0.00     0      0\n" +
+      "zz        0.0       0.00      0.0       0.00   0   0.00  0  0  0  0     0.00     0      0\n" +
       "\n" +
       "net    rrqm/s      rkB/s   wrqm/s      wkB/s drp  avrun\n" +
       "eth0      1.0       0.00      0.0       0.00   0   0.00\n" +

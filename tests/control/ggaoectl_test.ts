@@ -311,6 +311,8 @@ Deno.test("ggaoectl monitor prints the original's tables each interval and stops
       d2[DS.write_time] += 1 / 128;
       d2[DS.other_cnt] += 1;
       d2[DS.proto_err] += 1;
+      d2[DS.queue_drop] += 2;
+      d2[DS.denied] += 7;
       const n = handler.interfaces[0].stats;
       n[IS.rx_cnt] += 30;
       n[IS.rx_bytes] += 30 * 1024;
@@ -321,9 +323,9 @@ Deno.test("ggaoectl monitor prints the original's tables each interval and stops
       n[IS.dropped] += 1;
     };
     const sample = //
-      "dev     rrqm/s      rkB/s   wrqm/s      wkB/s oth avgqsz qs qf ae pe    svctm\n" +
-      "disk1     10.0      40.00      0.0       0.00   0   2.00  0  0  0  0     1.56\n" +
-      "disk2      0.0       0.00      5.0       2.50   1   0.00  0  0  0  1     1.30\n" +
+      "dev     rrqm/s      rkB/s   wrqm/s      wkB/s oth avgqsz qs qf ae pe    svctm qdrop denied\n" +
+      "disk1     10.0      40.00      0.0       0.00   0   2.00  0  0  0  0     1.56     0      0\n" +
+      "disk2      0.0       0.00      5.0       2.50   1   0.00  0  0  0  1     1.30     2      7\n" +
       "\n" +
       "net     rrqm/s      rkB/s   wrqm/s      wkB/s drp  avrun\n" +
       "eth0      30.0      30.00     10.0      10.00   1  10.00\n" +

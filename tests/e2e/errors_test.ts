@@ -41,9 +41,12 @@ import {
   ATA_CMD_WRITE_EXT,
   ETH_P_AOE,
 } from "../../src/protocol/constants.ts";
+import { defaultSerial } from "../../src/config/load.ts";
 import { pattern, readFileRange, type TestTarget, withTarget } from "./target.ts";
 
 const MIB = 1024 * 1024;
+/** The default IDENTIFY serial of e0.1: vblade's `shelf.slot:hostname`. */
+const SERIAL = defaultSerial(0, 1, Deno.hostname());
 const SECTORS = MIB / 512;
 /** A MAC that is nobody on the test link. */
 const OTHER = 0x02_00_00_00_00_99;
@@ -502,7 +505,7 @@ Deno.test({
       assertEquals(after.iface.tx_cnt, before.iface.tx_cnt, "nothing was sent");
       assertEquals(after.dev.disk1.other_cnt, before.dev.disk1.other_cnt);
       // The daemon is still fine.
-      assertEquals(ini.identify(disk).serial, "disk1");
+      assertEquals(ini.identify(disk).serial, SERIAL);
     }),
 });
 
@@ -668,7 +671,7 @@ Deno.test({
       assertEquals(added.directives.map((d) => d.mac).sort(), [ini.mac, OTHER].sort());
       // On the list: served.
       ini.write(disk, 3, pattern(512, 1));
-      assertEquals(ini.identify(disk).serial, "disk1");
+      assertEquals(ini.identify(disk).serial, SERIAL);
       // Take ourselves off: this edit is still answered (we were on the list when it arrived).
       const removed = ini.macMaskEdit(disk, [{ dcmd: AOE_DCMD_DELETE, mac: ini.mac }]);
       assertEquals(removed.directives.map((d) => d.mac), [OTHER]);
@@ -688,7 +691,7 @@ Deno.test({
       assertEquals(show.stdout, `Device disk1:\n${formatMac(OTHER)} \n\n`);
       const clear = await t.ctl("clear-macmask", "disk1");
       assertEquals(clear.code, 0, clear.stderr);
-      assertEquals(ini.identify(disk).serial, "disk1");
+      assertEquals(ini.identify(disk).serial, SERIAL);
       assertEquals(ini.macMaskRead(disk).directives, []);
       assertEquals(hex(ini.read(disk, 3, 1)), hex(pattern(512, 1)));
     }),
@@ -715,7 +718,7 @@ Deno.test({
       assertEquals(aoeErrorCode(() => ini.read(disk, 0, 2)), 6);
       assertEquals(aoeErrorCode(() => ini.write(disk, 0, data)), 6);
       // Only reads and writes are refused.
-      assertEquals(ini.identify(disk).serial, "disk1");
+      assertEquals(ini.identify(disk).serial, SERIAL);
       assertEquals(ini.flush(disk), DRDY);
       assertEquals(ini.reserveRead(disk), [OTHER]);
       // "set" from a MAC that is not on the list is refused too (our decision: the SOURCE MAC).

@@ -50,7 +50,7 @@ function show(o: Output): string {
 
 Deno.test({
   name:
-    "aoeping finds the target and -I prints our IDENTIFY fields: model, serial = device name, firmware",
+    "aoeping finds the target and -I prints our IDENTIFY fields: model, serial (shelf.slot:hostname, or the serial key), firmware",
   ...OPTS,
   fn: () =>
     withTarget({
@@ -59,6 +59,7 @@ Deno.test({
         sizeMiB: 1,
         shelf: 4,
         slot: 3,
+        extra: 'serial = "VOL-X 0001"',
       }],
     }, async (t) => {
       const ini = t.initiator();
@@ -73,7 +74,8 @@ Deno.test({
       assert(verbose.stdout.includes(`found e4.2 with mac ${targetMac}`), show(verbose));
       assert(verbose.stdout.includes("config query response:"), show(verbose));
 
-      for (const [slot, serial] of [[2, "disk1"], [3, "volume-x"]] as const) {
+      const hostSerial = `4.2:${Deno.hostname()}`.slice(0, 20);
+      for (const [slot, serial] of [[2, hostSerial], [3, "VOL-X 0001"]] as const) {
         const id = await run(["aoeping", "-I", "-s", "5", "4", String(slot), t.hostIf]);
         assertEquals(id.code, 0, show(id));
         const fields = new Map<string, string>();
@@ -316,7 +318,7 @@ Deno.test({
       try {
         // Discovery, IDENTIFY, CHECK POWER, FLUSH.
         assertEquals(ini.discover({ waitMs: 300 }).length, 1);
-        assertEquals(ini.identify(disk).serial, "disk1");
+        assertEquals(ini.identify(disk).serial, `0.1:${Deno.hostname()}`.slice(0, 20));
         ini.checkPower(disk);
         ini.flush(disk, { ext: true });
         // Reads and writes of the MTU's max sectors (17 at MTU 9000): 8 requests each way.

@@ -54,6 +54,8 @@ export interface TargetOptions {
   waitReady?: boolean;
   /** Extra daemon arguments (e.g. "-d"). */
   args?: string[];
+  /** Veth pairs between the test process and the daemon, which listens on all (default 1). */
+  links?: number;
 }
 
 /** A running test target. */
@@ -69,6 +71,8 @@ export class TestTarget {
   readonly socketPath: string;
   readonly pidPath: string;
   readonly images: Map<string, string>;
+  /** Every veth pair, the first being hostIf/targetIf. */
+  readonly links: { hostIf: string; targetIf: string }[];
   process: Deno.ChildProcess | null = null;
   #log = "";
   #logDone: Promise<void> = Promise.resolve();
@@ -81,8 +85,10 @@ export class TestTarget {
     targetIf: string,
     dir: string,
     images: Map<string, string>,
+    links = [{ hostIf, targetIf }],
   ) {
     this.lab = lab;
+    this.links = links;
     this.ns = ns;
     this.hostIf = hostIf;
     this.targetIf = targetIf;
@@ -158,9 +164,9 @@ export class TestTarget {
     return status;
   }
 
-  /** An initiator on the host end of the veth (closed with the target). */
-  initiator(options: Parameters<typeof Initiator.open>[1] = {}): Initiator {
-    const ini = Initiator.open(this.hostIf, options);
+  /** An initiator on the host end of a veth, the first by default (closed with the target). */
+  initiator(options: Parameters<typeof Initiator.open>[1] = {}, hostIf = this.hostIf): Initiator {
+    const ini = Initiator.open(hostIf, options);
     this.#initiators.push(ini);
     return ini;
   }
@@ -194,13 +200,14 @@ export class TestTarget {
 
 /** Builds the TOML configuration of a test target. */
 export function targetConfig(
-  t: { targetIf: string; dir: string; images: Map<string, string> },
+  t: { targetIf: string; dir: string; images: Map<string, string>; links?: { targetIf: string }[] },
   options: TargetOptions,
 ): string {
   const devices = options.devices ?? [{ name: "disk1", sizeMiB: 64 }];
+  const ifs = (t.links ?? [t]).map((l) => `"${l.targetIf}"`);
   const lines = [
     "[defaults]",
-    `interfaces = ["${t.targetIf}"]`,
+    `interfaces = [${ifs.join(", ")}]`,
     `pid-file = "${t.dir}/ggaoed.pid"`,
     `control-socket = "${t.dir}/ggaoed.sock"`,
     `state-directory = "${t.dir}/state"`,
@@ -232,7 +239,11 @@ export async function withTarget<T>(
   let target: TestTarget | null = null;
   try {
     const ns = await lab.namespace();
-    const [hostIf, targetIf] = await lab.hostVethPair(ns, { mtu: options.mtu ?? 1500 });
+    const links = [];
+    for (let i = 0; i < (options.links ?? 1); i++) {
+      const [hostIf, targetIf] = await lab.hostVethPair(ns, { mtu: options.mtu ?? 1500 });
+      links.push({ hostIf, targetIf });
+    }
     Deno.mkdirSync(`${dir}/state`);
     const images = new Map<string, string>();
     for (const d of options.devices ?? [{ name: "disk1", sizeMiB: 64 }]) {
@@ -246,7 +257,7 @@ export async function withTarget<T>(
       f.close();
       images.set(d.name, path);
     }
-    target = new TestTarget(lab, ns, hostIf, targetIf, dir, images);
+    target = new TestTarget(lab, ns, links[0].hostIf, links[0].targetIf, dir, images, links);
     target.writeConfig(targetConfig(target, options));
     target.start(options.args ?? []);
     if (options.waitReady ?? true) await target.waitForLog(/ggaoed is running/);

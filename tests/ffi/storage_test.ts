@@ -10,6 +10,8 @@ import {
   setDirect,
 } from "../../ffi/storage.ts";
 import { SysError } from "../../ffi/errno.ts";
+import { libc } from "../../ffi/libc.ts";
+import { F_GETFL, O_DSYNC } from "../../ffi/constants.ts";
 
 // /var/tmp is on a disk file system here (tmpfs only gained O_DIRECT in Linux 6.6).
 const DIR = "/var/tmp";
@@ -131,6 +133,22 @@ Deno.test("openStorage measures a block device with BLKGETSIZE64", async (t) => 
       }
     } finally {
       await new Deno.Command("losetup", { args: ["-d", device] }).output();
+    }
+  });
+});
+
+Deno.test("openStorage with sync opens with O_DSYNC (F_GETFL shows it); without, it does not", async () => {
+  await withTempFile(4096, (path) => {
+    for (const sync of [true, false]) {
+      const s = openStorage(path, { readOnly: false, direct: false, exclusive: false, sync });
+      try {
+        const flags = Number(libc().fcntl(s.fd, F_GETFL, 0n));
+        assert.equal((flags & O_DSYNC) !== 0, sync, `flags 0${flags.toString(8)}`);
+        const data = new Uint8Array(new ArrayBuffer(512)).fill(sync ? 1 : 2);
+        assert.equal(pwrite(s.fd, data, 512), 512);
+      } finally {
+        closeFd(s.fd);
+      }
     }
   });
 });

@@ -332,6 +332,22 @@ Deno.test("write past the last sector answers IDNF and asks for no I/O", () => {
   assertEquals([o.work.bytes, o.work.offset], [0, 0]);
 });
 
+Deno.test("with an offset, I/O starts at base + lba * 512; the exported length still bounds it", () => {
+  const base = 2048 * 512;
+  const t = makeTarget({ sectors: 100, base });
+  let o = run(...rw(false, 0, 1), t);
+  assertEquals([o.action, o.work.offset, o.work.bytes], [Action.READ, base, 512]);
+  o = run(...rw(true, 98, 2), t);
+  assertEquals([o.action, o.work.offset, o.work.bytes], [Action.WRITE, base + 98 * 512, 1024]);
+  const t2 = makeTarget({ sectors: 100, base });
+  o = run(...rw(true, 99, 2), t2);
+  assertAtaError(o, C.ATA_IDNF, t2);
+  assertEquals([o.work.offset, o.work.bytes], [0, 0], "no I/O past the exported range");
+  const t3 = makeTarget({ sectors: 2 ** 33, base });
+  const [f, n] = ata({ cmdStatus: C.ATA_CMD_READ_EXT, aflags: C.AOE_AFL_EXT, lba: 2 ** 32 + 3 });
+  assertEquals(run(f, n, t3).work.offset, base + (2 ** 32 + 3) * 512, "LBA48 adds the base");
+});
+
 Deno.test("write on a read-only device answers ABRT, even when reserved by someone else", () => {
   const t = makeTarget({ readOnly: true, state: new DeviceState(null, { reserve: [OTHER_MAC] }) });
   assertAtaError(run(...rw(true, 0, 1), t), C.ATA_ABORTED, t);
@@ -436,14 +452,14 @@ for (const op of [0x00, 0xa0, 0xb0, 0xc8, 0xef, 0xff]) {
   });
 }
 
-Deno.test("IDENTIFY answers the 512-byte page with DRDY and count 1", () => {
-  const t = makeTarget({ name: "disk1", sectors: 123456 });
+Deno.test("IDENTIFY answers the 512-byte page with DRDY and count 1, serial from the target", () => {
+  const t = makeTarget({ name: "disk1", sectors: 123456, serial: "7.3:storage-host" });
   const o = run(...ata({ cmdStatus: C.ATA_CMD_ID_ATA, sectorCount: 1 }), t);
   assertEquals([o.action, o.work.length], [Action.REPLY, 548]);
   assertReplyHeader(o.reply);
   assertEquals([o.reply[25], o.reply[26], o.reply[27]], [0, 1, 0x40]);
   const id = parseIdentify(o.reply.subarray(36));
-  assertEquals([id.serial, id.firmware, id.model], ["disk1", VERSION, "GGs AoE target"]);
+  assertEquals([id.serial, id.firmware, id.model], ["7.3:storage-host", VERSION, "GGs AoE target"]);
   assertEquals([id.sectors, id.lba28Sectors], [123456, 123456]);
   assertEquals(t.stats[DS.other_cnt], 1);
 });
@@ -705,6 +721,69 @@ Deno.test("reserve reply is capped to what fits in the MTU", () => {
   assertEquals(t.state.reserve.length, 255);
   assertEquals(r.reply[25], Math.floor((1500 - 26) / 6));
   assert.ok(r.work.length <= 1514);
+});
+
+// ---- admin ----
+
+Deno.test("admin: a mask edit from a host not on it answers AoE error 6 and changes nothing", () => {
+  const p = new CountingListener();
+  // Adding only itself to an empty list would lock every other host out.
+  const t = makeTarget({ admin: [OTHER_MAC], state: new DeviceState(p) });
+  const { o, f, n } = mask(C.AOE_MCMD_EDIT, [{ dcmd: 1, mac: HOST_MAC }], t);
+  assertAoeError(o, C.AOE_ERR_RESERVED, f, n, t);
+  assertEquals(t.state.macMask, []);
+  assertEquals(p.mask, 0, "nothing persisted");
+  // Deletes and empty edits are edits too.
+  const t2 = makeTarget({ admin: [], state: new DeviceState(null, { macMask: [HOST_MAC] }) });
+  assertEquals(mask(C.AOE_MCMD_EDIT, [{ dcmd: 2, mac: HOST_MAC }], t2).o.reply[15], 6);
+  assertEquals(mask(C.AOE_MCMD_EDIT, [], t2).o.reply[15], 6);
+  assertEquals(t2.state.macMask, [HOST_MAC]);
+});
+
+Deno.test("admin: reads of the mask and reserve lists stay open to every host served", () => {
+  const t = makeTarget({
+    admin: [OTHER_MAC],
+    state: new DeviceState(null, { macMask: [HOST_MAC, OTHER_MAC], reserve: [OTHER_MAC] }),
+  });
+  const m = parseMaskResponse(mask(C.AOE_MCMD_READ, [], t).o.reply);
+  assertEquals([m.merror, m.directives.map((d) => d.mac)], [0, [HOST_MAC, OTHER_MAC]]);
+  const r = reserve(C.AOE_RCMD_READ, [], t, HOST_MAC);
+  assertEquals([r.reply[15], parseReserveResponse(r.reply).macs], [0, [OTHER_MAC]]);
+  assertEquals(t.stats[DS.proto_err], 0);
+});
+
+Deno.test("admin: reserve set and force set from a host not on it answer AoE error 6, nothing changes", () => {
+  for (const rcmd of [C.AOE_RCMD_SET, C.AOE_RCMD_FORCE_SET]) {
+    const p = new CountingListener();
+    // An empty reserve list: without admin, anyone could take it.
+    const t = makeTarget({ admin: [OTHER_MAC], state: new DeviceState(p) });
+    const r = reserve(rcmd, [HOST_MAC], t, HOST_MAC);
+    assertEquals([r.reply[14] & 0x04, r.reply[15]], [4, C.AOE_ERR_RESERVED]);
+    assertEquals(r.reply.subarray(24, r.n), r.f.subarray(24, r.n), "request echoed");
+    assertEquals([t.state.reserve, p.reserve, t.stats[DS.proto_err]], [[], 0, 1]);
+    // The host keeps doing I/O: nothing was reserved.
+    assertEquals(run(...rw(true, 0, 1), t).action, Action.WRITE);
+  }
+});
+
+Deno.test("admin: hosts on it edit the mask list and set, force set and release reservations", () => {
+  const t = makeTarget({ admin: [HOST_MAC, 0x0a] });
+  const m = parseMaskResponse(
+    mask(C.AOE_MCMD_EDIT, [{ dcmd: 1, mac: HOST_MAC }, { dcmd: 1, mac: OTHER_MAC }], t).o.reply,
+  );
+  assertEquals([m.merror, t.state.macMask], [0, [HOST_MAC, OTHER_MAC]]);
+  let r = reserve(C.AOE_RCMD_SET, [HOST_MAC], t, HOST_MAC);
+  assertEquals([r.reply[15], t.state.reserve], [0, [HOST_MAC]]);
+  r = reserve(C.AOE_RCMD_FORCE_SET, [OTHER_MAC], t, HOST_MAC);
+  assertEquals([r.reply[15], t.state.reserve], [0, [OTHER_MAC]]);
+  r = reserve(C.AOE_RCMD_FORCE_SET, [], t, HOST_MAC);
+  assertEquals([r.reply[15], t.state.reserve], [0, []]);
+});
+
+Deno.test("admin: a malformed edit from a non-admin still answers AoE error 2", () => {
+  const t = makeTarget({ admin: [OTHER_MAC] });
+  const r = mask(2, [], t);
+  assertAoeError(r.o, C.AOE_ERR_BADARG, r.f, r.n, t);
 });
 
 // ---- advertisement and trace ----

@@ -32,6 +32,10 @@ export interface TargetOptions {
   bufferCount?: number;
   accept?: number[] | null;
   deny?: number[] | null;
+  admin?: number[] | null;
+  /** Byte offset of sector 0 (the `offset` setting × 512). */
+  base?: number;
+  serial?: string;
   state?: DeviceState;
 }
 
@@ -45,6 +49,9 @@ export function makeTarget(o: TargetOptions = {}): Target {
     bufferCount: o.bufferCount ?? 64,
     accept: o.accept ? new Set(o.accept) : null,
     deny: o.deny ? new Set(o.deny) : null,
+    admin: o.admin ? new Set(o.admin) : null,
+    base: o.base ?? 0,
+    serial: o.serial ?? `${o.shelf ?? 7}.${o.slot ?? 3}:testhost`,
     state: o.state ?? new DeviceState(),
     stats: newDeviceStats(),
   };

@@ -38,16 +38,16 @@ Deno.test("IDENTIFY page: every documented word, the rest zero", () => {
 });
 
 Deno.test("IDENTIFY strings are space padded with byte pairs swapped", () => {
-  const p = buildIdentify("disk1", "2.0.0", IDENTIFY_MODEL, 100);
-  // "disk1" + 15 spaces, swapped per pair: "id" "ks" " 1" ...
+  const p = buildIdentify("0.1:host1", "2.0.0", IDENTIFY_MODEL, 100);
+  // vblade's "shelf.slot:hostname" + 11 spaces, swapped per pair: ".0" ":1" "oh" "ts" " 1" ...
   assertEquals(
     new TextDecoder().decode(p.subarray(20, 40)),
-    "idks 1" + " ".repeat(14),
+    ".0:1ohts 1" + " ".repeat(10),
   );
   assertEquals(new TextDecoder().decode(p.subarray(46, 54)), ".2.0 0  ");
   assertEquals(new TextDecoder().decode(p.subarray(54, 68)), "GG soA Eatgrte");
   const d = parseIdentify(p);
-  assertEquals([d.serial, d.firmware, d.model], ["disk1", "2.0.0", "GGs AoE target"]);
+  assertEquals([d.serial, d.firmware, d.model], ["0.1:host1", "2.0.0", "GGs AoE target"]);
 });
 
 Deno.test("IDENTIFY serial longer than 20 characters is cut, non-ASCII becomes '?'", () => {
