@@ -244,6 +244,12 @@ const LIBC_SYMBOLS = {
     result: "i32",
   },
 
+  /** int clock_gettime(clockid_t clockid, struct timespec *tp) */
+  clock_gettime: {
+    parameters: ["i32", /* clockid_t clockid */ "buffer" /* struct timespec *tp */],
+    result: "i32",
+  },
+
   // Kernel AIO through syscall(2), for hosts without libaio. `long syscall(long number, ...)`;
   // the results are 0, a count, or -1 with errno set.
   /** long syscall(SYS_io_setup, unsigned nr_events, aio_context_t *ctx_idp) */

@@ -42,3 +42,4 @@ export type { InterfaceInfo } from "./netif.ts";
 export { PacketSocket } from "./packet.ts";
 export type { PacketFilter, PacketSocketOptions } from "./packet.ts";
 export { sockaddrUn, SYSLOG_SEVERITY, SyslogWriter } from "./syslog.ts";
+export { monotonicMicroseconds, NotifySocket } from "./notify.ts";

@@ -16,6 +16,7 @@ import { type ControlServer, startControlServer } from "./control/server.ts";
 import type { ControlHandler } from "./control/types.ts";
 import type { FromWorker, SharedCounters, StateSnapshot, ToWorker } from "./engine/messages.ts";
 import { type Level, log, setupLogging } from "./log.ts";
+import { ServiceNotifier } from "./service.ts";
 import { VERSION } from "./version.ts";
 
 /** How the daemon was asked to run. */
@@ -64,6 +65,9 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   const link = new WorkerLink(worker, wake);
   let control: ControlServer | null = null;
   const started = performance.now();
+  const service = ServiceNotifier.fromEnvironment((m) => log("warning", m));
+  const status = () =>
+    `serving ${link.devices.length} device(s) on ${link.interfaces.length} interface(s)`;
   let code = 0;
   try {
     const ready = await link.start(config);
@@ -73,7 +77,9 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     }
     let reloading = Promise.resolve({ ok: true, message: "" });
     const reload = () => {
-      reloading = reloading.then(() => reloadConfig(options, link));
+      reloading = reloading.then(() =>
+        service.reloading(() => reloadConfig(options, link), status)
+      );
       return reloading;
     };
     const handler = controlHandler(link, started, reload);
@@ -86,6 +92,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       return code;
     }
     log("info", "ggaoed is running");
+    service.ready(status());
+    service.startWatchdog(() => link.request({ type: "states", id: 0 }));
     const stopSignal = await Promise.race([waitForStop(() => void reload()), link.crashed]);
     if (stopSignal === "crash") {
       // Without its data path the daemon would only pretend to serve: exit non-zero so that the
@@ -94,10 +102,12 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       return 1;
     }
     log("info", `${stopSignal} received, shutting down`);
+    service.stopping(`${stopSignal} received, shutting down`);
     const left = await link.stop(options.stopGraceMs ?? 800);
     if (left > 0) log("warning", `${left} request(s) were still in flight at exit`);
     return code;
   } finally {
+    service.close();
     await control?.close();
     link.terminate();
     wake.close();

@@ -21,7 +21,7 @@ export const DEFAULTS = {
   receiveBufferSizeKiB: 0,
   maxDelay: 0.001,
   mergeDelay: 0,
-  configPath: "/etc/ggaoed.conf",
+  configPath: "/etc/ggaoed/ggaoed.conf",
 } as const;
 
 /** Where the daemon's own files live and how it logs. */

@@ -54,6 +54,12 @@ export interface TargetOptions {
   waitReady?: boolean;
   /** Extra daemon arguments (e.g. "-d"). */
   args?: string[];
+  /** Variables added to the daemon's environment (e.g. NOTIFY_SOCKET). */
+  env?: Record<string, string>;
+  /** A command the daemon runs under inside the namespace (e.g. `setpriv --reuid=...`). */
+  wrapper?: string[];
+  /** Runs once the files exist, before the daemon starts (e.g. to chown them). */
+  beforeStart?: (t: TestTarget) => void | Promise<void>;
 }
 
 /** A running test target. */
@@ -70,6 +76,9 @@ export class TestTarget {
   readonly pidPath: string;
   readonly images: Map<string, string>;
   process: Deno.ChildProcess | null = null;
+  /** See {@link TargetOptions.env} and {@link TargetOptions.wrapper}. */
+  env: Record<string, string> = {};
+  wrapper: string[] = [];
   #log = "";
   #logDone: Promise<void> = Promise.resolve();
   #initiators: Initiator[] = [];
@@ -105,6 +114,7 @@ export class TestTarget {
         "netns",
         "exec",
         this.ns,
+        ...this.wrapper,
         DENO,
         "run",
         // Extra Deno flags for the daemon, e.g. GGAOED_DENO_FLAGS="--cpu-prof --cpu-prof-dir=DIR".
@@ -115,6 +125,7 @@ export class TestTarget {
         this.configPath,
         ...args,
       ],
+      env: this.env,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -248,6 +259,9 @@ export async function withTarget<T>(
     }
     target = new TestTarget(lab, ns, hostIf, targetIf, dir, images);
     target.writeConfig(targetConfig(target, options));
+    target.env = options.env ?? {};
+    target.wrapper = options.wrapper ?? [];
+    await options.beforeStart?.(target);
     target.start(options.args ?? []);
     if (options.waitReady ?? true) await target.waitForLog(/ggaoed is running/);
     return await body(target);
