@@ -2,7 +2,7 @@
 #
 #   docker build -t ggaoed .
 #   docker run -d --name ggaoed --network host --cap-drop ALL --cap-add NET_RAW \
-#     -v /etc/ggaoed:/etc/ggaoed:ro -v /var/lib/ggaoed:/var/lib/ggaoed \
+#     --read-only --tmpfs /run -v /etc/ggaoed:/etc/ggaoed:ro -v /var/lib/ggaoed:/var/lib/ggaoed \
 #     --device /dev/sdb ggaoed
 #   docker exec ggaoed ggaoectl stats
 #
@@ -40,7 +40,7 @@ COPY --from=build /usr/local/bin/deno /usr/local/bin/deno
 COPY --from=build /opt/deno-dir /opt/deno-dir
 COPY --from=build /opt/ggaoed /opt/ggaoed
 RUN mkdir -p /etc/ggaoed /var/lib/ggaoed \
- && printf '#!/bin/sh\nexec deno run --cached-only --allow-read --allow-write --allow-env --allow-net /opt/ggaoed/ggaoectl.ts "$@"\n' > /usr/local/bin/ggaoectl \
+ && printf '#!/bin/sh\nexec env DENO_DIR=/opt/deno-dir /usr/local/bin/deno run --cached-only --allow-read --allow-write --allow-env --allow-net /opt/ggaoed/ggaoectl.ts "$@"\n' > /usr/local/bin/ggaoectl \
  && chmod +x /usr/local/bin/ggaoectl
 ENV DENO_DIR=/opt/deno-dir DENO_NO_UPDATE_CHECK=1
 VOLUME ["/etc/ggaoed", "/var/lib/ggaoed"]

@@ -41,7 +41,8 @@ Examples:
 Under systemd (Type=notify) ggaoed reports READY=1, RELOADING=1, STOPPING=1 and WATCHDOG=1
 through $NOTIFY_SOCKET; see contrib/ggaoed.service.
 
-Run as root (or with CAP_NET_RAW, CAP_NET_ADMIN and access to the exported devices).`;
+Run as root, or as a user with CAP_NET_RAW (CAP_NET_ADMIN only for socket buffers above
+net.core.rmem_max/wmem_max) that can read and write the exported files and devices.`;
 
 async function main(args: string[]): Promise<number> {
   let parsed;

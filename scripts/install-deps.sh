@@ -3,13 +3,16 @@
 #   scripts/install-deps.sh          runtime only (libaio1, iproute2)
 #   scripts/install-deps.sh --demo   what `deno task demo` needs
 #   scripts/install-deps.sh --test   what `deno task test` needs: real peers (aoetools, vblade,
-#                                    tshark), qemu and Debian's kernel for the kernel-initiator test
+#                                    tshark), qemu and Debian's kernel for the kernel-initiator test,
+#                                    podman/runc/debootstrap for the container image test, and
+#                                    systemd's systemd-analyze for the unit file (no systemd boot)
 set -euo pipefail
 mode=${1:-}
 pkgs=(libaio1 iproute2)
 case "$mode" in
   --demo) ;;
-  --test | --bench) pkgs+=(aoetools vblade tshark qemu-system-x86 busybox-static e2fsprogs xz-utils cpio gcc) ;;
+  --test | --bench) pkgs+=(aoetools vblade tshark qemu-system-x86 busybox-static e2fsprogs xz-utils cpio gcc)
+    if [ "$mode" = --test ]; then pkgs+=(podman runc debootstrap systemd); fi ;;
   "") ;;
   *) echo "usage: $0 [--demo|--test|--bench]" >&2; exit 2 ;;
 esac
