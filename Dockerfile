@@ -1,29 +1,37 @@
-# ggaoed container image: the AoE target on Debian slim.
+# ggaoed container image: the AoE target on Debian slim, with one copy of Deno.
 #
 #   docker build -t ggaoed .
-#   docker run -d --name ggaoed --network host --cap-add NET_RAW --cap-add NET_ADMIN \
-#     -v /etc/ggaoed:/etc/ggaoed:ro -v /var/lib/ggaoed:/var/lib/ggaoed \
+#   docker run -d --name ggaoed --network host --cap-drop ALL --cap-add NET_RAW \
+#     --read-only --tmpfs /run -v /etc/ggaoed:/etc/ggaoed:ro -v /var/lib/ggaoed:/var/lib/ggaoed \
 #     --device /dev/sdb ggaoed
+#   docker exec ggaoed ggaoectl stats
 #
 # AoE is raw Ethernet: the container must share the host's network (--network host) and may
-# open packet sockets (NET_RAW; NET_ADMIN for the socket buffer sizes). Exported block devices
-# are passed with --device; exported files live in a mounted volume. Reload with
+# open packet sockets (NET_RAW; add NET_ADMIN only for send/receive-buffer-size above the
+# kernel's rmem_max/wmem_max). Exported block devices are passed with --device; exported files
+# live in a mounted volume. The configuration is /etc/ggaoed/ggaoed.conf. Reload with
 # `docker kill -s HUP ggaoed`; `docker stop` shuts down cleanly (SIGTERM).
+#
+# Deno comes from npm (the version pinned in package.json) for the build platform, so the same
+# file builds amd64 and arm64 images (the daemon's FFI layer itself runs on x86-64 only).
 
-# ---- build stage: Deno from npm, dependencies cached, nothing fetched at run time ----
+# ---- build stage: Deno from npm, the program's dependencies cached, nothing fetched later ----
 FROM node:20-bookworm-slim AS build
-WORKDIR /opt/ggaoed
+# npm's tree (Deno for this platform) lives apart from the sources: a package.json next to
+# deno.json would make `deno cache` store the npm `deno` package a second time.
+WORKDIR /opt/npm
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
-COPY deno.json deno.lock ./
-COPY mod.ts ggaoed.ts ggaoectl.ts ggaoed.conf.dist ./
+RUN npm ci --no-audit --no-fund \
+ && cp "$(node -p 'require("deno/install_api.cjs").runInstall()')" /usr/local/bin/deno \
+ && /usr/local/bin/deno --version
+WORKDIR /opt/ggaoed
+COPY deno.json deno.lock mod.ts ggaoed.ts ggaoectl.ts ggaoed.conf.dist ./
 COPY src ./src
 COPY ffi ./ffi
 ENV DENO_DIR=/opt/deno-dir
-RUN node_modules/.bin/deno cache ggaoed.ts ggaoectl.ts src/engine/worker.ts \
- && cp node_modules/@deno/linux-x64-glibc/deno /usr/local/bin/deno
+RUN deno cache ggaoed.ts ggaoectl.ts src/engine/worker.ts
 
-# ---- run stage ----
+# ---- run stage: Debian slim, libaio, Deno, the sources and their cached dependencies ----
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libaio1 \
@@ -31,10 +39,8 @@ RUN apt-get update \
 COPY --from=build /usr/local/bin/deno /usr/local/bin/deno
 COPY --from=build /opt/deno-dir /opt/deno-dir
 COPY --from=build /opt/ggaoed /opt/ggaoed
-RUN rm -rf /opt/ggaoed/node_modules \
- && mkdir -p /etc/ggaoed /var/lib/ggaoed /run \
- && cp /opt/ggaoed/ggaoed.conf.dist /etc/ggaoed/ggaoed.conf.dist \
- && printf '#!/bin/sh\nexec deno run --cached-only --allow-ffi --allow-read --allow-write --allow-env --allow-sys --allow-net /opt/ggaoed/ggaoectl.ts -c /etc/ggaoed/ggaoed.conf "$@"\n' > /usr/local/bin/ggaoectl \
+RUN mkdir -p /etc/ggaoed /var/lib/ggaoed \
+ && printf '#!/bin/sh\nexec env DENO_DIR=/opt/deno-dir /usr/local/bin/deno run --cached-only --allow-read --allow-write --allow-env --allow-net /opt/ggaoed/ggaoectl.ts "$@"\n' > /usr/local/bin/ggaoectl \
  && chmod +x /usr/local/bin/ggaoectl
 ENV DENO_DIR=/opt/deno-dir DENO_NO_UPDATE_CHECK=1
 VOLUME ["/etc/ggaoed", "/var/lib/ggaoed"]

@@ -43,13 +43,18 @@ Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT/SIGQUIT stop it cleanl
 (in-flight I/O completes and is answered first).
 
 Examples:
-  ggaoed -c /etc/ggaoed.conf
+  ggaoed                (reads ${DEFAULTS.configPath})
   ggaoed check-config -c ./ggaoed.conf
-  ggaoed convert-config /etc/ggaoed.conf.old > /etc/ggaoed.conf
+  ggaoed convert-config /etc/ggaoed.conf > ${DEFAULTS.configPath}
+                        (the original ggaoed's file, INI, to TOML at the new path)
   ggaoed export -m 00:1b:21:0a:aa:22 0 1 eth0 /srv/aoe/disk.img
   ggaoectl stats        (see ggaoectl --help)
 
-Run as root (or with CAP_NET_RAW, CAP_NET_ADMIN and access to the exported devices).`;
+Under systemd (Type=notify) ggaoed reports READY=1, RELOADING=1, STOPPING=1 and WATCHDOG=1
+through $NOTIFY_SOCKET; see contrib/ggaoed.service.
+
+Run as root, or as a user with CAP_NET_RAW (CAP_NET_ADMIN only for socket buffers above
+net.core.rmem_max/wmem_max) that can read and write the exported files and devices.`;
 
 async function main(args: string[]): Promise<number> {
   // export has vblade's options (its -d is O_DIRECT): it parses its own arguments.
@@ -82,6 +87,13 @@ async function main(args: string[]): Promise<number> {
   }
   const configPath = values.config ?? DEFAULTS.configPath;
   const [command, ...rest] = positionals;
+  const moved = values.config === undefined && command !== "convert-config"
+    ? movedConfigAdvice(configPath, exists)
+    : null;
+  if (moved) {
+    console.error(`ggaoed: ${moved}`);
+    return 1;
+  }
   switch (command) {
     case undefined:
       return await runDaemon({ configPath, debug: values.debug ?? false });
@@ -157,6 +169,38 @@ function firstMissing(path: string): string | null {
     }
   }
   return missing;
+}
+
+/** The original ggaoed's configuration file. */
+export const ORIGINAL_CONFIG_PATH = "/etc/ggaoed.conf";
+
+/**
+ * When the default configuration file is missing but the original's `/etc/ggaoed.conf` exists:
+ * what to do about it. Null otherwise.
+ */
+export function movedConfigAdvice(
+  configPath: string,
+  exists: (path: string) => boolean,
+): string | null {
+  if (exists(configPath) || !exists(ORIGINAL_CONFIG_PATH)) return null;
+  return `${configPath} does not exist, but ${ORIGINAL_CONFIG_PATH} (the original ggaoed's ` +
+    `path) does. Move it: mkdir -p ${dirname(configPath)} && ` +
+    `mv ${ORIGINAL_CONFIG_PATH} ${configPath} (or convert an INI file on the way: ` +
+    `ggaoed convert-config ${ORIGINAL_CONFIG_PATH} > ${configPath}), or run with ` +
+    `-c ${ORIGINAL_CONFIG_PATH}`;
+}
+
+function dirname(path: string): string {
+  return path.slice(0, path.lastIndexOf("/")) || "/";
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function checkConfig(path: string): number {

@@ -70,3 +70,4 @@ export {
   RbdImage,
 } from "./rbd.ts";
 export type { ImageSpec, RadosOptions, RbdImageStat } from "./rbd.ts";
+export { monotonicMicroseconds, NotifySocket } from "./notify.ts";

@@ -5,7 +5,9 @@
 #   scripts/install-deps.sh --test   what `deno task test` needs: real peers (aoetools, vblade,
 #                                    tshark), qemu and Debian's kernel for the kernel-initiator test,
 #                                    promtool (package prometheus) to check the metrics exposition
-#                                    and a one-node Ceph cluster (mon, OSD, rbd CLI, librbd) for RBD
+#                                    a one-node Ceph cluster (mon, OSD, rbd CLI, librbd) for RBD
+#                                    podman/runc/debootstrap for the container image test, and
+#                                    systemd's systemd-analyze for the unit file (no systemd boot)
 set -euo pipefail
 mode=${1:-}
 pkgs=(libaio1 iproute2)
@@ -17,6 +19,7 @@ case "$mode" in
     pkgs+=(gcc pkg-config fuse3 libfuse3-dev)                     # storage fault fixtures (FUSE)
     pkgs+=(prometheus)                                            # promtool checks the metrics
     pkgs+=(ceph-mon ceph-osd ceph-common librbd-dev librados-dev)  # a one-node Ceph cluster
+    if [ "$mode" = --test ]; then pkgs+=(podman runc debootstrap systemd); fi # container, unit
     ;;
   "") ;;
   *) echo "usage: $0 [--demo|--test|--bench]" >&2; exit 2 ;;

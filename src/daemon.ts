@@ -27,6 +27,7 @@ import { decodeConfigFile, decodeMacListFile, loadDeviceState } from "./state/st
 import { StateWriter } from "./state/writer.ts";
 import { type Level, log, setupLogging } from "./log.ts";
 import { type MetricsServer, startMetricsServer } from "./metrics/server.ts";
+import { ServiceNotifier } from "./service.ts";
 import { VERSION } from "./version.ts";
 
 /** How the daemon was asked to run. */
@@ -72,6 +73,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   log("info", `ggaoed ${VERSION} starting (config ${config.file})`);
 
   const pidFile = config.global.pidFile;
+  makeParentDirectories([pidFile, config.global.controlSocket]);
   const pidLock = claimPidFile(pidFile);
   if (typeof pidLock === "string") {
     log("error", pidLock);
@@ -89,6 +91,9 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   let control: ControlServer | null = null;
   let metrics: MetricsServer | null = null;
   const started = performance.now();
+  const service = ServiceNotifier.fromEnvironment((m) => log("warning", m));
+  const status = () =>
+    `serving ${link.devices.length} device(s) on ${link.interfaces.length} interface(s)`;
   let code = 0;
   try {
     const ready = await link.start(config, await loadStates(config, writer));
@@ -106,11 +111,13 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     }
     let reloading = Promise.resolve({ ok: true, message: "" });
     const reload = () => {
-      reloading = reloading.then(async () => {
-        const result = await reloadConfig(options, link, writer);
-        if (result.config) current = result.config;
-        return result;
-      });
+      reloading = reloading.then(() =>
+        service.reloading(async () => {
+          const result = await reloadConfig(options, link, writer);
+          if (result.config) current = result.config;
+          return result;
+        }, status)
+      );
       return reloading;
     };
     const handler = controlHandler(link, started, reload, writer);
@@ -126,6 +133,8 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       return code;
     }
     log("info", "ggaoed is running");
+    service.ready(status());
+    service.startWatchdog(() => link.request({ type: "states", id: 0 }));
     const stopSignal = await Promise.race([waitForStop(() => void reload()), link.crashed]);
     if (stopSignal === "crash") {
       // Without its data path the daemon would only pretend to serve: exit non-zero so that the
@@ -134,10 +143,12 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       return 1;
     }
     log("info", `${stopSignal} received, shutting down`);
+    service.stopping(`${stopSignal} received, shutting down`);
     const left = await link.stop(options.stopGraceMs ?? 800);
     if (left > 0) log("warning", `${left} request(s) were still in flight at exit`);
     return code;
   } finally {
+    service.close();
     await control?.close();
     await metrics?.close();
     link.terminate();
@@ -424,6 +435,20 @@ function claimPidFile(path: string): number | string {
     return fd;
   } catch (e) {
     return `cannot take the pid file: ${(e as Error).message}`;
+  }
+}
+
+/**
+ * Creates the directories of the pid file and the control socket (`/run/ggaoed` by default) if
+ * they are missing, mode 0755. A failure is left for the pid file or the socket to report.
+ */
+function makeParentDirectories(paths: string[]): void {
+  for (const path of paths) {
+    const dir = path.slice(0, path.lastIndexOf("/"));
+    if (dir === "") continue;
+    try {
+      Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    } catch { /* reported when the file in it cannot be made */ }
   }
 }
 

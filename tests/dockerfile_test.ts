@@ -1,11 +1,13 @@
 /**
- * No Docker engine runs here, so the Dockerfile is checked by reading it: everything it copies
- * exists, the daemon runs with the permission flags the README documents, the image keeps its
- * configuration and state in volumes, and nothing is fetched at run time.
+ * The Dockerfile, read (tests/container_test.ts builds and runs it): everything it copies exists,
+ * the daemon runs with the permission flags the README documents and the default configuration
+ * path, the image keeps its configuration and state in volumes, nothing is fetched at run time,
+ * and nothing in it names one CPU architecture.
  */
 
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { DAEMON_FLAGS } from "./e2e/target.ts";
+import { DEFAULTS } from "../src/config/types.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const text = Deno.readTextFileSync(`${ROOT}Dockerfile`);
@@ -43,7 +45,13 @@ Deno.test("configuration and state are volumes; the base images are pinned to a 
     assert(/:[a-z0-9.-]+(\s|$)/.test(from) && !/:latest/.test(from), `unpinned: ${from}`);
   }
   assert(instructions.some((l) => /apt-get install .*libaio1/.test(l)), "libaio1 not installed");
-  assert(instructions.some((l) => l === 'CMD ["-c", "/etc/ggaoed/ggaoed.conf"]'));
+  assert(instructions.some((l) => l === `CMD ["-c", "${DEFAULTS.configPath}"]`));
+});
+
+Deno.test("the Dockerfile builds on any architecture npm has a Deno for", () => {
+  for (const l of instructions) {
+    assert(!/x64|x86_64|amd64|arm64|aarch64/.test(l), `architecture-specific: ${l}`);
+  }
 });
 
 function exists(path: string): boolean {

@@ -14,8 +14,8 @@ export const DEFAULTS = {
   queueLength: 64,
   directIo: true,
   traceIo: false,
-  pidFile: "/run/ggaoed.pid",
-  controlSocket: "/run/ggaoed.sock",
+  pidFile: "/run/ggaoed/ggaoed.pid",
+  controlSocket: "/run/ggaoed/ggaoed.sock",
   stateDirectory: "/var/lib/ggaoed",
   mtu: 0,
   ringBufferSizeKiB: 4096,
@@ -23,7 +23,7 @@ export const DEFAULTS = {
   receiveBufferSizeKiB: 0,
   maxDelay: 0.001,
   mergeDelay: 0,
-  configPath: "/etc/ggaoed.conf",
+  configPath: "/etc/ggaoed/ggaoed.conf",
 } as const;
 
 /** Where the daemon's own files live and how it logs. */

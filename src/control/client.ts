@@ -2,7 +2,7 @@
  * The client end of the control socket, used by `ggaoectl` and by tests.
  *
  * ```ts
- * const client = await ControlClient.connect("/run/ggaoed.sock");
+ * const client = await ControlClient.connect("/run/ggaoed/ggaoed.sock");
  * const { devices } = await client.request("stats", { patterns: ["disk*"] });
  * client.close();
  * ```

@@ -80,8 +80,8 @@ Deno.test(
     ]);
     assert.deepEqual(c.global, {
       interfaces: null,
-      pidFile: "/run/ggaoed.pid",
-      controlSocket: "/run/ggaoed.sock",
+      pidFile: "/run/ggaoed/ggaoed.pid",
+      controlSocket: "/run/ggaoed/ggaoed.sock",
       stateDirectory: "/var/lib/ggaoed",
       txRingBug: false,
       logTarget: "stderr",

@@ -56,6 +56,12 @@ export interface TargetOptions {
   args?: string[];
   /** Veth pairs between the test process and the daemon, which listens on all (default 1). */
   links?: number;
+  /** Variables added to the daemon's environment (e.g. NOTIFY_SOCKET). */
+  env?: Record<string, string>;
+  /** A command the daemon runs under inside the namespace (e.g. `setpriv --reuid=...`). */
+  wrapper?: string[];
+  /** Runs once the files exist, before the daemon starts (e.g. to chown them). */
+  beforeStart?: (t: TestTarget) => void | Promise<void>;
 }
 
 /** A running test target. */
@@ -74,6 +80,9 @@ export class TestTarget {
   /** Every veth pair, the first being hostIf/targetIf. */
   readonly links: { hostIf: string; targetIf: string }[];
   process: Deno.ChildProcess | null = null;
+  /** See {@link TargetOptions.env} and {@link TargetOptions.wrapper}. */
+  env: Record<string, string> = {};
+  wrapper: string[] = [];
   #log = "";
   #logDone: Promise<void> = Promise.resolve();
   #initiators: Initiator[] = [];
@@ -111,6 +120,7 @@ export class TestTarget {
         "netns",
         "exec",
         this.ns,
+        ...this.wrapper,
         DENO,
         "run",
         // Extra Deno flags for the daemon, e.g. GGAOED_DENO_FLAGS="--cpu-prof --cpu-prof-dir=DIR".
@@ -121,6 +131,7 @@ export class TestTarget {
         this.configPath,
         ...args,
       ],
+      env: this.env,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -259,6 +270,9 @@ export async function withTarget<T>(
     }
     target = new TestTarget(lab, ns, links[0].hostIf, links[0].targetIf, dir, images, links);
     target.writeConfig(targetConfig(target, options));
+    target.env = options.env ?? {};
+    target.wrapper = options.wrapper ?? [];
+    await options.beforeStart?.(target);
     target.start(options.args ?? []);
     if (options.waitReady ?? true) await target.waitForLog(/ggaoed is running/);
     return await body(target);

@@ -1,0 +1,207 @@
+/**
+ * The least privilege the daemon runs with: a user without a name (uid 61234, no supplementary
+ * groups) that owns its files, holding only the capabilities a test grants (ambient, so they
+ * survive exec; the bounding set is cut to the same), with no-new-privs, as systemd's
+ * `User=` + `AmbientCapabilities=` + `CapabilityBoundingSet=` + `NoNewPrivileges=` would run it.
+ * What each capability buys is asserted from the daemon's own effective set and behaviour.
+ */
+
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { sh } from "../helpers/podman.ts";
+import {
+  firstDifference,
+  pattern,
+  readFileRange,
+  REPO,
+  type TargetOptions,
+  type TestTarget,
+  withTarget,
+} from "./target.ts";
+
+const opts = { sanitizeResources: false, sanitizeOps: false };
+const UID = 61234;
+/** Capability numbers (linux/capability.h). */
+const CAP = { net_admin: 12, net_raw: 13 } as const;
+
+/**
+ * Target options that run the daemon as {@link UID} with only `caps`: the test directory and
+ * `chown` (extra paths, e.g. a device node) are given to that user, and Deno gets a cache of its
+ * own holding the program's npm packages (root's cache is not readable by the user).
+ */
+function unprivileged(caps: (keyof typeof CAP)[], extra: TargetOptions = {}): TargetOptions {
+  const list = caps.map((c) => `+${c}`).join(",");
+  return {
+    ...extra,
+    wrapper: [
+      "setpriv",
+      `--reuid=${UID}`,
+      `--regid=${UID}`,
+      "--clear-groups",
+      `--inh-caps=-all${list ? "," + list : ""}`,
+      `--ambient-caps=-all${list ? "," + list : ""}`,
+      `--bounding-set=-all${list ? "," + list : ""}`,
+      "--no-new-privs",
+    ],
+    beforeStart: async (t) => {
+      await sh(["chown", "-R", `${UID}:${UID}`, t.dir]);
+      const denoDir = `${t.dir}/deno-dir`;
+      await npmCacheFor(denoDir, UID);
+      t.env = { ...t.env, DENO_DIR: denoDir, DENO_NO_UPDATE_CHECK: "1" };
+      await extra.beforeStart?.(t);
+    },
+  };
+}
+
+/**
+ * A Deno cache for `uid` holding this Deno's npm packages: new directories owned by `uid`,
+ * files hard-linked (read-only for it; copied where links cannot be made).
+ */
+async function npmCacheFor(denoDir: string, uid: number): Promise<void> {
+  const info = JSON.parse((await sh([Deno.execPath(), "info", "--json"])).stdout);
+  Deno.mkdirSync(denoDir);
+  const linked = await sh(["cp", "-al", info.npmCache, `${denoDir}/npm`], { check: false });
+  if (linked.code !== 0) await sh(["cp", "-a", info.npmCache, `${denoDir}/npm`]);
+  await sh(["find", denoDir, "-type", "d", "-exec", "chown", `${uid}:${uid}`, "{}", "+"]);
+}
+
+/** The daemon's uid and effective capabilities, from /proc. */
+function credentials(t: TestTarget): { uid: number; effective: bigint; bounding: bigint } {
+  const status = Deno.readTextFileSync(`/proc/${t.process!.pid}/status`);
+  const field = (name: string) => status.match(new RegExp(`^${name}:\\s*(\\S+)`, "m"))![1];
+  return {
+    uid: Number(field("Uid")),
+    effective: BigInt(`0x${field("CapEff")}`),
+    bounding: BigInt(`0x${field("CapBnd")}`),
+  };
+}
+
+function capSet(caps: (keyof typeof CAP)[]): bigint {
+  return caps.reduce((set, c) => set | (1n << BigInt(CAP[c])), 0n);
+}
+
+/** Writes and reads back 1 MiB through the initiator; checks the exported file or device. */
+function roundTrip(t: TestTarget, path: string): void {
+  const ini = t.initiator();
+  const disk = ini.find(0, 1);
+  const data = pattern(1 << 20, 5);
+  ini.writeRange(disk, 4096, data);
+  assertEquals(firstDifference(ini.readRange(disk, 4096, data.length / 512), data), -1);
+  ini.flush(disk);
+  assertEquals(firstDifference(readFileRange(path, 4096 * 512, data.length), data), -1);
+}
+
+/** Reads `net.core.rmem_max` as the daemon's network namespace sees it. */
+async function rmemMax(t: TestTarget): Promise<number> {
+  const r = await t.lab.exec(t.ns, ["cat", "/proc/sys/net/core/rmem_max"], { check: true });
+  return Number(r.stdout.trim());
+}
+
+Deno.test({
+  ...opts,
+  name: "as a user that owns its files, with CAP_NET_RAW and CAP_NET_ADMIN only, the daemon " +
+    "serves I/O, forces a receive buffer above rmem_max, and stops cleanly",
+  fn: async () => {
+    // A receive buffer twice the sysctl limit: only CAP_NET_ADMIN (SO_RCVBUFFORCE) gets it.
+    const limit = Number(Deno.readTextFileSync("/proc/sys/net/core/rmem_max").trim());
+    const kib = Math.ceil((2 * limit) / 1024);
+    await withTarget(
+      unprivileged(["net_raw", "net_admin"], { defaults: `receive-buffer-size = ${kib}` }),
+      async (t) => {
+        const who = credentials(t);
+        assertEquals(who.uid, UID);
+        assertEquals(who.effective, capSet(["net_raw", "net_admin"]));
+        assertEquals(who.bounding, capSet(["net_raw", "net_admin"]));
+        roundTrip(t, t.images.get("disk1")!);
+        const granted = Number(t.log.match(/send\/receive buffer is \d+\/(\d+) bytes/)![1]);
+        assertEquals(granted, 2 * kib * 1024, "SO_RCVBUFFORCE: the kernel doubles the request");
+        assert(granted > 2 * (await rmemMax(t)));
+        const stats = await t.ctl("stats", "disk1");
+        assert(/^write_cnt: [1-9]/m.test(stats.stdout), stats.stdout + stats.stderr);
+        assertEquals((await t.stop("SIGTERM")).code, 0);
+        for (const gone of [t.pidPath, t.socketPath]) {
+          assert(!exists(gone), `${gone} left behind`);
+        }
+        const state = [...Deno.readDirSync(`${t.dir}/state`)].map((e) => e.name).sort();
+        assertEquals(state, ["disk1.config", "disk1.mac_mask", "disk1.reserve"]);
+        assertEquals(Deno.statSync(`${t.dir}/state/disk1.config`).uid, UID);
+      },
+    );
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: "CAP_NET_RAW alone is enough: without CAP_NET_ADMIN only socket buffers above " +
+    "rmem_max are capped",
+  fn: async () => {
+    const limit = Number(Deno.readTextFileSync("/proc/sys/net/core/rmem_max").trim());
+    const kib = Math.ceil((2 * limit) / 1024);
+    await withTarget(
+      unprivileged(["net_raw"], { defaults: `receive-buffer-size = ${kib}` }),
+      async (t) => {
+        assertEquals(credentials(t).effective, capSet(["net_raw"]));
+        roundTrip(t, t.images.get("disk1")!);
+        const granted = Number(t.log.match(/send\/receive buffer is \d+\/(\d+) bytes/)![1]);
+        assertEquals(granted, 2 * (await rmemMax(t)), "SO_RCVBUF is capped at rmem_max");
+      },
+    );
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: "a block device needs no capability: a loop device owned by the user is opened " +
+    "O_EXCL|O_DIRECT and served with CAP_NET_RAW alone",
+  fn: async () => {
+    const dir = Deno.makeTempDirSync({ dir: "/var/tmp", prefix: "ggaoed-loop-" });
+    let loop = "";
+    let owner: Deno.FileInfo | null = null;
+    try {
+      const backing = `${dir}/backing.img`;
+      await sh(["truncate", "-s", "32M", backing]);
+      loop = (await sh(["losetup", "--find", "--show", backing])).stdout.trim();
+      owner = Deno.statSync(loop);
+      await withTarget(
+        unprivileged(["net_raw"], {
+          devices: [{ name: "disk1", path: loop }],
+          directIo: true,
+          beforeStart: () => Deno.chownSync(loop, UID, UID),
+        }),
+        async (t) => {
+          assertEquals(credentials(t).effective, capSet(["net_raw"]));
+          await t.waitForLog(/disk1: .*opened, using direct I\/O/);
+          roundTrip(t, loop);
+          // O_EXCL holds the device: a second exclusive open (a mount, a second target) fails.
+          const held = await sh(["sh", "-c", `exec 3<>"${loop}"; blockdev --getsz "${loop}"`], {
+            check: false,
+          });
+          assertEquals(held.code, 0, "a plain open still works");
+          const excl = await sh([
+            Deno.execPath(),
+            "eval",
+            `import { openStorage } from "${REPO}ffi/mod.ts";` +
+            `try { openStorage("${loop}", { readOnly: true, direct: false, exclusive: true });` +
+            ` console.log("opened"); }` +
+            ` catch (e) { console.log(e.message); }`,
+          ]);
+          assert(/EBUSY/.test(excl.stdout), `second O_EXCL open: ${excl.stdout}${excl.stderr}`);
+        },
+      );
+    } finally {
+      if (loop) {
+        if (owner) Deno.chownSync(loop, owner.uid, owner.gid);
+        await sh(["losetup", "-d", loop], { check: false });
+      }
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
