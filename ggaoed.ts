@@ -22,6 +22,7 @@ import { ConfigError, DEFAULTS } from "./src/config/types.ts";
 import { printConfigError, runDaemon } from "./src/daemon.ts";
 import { formatMac } from "./src/mac.ts";
 import { VERSION } from "./src/version.ts";
+import { closeFd, openStorage } from "./ffi/mod.ts";
 
 const USAGE = `Usage: ggaoed [options]                 run the AoE target in the foreground
        ggaoed check-config [-c FILE]    validate the configuration and print what it exports
@@ -207,6 +208,30 @@ function checkConfig(path: string): number {
   try {
     const config = loadConfig(path);
     for (const w of config.warnings) console.log(`warning: ${w}`);
+    // The daemon opens each device with these flags; a device it cannot open would not be
+    // exported, so check-config fails for it. (Not exclusively: a running daemon holds the
+    // exclusive claim of its block devices.)
+    const unopenable: string[] = [];
+    for (const d of config.devices) {
+      try {
+        const s = openStorage(d.path, {
+          readOnly: d.readOnly,
+          direct: d.directIo,
+          exclusive: false,
+          sync: d.syncWrites,
+        });
+        closeFd(s.fd);
+      } catch (e) {
+        unopenable.push(`devices.${d.name}: ${(e as Error).message}`);
+      }
+    }
+    if (unopenable.length > 0) {
+      console.error(
+        `ggaoed: ${unopenable.length} device(s) cannot be opened and would not be exported:`,
+      );
+      for (const u of unopenable) console.error(`  ${config.file}: ${u}`);
+      return 1;
+    }
     console.log(`${config.file}: OK (${config.format})`);
     for (const d of config.devices) {
       const acl = d.accept ? `, accept ${d.accept.map(formatMac).join(" ")}` : "";

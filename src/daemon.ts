@@ -132,7 +132,12 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       await link.stop(0);
       return code;
     }
-    log("info", "ggaoed is running");
+    if (ready.type === "started" && ready.failed.length > 0) {
+      log(
+        "error",
+        `ggaoed is running WITHOUT ${ready.failed.map((f) => f.name).join(", ")} (${ready.failed.length} of ${config.devices.length} devices not exported)`,
+      );
+    } else log("info", "ggaoed is running");
     service.ready(status());
     service.startWatchdog(() => link.request({ type: "states", id: 0 }));
     const stopSignal = await Promise.race([waitForStop(() => void reload()), link.crashed]);

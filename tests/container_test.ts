@@ -167,7 +167,7 @@ async function dockerRun(podman: Podman, lab: NetLab, ulimits: string[]): Promis
 async function serves(hostIf: string, image: string): Promise<void> {
   const ping = await sh(["aoeping", "-v", "-s", "5", "-I", "0", "1", hostIf]);
   assert(/^found e0\.1 /m.test(ping.stdout), ping.stdout);
-  assert(/serial_number: disk1/.test(ping.stdout), ping.stdout);
+  assert(/serial_number: 0\.1:/.test(ping.stdout), ping.stdout); // shelf.slot:hostname
   const ini = Initiator.open(hostIf);
   try {
     const disk = ini.find(0, 1);

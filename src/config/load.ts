@@ -766,8 +766,18 @@ class Builder {
     const key = "defaults.state-directory";
     const fix = `create it (mkdir -p ${dir}) and make it writable, or set state-directory`;
     try {
-      if (!Deno.statSync(dir).isDirectory) {
+      const info = Deno.statSync(dir);
+      if (!info.isDirectory) {
         this.issue(key, `${dir} is not a directory`, fix);
+        return;
+      }
+      if (info.mode !== null && (info.mode & 0o002) !== 0) {
+        // Anyone could plant files (or symlinks) among the state files there.
+        this.issue(
+          key,
+          `state directory ${dir} is writable by every user`,
+          `chmod o-w ${dir} (a directory of its own, e.g. /var/lib/ggaoed, mode 0700)`,
+        );
         return;
       }
     } catch (e) {

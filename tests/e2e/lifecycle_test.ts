@@ -178,6 +178,58 @@ Deno.test({
     }),
 });
 
+Deno.test({
+  ...opts,
+  name:
+    "a device that cannot be opened is not exported, the daemon says loudly it runs without it, and check-config exits 1",
+  fn: async () => {
+    // O_DIRECT on tmpfs: the file exists and passes the configuration check, the open fails.
+    const shm = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "ggaoed-" });
+    try {
+      Deno.writeFileSync(`${shm}/bad.img`, new Uint8Array(1 << 20));
+      await withTarget({
+        devices: [
+          { name: "good", sizeMiB: 1 },
+          { name: "bad", path: `${shm}/bad.img`, extra: "direct-io = true" },
+        ],
+      }, async (t) => {
+        assert(/error: disk\/bad: .*O_DIRECT.*device not exported/.test(t.log), t.log);
+        assert(
+          /error: ggaoed is running WITHOUT bad \(1 of 2 devices not exported\)/.test(t.log),
+          t.log,
+        );
+        assertEquals(t.initiator().discover({ waitMs: 500 }).length, 1);
+        const check = await new Deno.Command(DENO, {
+          args: ["run", ...DAEMON_FLAGS, `${REPO}ggaoed.ts`, "check-config", "-c", t.configPath],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const err = new TextDecoder().decode(check.stderr);
+        assertEquals(check.code, 1, err);
+        assert(/devices\.bad: open\(.*bad\.img\): EINVAL.*direct-io = false/.test(err), err);
+      });
+    } finally {
+      Deno.removeSync(shm, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  ...opts,
+  name: "without CAP_NET_RAW the daemon does not claim to run: it names the capability and exits 1",
+  fn: () =>
+    withTarget({
+      waitReady: false,
+      wrapper: ["setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw", "--"],
+    }, async (t) => {
+      const status = await t.process!.status;
+      t.process = null;
+      assertEquals(status.code, 1, t.log);
+      assert(/no packet socket could be opened: .*EPERM.*CAP_NET_RAW/.test(t.log), t.log);
+      assert(!/ggaoed is running/.test(t.log), t.log);
+    }),
+});
+
 function exists(path: string): boolean {
   try {
     Deno.statSync(path);

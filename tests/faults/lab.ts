@@ -44,6 +44,8 @@ export interface LabOptions {
   defaults?: string;
   /** The state directory (default: a directory in the lab's temporary directory). */
   stateDirectory?: string;
+  /** `direct-io` of every device (default false: the page cache). */
+  directIo?: boolean;
 }
 
 /** The lab's matrix: every fault runs at both MTUs, with and without packet rings. */
@@ -234,7 +236,7 @@ export class FaultLab {
       `pid-file = "${this.dir}/ggaoed.pid"`,
       `control-socket = "${this.dir}/ggaoed.sock"`,
       `state-directory = "${this.options.stateDirectory ?? `${this.dir}/state`}"`,
-      `direct-io = false`,
+      `direct-io = ${this.options.directIo ?? false}`,
       `ring-buffer-size = ${this.options.ringKiB}`,
     ];
     if (this.options.defaults) lines.push(this.options.defaults);
@@ -312,6 +314,39 @@ export class FaultLab {
     }
     assert(checked > 0, "no chunk of the load could be checked");
     return { verified: r.verified, errors: r.errors };
+  }
+
+  /**
+   * Runs `fixtures/ops.ts` (AoE state operations) from the initiator of `link` against
+   * e`shelf`.`slot`; returns its JSON answer.
+   */
+  async ops(link: number, shelf: number, slot: number, ...args: string[]): Promise<
+    {
+      ok?: boolean;
+      list?: string[];
+      error?: number;
+      sent?: number;
+      replies?: number;
+      errors?: number;
+      results?: string[];
+      retransmits?: number;
+      bufferCount?: number;
+      maxSectors?: number;
+    }
+  > {
+    const l = this.links[link];
+    const r = await this.net.exec(l.initiatorNs, [
+      DENO,
+      "run",
+      ...DAEMON_FLAGS,
+      `${REPO}tests/faults/fixtures/ops.ts`,
+      l.initiator,
+      String(shelf),
+      String(slot),
+      ...args,
+    ], { timeoutMs: 60000 });
+    assertEquals(r.code, 0, `ops ${args.join(" ")}: ${r.stderr}`);
+    return JSON.parse(r.stdout.trim().split("\n").pop()!);
   }
 
   /** Runs a command in the target namespace (checked). */

@@ -1,0 +1,163 @@
+/**
+ * State faults under load: the state file system full, and floods of Reserve/Release and Mac
+ * Mask frames from a second host while the first one reads and writes. Each runs at MTU 1500
+ * and 9000, with packet rings and with recvfrom/sendto.
+ *
+ * Pass: the daemon stays up (a state write that failed used to make the worker throw), the load
+ * is served and verified throughout, a change that cannot be written is answered with AoE error
+ * 3 (reply) or a non-zero `ggaoectl` exit with the reason, and stays in effect; state is written
+ * only when it changes, at a bounded rate, and never on the data path's thread (a flood used to
+ * fsync on every frame).
+ */
+
+import { assert, assertEquals } from "../helpers/assert.ts";
+import { MATRIX, until, withFaultLab } from "./lab.ts";
+
+const OPTS = { sanitizeResources: false, sanitizeOps: false };
+
+/** Runs `body` with a tmpfs of `bytes` mounted on a fresh directory; unmounts it afterwards. */
+async function withTinyFs<T>(bytes: number, body: (dir: string) => Promise<T>): Promise<T> {
+  const dir = Deno.makeTempDirSync({ dir: "/var/tmp", prefix: "ggaoed-statefs-" });
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", `size=${bytes},mode=0700`, "tmpfs", dir],
+  }).output();
+  assert(mount.success, new TextDecoder().decode(mount.stderr));
+  try {
+    return await body(dir);
+  } finally {
+    await new Deno.Command("umount", { args: ["-l", dir] }).output();
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+/** Fills the file system of `dir` with a filler file; returns a function that frees it. */
+function fill(dir: string): () => void {
+  const path = `${dir}/filler`;
+  const f = Deno.openSync(path, { create: true, write: true });
+  const chunk = new Uint8Array(4096).fill(1);
+  try {
+    for (;;) f.writeSync(chunk);
+  } catch { /* ENOSPC: full */ }
+  f.close();
+  return () => Deno.removeSync(path);
+}
+
+for (const m of MATRIX) {
+  Deno.test({
+    ...OPTS,
+    name:
+      `${m.label}: a full state file system: the change answers AoE error 3 and stays in effect, clear-* fails with the reason, serving goes on, writes resume once there is room`,
+    fn: () =>
+      withTinyFs(64 * 1024, (stateDir) =>
+        withFaultLab(
+          { mtu: m.mtu, ringKiB: m.ringKiB, stateDirectory: stateDir, links: 2 },
+          async (lab) => {
+            const load = lab.startLoad();
+            await load.progress(10);
+            const free = fill(stateDir);
+            // Host 2 takes a reservation that cannot be written: AoE error 3, and in effect.
+            const second = await lab.ops(1, 0, 1, "reserve-force", "02:00:00:00:00:42");
+            assertEquals(second.ok, false);
+            assertEquals(second.error, 3);
+            const shown = await lab.target.ctl("show-reserve");
+            assert(/02:00:00:00:00:42/.test(shown.stdout), shown.stdout);
+            // The load (host 1) is now refused (reserved), so release it again: the clear fails
+            // to persist, and says why, but takes effect.
+            const clear = await lab.target.ctl("clear-reserve", "disk1");
+            assert(clear.code !== 0, "clear-reserve exited 0 with the state file system full");
+            assert(/not saved.*No space left on device|ENOSPC/s.test(clear.stderr), clear.stderr);
+            assert(!/02:00:00:00:00:42/.test((await lab.target.ctl("show-reserve")).stdout));
+            await load.progress(10);
+            await lab.assertAlive();
+            const during = await lab.stats();
+            assert(during.dev.disk1.state_errors >= 1, JSON.stringify(during.dev.disk1));
+            assert(/error: disk\/disk1: cannot write/.test(lab.log), lab.log);
+            // Room again: the retry writes the state; clear-* works again.
+            free();
+            await until("the retried write", () => /state written again/.test(lab.log), 40000);
+            const again = await lab.target.ctl("clear-reserve", "disk1");
+            assertEquals(again.code, 0, again.stderr);
+            const saved = Deno.readFileSync(`${stateDir}/disk1.reserve`);
+            assertEquals(new DataView(saved.buffer).getUint32(4, true), 0, "an empty list on disk");
+            await load.progress(10);
+            await lab.finishLoad(load);
+          },
+        )),
+  });
+
+  Deno.test({
+    ...OPTS,
+    name:
+      `${m.label}: floods of Reserve/Release and Mask frames from a second host write state only on change, at a bounded rate, while the first host's load is served`,
+    fn: () =>
+      withFaultLab({
+        mtu: m.mtu,
+        ringKiB: m.ringKiB,
+        links: 2,
+        devices: [{ name: "disk1" }, { name: "disk2", sizeMiB: 4 }],
+      }, async (lab) => {
+        const load = lab.startLoad();
+        await load.progress(10);
+        const before = await lab.stats();
+        // 2,000 identical sets (release: the list is already empty) and 2,000 empty edits:
+        // nothing changes, nothing is written (the old daemon fsynced on each frame).
+        const same = await lab.ops(1, 0, 1, "flood-reserve", "2000");
+        const masks = await lab.ops(1, 0, 1, "flood-mask", "2000");
+        assert(same.replies! > 1000, JSON.stringify(same));
+        assert(masks.replies! > 1000, JSON.stringify(masks));
+        assertEquals([same.errors, masks.errors], [0, 0]);
+        // 2,000 changes on disk2: written coalesced, at most one write per 20 ms.
+        const t0 = performance.now();
+        const changes = await lab.ops(1, 0, 2, "flood-force", "2000", "02:00:00:00:00:43");
+        const seconds = (performance.now() - t0) / 1000;
+        assert(changes.replies! > 1000, JSON.stringify(changes));
+        await load.progress(10);
+        const after = await lab.stats();
+        assertEquals(
+          after.dev.disk1.state_writes - before.dev.disk1.state_writes,
+          0,
+          "disk1's state never changed",
+        );
+        const writes = after.dev.disk2.state_writes - before.dev.disk2.state_writes;
+        assert(writes >= 1, "disk2's changes were written");
+        assert(writes <= seconds * 50 + 5, `${writes} writes of disk2 in ${seconds.toFixed(1)} s`);
+        await lab.assertAlive();
+        await lab.finishLoad(load);
+      }),
+  });
+}
+
+Deno.test({
+  ...OPTS,
+  name: "a world-writable state directory is refused at start, naming the key and the fix",
+  fn: async () => {
+    const dir = Deno.makeTempDirSync({ dir: "/var/tmp", prefix: "ggaoed-ww-" });
+    try {
+      Deno.mkdirSync(`${dir}/state`);
+      Deno.chmodSync(`${dir}/state`, 0o777);
+      Deno.writeFileSync(`${dir}/d.img`, new Uint8Array(1 << 20));
+      Deno.writeTextFileSync(
+        `${dir}/ggaoed.conf`,
+        `[defaults]\nstate-directory = "${dir}/state"\npid-file = "${dir}/p"\ncontrol-socket = "${dir}/s"\n\n[devices.d]\npath = "${dir}/d.img"\nshelf = 0\nslot = 1\n`,
+      );
+      const r = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          new URL("../../ggaoed.ts", import.meta.url).pathname,
+          "check-config",
+          "-c",
+          `${dir}/ggaoed.conf`,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr);
+      assertEquals(r.code, 1, text);
+      assert(/state-directory.*writable by every user/.test(text), text);
+      assert(/chmod o-w/.test(text), text);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
