@@ -183,17 +183,23 @@ Deno.test({
   name:
     "a device that cannot be opened is not exported, the daemon says loudly it runs without it, and check-config exits 1",
   fn: async () => {
-    // O_DIRECT on tmpfs: the file exists and passes the configuration check, the open fails.
-    const shm = Deno.makeTempDirSync({ dir: "/dev/shm", prefix: "ggaoed-" });
+    // A file on a read-only mount: it exists and passes the configuration check, opening it for
+    // writing fails (EROFS).
+    const dir = Deno.makeTempDirSync({ dir: "/var/tmp", prefix: "ggaoed-rofs-" });
+    const run = async (...args: string[]) => {
+      const r = await new Deno.Command(args[0], { args: args.slice(1) }).output();
+      assert(r.success, `${args.join(" ")}: ${new TextDecoder().decode(r.stderr)}`);
+    };
+    Deno.mkdirSync(`${dir}/src`);
+    Deno.mkdirSync(`${dir}/ro`);
+    Deno.writeFileSync(`${dir}/src/bad.img`, new Uint8Array(1 << 20));
+    await run("mount", "--bind", `${dir}/src`, `${dir}/ro`);
+    await run("mount", "-o", "remount,bind,ro", `${dir}/ro`);
     try {
-      Deno.writeFileSync(`${shm}/bad.img`, new Uint8Array(1 << 20));
       await withTarget({
-        devices: [
-          { name: "good", sizeMiB: 1 },
-          { name: "bad", path: `${shm}/bad.img`, extra: "direct-io = true" },
-        ],
+        devices: [{ name: "good", sizeMiB: 1 }, { name: "bad", path: `${dir}/ro/bad.img` }],
       }, async (t) => {
-        assert(/error: disk\/bad: .*O_DIRECT.*device not exported/.test(t.log), t.log);
+        assert(/error: disk\/bad: .*EROFS.*device not exported/.test(t.log), t.log);
         assert(
           /error: ggaoed is running WITHOUT bad \(1 of 2 devices not exported\)/.test(t.log),
           t.log,
@@ -206,10 +212,11 @@ Deno.test({
         }).output();
         const err = new TextDecoder().decode(check.stderr);
         assertEquals(check.code, 1, err);
-        assert(/devices\.bad: open\(.*bad\.img\): EINVAL.*direct-io = false/.test(err), err);
+        assert(/devices\.bad: open\(.*bad\.img\): EROFS.*read-only = true/.test(err), err);
       });
     } finally {
-      Deno.removeSync(shm, { recursive: true });
+      await new Deno.Command("umount", { args: ["-l", `${dir}/ro`] }).output();
+      Deno.removeSync(dir, { recursive: true });
     }
   },
 });

@@ -58,30 +58,58 @@ for (const m of MATRIX) {
     ...OPTS,
     name:
       `${m.label}: a changed device whose file cannot be reopened keeps serving with its old settings, and the reload says so`,
-    fn: () =>
-      withFaultLab({ mtu: m.mtu, ringKiB: m.ringKiB }, async (lab) => {
-        const load = lab.startLoad();
-        await load.progress(10);
-        // A vanished path, and (for the same device) a file that refuses to be opened for
-        // writing: chattr +i where the file system has it, a read-only mode for root otherwise
-        // is no obstacle, so a missing path it is for the second variant too.
-        for (const extra of [`path = "${lab.dir}/gone.img"`, `path = "${lab.dir}"`]) {
-          lab.target.writeConfig(
-            lab.config([{ name: "disk1" }]).replace(/^path = .*$/m, extra),
-          );
-          const r = await lab.target.ctl("reload");
-          assert(r.code !== 0, `ggaoectl reload exited 0:\n${r.stdout}${r.stderr}`);
-          assert(
-            /disk1: cannot apply the new settings: .*keeps serving/.test(r.stdout + r.stderr),
-            r.stdout + r.stderr,
-          );
+    fn: async () => {
+      // Two files the daemon will fail to open for writing although they pass the configuration
+      // check: an immutable one (EPERM) and one on a read-only mount (EROFS).
+      const dir = Deno.makeTempDirSync({ dir: "/var/tmp", prefix: "ggaoed-reopen-" });
+      const immutable = `${dir}/immutable.img`;
+      Deno.writeFileSync(immutable, new Uint8Array(0));
+      Deno.truncateSync(immutable, 16 * 1024 * 1024);
+      Deno.mkdirSync(`${dir}/src`);
+      Deno.mkdirSync(`${dir}/ro`);
+      Deno.writeFileSync(`${dir}/src/disk.img`, new Uint8Array(1024 * 1024));
+      const run = async (...args: string[]) => {
+        const r = await new Deno.Command(args[0], { args: args.slice(1) }).output();
+        assert(r.success, `${args.join(" ")}: ${new TextDecoder().decode(r.stderr)}`);
+      };
+      await run("chattr", "+i", immutable);
+      await run("mount", "--bind", `${dir}/src`, `${dir}/ro`);
+      await run("mount", "-o", "remount,bind,ro", `${dir}/ro`);
+      try {
+        await withFaultLab({ mtu: m.mtu, ringKiB: m.ringKiB }, async (lab) => {
+          const load = lab.startLoad();
           await load.progress(10);
-        }
-        assert(/error: disk\/disk1: cannot apply the new settings/.test(lab.log), lab.log);
-        assert(!/removed from the configuration|reopened with the new settings/.test(lab.log));
-        await lab.assertAlive();
-        await lab.finishLoad(load);
-      }),
+          for (const [path, code] of [[immutable, "EPERM"], [`${dir}/ro/disk.img`, "EROFS"]]) {
+            lab.target.writeConfig(
+              lab.config([{ name: "disk1" }]).replace(/^path = .*$/m, `path = "${path}"`),
+            );
+            const r = await lab.target.ctl("reload");
+            assert(r.code !== 0, `ggaoectl reload exited 0:\n${r.stdout}${r.stderr}`);
+            const said = r.stdout + r.stderr;
+            assert(
+              new RegExp(`disk1: cannot apply the new settings: .*${code}.*keeps serving`).test(
+                said,
+              ),
+              said,
+            );
+            assert(
+              new RegExp(`error: disk/disk1: cannot apply the new settings: .*${code}`).test(
+                lab.log,
+              ),
+              lab.log,
+            );
+            await load.progress(10);
+          }
+          assert(!/removed from the configuration|reopened with the new settings/.test(lab.log));
+          await lab.assertAlive();
+          await lab.finishLoad(load);
+        });
+      } finally {
+        await new Deno.Command("umount", { args: ["-l", `${dir}/ro`] }).output();
+        await new Deno.Command("chattr", { args: ["-i", immutable] }).output();
+        Deno.removeSync(dir, { recursive: true });
+      }
+    },
   });
 }
 
