@@ -135,7 +135,9 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     if (ready.type === "started" && ready.failed.length > 0) {
       log(
         "error",
-        `ggaoed is running WITHOUT ${ready.failed.map((f) => f.name).join(", ")} (${ready.failed.length} of ${config.devices.length} devices not exported)`,
+        `ggaoed is running WITHOUT ${
+          ready.failed.map((f) => f.name).join(", ")
+        } (${ready.failed.length} of ${config.devices.length} devices not exported)`,
       );
     } else log("info", "ggaoed is running");
     service.ready(status());
