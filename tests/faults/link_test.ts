@@ -9,6 +9,7 @@
  */
 
 import { assert } from "../helpers/assert.ts";
+import { DAEMON_FLAGS, DENO, REPO } from "../e2e/target.ts";
 import { MATRIX, until, withFaultLab } from "./lab.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
@@ -109,3 +110,56 @@ for (const m of MATRIX) {
       }),
   });
 }
+
+Deno.test({
+  ...OPTS,
+  name:
+    "rtnetlink: a new matching interface is advertised on within milliseconds of coming up, and one that goes down is released as fast",
+  fn: () =>
+    withFaultLab({ mtu: 1500, ringKiB: 4096 }, async (lab) => {
+      const l = lab.links[0];
+      const newName = `${l.target}x`;
+      const listener = lab.net.spawn(l.initiatorNs, [
+        DENO,
+        "run",
+        ...DAEMON_FLAGS,
+        `${REPO}tests/faults/fixtures/ops.ts`,
+        l.initiator,
+        "0",
+        "1",
+        "wait-advertisement",
+        "10000",
+      ]);
+      const lines = listener.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let text = "";
+      while (!text.includes("listening")) text += (await lines.read()).value ?? "";
+      // A second target interface, on the same bridge, created down and brought up last.
+      const [inner, outer] = await lab.net.vethPair(lab.targetNs, lab.switchNs, { mtu: 1500 });
+      await lab.net.exec(lab.switchNs, ["ip", "link", "set", outer, "master", l.bridge], {
+        check: true,
+      });
+      await lab.inTarget("ip", "link", "set", inner, "down");
+      await lab.inTarget("ip", "link", "set", inner, "name", newName);
+      const up = Date.now();
+      await lab.inTarget("ip", "link", "set", newName, "up");
+      while (!/\{"at"/.test(text)) {
+        const { value, done } = await lines.read();
+        if (done) break;
+        text += value;
+      }
+      const { at } = JSON.parse(text.slice(text.indexOf("{")));
+      assert(at !== null, `no advertisement arrived:\n${lab.log}`);
+      const advertisedMs = at - up;
+      // Going down: the daemon closes the interface on the notification.
+      const down = Date.now();
+      await lab.inTarget("ip", "link", "set", newName, "down");
+      await until(`net/${newName} released`, () =>
+        new RegExp(`net/${newName}: .*(closing|ENETDOWN)`).test(lab.log));
+      const releasedMs = Date.now() - down;
+      console.log(`advertised ${advertisedMs} ms after up, released ${releasedMs} ms after down`);
+      // The rescan of old ran once a second: these would take up to 1000 ms.
+      assert(advertisedMs < 400, `advertised ${advertisedMs} ms after the link came up`);
+      assert(releasedMs < 400, `released ${releasedMs} ms after the link went down`);
+      await listener.status;
+    }),
+});
