@@ -242,6 +242,8 @@ export class Initiator {
     const found = new Map<string, TargetInfo>();
     const deadline = performance.now() + waitMs;
     for (;;) {
+      // Checked on every frame: other traffic on the link may never let the socket run dry.
+      if (performance.now() > deadline) break;
       const f = socket.receive();
       if (f !== null) {
         try {

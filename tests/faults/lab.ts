@@ -345,7 +345,7 @@ export class FaultLab {
       String(slot),
       ...args,
     ], { timeoutMs: 60000 });
-    assertEquals(r.code, 0, `ops ${args.join(" ")}: ${r.stderr}`);
+    assertEquals(r.code, 0, `ops ${args.join(" ")}: ${r.stderr.slice(-2000)}`);
     return JSON.parse(r.stdout.trim().split("\n").pop()!);
   }
 
