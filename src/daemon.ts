@@ -92,8 +92,10 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   let metrics: MetricsServer | null = null;
   const started = performance.now();
   const service = ServiceNotifier.fromEnvironment((m) => log("warning", m));
+  let notExported: string[] = [];
   const status = () =>
-    `serving ${link.devices.length} device(s) on ${link.interfaces.length} interface(s)`;
+    `serving ${link.devices.length} device(s) on ${link.interfaces.length} interface(s)` +
+    (notExported.length ? `; NOT exported (see the log): ${notExported.join(", ")}` : "");
   let code = 0;
   try {
     const ready = await link.start(config, await loadStates(config, writer));
@@ -102,6 +104,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       return 1;
     }
     if (ready.type === "started" && ready.failed.length > 0) {
+      notExported = ready.failed.map((f) => f.name);
       log(
         "error",
         `${ready.failed.length} of ${config.devices.length} devices could not be opened and are NOT exported: ${
