@@ -76,6 +76,11 @@ Deno.test({
       );
 
       await t.step(
+        "without CAP_NET_RAW the container exits 1 and says what to grant, never that it runs",
+        () => withoutNetRaw(podman, lab, ulimits),
+      );
+
+      await t.step(
         "contrib/ggaoed.service under systemd: ready when serving, its own user with " +
           "CAP_NET_RAW only, watchdog, reload, refused reload, clean stop, verify",
         () => systemdUnit(podman, lab, ulimits),
@@ -86,6 +91,55 @@ Deno.test({
     }
   },
 });
+
+/** The image run without NET_RAW: no packet socket can be opened, so it must not run. */
+async function withoutNetRaw(podman: Podman, lab: NetLab, ulimits: string[]): Promise<void> {
+  const name = `ggaoed-noraw-${Deno.pid}`;
+  const ns = await lab.namespace();
+  const [, targetIf] = await lab.hostVethPair(ns);
+  const etc = `${podman.work}/etc-noraw`;
+  const state = `${podman.work}/var-noraw`;
+  Deno.mkdirSync(etc);
+  Deno.mkdirSync(state);
+  Deno.writeTextFileSync(
+    `${etc}/ggaoed.conf`,
+    `[defaults]\ninterfaces = ["${targetIf}"]\n\n[devices.disk1]\n` +
+      `path = "/var/lib/ggaoed/disk1.img"\nshelf = 0\nslot = 1\n`,
+  );
+  await sh(["truncate", "-s", "1M", `${state}/disk1.img`]);
+  await podman.run([
+    "run",
+    "-d",
+    "--name",
+    name,
+    "--network",
+    `ns:/run/netns/${ns}`,
+    "--cap-drop",
+    "ALL",
+    "--read-only",
+    "--tmpfs",
+    "/run",
+    ...ulimits,
+    "-v",
+    `${etc}:/etc/ggaoed:ro`,
+    "-v",
+    `${state}:/var/lib/ggaoed`,
+    TAG,
+  ]);
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const running = await podman.run(["inspect", name, "--format", "{{.State.Running}}"]);
+    if (running.stdout.trim() !== "true") break;
+    assert(Date.now() < deadline, "the daemon kept running without CAP_NET_RAW");
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const code = (await podman.run(["inspect", name, "--format", "{{.State.ExitCode}}"])).stdout
+    .trim();
+  const logs = await containerLog(podman, name);
+  assertEquals(code, "1", logs);
+  assert(/no packet socket could be opened: .*CAP_NET_RAW/.test(logs), logs);
+  assert(!/ggaoed is running/.test(logs), logs);
+}
 
 /** The container as the README runs it (`docker run ...`). */
 async function dockerRun(podman: Podman, lab: NetLab, ulimits: string[]): Promise<void> {
