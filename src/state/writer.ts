@@ -66,6 +66,8 @@ export interface StateWriterOptions {
 export class StateWriter {
   readonly #options: StateWriterOptions;
   readonly #devices = new Map<string, DeviceWrites>();
+  /** Shutting down: pending writes go out at once, failures are not retried. */
+  #draining = false;
   #closed = false;
 
   constructor(options: StateWriterOptions) {
@@ -108,16 +110,27 @@ export class StateWriter {
     return this.#devices.get(device)?.pending[kind]?.bytes ?? null;
   }
 
-  /** Lets writes in progress finish (bounded by `timeoutMs`); no new ones start. */
+  /**
+   * Shutdown: writes what is still pending at once (no rate bound, no retry after a failure),
+   * waits for it (bounded by `timeoutMs`), then stops. Pending contents are changes that no
+   * reply acknowledged yet; they are written if the disk lets us.
+   */
   async close(timeoutMs = 2000): Promise<void> {
+    this.#draining = true;
+    for (const [name, d] of this.#devices) {
+      clearTimeout(d.timer);
+      d.timer = undefined;
+      this.#pump(name, d);
+    }
+    const deadline = performance.now() + timeoutMs;
+    const busy = () =>
+      [...this.#devices.values()].some((d) =>
+        d.writing || (d.failures === 0 && d.pending.some((p) => p !== null))
+      );
+    while (busy() && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
     this.#closed = true;
-    for (const d of this.#devices.values()) clearTimeout(d.timer);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      Promise.all([...this.#devices.values()].map((d) => d.idle)),
-      new Promise((r) => timer = setTimeout(r, timeoutMs)),
-    ]);
-    clearTimeout(timer);
   }
 
   #device(name: string): DeviceWrites {
@@ -133,7 +146,7 @@ export class StateWriter {
     if (this.#closed || d.writing || d.timer !== undefined) return;
     const kind = d.pending.findIndex((p) => p !== null) as StateKind | -1;
     if (kind === -1) return;
-    const wait = d.lastStart + MIN_INTERVAL_MS - performance.now();
+    const wait = this.#draining ? 0 : d.lastStart + MIN_INTERVAL_MS - performance.now();
     if (wait > 0) {
       d.timer = setTimeout(() => {
         d.timer = undefined;
@@ -189,7 +202,7 @@ export class StateWriter {
         w.resolve(ok ? { ok } : { ok, message });
       } else i++;
     }
-    if (!ok && !this.#closed) {
+    if (!ok && !this.#closed && !this.#draining) {
       const pause = RETRY_MS[Math.min(d.failures - 1, RETRY_MS.length - 1)];
       d.timer = setTimeout(() => {
         d.timer = undefined;

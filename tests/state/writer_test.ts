@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { assertEquals } from "../helpers/assert.ts";
 import { StateKind } from "../../src/state/device_state.ts";
 import { decodeMacListFile, encodeMacListFile } from "../../src/state/store.ts";
 import { MIN_INTERVAL_MS, type PersistResult, StateWriter } from "../../src/state/writer.ts";
@@ -89,5 +90,21 @@ Deno.test("a failed write is reported with its reason, logged once, and retried 
   } finally {
     await writer.close();
     Deno.removeSync(base, { recursive: true });
+  }
+});
+
+Deno.test("close writes what is pending at once, without waiting for the rate bound", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "ggaoed-writer-" });
+  const { writer, results } = setup(dir);
+  try {
+    writer.submit("d", StateKind.CONFIG, 1, new Uint8Array(1032));
+    writer.submit("d", StateKind.RESERVE, 1, encodeMacListFile([7])); // waits for the bound
+    writer.submit("e", StateKind.RESERVE, 3, encodeMacListFile([8]));
+    await writer.close();
+    assertEquals(results.filter((r) => r.ok).length, 3);
+    assertEquals(decodeMacListFile(Deno.readFileSync(`${dir}/d.reserve`)), [7]);
+    assertEquals(decodeMacListFile(Deno.readFileSync(`${dir}/e.reserve`)), [8]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
   }
 });
