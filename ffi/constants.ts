@@ -28,9 +28,12 @@ export const BLKGETSIZE64 = 0x80081272;
 
 // mmap(2)
 export const PROT_READ = 1;
+export const PROT_EXEC = 4;
 export const PROT_WRITE = 2;
 export const MAP_SHARED = 0x01;
 export const MAP_PRIVATE = 0x02;
+export const SIGBUS = 7;
+export const SA_SIGINFO = 4;
 export const MAP_ANONYMOUS = 0x20;
 
 // socket(2)

@@ -38,6 +38,16 @@ const LIBC_SYMBOLS = {
   },
   /** int munmap(void *addr, size_t length) */
   munmap: { parameters: ["pointer", /* void *addr */ "usize" /* size_t length */], result: "i32" },
+  /** int mprotect(void *addr, size_t len, int prot) */
+  mprotect: {
+    parameters: ["pointer", /* void *addr */ "usize", /* size_t len */ "i32" /* int prot */],
+    result: "i32",
+  },
+  /** int sigaction(int signum, const struct sigaction *act, struct sigaction *oldact) */
+  sigaction: {
+    parameters: ["i32", /* int signum */ "buffer", /* const struct sigaction *act */ "buffer"],
+    result: "i32",
+  },
 
   /** int open(const char *pathname, int flags, mode_t mode) */
   open: {

@@ -51,6 +51,7 @@ export {
 export type { PathInfo, Storage, StorageOptions } from "./storage.ts";
 export { interfaceInfo, listInterfaces } from "./netif.ts";
 export type { InterfaceInfo } from "./netif.ts";
+export { FileMap, MapCopies } from "./filemap.ts";
 export { PacketSocket } from "./packet.ts";
 export type { PacketFilter, PacketSocketOptions } from "./packet.ts";
 export { sockaddrUn, SYSLOG_SEVERITY, SyslogWriter } from "./syslog.ts";

@@ -189,3 +189,6 @@ export const IFINFOMSG = { size: 16, family: 0, type: 2, index: 4, flags: 8, cha
  * the next attribute starts at RTA_ALIGN(rta_len).
  */
 export const RTATTR = { size: 4, len: 0, type: 2 } as const;
+
+/** struct sigaction (152 bytes, glibc x86-64): the handler, the mask, the flags, the restorer. */
+export const SIGACTION = { size: 152, handler: 0, mask: 8, flags: 136, restorer: 144 } as const;

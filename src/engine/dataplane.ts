@@ -681,15 +681,10 @@ export class DataPlane {
     active.length = keep;
   }
 
-  /** Reserves the TX frames that the replies to reads go out in (Device's ReplyPlacer). */
-  readonly #place: ReplyPlacer = {
-    place(r: Request): Memory | null {
-      const ifc = r.ifc;
-      return ifc !== null && ifc.open ? ifc.reserveReply(r) : null;
-    },
-    unplace(r: Request): void {
-      r.ifc?.cancelReservation(r);
-    },
+  /** Reserves the TX frame that the reply to read `r` will go out in (Device's ReplyPlacer). */
+  readonly #place: ReplyPlacer = (r: Request): Memory | null => {
+    const ifc = r.ifc;
+    return ifc !== null && ifc.open ? ifc.reserveReply(r) : null;
   };
 
   /** A request finished on its device (reply built): send it. */

@@ -27,8 +27,10 @@ import {
   closeFd,
   EventFd,
   fdatasync,
+  FileMap,
   IOCB_CMD_PREADV,
   IOCB_CMD_PWRITEV,
+  MapCopies,
   type Memory,
   openStorage,
   setDirect,
@@ -66,15 +68,11 @@ class AioSlot {
 export type CompletionSink = (r: Request) => void;
 
 /**
- * Finds TX ring frames for the replies of reads (Iface.reserveReply). Used by the synchronous
- * buffered path only, whose replies are sent in order right after the read.
+ * Finds a TX ring frame for the reply to read `r` (Iface.reserveReply): returns the ring memory
+ * with `r.txFrame` set, or null (the data then goes to the request's own slot). Used by the
+ * synchronous buffered path only, whose replies are sent in order within the same turn.
  */
-export interface ReplyPlacer {
-  /** The ring memory with `r.txFrame` set, or null (the data then goes to `r`'s own slot). */
-  place(r: Request): Memory | null;
-  /** Gives back the frame of the last placed request `r` (its read goes again elsewhere). */
-  unplace(r: Request): void;
-}
+export type ReplyPlacer = (r: Request) => Memory | null;
 
 export class Device implements Target {
   readonly index: number;
@@ -123,6 +121,14 @@ export class Device implements Target {
   readonly #deferred: Request[] = [];
   /** Requests of failed merged transfers, to go again one by one (see #finishSlot). */
   readonly #retry: Request[] = [];
+  /**
+   * Buffered devices: the file mapped read-only, so that reads are copies out of the page cache
+   * run in one batch per turn instead of a preadv each (ffi/filemap.ts); null when unmapped.
+   */
+  #map: FileMap | null = null;
+  readonly #copies = new MapCopies(SUBMIT_BATCH * MAX_MERGE);
+  /** Slots whose reads are queued in #copies, in request order. */
+  readonly #mappedSlots: number[] = [];
   readonly #slots: AioSlot[] = [];
   readonly #freeSlots: number[] = [];
   readonly #submitList = new Int32Array(SUBMIT_BATCH);
@@ -185,7 +191,8 @@ export class Device implements Target {
       this.sectors = exportedSectors(config, storage.size);
       pool = new RequestPool(config.queueLength, this);
       events = EventFd.open();
-      this.#aio = AioContext.open(AIO_DEPTH, events);
+      // One slot more than AIO_DEPTH: the spare of #redoEach.
+      this.#aio = AioContext.open(AIO_DEPTH + 1, events);
       this.timer = config.mergeDelay > 0 ? TimerFd.open() : null;
     } catch (e) {
       events?.close();
@@ -195,6 +202,7 @@ export class Device implements Target {
     }
     this.pool = pool;
     this.events = events;
+    this.#remap();
     for (let i = 0; i < AIO_DEPTH; i++) {
       this.#slots.push(new AioSlot());
       this.#freeSlots.push(AIO_DEPTH - 1 - i);
@@ -287,12 +295,17 @@ export class Device implements Target {
         taken = this.#prepareRun(q, taken, slotIndex);
         if (this.#syncIo) {
           this.stats[DS.io_slots]++;
-          this.#finishSlot(slotIndex, this.#aio.runVectorNow(slotIndex));
+          if (!this.#queueCopies(slotIndex)) {
+            // In request order: mapped reads queued before this transfer complete first.
+            this.#runCopies();
+            this.#finishSlot(slotIndex, this.#aio.runVectorNow(slotIndex));
+          }
         } else {
           this.#submitList[n++] = slotIndex;
         }
       }
       if (this.#syncIo) {
+        this.#runCopies();
         this.stats[DS.io_runs]++;
         this.#removeFront(taken);
         this.#runFlushes();
@@ -301,6 +314,59 @@ export class Device implements Target {
       }
       this.#requeueRetries();
     }
+  }
+
+  /**
+   * A read of the synchronous path, served from the file's mapping: queues a copy per request
+   * of `slotIndex` (into its TX frame or its slot) and returns true; the slot completes in
+   * {@link #runCopies}. False (nothing queued) for writes, without a mapping, or beyond it.
+   */
+  #queueCopies(slotIndex: number): boolean {
+    const map = this.#map;
+    const slot = this.#slots[slotIndex];
+    if (map === null || slot.kind !== Action.READ) return false;
+    const requests = slot.requests;
+    const last = requests[requests.length - 1];
+    if (last.offset + last.bytes > map.length) return false;
+    const copies = this.#copies;
+    if (copies.count + requests.length > copies.capacity) this.#runCopies();
+    for (let j = 0; j < requests.length; j++) {
+      const r = requests[j];
+      r.copyIndex = r.txMemory !== null
+        ? copies.add(map, r.offset, r.txMemory, r.txFrame + ATA_DATA_OFFSET, r.bytes)
+        : copies.add(map, r.offset, this.pool.memory, r.dataOffset, r.bytes);
+    }
+    this.#mappedSlots.push(slotIndex);
+    return true;
+  }
+
+  /**
+   * Runs the queued copies with one call and completes their slots in order. A slot one of
+   * whose copies faulted (the file shrank, or a page could not be read) is read again with
+   * preadv, which reports the error (and a merged one is then redone request by request).
+   */
+  #runCopies(): void {
+    const slots = this.#mappedSlots;
+    if (slots.length === 0) return;
+    const copies = this.#copies;
+    const faults = copies.run();
+    for (let i = 0; i < slots.length; i++) {
+      const slotIndex = slots[i];
+      const requests = this.#slots[slotIndex].requests;
+      let bytes = 0;
+      let faulted = false;
+      for (let j = 0; j < requests.length; j++) {
+        bytes += requests[j].bytes;
+        if (faults > 0 && copies.faulted(requests[j].copyIndex)) faulted = true;
+      }
+      if (!faulted) this.#finishSlot(slotIndex, bytes);
+      else if (requests.length > 1) {
+        this.stats[DS.io_retries]++;
+        this.#redoEach(slotIndex);
+      } else this.#finishSlot(slotIndex, this.#aio.runVectorNow(slotIndex));
+    }
+    slots.length = 0;
+    copies.clear();
   }
 
   /** Puts the requests of failed merged transfers back at the front of the queue. */
@@ -339,7 +405,8 @@ export class Device implements Target {
     let placing = this.#placer !== null && first.action === Action.READ;
     for (let j = 0; j < count; j++) {
       const r = requests[j];
-      const ring = placing ? this.#placer!.place(r) : null;
+      const ring = placing ? this.#placer!(r) : null;
+      r.txMemory = ring;
       if (ring !== null) {
         this.#aio.setIovec(slotIndex, j, ring, r.txFrame + ATA_DATA_OFFSET, r.bytes);
       } else {
@@ -408,7 +475,23 @@ export class Device implements Target {
     const sectors = exportedSectors(this.config, storageSize(this, this.config.path));
     if (sectors === this.sectors) return false;
     this.sectors = sectors;
+    this.#remap();
     return true;
+  }
+
+  /**
+   * Maps the exported bytes of a buffered device (TUNING.mapReads); a failure only means reads
+   * go through preadv (some file systems cannot be mapped).
+   */
+  #remap(): void {
+    this.#runCopies();
+    this.#map?.close();
+    this.#map = null;
+    const end = this.config.offsetSectors * 512 + this.sectors * 512;
+    if (!this.#syncIo || !TUNING.mapReads || end === 0) return;
+    try {
+      this.#map = FileMap.open(this.fd, end, this.config.path);
+    } catch { /* preadv it is */ }
   }
 
   /** Changes O_DIRECT on the open file (reload). */
@@ -422,6 +505,7 @@ export class Device implements Target {
    */
   close(): void {
     try {
+      this.#map?.close();
       this.#aio.close();
     } finally {
       this.events.close();
@@ -445,16 +529,18 @@ export class Device implements Target {
     const requests = slot.requests;
     if (requests.length > 1 && slot.kind !== Action.FLUSH && result !== this.#slotBytes(slot)) {
       // A merged transfer failed or came back short: which of its requests are at fault is
-      // unknown (one bad sector fails the whole preadv). Each goes again on its own, first in
-      // the queue, so that only the requests that really fail get an error.
-      for (let j = requests.length - 1; j >= 0; j--) {
-        if (requests[j].txFrame >= 0) this.#placer!.unplace(requests[j]);
+      // unknown (one bad sector fails the whole preadv). Each goes again on its own, so that
+      // only the requests that really fail get an error: at once on the synchronous path (into
+      // the same buffers and TX frames, so replies keep their order), else first in the queue.
+      this.stats[DS.io_retries]++;
+      if (this.#syncIo) {
+        this.#redoEach(slotIndex);
+        return;
       }
       for (const r of requests) {
         r.solo = true;
         this.#retry.push(r);
       }
-      this.stats[DS.io_retries]++;
       requests.length = 0;
       this.#freeSlots.push(slotIndex);
       return;
@@ -468,9 +554,34 @@ export class Device implements Target {
         got = remaining < r.bytes ? remaining : r.bytes;
         remaining -= got;
       }
-      if (slot.kind === Action.WRITE) this.#writeDone(r.epoch);
-      completeRequest(r, slot.kind === Action.FLUSH ? (got < 0 ? got : 0) : got, this.stats);
-      this.#sink(r);
+      this.#complete(r, slot.kind, got);
+    }
+    requests.length = 0;
+    this.#freeSlots.push(slotIndex);
+  }
+
+  /** Finishes one request of a transfer of `kind` that moved `got` bytes (or -errno). */
+  #complete(r: Request, kind: number, got: number): void {
+    if (kind === Action.WRITE) this.#writeDone(r.epoch);
+    completeRequest(r, kind === Action.FLUSH ? (got < 0 ? got : 0) : got, this.stats);
+    this.#sink(r);
+  }
+
+  /** The synchronous path: each request of slot `slotIndex` transferred on its own, now. */
+  #redoEach(slotIndex: number): void {
+    const slot = this.#slots[slotIndex];
+    const requests = slot.requests;
+    const spare = AIO_DEPTH; // kept out of the free list for this
+    const opcode = slot.kind === Action.READ ? IOCB_CMD_PREADV : IOCB_CMD_PWRITEV;
+    for (let j = 0; j < requests.length; j++) {
+      const r = requests[j];
+      this.#aio.prepareVector(spare, opcode, this.fd, r.offset, 1);
+      if (r.txMemory !== null) {
+        this.#aio.setIovec(spare, 0, r.txMemory, r.txFrame + ATA_DATA_OFFSET, r.bytes);
+      } else {
+        this.#aio.setIovec(spare, 0, this.pool.memory, r.dataOffset, r.bytes);
+      }
+      this.#complete(r, slot.kind, this.#aio.runVectorNow(spare));
     }
     requests.length = 0;
     this.#freeSlots.push(slotIndex);

@@ -129,16 +129,6 @@ export class Iface implements Port {
     return socket.ringMemory;
   }
 
-  /**
-   * Gives back the frame reserved for `r`, which must be the last one reserved (a merged read
-   * that failed goes again, its requests one by one into their own slots).
-   */
-  cancelReservation(r: Request): void {
-    if (r.txFrame < 0) return;
-    r.txFrame = -1;
-    if (this.#reserved > 0) this.#reserved--;
-  }
-
   /** Sends a frame that no request owns (advertisements); false if no TX room right now. */
   sendFrame(frame: Uint8Array, length: number): boolean {
     return !this.congested && this.failure === null && this.#transmit(frame, length);

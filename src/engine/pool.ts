@@ -50,6 +50,10 @@ export class Request extends Work {
    * the ring memory (see Iface.reserveReply); -1 when the reply is built in `frame`.
    */
   txFrame = -1;
+  /** The ring memory `txFrame` is in (null when the reply is built in `frame`). */
+  txMemory: Memory | null = null;
+  /** Its entry in the device's table of mapped-read copies (see Device). */
+  copyIndex = -1;
   /** Retried on its own after a merged transfer that carried it failed: never merged again. */
   solo = false;
   /** A state change waiting to be durable before its reply goes out: its StateKind, or -1. */
@@ -107,6 +111,7 @@ export class RequestPool {
   put(r: Request): void {
     r.ifc = null;
     r.txFrame = -1;
+    r.txMemory = null;
     r.persistKind = -1;
     r.solo = false;
     this.#free.push(r);

@@ -11,6 +11,7 @@
  * | GGAOED_BUFFERED_AIO | 0 | 1 = kernel AIO also for buffered files (default: preadv/pwritev) |
  * | GGAOED_TX_KICK_EACH | 0 | 1 = kick the TX ring after every reply (default: once per turn) |
  * | GGAOED_READ_IN_RING | 1 | 0 = buffered reads land in the request's slot and are copied into the TX frame (default: read straight into the TX frame) |
+ * | GGAOED_MAP_READS | 1 | 0 = buffered reads use preadv (default: copies out of a read-only mapping of the file, one call per turn) |
  *
  * @module
  */
@@ -35,4 +36,5 @@ export const TUNING = {
   bufferedAio: env("GGAOED_BUFFERED_AIO") === "1",
   txKickEach: env("GGAOED_TX_KICK_EACH") === "1",
   readInRing: env("GGAOED_READ_IN_RING") !== "0",
+  mapReads: env("GGAOED_MAP_READS") !== "0",
 } as const;

@@ -6,7 +6,7 @@
  * request's buffer); and LBA48 addresses beyond 2^28 sectors.
  */
 
-import { assertEquals } from "../helpers/assert.ts";
+import { assert, assertEquals } from "../helpers/assert.ts";
 import { firstDifference, pattern, readFileRange, withTarget } from "./target.ts";
 
 const SIZE = 64 * 1024 * 1024;
@@ -45,7 +45,10 @@ for (const mtu of [1500, 9000]) {
             const all = JSON.parse(s.stdout);
             const dev = all.devices[0].stats;
             assertEquals(dev.ata_err, 0);
-            assertEquals(dev.write_bytes, SIZE + 512);
+            // Exact unless the initiator retransmitted (a busy host): then each resent write
+            // counts again.
+            if (ini.retransmits === 0) assertEquals(dev.write_bytes, SIZE + 512);
+            else assert(dev.write_bytes >= SIZE + 512, `${dev.write_bytes} bytes written`);
             // Page-cache reads on a TX ring land straight in their reply frames (one copy
             // fewer); the data compared above went that way. O_DIRECT and sendto never do.
             const net = all.interfaces[0].stats;

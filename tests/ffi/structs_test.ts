@@ -60,6 +60,12 @@ const LAYOUTS: [string, string, Record<string, string>][] = [
   }],
   ["SOCK_FILTER", "struct sock_filter", { code: "code", jt: "jt", jf: "jf", k: "k" }],
   ["SOCK_FPROG", "struct sock_fprog", { len: "len", filter: "filter" }],
+  ["SIGACTION", "struct sigaction", {
+    handler: "sa_handler",
+    mask: "sa_mask",
+    flags: "sa_flags",
+    restorer: "sa_restorer",
+  }],
   ["STAT", "struct stat", {
     dev: "st_dev",
     ino: "st_ino",
@@ -113,6 +119,7 @@ const HEADERS = `
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <signal.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <time.h>
