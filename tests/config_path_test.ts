@@ -11,7 +11,10 @@ import { DEFAULTS } from "../src/config/types.ts";
 import { CTL_FLAGS, DAEMON_FLAGS } from "../src/permissions.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
-const TOML = `[defaults]\ninterfaces = ["eth9"]\nstate-directory = "/var/tmp"\n` +
+/** A state directory of the tests' own (mode 0700: a world-writable one is refused). */
+const STATE = Deno.makeTempDirSync({ dir: "/var/tmp", prefix: "ggaoed-state-" });
+globalThis.addEventListener("unload", () => Deno.removeSync(STATE, { recursive: true }));
+const TOML = `[defaults]\ninterfaces = ["eth9"]\nstate-directory = "${STATE}"\n` +
   `control-socket = "/run/ggaoed-x.sock"\n`;
 
 /** Runs `command` (a shell line) with /etc overlaid; `files` are written into /etc first. */
