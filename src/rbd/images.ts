@@ -118,6 +118,8 @@ interface Served {
   lastKnown: (string | null)[];
   hosts: Map<string, HostRecord>;
   hostWrittenAt: number;
+  /** The record last written, `seen` left out: a change (interfaces) is written at once. */
+  hostWritten: string;
   polling: boolean;
   polledAt: number | null;
   pollError: string | null;
@@ -411,6 +413,7 @@ export class RbdImages {
       lastKnown: [null, null, null],
       hosts: new Map(),
       hostWrittenAt: 0,
+      hostWritten: "",
       polling: false,
       polledAt: null,
       pollError: null,
@@ -459,11 +462,22 @@ export class RbdImages {
       if (s.rbd.snapshot === null) {
         const size = await this.#queue(s.meta, () => head.sizeAsync());
         if (size !== s.size) {
+          // librbd's I/O path does not refresh the header after a resize (I/O past the old end
+          // fails with EINVAL) until an API call does: ask the lent images, then the worker.
+          for (const loan of [...this.#loans.values()]) {
+            if (loan.served === s) await loan.image.sizeAsync();
+          }
           s.size = size;
           this.#options.post({ type: "rbd-size", device: s.name, bytes: size });
         }
       }
-      if (Date.now() - s.hostWrittenAt >= HOST_REFRESH_MS) await this.#writeHost(s);
+      const record = this.#hostRecord(s);
+      if (
+        Date.now() - s.hostWrittenAt >= HOST_REFRESH_MS ||
+        JSON.stringify({ ...record, seen: 0 }) !== s.hostWritten
+      ) {
+        await this.#writeHost(s, record);
+      }
       if (s.pollError !== null) {
         this.#options.log("info", `disk/${s.name}: ${rbdLabel(s.rbd)}: metadata readable again`);
       }
@@ -513,7 +527,8 @@ export class RbdImages {
 
   // ---- host records ----
 
-  async #writeHost(s: Served): Promise<void> {
+  /** This daemon's record for `s` now. */
+  #hostRecord(s: Served): HostRecord {
     const d = s.config;
     const interfaces = this.#options.interfaces().filter((n) => matchesAny(d.interfaces, n))
       .map((name) => {
@@ -533,9 +548,14 @@ export class RbdImages {
       readOnly: d.readOnly,
       version: VERSION,
     };
+    return record;
+  }
+
+  async #writeHost(s: Served, record = this.#hostRecord(s)): Promise<void> {
     const head = await s.meta.image;
     const key = hostKey(s.prefix, this.#options.hostId);
     s.hostWrittenAt = Date.now();
+    s.hostWritten = JSON.stringify({ ...record, seen: 0 });
     await this.#queue(s.meta, () => head.metadataSetAsync(key, JSON.stringify(record)));
     s.hosts.set(this.#options.hostId, record);
   }
