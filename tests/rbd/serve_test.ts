@@ -254,8 +254,8 @@ async function stateSteps(t: Deno.TestContext, lab: RbdLab, a: TestTarget, b: Te
       }
       const text = await a.ctl("show-rbd");
       assert.match(text.stdout, /^Device shared: rbd:rbd\/shared, 16 MiB$/m);
-      assert.match(text.stdout, /features  layering$/m);
-      assert.match(text.stdout, /hosts     2$/m);
+      assert.match(text.stdout, /features {2}layering$/m);
+      assert.match(text.stdout, /hosts {5}2$/m);
     },
   );
 }
