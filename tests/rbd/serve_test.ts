@@ -10,18 +10,9 @@ import { pattern } from "../e2e/target.ts";
 import { firstDifference } from "../helpers/files.ts";
 import type { TestTarget } from "../e2e/target.ts";
 import { type RbdLab, withRbdLab } from "./lab.ts";
-import {
-  AoeError,
-  AoeTimeoutError,
-  AtaError,
-  type Initiator,
-} from "../../src/initiator/mod.ts";
+import { AoeError, AoeTimeoutError, AtaError, type Initiator } from "../../src/initiator/mod.ts";
 import type { TargetInfo } from "../../src/initiator/mod.ts";
-import {
-  AOE_CFG_FORCE_SET,
-  AOE_CFG_READ,
-  AOE_DCMD_ADD,
-} from "../../src/protocol/constants.ts";
+import { AOE_CFG_FORCE_SET, AOE_CFG_READ, AOE_DCMD_ADD } from "../../src/protocol/constants.ts";
 import { formatMac } from "../../src/mac.ts";
 import type { RbdDeviceInfo } from "../../src/control/types.ts";
 import { POLL_MS } from "../../src/rbd/images.ts";
@@ -164,8 +155,11 @@ async function stateSteps(t: Deno.TestContext, lab: RbdLab, a: TestTarget, b: Te
       ib.queryConfig(tb, AOE_CFG_FORCE_SET, "moved");
       const ia = a.initiator();
       const ta = ia.find(1, 1);
-      await until("a answers with b's string", WINDOW_BOUND_MS, () =>
-        ia.queryConfig(ta, AOE_CFG_READ)?.config === "moved");
+      await until(
+        "a answers with b's string",
+        WINDOW_BOUND_MS,
+        () => ia.queryConfig(ta, AOE_CFG_READ)?.config === "moved",
+      );
     },
   );
 
@@ -188,8 +182,11 @@ async function stateSteps(t: Deno.TestContext, lab: RbdLab, a: TestTarget, b: Te
       assert.equal(cleared.code, 0, cleared.stderr);
       assert.ok(answers(ib, tb), "b serves ib again at once");
       assert.equal(await meta("ggaoed.mac_mask"), "");
-      await until("a's list is empty", WINDOW_BOUND_MS, () =>
-        ia.macMaskRead(ta).directives.length === 0);
+      await until(
+        "a's list is empty",
+        WINDOW_BOUND_MS,
+        () => ia.macMaskRead(ta).directives.length === 0,
+      );
     },
   );
 
@@ -268,8 +265,12 @@ async function imageSteps(t: Deno.TestContext, lab: RbdLab, a: TestTarget, b: Te
     const ta = ia.find(1, 1);
     const tb = ib.find(1, 1);
     await lab.cluster.resizeImage("shared", 24 * MiB);
-    const ms = await until("both report 24 MiB", WINDOW_BOUND_MS + 1000, () =>
-      ia.identify(ta).sectors === 24 * MiB / 512 && ib.identify(tb).sectors === 24 * MiB / 512);
+    const ms = await until(
+      "both report 24 MiB",
+      WINDOW_BOUND_MS + 1000,
+      () =>
+        ia.identify(ta).sectors === 24 * MiB / 512 && ib.identify(tb).sectors === 24 * MiB / 512,
+    );
     measured.push(`rbd resize seen by both hosts after ${ms.toFixed(0)} ms`);
     // The new sectors are readable and writable.
     const data = pattern(MiB, 9, 20 * MiB / 512);
@@ -367,7 +368,10 @@ async function moreImageSteps(t: Deno.TestContext, lab: RbdLab, a: TestTarget) {
       d.configPath,
     ], { timeoutMs: 30_000 });
     assert.equal(out.code, 0, out.stderr + out.stdout);
-    assert.match(out.stdout, /e2\.2 {2}locked {2}rbd:rbd\/locked \(4194304 bytes, features layering, exclusive-lock\)\n {4}warning: exclusive-lock and read-write/);
+    assert.match(
+      out.stdout,
+      /e2\.2 {2}locked {2}rbd:rbd\/locked \(4194304 bytes, features layering, exclusive-lock\)\n {4}warning: exclusive-lock and read-write/,
+    );
     assert.match(out.stdout, /e1\.2 {2}snap {2}rbd:rbd\/shared@s1 \(read-only\) \(16777216 bytes/);
   });
   await d.stop();
@@ -431,7 +435,9 @@ async function failureSteps(t: Deno.TestContext, lab: RbdLab) {
         await new Promise((r) => setTimeout(r, 20));
         assert.ok(reads < 2000, "the daemon never finished starting");
       }
-      measured.push(`while an RBD connect waited 5 s: ${reads} reads, the slowest ${worst.toFixed(1)} ms`);
+      measured.push(
+        `while an RBD connect waited 5 s: ${reads} reads, the slowest ${worst.toFixed(1)} ms`,
+      );
       assert.ok(reads > 50, `${reads} reads`);
       assert.ok(worst < 200, `a read took ${worst.toFixed(0)} ms`);
       assert.match(
