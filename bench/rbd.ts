@@ -47,6 +47,7 @@ rbd bench on the same image, and exclusive-lock with one and two hosts writing.
   --quick          1 s per measurement
   --seconds N      seconds per measurement (default 3)
   --mtu N          MTU of the links (default 9000)
+  --repeat N       rounds of the exclusive-lock rows, the median is shown (default 3)
   --lock           also measure how long a dead exclusive-lock holder blocks the other host
   --out FILE       also write the rows as JSON
   -h, --help       this text
@@ -54,6 +55,7 @@ rbd bench on the same image, and exclusive-lock with one and two hosts writing.
 
 interface Options {
   seconds: number;
+  repeat: number;
   warmup: number;
   mtu: number;
   lock: boolean;
@@ -61,7 +63,7 @@ interface Options {
 }
 
 function parseOptions(args: string[]): Options | null {
-  const o: Options = { seconds: 3, warmup: 0.5, mtu: 9000, lock: false, out: null };
+  const o: Options = { seconds: 3, repeat: 3, warmup: 0.5, mtu: 9000, lock: false, out: null };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const next = () => {
@@ -70,14 +72,17 @@ function parseOptions(args: string[]): Options | null {
       return v;
     };
     if (a === "-h" || a === "--help") return null;
-    else if (a === "--quick") [o.seconds, o.warmup] = [1, 0.3];
+    else if (a === "--quick") [o.seconds, o.warmup, o.repeat] = [1, 0.3, 1];
+    else if (a === "--repeat") o.repeat = Number(next());
     else if (a === "--seconds") o.seconds = Number(next());
     else if (a === "--mtu") o.mtu = Number(next());
     else if (a === "--lock") o.lock = true;
     else if (a === "--out") o.out = next();
     else throw new Error(`unknown option ${a} (--help lists them)`);
   }
-  if (!(o.seconds > 0) || !(o.mtu >= 1500 && o.mtu <= 9000)) throw new Error("bad --seconds/--mtu");
+  if (!(o.seconds > 0) || !(o.mtu >= 1500 && o.mtu <= 9000) || !(o.repeat >= 1)) {
+    throw new Error("bad --seconds, --mtu or --repeat");
+  }
   return o;
 }
 
@@ -239,52 +244,65 @@ function measure(
   };
 }
 
-/** `rbd bench` with the same I/O size, pattern and depth, about `seconds` long. */
+/** One `rbd bench` run in the lab's namespace: its summary and its CPU seconds (user + sys). */
+async function runRbdBench(
+  lab: Lab,
+  args: string[],
+): Promise<{ seconds: number; ops: number; opsPerSec: number; cpu: number }> {
+  const rbd = ["rbd", ...lab.cluster.clientArgs(), ...args, "rbd/bench"];
+  const quoted = rbd.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
+  const out = await lab.net.exec(
+    lab.ns,
+    ["bash", "-c", `TIMEFORMAT='cpu %U %S'; time ${quoted}`],
+    { check: true, timeoutMs: 180_000 },
+  );
+  // Last summary line: "elapsed: 2   ops: 16384   ops/sec: 7012.36   bytes/sec: 28 MiB/s"
+  const m = /elapsed:\s*([\d.]+)\s+ops:\s*(\d+)\s+ops\/sec:\s*([\d.]+)/.exec(out.stdout);
+  const t = /cpu ([\d.]+) ([\d.]+)/.exec(out.stderr);
+  if (!m || !t) throw new Error(`cannot read rbd bench's summary:\n${out.stdout}${out.stderr}`);
+  return {
+    seconds: Number(m[1]),
+    ops: Number(m[2]),
+    opsPerSec: Number(m[3]),
+    cpu: Number(t[1]) + Number(t[2]),
+  };
+}
+
+/**
+ * `rbd bench` with the same I/O size, pattern and depth, about `seconds` long (a short run
+ * first tells how much that is), with its CPU time.
+ */
 async function rbdBench(
-  cluster: CephCluster,
+  lab: Lab,
   w: typeof WORKLOADS[number],
   ioBytes: number,
-  expectedBytesPerSec: number,
   opts: Options,
 ): Promise<Row> {
-  const total = Math.max(
-    8 * MiB,
-    Math.round(expectedBytesPerSec * opts.seconds / ioBytes) * ioBytes,
-  );
   const type = w.kind === "seq-read" || w.kind === "rand-read"
     ? "read"
     : w.kind === "seq-write"
     ? "write"
     : "readwrite";
-  const args = [
-    "bench",
-    "--rbd_cache=false",
-    "--io-type",
-    type,
-    "--io-size",
-    String(ioBytes),
-    "--io-threads",
-    String(WINDOW),
-    "--io-total",
-    String(total),
-    "--io-pattern",
-    w.kind.startsWith("seq") ? "seq" : "rand",
-  ];
-  if (type === "readwrite") args.push("--rw-mix-read", "70");
-  const out = await cluster.rbd([...args, "rbd/bench"], 120_000);
-  // Last summary line: "elapsed: 2   ops: 16384   ops/sec: 7012.36   bytes/sec: 28 MiB/s"
-  const m = /elapsed:\s*([\d.]+)\s+ops:\s*(\d+)\s+ops\/sec:\s*([\d.]+)/.exec(out);
-  if (!m) throw new Error(`cannot read rbd bench's summary:\n${out}`);
-  const opsPerSec = Number(m[3]);
+  const args = (total: number) => {
+    const a = ["bench", "--rbd_cache=false", "--io-type", type, "--io-size", String(ioBytes)]
+      .concat(["--io-threads", String(WINDOW), "--io-total", String(total), "--io-pattern"])
+      .concat([w.kind.startsWith("seq") ? "seq" : "rand"]);
+    if (type === "readwrite") a.push("--rw-mix-read", "70");
+    return a;
+  };
+  const probe = await runRbdBench(lab, args(Math.max(16 * MiB, 512 * ioBytes)));
+  const total = Math.max(16 * MiB, Math.round(probe.opsPerSec * opts.seconds) * ioBytes);
+  const r = await runRbdBench(lab, args(total));
+  const bytes = r.ops * ioBytes;
   return {
     workload: w.name,
     target: "rbd bench",
-    value: w.unit === "IOPS" ? opsPerSec : opsPerSec * ioBytes / 1e6,
+    value: w.unit === "IOPS" ? r.opsPerSec : r.opsPerSec * ioBytes / 1e6,
     unit: w.unit,
     p50Ms: null,
     p99Ms: null,
-    cpuSecPerGB: null,
-    note: `${ioBytes} B per I/O, ${m[2]} ops in ${m[1]} s`,
+    cpuSecPerGB: r.cpu / (bytes / 1e9),
+    note: `${ioBytes} B per I/O`,
   };
 }
 
@@ -303,38 +321,60 @@ function aoeBench(hostIf: string, slot: number, seconds: number): Promise<Worklo
   });
 }
 
-/** 4 KiB random writes through one host, then two at once, on `slot` (an image). */
-async function writers(
-  hosts: string[],
-  slot: number,
-  label: string,
-  opts: Options,
-): Promise<Row[]> {
-  const rows: Row[] = [];
-  for (const n of [1, 2]) {
-    const results = await Promise.all(
-      hosts.slice(0, n).map((h) => aoeBench(h, slot, opts.seconds)),
-    );
-    const iops = results.reduce((s, r) => s + r.iops, 0);
-    const errors = results.reduce((s, r) => s + r.errors, 0);
-    rows.push({
-      workload: `4K rand write, ${n} host${n > 1 ? "s" : ""}`,
-      target: label,
-      value: iops,
-      unit: "IOPS",
-      p50Ms: Math.max(...results.map((r) => r.latency.p50)),
-      p99Ms: Math.max(...results.map((r) => r.latency.p99)),
-      cpuSecPerGB: null,
-      note: n > 1
-        ? `${results.map((r) => Math.round(r.iops)).join(" + ")} IOPS${
-          errors ? `, ${errors} errors` : ""
-        }`
-        : errors
-        ? `${errors} errors`
-        : "",
-    });
+/** 4 KiB random writes through `hosts` at once (one initiator each) on `slot` (an image). */
+async function writers(hosts: string[], slot: number, opts: Options) {
+  const results = await Promise.all(hosts.map((h) => aoeBench(h, slot, opts.seconds)));
+  return {
+    iops: results.reduce((s, r) => s + r.iops, 0),
+    each: results.map((r) => r.iops),
+    errors: results.reduce((s, r) => s + r.errors, 0),
+    p50: Math.max(...results.map((r) => r.latency.p50)),
+    p99: Math.max(...results.map((r) => r.latency.p99)),
+  };
+}
+
+/**
+ * The writer rows: for images with layering only and with exclusive-lock, through one host and
+ * through two at once, `opts.repeat` interleaved rounds, the median round of each.
+ */
+async function lockRows(hostA: string, hostB: string, opts: Options): Promise<Row[]> {
+  const cases = [
+    { slot: 1, label: "layering", hosts: [hostA] },
+    { slot: 1, label: "layering", hosts: [hostA, hostB] },
+    { slot: 2, label: "exclusive-lock", hosts: [hostA] },
+    { slot: 2, label: "exclusive-lock", hosts: [hostA, hostB] },
+  ];
+  const runs: Awaited<ReturnType<typeof writers>>[][] = cases.map(() => []);
+  for (let round = 0; round < opts.repeat; round++) {
+    for (const [i, c] of cases.entries()) {
+      const r = await writers(c.hosts, c.slot, opts);
+      console.log(
+        `  round ${round + 1}: 4K rand write, ${c.hosts.length} host(s), ${c.label}: ${
+          Math.round(r.iops)
+        } IOPS`,
+      );
+      runs[i].push(r);
+    }
   }
-  return rows;
+  return cases.map((c, i) => {
+    const sorted = [...runs[i]].sort((a, b) => a.iops - b.iops);
+    const median = sorted[Math.floor(sorted.length / 2)];
+    const range = sorted.length > 1
+      ? `rounds ${Math.round(sorted[0].iops)}-${Math.round(sorted[sorted.length - 1].iops)}`
+      : "";
+    const split = c.hosts.length > 1 ? `${median.each.map(Math.round).join(" + ")} IOPS` : "";
+    const errors = median.errors ? `${median.errors} errors` : "";
+    return {
+      workload: `4K rand write, ${c.hosts.length} host${c.hosts.length > 1 ? "s" : ""}`,
+      target: c.label,
+      value: median.iops,
+      unit: "IOPS" as const,
+      p50Ms: median.p50,
+      p99Ms: median.p99,
+      cpuSecPerGB: null,
+      note: [split, range, errors].filter(Boolean).join("; "),
+    };
+  });
 }
 
 /** The other host's first write after the exclusive-lock holder died: how long it waits. */
@@ -452,14 +492,12 @@ async function main(args: string[]): Promise<number> {
       await daemon.kill();
       for (const [i, w] of WORKLOADS.entries()) {
         const ioBytes = w.ioBytes || perRequest;
-        const g = ggaoed[i].value ?? 1;
-        const rate = w.unit === "IOPS" ? g * ioBytes : g * 1e6;
         rows.push(ggaoed[i]);
         // The same I/O size; for sequential rows also the size ggaoed's merging reaches
         // (MAX_MERGE contiguous requests in one librbd call), the ceiling for that pattern.
         const sizes = w.ioBytes ? [ioBytes] : [ioBytes, ioBytes * MAX_MERGE];
         for (const size of sizes) {
-          const row = await rbdBench(cluster, w, size, rate, o);
+          const row = await rbdBench(lab, w, size, o);
           console.log(
             `  ${row.workload.padEnd(15)} rbd bench  ${row.value?.toFixed(1)} ${row.unit}`,
           );
@@ -470,13 +508,7 @@ async function main(args: string[]): Promise<number> {
       // exclusive-lock: one host writing, then two.
       const [a, hostA] = await lab.daemon("a", { shared: "shared", locked: "locked" });
       const [, hostB] = await lab.daemon("b", { shared: "shared", locked: "locked" });
-      for (const [slot, label] of [[1, "layering"], [2, "exclusive-lock"]] as const) {
-        const r = await writers([hostA, hostB], slot, label, o);
-        for (const row of r) {
-          console.log(`  ${row.workload} ${label}: ${row.value?.toFixed(0)} IOPS`);
-        }
-        rows.push(...r);
-      }
+      rows.push(...await lockRows(hostA, hostB, o));
       if (o.lock) {
         const row = await deadHolder(lab, a, hostA, hostB);
         console.log(`  ${row.workload}: ${row.note}`);
