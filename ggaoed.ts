@@ -33,7 +33,9 @@ import type { DeviceConfig } from "./src/config/types.ts";
 import { rbdLabel } from "./src/rbd/images.ts";
 
 const USAGE = `Usage: ggaoed [options]                 run the AoE target in the foreground
-       ggaoed check-config [-c FILE]    validate the configuration and print what it exports
+       ggaoed check-config [-c FILE]    validate the configuration, open every device (Ceph
+                                        RBD images through their cluster) and print what
+                                        it exports
        ggaoed convert-config OLD.conf   print the TOML equivalent of an original (INI) config
        ggaoed export [-r] [-d] [-s] [-o OFFSET] [-l LENGTH] [-m MAC[,MAC...]] [-b BUFCOUNT]
                      SHELF SLOT IFACE FILE
@@ -54,6 +56,7 @@ Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT/SIGQUIT stop it cleanl
 Examples:
   ggaoed                (reads ${DEFAULTS.configPath})
   ggaoed check-config -c ./ggaoed.conf
+                        (prints each RBD image's size and features, warns about exclusive-lock)
   ggaoed convert-config /etc/ggaoed.conf > ${DEFAULTS.configPath}
                         (the original ggaoed's file, INI, to TOML at the new path)
   ggaoed export -m 00:1b:21:0a:aa:22 0 1 eth0 /srv/aoe/disk.img
@@ -63,7 +66,11 @@ Under systemd (Type=notify) ggaoed reports READY=1, RELOADING=1, STOPPING=1 and 
 through $NOTIFY_SOCKET; see contrib/ggaoed.service.
 
 Run as root, or as a user with CAP_NET_RAW (CAP_NET_ADMIN only for socket buffers above
-net.core.rmem_max/wmem_max) that can read and write the exported files and devices.`;
+net.core.rmem_max/wmem_max) that can read and write the exported files and devices.
+
+Ceph RBD images: path = "rbd:POOL/IMAGE" (or @SNAP, read-only) with ceph-conf, ceph-user and
+ceph-options; needs librbd1. Several hosts may serve one image as the same shelf.slot (README,
+"Serving Ceph RBD images from several hosts"); ggaoectl show-rbd lists them.`;
 
 async function main(args: string[]): Promise<number> {
   // export has vblade's options (its -d is O_DIRECT): it parses its own arguments.

@@ -17,7 +17,10 @@
  * - state that cannot be written (ENOSPC): the state files are written by the main thread
  *   (`src/state/writer.ts`); replies that acknowledge a state change wait for it, and become AoE
  *   error 3 if the write fails; serving goes on;
- * - a frame that makes the engine throw (a bug): dropped, counted, logged, its request released.
+ * - a frame that makes the engine throw (a bug): dropped, counted, logged, its request released;
+ * - a Ceph RBD image whose cluster is slow or unreachable: images are opened by the main thread
+ *   (`src/rbd/images.ts`) and lent to the plane ({@link DataPlane.rbdOpened}); the loop serves
+ *   the other devices meanwhile.
  *
  * @module
  */

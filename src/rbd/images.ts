@@ -181,9 +181,13 @@ export class RbdImages {
       const bits = image.features();
       const prefix = metadataPrefix(r.snapshot);
       const metadata = await this.#queue(meta, () => head.metadataListAsync(prefix));
-      const state = stateFromMetadata(d.name, metadata, prefix);
-      if (typeof state === "string") {
-        throw new Error(`its AoE state in the image's metadata is damaged: ${state}`);
+      const { state, problems } = stateFromMetadata(d.name, metadata, prefix);
+      for (const p of problems) {
+        log(
+          "warning",
+          `disk/${d.name}: ${label}: damaged AoE state in the image's metadata, ${p}; ` +
+            "served as empty (the next change rewrites it)",
+        );
       }
       if (this.#closed) throw new Error("the daemon is stopping");
       const served = this.#serve(d, meta, prefix, cluster.fsid(), size, bits);

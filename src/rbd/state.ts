@@ -119,23 +119,28 @@ export function encodeStateValue(kind: StateKind, bytes: Uint8Array): string {
 }
 
 /**
- * The state held in `metadata` (keys under `prefix`; a missing key is an empty part), or what
- * is wrong with it.
+ * The state held in `metadata` (keys under `prefix`; a missing key is an empty part). A damaged
+ * part is empty too, as a damaged state file is reset: `problems` says which and why.
  */
 export function stateFromMetadata(
   name: string,
   metadata: ReadonlyMap<string, string>,
   prefix: string,
-): StateSnapshot | string {
-  const config = decodeConfigValue(metadata.get(stateKey(prefix, StateKind.CONFIG)) ?? "");
-  if (typeof config === "string") return `${stateKey(prefix, StateKind.CONFIG)}: ${config}`;
-  const lists: number[][] = [];
-  for (const kind of [StateKind.MAC_MASK, StateKind.RESERVE]) {
-    const macs = decodeMacsValue(metadata.get(stateKey(prefix, kind)) ?? "");
-    if (typeof macs === "string") return `${stateKey(prefix, kind)}: ${macs}`;
-    lists.push(macs);
-  }
-  return { name, config, macMask: lists[0], reserve: lists[1] };
+): { state: StateSnapshot; problems: string[] } {
+  const problems: string[] = [];
+  const read = <T>(kind: StateKind, decode: (v: string) => T | string, empty: T): T => {
+    const decoded = decode(metadata.get(stateKey(prefix, kind)) ?? "");
+    if (typeof decoded !== "string") return decoded;
+    problems.push(`${stateKey(prefix, kind)}: ${decoded}`);
+    return empty;
+  };
+  const state = {
+    name,
+    config: read(StateKind.CONFIG, decodeConfigValue, new Uint8Array(0)),
+    macMask: read(StateKind.MAC_MASK, decodeMacsValue, [] as number[]),
+    reserve: read(StateKind.RESERVE, decodeMacsValue, [] as number[]),
+  };
+  return { state, problems };
 }
 
 /** The host records under `prefix` in `metadata`, by host id (unreadable ones left out). */

@@ -224,6 +224,20 @@ async function stateSteps(t: Deno.TestContext, lab: RbdLab, a: TestTarget, b: Te
   );
 
   await t.step(
+    "a damaged value left in the metadata by another writer is ignored with a warning",
+    async () => {
+      await lab.cluster.rbd(["image-meta", "set", spec, "ggaoed.reserve", "not-a-mac"]);
+      await b.waitForLog(
+        /disk\/shared: ignoring ggaoed\.reserve of rbd:rbd\/shared: 'not-a-mac' is not a MAC address/,
+        5000,
+      );
+      const ib = b.initiator();
+      assert.deepEqual(ib.reserveRead(ib.find(1, 1)), []);
+      await lab.cluster.rbd(["image-meta", "remove", spec, "ggaoed.reserve"]);
+    },
+  );
+
+  await t.step(
     "ggaoectl show-rbd: the image, its cluster and features, and both hosts from the metadata",
     async () => {
       const [d] = await showRbd(a);
@@ -372,7 +386,7 @@ async function moreImageSteps(t: Deno.TestContext, lab: RbdLab, a: TestTarget) {
       out.stdout,
       /e2\.2 {2}locked {2}rbd:rbd\/locked \(4194304 bytes, features layering, exclusive-lock\)\n {4}warning: exclusive-lock and read-write/,
     );
-    assert.match(out.stdout, /e1\.2 {2}snap {2}rbd:rbd\/shared@s1 \(read-only\) \(16777216 bytes/);
+    assert.match(out.stdout, /e1\.2 {2}snap {2}rbd:rbd\/shared@s1 \(read-only\) \(25165824 bytes/);
   });
   await d.stop();
 }

@@ -64,7 +64,7 @@ Deno.test("the data path's state file contents become metadata values", () => {
   assert.throws(() => encodeStateValue(StateKind.CONFIG, new Uint8Array(3)), /bad state/);
 });
 
-Deno.test("state from metadata: missing keys are empty parts, damage names the key", () => {
+Deno.test("state from metadata: missing keys are empty parts; a damaged part is empty and named", () => {
   const meta = new Map([
     ["ggaoed.config", "hello"],
     ["ggaoed.reserve", "00:00:00:00:00:05"],
@@ -72,22 +72,20 @@ Deno.test("state from metadata: missing keys are empty parts, damage names the k
     ["other.key", "x"],
   ]);
   assert.deepEqual(stateFromMetadata("d", meta, "ggaoed."), {
-    name: "d",
-    config: new TextEncoder().encode("hello"),
-    macMask: [],
-    reserve: [5],
+    state: { name: "d", config: new TextEncoder().encode("hello"), macMask: [], reserve: [5] },
+    problems: [],
   });
-  assert.deepEqual(stateFromMetadata("s", meta, "ggaoed@s1.")?.valueOf(), {
+  assert.deepEqual(stateFromMetadata("s", meta, "ggaoed@s1.").state, {
     name: "s",
     config: new TextEncoder().encode("snap"),
     macMask: [],
     reserve: [],
   });
   meta.set("ggaoed.mac_mask", "zz");
-  assert.equal(
-    stateFromMetadata("d", meta, "ggaoed."),
-    "ggaoed.mac_mask: 'zz' is not a MAC address",
-  );
+  const damaged = stateFromMetadata("d", meta, "ggaoed.");
+  assert.deepEqual(damaged.state.macMask, []);
+  assert.deepEqual(damaged.state.reserve, [5]);
+  assert.deepEqual(damaged.problems, ["ggaoed.mac_mask: 'zz' is not a MAC address"]);
 });
 
 Deno.test("host records are read from their keys; unreadable ones are left out", () => {
