@@ -93,7 +93,7 @@ Deno.test({
 
 async function servingSteps(t: Deno.TestContext, lab: RbdLab, a: TestTarget, b: TestTarget) {
   await t.step(
-    "what one host writes, the other reads back at once, and rbd export has it",
+    "what one host writes, the other reads back at once, and rbd export has it; aoeping finds both",
     async () => {
       const ia = a.initiator();
       const ib = b.initiator();
@@ -113,6 +113,10 @@ async function servingSteps(t: Deno.TestContext, lab: RbdLab, a: TestTarget, b: 
         -1,
         "rbd export",
       );
+      for (const t of [a, b]) {
+        const ping = await run(["aoeping", "-s", "5", "1", "1", t.hostIf]);
+        assert.equal(ping.code, 0, ping.stderr + ping.stdout);
+      }
       const sa = await stats(a, "shared");
       const sb = await stats(b, "shared");
       assert.ok(sa.write_bytes >= data.length, JSON.stringify(sa));
@@ -368,6 +372,23 @@ async function moreImageSteps(t: Deno.TestContext, lab: RbdLab, a: TestTarget) {
       const tl = ini.find(2, 2);
       ini.write(tl, 0, new Uint8Array(512).fill(1));
       assert.equal(ini.read(ini.find(2, 3), 0, 1)[0], 1);
+    },
+  );
+
+  await t.step(
+    "devices with the same ceph-conf, ceph-user and ceph-options share one cluster connection",
+    () => {
+      // Four devices, two sets of settings ("cached" has its own options): two librados
+      // connections, each with its messenger threads (msgr-worker-0, -1, -2).
+      const pid = d.process!.pid;
+      const names = [...Deno.readDirSync(`/proc/${pid}/task`)].map((task) => {
+        try {
+          return Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/comm`).trim();
+        } catch {
+          return ""; // exited meanwhile
+        }
+      });
+      assert.equal(names.filter((n) => n === "msgr-worker-0").length, 2, names.join(" "));
     },
   );
 
