@@ -99,10 +99,6 @@ export class RbdIo {
     this.#aio = aio;
   }
 
-  get slots(): number {
-    return this.#aio.slots;
-  }
-
   prepareVector(slot: number, opcode: number, _fd: number, offset: number, count: number): void {
     this.#aio.prepareVector(slot, opcode, offset, count);
   }

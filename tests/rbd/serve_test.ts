@@ -409,7 +409,18 @@ async function moreImageSteps(t: Deno.TestContext, lab: RbdLab, a: TestTarget) {
     );
     assert.match(out.stdout, /e1\.2 {2}snap {2}rbd:rbd\/shared@s1 \(read-only\) \(25165824 bytes/);
   });
-  await d.stop();
+
+  await t.step("a daemon that stops takes its host records out of the images", async () => {
+    const key = `ggaoed@s1.host.${Deno.hostname()}:${d.socketPath}`;
+    const keys = async () =>
+      Object.keys(
+        JSON.parse(await c.rbd(["image-meta", "list", "--format", "json", "rbd/shared"])),
+      );
+    assert.ok((await keys()).includes(key));
+    const status = await d.stop();
+    assert.equal(status.code, 0);
+    assert.ok(!(await keys()).includes(key), "the record is gone");
+  });
 }
 
 /** Reload: a changed RBD device is reopened while it serves; a removed one leaves the image. */
