@@ -24,6 +24,7 @@ import {
   emptyBaseline,
   formatConfigs,
   formatMacLists,
+  formatRbdDevices,
   formatStats,
   hexToBytes,
   type MonitorBaseline,
@@ -63,6 +64,10 @@ so quote them; no names means all):
                                      ggaoectl show-macmask
   show-reserve [name...]           each device's AoE Reserve list
                                      ggaoectl show-reserve 'disk?'
+  show-rbd [name...]               each Ceph RBD device: image, cluster, features, and
+                                   the hosts serving it (from the image's metadata;
+                                   * marks this daemon)
+                                     ggaoectl show-rbd shared
   clear-stats [name...]            zero statistics (all of them without names)
                                      ggaoectl clear-stats
   clear-config name [name...]      empty the AoE config string
@@ -228,6 +233,11 @@ async function runOnce(
     case "show-reserve": {
       const reply = await client.request(command, args);
       await out.stdout(json ? JSON.stringify(reply) + "\n" : formatMacLists(reply.devices));
+      return;
+    }
+    case "show-rbd": {
+      const reply = await client.request("show-rbd", args);
+      await out.stdout(json ? JSON.stringify(reply) + "\n" : formatRbdDevices(reply.devices));
       return;
     }
     case "reload":

@@ -22,10 +22,20 @@ import { ConfigError, DEFAULTS } from "./src/config/types.ts";
 import { printConfigError, runDaemon } from "./src/daemon.ts";
 import { formatMac } from "./src/mac.ts";
 import { VERSION } from "./src/version.ts";
-import { closeFd, openStorage } from "./ffi/mod.ts";
+import {
+  closeFd,
+  openStorage,
+  RadosCluster,
+  RBD_FEATURE_EXCLUSIVE_LOCK,
+  type RbdImage,
+} from "./ffi/mod.ts";
+import type { DeviceConfig } from "./src/config/types.ts";
+import { rbdLabel } from "./src/rbd/images.ts";
 
 const USAGE = `Usage: ggaoed [options]                 run the AoE target in the foreground
-       ggaoed check-config [-c FILE]    validate the configuration and print what it exports
+       ggaoed check-config [-c FILE]    validate the configuration, open every device (Ceph
+                                        RBD images through their cluster) and print what
+                                        it exports
        ggaoed convert-config OLD.conf   print the TOML equivalent of an original (INI) config
        ggaoed export [-r] [-d] [-s] [-o OFFSET] [-l LENGTH] [-m MAC[,MAC...]] [-b BUFCOUNT]
                      SHELF SLOT IFACE FILE
@@ -46,6 +56,7 @@ Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT/SIGQUIT stop it cleanl
 Examples:
   ggaoed                (reads ${DEFAULTS.configPath})
   ggaoed check-config -c ./ggaoed.conf
+                        (prints each RBD image's size and features, warns about exclusive-lock)
   ggaoed convert-config /etc/ggaoed.conf > ${DEFAULTS.configPath}
                         (the original ggaoed's file, INI, to TOML at the new path)
   ggaoed export -m 00:1b:21:0a:aa:22 0 1 eth0 /srv/aoe/disk.img
@@ -55,7 +66,11 @@ Under systemd (Type=notify) ggaoed reports READY=1, RELOADING=1, STOPPING=1 and 
 through $NOTIFY_SOCKET; see contrib/ggaoed.service.
 
 Run as root, or as a user with CAP_NET_RAW (CAP_NET_ADMIN only for socket buffers above
-net.core.rmem_max/wmem_max) that can read and write the exported files and devices.`;
+net.core.rmem_max/wmem_max) that can read and write the exported files and devices.
+
+Ceph RBD images: path = "rbd:POOL/IMAGE" (or @SNAP, read-only) with ceph-conf, ceph-user and
+ceph-options; needs librbd1. Several hosts may serve one image as the same shelf.slot (README,
+"Serving Ceph RBD images from several hosts"); ggaoectl show-rbd lists them.`;
 
 async function main(args: string[]): Promise<number> {
   // export has vblade's options (its -d is O_DIRECT): it parses its own arguments.
@@ -99,7 +114,7 @@ async function main(args: string[]): Promise<number> {
     case undefined:
       return await runDaemon({ configPath, debug: values.debug ?? false });
     case "check-config":
-      return checkConfig(configPath);
+      return await checkConfig(configPath);
     case "convert-config": {
       const file = rest[0];
       if (!file) {
@@ -204,15 +219,64 @@ function exists(path: string): boolean {
   }
 }
 
-function checkConfig(path: string): number {
+/**
+ * Opens the Ceph RBD image of every RBD device as the daemon would (one connection per
+ * cluster settings); returns what to print after each device, or why it cannot be opened.
+ */
+async function checkRbdDevices(
+  devices: DeviceConfig[],
+): Promise<Map<string, { ok: boolean; text: string }>> {
+  const out = new Map<string, { ok: boolean; text: string }>();
+  const clusters = new Map<string, Promise<RadosCluster>>();
+  for (const d of devices) {
+    const r = d.rbd;
+    if (!r) continue;
+    const key = JSON.stringify([r.conf, r.user, Object.entries(r.options).sort()]);
+    let cluster = clusters.get(key);
+    if (!cluster) {
+      cluster = RadosCluster.connect({ conf: r.conf, user: r.user, options: r.options });
+      clusters.set(key, cluster);
+    }
+    let image: RbdImage | null = null;
+    try {
+      image = await (await cluster).openImage({
+        pool: r.pool,
+        image: r.image,
+        snapshot: r.snapshot ?? undefined,
+      });
+      const size = await image.sizeAsync();
+      const lock = (image.features() & RBD_FEATURE_EXCLUSIVE_LOCK) !== 0 && !d.readOnly;
+      out.set(d.name, {
+        ok: true,
+        text: ` (${size} bytes, features ${image.featureNames().join(", ") || "none"})${
+          lock ? "\n    warning: exclusive-lock and read-write: serve it from one host only" : ""
+        }`,
+      });
+    } catch (e) {
+      out.set(d.name, { ok: false, text: `${rbdLabel(r)}: ${(e as Error).message}` });
+    } finally {
+      await image?.closeAsync();
+    }
+  }
+  for (const c of clusters.values()) await c.then((cluster) => cluster.closeAsync(), () => {});
+  return out;
+}
+
+async function checkConfig(path: string): Promise<number> {
   try {
     const config = loadConfig(path);
     for (const w of config.warnings) console.log(`warning: ${w}`);
     // The daemon opens each device with these flags; a device it cannot open would not be
     // exported, so check-config fails for it. (Not exclusively: a running daemon holds the
-    // exclusive claim of its block devices.)
+    // exclusive claim of its block devices.) RBD images are opened through librbd.
     const unopenable: string[] = [];
+    const rbd = await checkRbdDevices(config.devices);
     for (const d of config.devices) {
+      const image = rbd.get(d.name);
+      if (image) {
+        if (!image.ok) unopenable.push(`devices.${d.name}: ${image.text}`);
+        continue;
+      }
       try {
         const s = openStorage(d.path, {
           readOnly: d.readOnly,
@@ -242,7 +306,7 @@ function checkConfig(path: string): number {
       console.log(
         `  e${d.shelf}.${d.slot}  ${d.name}  ${d.path}${range}${
           d.readOnly ? " (read-only)" : ""
-        }${acl}${admin}`,
+        }${acl}${admin}${rbd.get(d.name)?.text ?? ""}`,
       );
     }
     return 0;

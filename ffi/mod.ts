@@ -70,5 +70,5 @@ export {
   RbdAioContext,
   RbdImage,
 } from "./rbd.ts";
-export type { ImageSpec, RadosOptions, RbdImageStat } from "./rbd.ts";
+export type { ImageSpec, RadosOptions, RbdImageStat, RbdImageToken } from "./rbd.ts";
 export { monotonicMicroseconds, NotifySocket } from "./notify.ts";

@@ -164,6 +164,18 @@ const RADOS_SYMBOLS = {
   },
   /** void rados_shutdown(rados_t cluster) */
   rados_shutdown: { parameters: ["pointer" /* rados_t cluster */], result: "void" },
+  /** rados_shutdown on a helper thread (it waits for the cluster's threads to stop). */
+  rados_shutdown_nonblocking: {
+    name: "rados_shutdown",
+    parameters: ["pointer" /* rados_t cluster */],
+    result: "void",
+    nonblocking: true,
+  },
+  /** int rados_cluster_fsid(rados_t cluster, char *buf, size_t len) */
+  rados_cluster_fsid: {
+    parameters: ["pointer", /* rados_t cluster */ "buffer", /* char *buf */ "usize" /* len */],
+    result: "i32",
+  },
   /** int rados_ioctx_create(rados_t cluster, const char *pool_name, rados_ioctx_t *ioctx) */
   rados_ioctx_create: {
     parameters: [
@@ -214,10 +226,24 @@ const RBD_SYMBOLS = {
   },
   /** int rbd_close(rbd_image_t image) */
   rbd_close: { parameters: ["pointer" /* rbd_image_t image */], result: "i32" },
+  /** rbd_close on a helper thread (it unregisters the header watch: an OSD round trip). */
+  rbd_close_nonblocking: {
+    name: "rbd_close",
+    parameters: ["pointer" /* rbd_image_t image */],
+    result: "i32",
+    nonblocking: true,
+  },
   /** int rbd_get_size(rbd_image_t image, uint64_t *size) */
   rbd_get_size: {
     parameters: ["pointer", /* rbd_image_t image */ "buffer" /* uint64_t *size */],
     result: "i32",
+  },
+  /** rbd_get_size on a helper thread (it refreshes the header first after a resize). */
+  rbd_get_size_nonblocking: {
+    name: "rbd_get_size",
+    parameters: ["pointer", "buffer"],
+    result: "i32",
+    nonblocking: true,
   },
   /** int rbd_get_features(rbd_image_t image, uint64_t *features) */
   rbd_get_features: {
@@ -243,15 +269,36 @@ const RBD_SYMBOLS = {
     ],
     result: "i32",
   },
+  /** rbd_metadata_get on a helper thread. */
+  rbd_metadata_get_nonblocking: {
+    name: "rbd_metadata_get",
+    parameters: ["pointer", "buffer", "buffer", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
   /** int rbd_metadata_set(rbd_image_t image, const char *key, const char *value) */
   rbd_metadata_set: {
     parameters: ["pointer", /* rbd_image_t */ "buffer", /* key */ "buffer" /* value */],
     result: "i32",
   },
+  /** rbd_metadata_set on a helper thread. */
+  rbd_metadata_set_nonblocking: {
+    name: "rbd_metadata_set",
+    parameters: ["pointer", "buffer", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
   /** int rbd_metadata_remove(rbd_image_t image, const char *key) */
   rbd_metadata_remove: {
     parameters: ["pointer", /* rbd_image_t */ "buffer" /* const char *key */],
     result: "i32",
+  },
+  /** rbd_metadata_remove on a helper thread. */
+  rbd_metadata_remove_nonblocking: {
+    name: "rbd_metadata_remove",
+    parameters: ["pointer", "buffer"],
+    result: "i32",
+    nonblocking: true,
   },
   /** int rbd_metadata_list(rbd_image_t image, const char *start, uint64_t max, char *keys,
    *                        size_t *key_len, char *values, size_t *vals_len) */
@@ -266,6 +313,13 @@ const RBD_SYMBOLS = {
       "buffer", // size_t *vals_len
     ],
     result: "i32",
+  },
+  /** rbd_metadata_list on a helper thread. */
+  rbd_metadata_list_nonblocking: {
+    name: "rbd_metadata_list",
+    parameters: ["pointer", "buffer", "u64", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+    nonblocking: true,
   },
   /** int rbd_set_image_notification(rbd_image_t image, int fd, int type) */
   rbd_set_image_notification: {
@@ -597,6 +651,14 @@ export class RadosCluster {
     this.#images.delete(image);
   }
 
+  /** The cluster's fsid (a UUID), as `ceph fsid` prints it. */
+  fsid(): string {
+    const buffer = new Uint8Array(new ArrayBuffer(64));
+    const r = rados().rados_cluster_fsid(this.#live(), buffer, BigInt(buffer.length));
+    check(r, "rados_cluster_fsid");
+    return decodeCString(buffer, 0);
+  }
+
   /** Closes the images still open, the pools, and the connection (blocks briefly). Idempotent. */
   close(): void {
     if (this.#handle === null) return;
@@ -607,6 +669,36 @@ export class RadosCluster {
     lib.rados_shutdown(this.#handle);
     this.#handle = null;
   }
+
+  /**
+   * As {@link close}, without blocking the calling thread: the images still open are closed
+   * with {@link RbdImage.closeAsync}, then rados_shutdown runs on a helper thread.
+   */
+  async closeAsync(): Promise<void> {
+    if (this.#handle === null) return;
+    const handle = this.#handle;
+    await Promise.all([...this.#images].map((image) => image.closeAsync()));
+    if (this.#handle !== handle) return; // closed meanwhile
+    this.#handle = null;
+    const lib = rados();
+    for (const ioctx of this.#ioctxs.values()) lib.rados_ioctx_destroy(ioctx);
+    this.#ioctxs.clear();
+    await lib.rados_shutdown_nonblocking(handle);
+  }
+}
+
+/**
+ * An open image lent to another thread (the data-path worker): structured-cloneable, so it
+ * travels in a postMessage. The lender keeps the image open until the borrower says it is done
+ * with it ({@link RbdImage.lend}, {@link RbdImage.borrow}).
+ */
+export interface RbdImageToken {
+  /** The rbd_image_t, as an address. */
+  readonly address: bigint;
+  readonly pool: string;
+  readonly image: string;
+  readonly snapshot: string | undefined;
+  readonly readOnly: boolean;
 }
 
 function openArguments(spec: ImageSpec) {
@@ -646,18 +738,23 @@ export class RbdImage {
   readonly snapshot: string | undefined;
   /** Whether writes are refused (a snapshot, or a read-only open): they complete with -EROFS. */
   readonly readOnly: boolean;
-  readonly #cluster: RadosCluster;
+  /** Borrowed from another thread ({@link borrow}): closing it leaves the handle open. */
+  readonly borrowed: boolean;
+  readonly #cluster: RadosCluster | null;
   #handle: Deno.PointerObject | null;
   #aio: RbdAioContext | null = null;
   readonly #out = new Out64();
+  /** Calls on helper threads not yet finished: closeAsync waits for them. */
+  readonly #calls = new Set<Promise<unknown>>();
 
-  /** @internal Use {@link RadosCluster.openImage}. */
+  /** @internal Use {@link RadosCluster.openImage} or {@link RbdImage.borrow}. */
   constructor(
-    cluster: RadosCluster,
+    cluster: RadosCluster | null,
     handle: Deno.PointerObject,
     spec: ImageSpec,
     readOnly: boolean,
   ) {
+    this.borrowed = cluster === null;
     this.#cluster = cluster;
     this.#handle = handle;
     this.label = imageLabel(spec);
@@ -814,14 +911,168 @@ export class RbdImage {
     this.#aio = null;
   }
 
+  /**
+   * A token for another thread to {@link borrow} this image with (for I/O). Keep this image
+   * open until the borrower is done with it: closing it frees the handle under the borrower.
+   */
+  lend(): RbdImageToken {
+    return {
+      address: BigInt(Deno.UnsafePointer.value(this.#live())),
+      pool: this.pool,
+      image: this.image,
+      snapshot: this.snapshot,
+      readOnly: this.readOnly,
+    };
+  }
+
+  /**
+   * The image a {@link lend} token stands for, in this thread. Its {@link close} closes only
+   * what this side opened (its AIO context): the lender closes the handle.
+   */
+  static borrow(token: RbdImageToken): RbdImage {
+    const handle = Deno.UnsafePointer.create(token.address);
+    if (handle === null) throw new RangeError("RbdImage.borrow: a null image handle");
+    const spec = { pool: token.pool, image: token.image, snapshot: token.snapshot };
+    return new RbdImage(null, handle, spec, token.readOnly);
+  }
+
+  /** Runs a call on a helper thread, remembered until it ends (closeAsync waits for it). */
+  #track<T>(call: Promise<T>): Promise<T> {
+    this.#calls.add(call);
+    const done = () => this.#calls.delete(call);
+    call.then(done, done);
+    return call;
+  }
+
+  /** As {@link size}, without blocking the calling thread. */
+  async sizeAsync(): Promise<number> {
+    const out = new Out64();
+    const r = await this.#track(rbd().rbd_get_size_nonblocking(this.#live(), out.bytes));
+    check(r, `rbd_get_size(${this.label})`);
+    return Number(out.value);
+  }
+
+  /** As {@link metadataGet}, without blocking the calling thread. */
+  async metadataGetAsync(key: string): Promise<string | undefined> {
+    let room = 4096;
+    const name = cString(key);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const value = new Uint8Array(new ArrayBuffer(room));
+      const length = new Out64();
+      length.value = BigInt(room);
+      const r = await this.#track(
+        rbd().rbd_metadata_get_nonblocking(this.#live(), name, value, length.bytes),
+      );
+      if (r === -ERANGE) {
+        room = Number(length.value);
+        continue;
+      }
+      if (r === -ENOENT) return undefined;
+      check(r, `rbd_metadata_get(${this.label}, ${key})`);
+      return decodeCString(value, 0);
+    }
+    throw new Error(`rbd_metadata_get(${this.label}, ${key}): the value kept growing`);
+  }
+
+  /** As {@link metadataSet}, without blocking the calling thread. */
+  async metadataSetAsync(key: string, value: string): Promise<void> {
+    const name = cString(key);
+    const text = cString(value);
+    const r = await this.#track(rbd().rbd_metadata_set_nonblocking(this.#live(), name, text));
+    check(r, `rbd_metadata_set(${this.label}, ${key})`, {
+      EROFS: "the image is open read-only (a snapshot)",
+    });
+  }
+
+  /** As {@link metadataRemove}, without blocking the calling thread. */
+  async metadataRemoveAsync(key: string): Promise<boolean> {
+    const name = cString(key);
+    const r = await this.#track(rbd().rbd_metadata_remove_nonblocking(this.#live(), name));
+    if (r === -ENOENT) return false;
+    check(r, `rbd_metadata_remove(${this.label}, ${key})`, {
+      EROFS: "the image is open read-only (a snapshot)",
+    });
+    return true;
+  }
+
+  /**
+   * As {@link metadataList}, without blocking the calling thread; with `prefix`, only the keys
+   * that start with it, the prefix itself excepted (listed from the prefix on: one round trip
+   * when they fit one page of 64).
+   */
+  async metadataListAsync(prefix = ""): Promise<Map<string, string>> {
+    const all = new Map<string, string>();
+    const keyLength = new Out64();
+    const valueLength = new Out64();
+    // rbd_metadata_list lists the keys after `start` (exclusive).
+    let start = prefix;
+    let room = 8192;
+    for (;;) {
+      const keys = new Uint8Array(new ArrayBuffer(room));
+      const values = new Uint8Array(new ArrayBuffer(room));
+      const from = cString(start);
+      keyLength.value = BigInt(room);
+      valueLength.value = BigInt(room);
+      const r = await this.#track(
+        rbd().rbd_metadata_list_nonblocking(
+          this.#live(),
+          from,
+          BigInt(METADATA_PAGE),
+          keys,
+          keyLength.bytes,
+          values,
+          valueLength.bytes,
+        ),
+      );
+      if (r === -ERANGE) {
+        room = Math.max(Number(keyLength.value), Number(valueLength.value), room * 2);
+        continue;
+      }
+      check(r, `rbd_metadata_list(${this.label})`);
+      let k = 0;
+      let v = 0;
+      let count = 0;
+      const keyEnd = Number(keyLength.value);
+      while (k < keyEnd) {
+        const keyNul = keys.indexOf(0, k);
+        const valueNul = values.indexOf(0, v);
+        if (keyNul <= k || valueNul < 0) break;
+        const key = decoder.decode(keys.subarray(k, keyNul));
+        if (!key.startsWith(prefix)) return all; // past the prefix: sorted, so done
+        all.set(key, decoder.decode(values.subarray(v, valueNul)));
+        start = key;
+        count++;
+        k = keyNul + 1;
+        v = valueNul + 1;
+      }
+      if (count < METADATA_PAGE) return all;
+    }
+  }
+
   /** Closes the AIO context (waiting for requests in flight), then the image. Idempotent. */
   close(): void {
     if (this.#handle === null) return;
     this.#aio?.close();
     const handle = this.#handle;
     this.#handle = null;
+    if (this.#cluster === null) return; // borrowed: the lender closes the handle
     this.#cluster._forget(this);
     check(rbd().rbd_close(handle), `rbd_close(${this.label})`);
+  }
+
+  /**
+   * As {@link close}, without blocking the calling thread: waits for this image's calls on
+   * helper threads, then runs rbd_close on one. The AIO context, if any, must be idle.
+   */
+  async closeAsync(): Promise<void> {
+    if (this.#handle === null) return;
+    this.#aio?.close();
+    const handle = this.#handle;
+    this.#handle = null;
+    await Promise.allSettled([...this.#calls]);
+    if (this.#cluster === null) return;
+    this.#cluster._forget(this);
+    check(await rbd().rbd_close_nonblocking(handle), `rbd_close(${this.label})`);
   }
 }
 

@@ -11,7 +11,7 @@
 
 import { closeFd, EventFd, lockPidFile, SyslogWriter } from "../ffi/mod.ts";
 import { loadConfig } from "./config/load.ts";
-import { type Config, ConfigError } from "./config/types.ts";
+import { type Config, ConfigError, DEFAULTS } from "./config/types.ts";
 import { type ControlServer, startControlServer } from "./control/server.ts";
 import type { ControlHandler } from "./control/types.ts";
 import type { ClearedState } from "./engine/dataplane.ts";
@@ -28,6 +28,7 @@ import { StateWriter } from "./state/writer.ts";
 import { type Level, log, setupLogging } from "./log.ts";
 import { type MetricsServer, startMetricsServer } from "./metrics/server.ts";
 import { ServiceNotifier } from "./service.ts";
+import { RbdImages } from "./rbd/images.ts";
 import { VERSION } from "./version.ts";
 
 /** How the daemon was asked to run. */
@@ -87,7 +88,17 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     onResult: (r) => link.post({ type: "persisted", ...r }),
     log,
   });
-  const link = new WorkerLink(worker, wake, writer);
+  // Ceph RBD images: opened, closed and their metadata read and written here, never in the
+  // data path (see src/rbd/images.ts).
+  const rbd: RbdImages = new RbdImages({
+    log,
+    post: (m) => link.post(m),
+    writer,
+    ...daemonIdentity(config),
+    interfaces: (): string[] => link.interfaces.map((i: SharedCounters) => i.name),
+  });
+  rbd.configured(config.devices);
+  const link: WorkerLink = new WorkerLink(worker, wake, writer, rbd);
   let control: ControlServer | null = null;
   let metrics: MetricsServer | null = null;
   const started = performance.now();
@@ -116,14 +127,14 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     const reload = () => {
       reloading = reloading.then(() =>
         service.reloading(async () => {
-          const result = await reloadConfig(options, link, writer);
+          const result = await reloadConfig(options, link, writer, rbd);
           if (result.config) current = result.config;
           return result;
         }, status)
       );
       return reloading;
     };
-    const handler = controlHandler(link, started, reload, writer);
+    const handler = controlHandler(link, started, reload, writer, rbd);
     try {
       control = await startControlServer(config.global.controlSocket, handler, log);
       const listen = config.global.metricsListen;
@@ -163,6 +174,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     await metrics?.close();
     link.terminate();
     await writer.close();
+    await rbd.close();
     wake.close();
     removePidFile(pidFile);
     closeFd(pidLock);
@@ -180,6 +192,7 @@ async function loadStates(
 ): Promise<Map<string, StateSnapshot>> {
   const out = new Map<string, StateSnapshot>();
   for (const d of config.devices) {
+    if (d.rbd) continue; // in the image's metadata: read when the image is opened
     try {
       const state = await loadDeviceState(
         config.global.stateDirectory,
@@ -231,10 +244,27 @@ export function printConfigError(e: unknown): void {
   }
 }
 
+/**
+ * This daemon among the hosts serving an RBD image: the host name, and the control socket when
+ * it is not the default one (two daemons on one host then stay apart).
+ */
+function daemonIdentity(config: Config): { hostId: string; hostName: string } {
+  let hostName = "unknown";
+  try {
+    hostName = Deno.hostname();
+  } catch { /* no --allow-sys */ }
+  const socket = config.global.controlSocket;
+  return {
+    hostName,
+    hostId: socket === DEFAULTS.controlSocket ? hostName : `${hostName}:${socket}`,
+  };
+}
+
 async function reloadConfig(
   options: DaemonOptions,
   link: WorkerLink,
   writer: StateWriter,
+  rbd: RbdImages,
 ): Promise<{ ok: boolean; message: string; config?: Config }> {
   log("info", "Reload request received");
   let config: Config;
@@ -250,7 +280,9 @@ async function reloadConfig(
   }
   for (const w of config.warnings) log("warning", w);
   const states = await loadStates(config, writer);
+  rbd.configured(config.devices);
   const reply = await link.request({ type: "reload", id: 0, config, states });
+  await rbd.pollNow(); // the sizes of RBD images served on, re-read like files
   if (!reply.ok) {
     // The worker logged each problem; the rest of the configuration is applied.
     log("error", "The configuration was reloaded with errors (see above)");
@@ -265,6 +297,7 @@ function controlHandler(
   started: number,
   reload: () => Promise<{ ok: boolean; message: string }>,
   writer: StateWriter,
+  rbd: RbdImages,
 ): ControlHandler {
   const copy = (c: SharedCounters) => ({ name: c.name, stats: c.stats.slice() });
   /** Clears in the data path, then waits until every change is on disk (or says why not). */
@@ -298,6 +331,7 @@ function controlHandler(
     clearStats: async (patterns) => {
       await link.request({ type: "clear-stats", id: 0, patterns });
     },
+    rbdDevices: () => Promise.resolve(rbd.info()),
     clearConfig: (patterns) => names("config", patterns),
     clearMacMask: (patterns) => names("macmask", patterns),
     clearReserve: (patterns) => names("reserve", patterns),
@@ -311,6 +345,7 @@ class WorkerLink {
   readonly #worker: Worker;
   readonly #wake: EventFd;
   readonly #writer: StateWriter;
+  readonly #rbd: RbdImages;
   #nextId = 1;
   readonly #waiting = new Map<number, (r: Reply) => void>();
   #onStart: ((m: FromWorker) => void) | null = null;
@@ -318,10 +353,11 @@ class WorkerLink {
   devices: DeviceCounters[] = [];
   interfaces: SharedCounters[] = [];
 
-  constructor(worker: Worker, wake: EventFd, writer: StateWriter) {
+  constructor(worker: Worker, wake: EventFd, writer: StateWriter, rbd: RbdImages) {
     this.#worker = worker;
     this.#wake = wake;
     this.#writer = writer;
+    this.#rbd = rbd;
     worker.onmessage = (e: MessageEvent<FromWorker>) => this.#receive(e.data);
     worker.onerror = (e) => {
       e.preventDefault();
@@ -405,6 +441,12 @@ class WorkerLink {
         break;
       case "persist":
         this.#writer.submit(m.device, m.kind as StateKind, m.seq, m.bytes);
+        break;
+      case "rbd-open":
+        this.#rbd.open(m);
+        break;
+      case "rbd-release":
+        this.#rbd.release(m.id);
         break;
       case "stopped":
         this.#onStopped?.(m.inFlight);

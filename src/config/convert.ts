@@ -114,6 +114,7 @@ export function convertIniToToml(text: string, file: string): string {
         return value(entry, where, keyFileString, (s) => tomlString(s.trim()));
       case "patterns":
       case "tokens":
+      case "options": // "name=value" items: the TOML loader reads such a list as settings
         return value(entry, where, list, tomlArray);
     }
   };

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { type PathInfo, realPath, statPath, SysError } from "../../ffi/mod.ts";
+import { parseImageSpec, type PathInfo, realPath, statPath, SysError } from "../../ffi/mod.ts";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { AclResolver, type EthersTable, parseEthers } from "./acl.ts";
 import { type KeyFileGroup, parseKeyFile } from "./gkeyfile.ts";
@@ -41,6 +41,8 @@ import {
   exportRangeProblem,
   type GlobalConfig,
   type InterfaceConfig,
+  RBD_PATH_PREFIX,
+  type RbdConfig,
 } from "./types.ts";
 
 /** Where the loader looks outside the file; tests point these elsewhere. */
@@ -237,6 +239,9 @@ interface DeviceDefaults {
   syncWrites: boolean;
   /** `[defaults] admin`, resolved; null when unset (or unresolvable: then already an issue). */
   admin: number[] | null;
+  cephConf: string;
+  cephUser: string;
+  cephOptions: Record<string, string>;
 }
 
 /** Collects issues while turning sections into a Config. */
@@ -421,6 +426,10 @@ class Builder {
         const a = parseListenAddress(r.value, key);
         return a.ok ? a.value : fail(a);
       }
+      case "options": {
+        const r = section.options(key);
+        return r.ok ? r.value : fail(r);
+      }
       case "obsolete":
         this.warn(dotted, `${key} is obsolete and ignored`, spec.fix ?? "remove it");
         return undefined;
@@ -468,6 +477,9 @@ class Builder {
       mergeDelay: get("merge-delay", DEFAULTS.mergeDelay),
       syncWrites: get("sync-writes", false),
       admin: null,
+      cephConf: get("ceph-conf", DEFAULTS.cephConf),
+      cephUser: get("ceph-user", DEFAULTS.cephUser),
+      cephOptions: get<Record<string, string>>("ceph-options", {}),
     };
     if (this.#options.checkFilesystem !== false) this.#checkStateDirectory(global.stateDirectory);
 
@@ -577,8 +589,20 @@ class Builder {
     } else if (uuid !== null) {
       path = this.#resolveUuid(uuid, at("uuid"));
     }
+    const rbd = path?.startsWith(RBD_PATH_PREFIX) ? this.#rbd(path, v, defaults, at) : null;
+    if (rbd === null) {
+      for (const key of ["ceph-conf", "ceph-user", "ceph-options"]) {
+        if (v.has(key)) {
+          this.warn(
+            at(key),
+            "ignored: the device is not a Ceph RBD image",
+            'path = "rbd:POOL/IMAGE"',
+          );
+        }
+      }
+    }
     let info: PathInfo | null = null;
-    if (path !== undefined && this.#options.checkFilesystem !== false) {
+    if (path !== undefined && rbd === null && this.#options.checkFilesystem !== false) {
       info = this.#checkDevicePath(path, at(uuid !== null ? "uuid" : "path"));
     }
     const serial = v.get("serial") as string | undefined;
@@ -629,7 +653,7 @@ class Builder {
       admin = resolver.resolveList(at("admin"), adminTokens);
       this.#takeAclProblems(resolver);
     }
-    if (this.issues.length > before || path === undefined) return null;
+    if (this.issues.length > before || path === undefined || rbd === undefined) return null;
     const num = (key: string, fallback: number) => (v.get(key) as number | undefined) ?? fallback;
     const bool = (key: string, fallback: boolean) =>
       (v.get(key) as boolean | undefined) ?? fallback;
@@ -644,7 +668,8 @@ class Builder {
       queueLength: num("queue-length", defaults.queueLength),
       directIo: bool("direct-io", defaults.directIo),
       traceIo: bool("trace-io", defaults.traceIo),
-      readOnly: bool("read-only", false),
+      // A snapshot cannot be written: it is served read-only.
+      readOnly: bool("read-only", false) || (rbd?.snapshot ?? null) !== null,
       broadcast: bool("broadcast", false),
       maxDelay: num("max-delay", defaults.maxDelay),
       mergeDelay: num("merge-delay", defaults.mergeDelay),
@@ -656,8 +681,44 @@ class Builder {
       lengthSectors,
       syncWrites: bool("sync-writes", defaults.syncWrites),
       serial: serial ?? defaultSerial(shelf, slot, this.#options.hostname ?? systemHostname()),
+      rbd,
     };
     return device;
+  }
+
+  /**
+   * The Ceph RBD image of `path = "rbd:POOL/IMAGE[@SNAP]"` with its cluster settings, or
+   * undefined when the path does not name one (an issue). Nothing is looked up on disk or in
+   * the cluster here: the daemon connects when it opens the device.
+   */
+  #rbd(
+    path: string,
+    v: Map<string, unknown>,
+    defaults: DeviceDefaults,
+    at: (key: string) => string,
+  ): RbdConfig | undefined {
+    let spec;
+    try {
+      spec = parseImageSpec(path.slice(RBD_PATH_PREFIX.length));
+    } catch {
+      this.issue(
+        at("path"),
+        `${JSON.stringify(path)} is not an RBD image`,
+        'write path = "rbd:POOL/IMAGE", or "rbd:POOL/IMAGE@SNAP" for a snapshot (served read-only)',
+      );
+      return undefined;
+    }
+    return {
+      pool: spec.pool,
+      image: spec.image,
+      snapshot: spec.snapshot ?? null,
+      conf: (v.get("ceph-conf") as string | undefined) ?? defaults.cephConf,
+      user: (v.get("ceph-user") as string | undefined) ?? defaults.cephUser,
+      options: {
+        ...defaults.cephOptions,
+        ...(v.get("ceph-options") as Record<string, string> | undefined),
+      },
+    };
   }
 
   /**

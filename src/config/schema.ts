@@ -12,6 +12,7 @@
  * - `patterns` (interface glob list) and `tokens` (ACL token list): a list of strings;
  * - `enum`: a string out of `values`;
  * - `listen`: a TCP address `HOST:PORT` (`src/config/listen.ts`);
+ * - `options`: NAME = VALUE settings passed through (a TOML table, or `"name=value, ..."`);
  * - `obsolete`: accepted with a warning and ignored.
  */
 export type KeyKind =
@@ -24,6 +25,7 @@ export type KeyKind =
   | "tokens"
   | "enum"
   | "listen"
+  | "options"
   | "obsolete";
 
 /** One key of one kind of table. */
@@ -99,6 +101,15 @@ const MERGE_DELAY: KeySpec = {
 const BUFFERS: KeySpec = { key: "buffers", kind: "obsolete", fix: "use ring-buffer-size instead" };
 const ADMIN: KeySpec = { key: "admin", kind: "tokens" };
 const SYNC_WRITES: KeySpec = { key: "sync-writes", kind: "boolean" };
+// Ceph RBD devices (`path = "rbd:POOL/IMAGE"`): the cluster to connect to, and as whom.
+const CEPH_CONF: KeySpec = { key: "ceph-conf", kind: "string" };
+const CEPH_USER: KeySpec = { key: "ceph-user", kind: "string" };
+const CEPH_OPTIONS: KeySpec = {
+  key: "ceph-options",
+  kind: "options",
+  fix: 'write ceph-options = { keyring = "/etc/ceph/ceph.client.ggaoed.keyring" } ' +
+    "(librados option names as in 'ceph config help')",
+};
 
 /**
  * Sectors an export may reach (offset + length): 2^44 sectors of 512 bytes are 2^53 bytes, the
@@ -128,6 +139,9 @@ export const DEFAULTS_KEYS: readonly KeySpec[] = [
   BUFFERS,
   SYNC_WRITES,
   ADMIN,
+  CEPH_CONF,
+  CEPH_USER,
+  CEPH_OPTIONS,
 ];
 
 /** Keys of an interface table. */
@@ -178,6 +192,9 @@ export const DEVICE_KEYS: readonly KeySpec[] = [
   },
   SYNC_WRITES,
   { key: "serial", kind: "string" },
+  CEPH_CONF,
+  CEPH_USER,
+  CEPH_OPTIONS,
 ];
 
 /** The spec of `key` in `specs`, if any. */

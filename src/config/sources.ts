@@ -31,6 +31,8 @@ export interface Section {
   string(key: string): Read<string>;
   /** A list of strings, items trimmed, empty items dropped. */
   list(key: string): Read<string[]>;
+  /** NAME = VALUE settings: a table (TOML), or a list of `name=value` items. */
+  options(key: string): Read<Record<string, string>>;
 }
 
 function describe(v: unknown): string {
@@ -44,6 +46,29 @@ function describe(v: unknown): string {
 
 function splitList(text: string): string[] {
   return text.split(",").map((s) => s.trim()).filter((s) => s !== "");
+}
+
+const OPTION_NAME = /^[A-Za-z0-9_][A-Za-z0-9_ .-]*$/;
+
+/** `name=value` items as settings, or what is wrong with the first bad one. */
+export function parseOptionItems(
+  items: string[],
+  key: string,
+): Read<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const item of items) {
+    const eq = item.indexOf("=");
+    const name = eq < 0 ? "" : item.slice(0, eq).trim();
+    if (!OPTION_NAME.test(name)) {
+      return {
+        ok: false,
+        message: `${JSON.stringify(item)} is not NAME=VALUE`,
+        fix: `write ${key} = "name=value, name=value"`,
+      };
+    }
+    out[name] = item.slice(eq + 1).trim();
+  }
+  return { ok: true, value: out };
 }
 
 /** A TOML table. */
@@ -124,6 +149,35 @@ export class TomlSection implements Section {
       fix: `write ${key} = ["a", "b"] (quote every item)`,
     };
   }
+
+  options(key: string): Read<Record<string, string>> {
+    const v = this.#table[key];
+    if (typeof v === "string" || Array.isArray(v)) {
+      const items = this.list(key);
+      return items.ok ? parseOptionItems(items.value, key) : items;
+    }
+    const fix = `write ${key} = { name = "value", ... }`;
+    if (typeof v !== "object" || v === null || v instanceof Date) {
+      return { ok: false, message: `expected a table of settings, got ${describe(v)}`, fix };
+    }
+    const out: Record<string, string> = {};
+    for (const [name, value] of Object.entries(v)) {
+      if (!OPTION_NAME.test(name)) {
+        return { ok: false, message: `${JSON.stringify(name)} is not an option name`, fix };
+      }
+      if (typeof value === "string") out[name] = value;
+      else if (typeof value === "number" || typeof value === "boolean") out[name] = String(value);
+      else if (typeof value === "bigint") out[name] = String(value);
+      else {
+        return {
+          ok: false,
+          message: `${name}: expected a string, number or boolean, got ${describe(value)}`,
+          fix,
+        };
+      }
+    }
+    return { ok: true, value: out };
+  }
 }
 
 /** A GKeyFile group, read with glib's rules and then our decisions (trimmed strings and items). */
@@ -183,5 +237,10 @@ export class IniSection implements Section {
     );
     if (!r.ok) return r;
     return { ok: true, value: r.value.map((s) => s.trim()).filter((s) => s !== "") };
+  }
+
+  options(key: string): Read<Record<string, string>> {
+    const items = this.list(key);
+    return items.ok ? parseOptionItems(items.value, key) : items;
   }
 }

@@ -24,7 +24,29 @@ export const DEFAULTS = {
   maxDelay: 0.001,
   mergeDelay: 0,
   configPath: "/etc/ggaoed/ggaoed.conf",
+  cephConf: "/etc/ceph/ceph.conf",
+  cephUser: "admin",
 } as const;
+
+/** The `path` prefix of a Ceph RBD image: `rbd:POOL/IMAGE` or `rbd:POOL/IMAGE@SNAP`. */
+export const RBD_PATH_PREFIX = "rbd:";
+
+/** A device served from a Ceph RBD image through librbd (`path = "rbd:POOL/IMAGE[@SNAP]"`). */
+export interface RbdConfig {
+  pool: string;
+  image: string;
+  /** A snapshot (served read-only), or null for the image itself. */
+  snapshot: string | null;
+  /** `ceph-conf`: the cluster's ceph.conf. */
+  conf: string;
+  /** `ceph-user`: the Ceph user without `client.` (a name with a dot is taken whole). */
+  user: string;
+  /**
+   * `ceph-options`: librados/librbd settings, set after the conf file and after ggaoed's safe
+   * defaults (which they may override), `[defaults]` first, then the device's own.
+   */
+  options: Record<string, string>;
+}
 
 /** Where the daemon's own files live and how it logs. */
 export interface GlobalConfig {
@@ -93,6 +115,8 @@ export interface DeviceConfig {
   syncWrites: boolean;
   /** IDENTIFY serial number (1-20 printable ASCII characters): `serial`, else `shelf.slot:host`. */
   serial: string;
+  /** The Ceph RBD image when `path` is `rbd:...`; null for block devices and files. */
+  rbd: RbdConfig | null;
 }
 
 /** The whole validated configuration. */

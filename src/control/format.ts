@@ -8,7 +8,7 @@
  */
 
 import { DEVICE_STAT_FIELDS, IFACE_STAT_FIELDS } from "../stats.ts";
-import type { NamedStats } from "./types.ts";
+import type { NamedStats, RbdDeviceInfo } from "./types.ts";
 
 // ---- printf-style numbers ----
 
@@ -426,4 +426,49 @@ export function parseInterval(arg: string): number | null {
   const s = arg.trimStart();
   if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(s)) return null;
   return Number(s);
+}
+
+/** Bytes as ggaoed's logs show sizes (KiB, then MiB/GiB/TiB). */
+function binarySize(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[u]}`;
+}
+
+/** `show-rbd`: each RBD device's image, cluster, features and the hosts serving it. */
+export function formatRbdDevices(devices: RbdDeviceInfo[]): string {
+  if (devices.length === 0) return "No Ceph RBD devices.\n";
+  return devices.map((d) => {
+    const lines = [
+      `Device ${d.name}: ${d.image}${d.readOnly ? " (read-only)" : ""}, ${binarySize(d.size)}`,
+      `  cluster   fsid ${d.cluster.fsid}, ${d.cluster.conf}, user ${d.cluster.user}`,
+      `  features  ${d.features.join(", ") || "none"}${
+        d.features.includes("exclusive-lock") && !d.readOnly
+          ? "  (exclusive-lock: serve read-write from one host only)"
+          : ""
+      }`,
+      `  state     metadata ${d.prefix}config, ${d.prefix}mac_mask, ${d.prefix}reserve` +
+      (d.pollError
+        ? ` (UNREADABLE: ${d.pollError})`
+        : d.polledAgo === null
+        ? ""
+        : ` (read ${d.polledAgo.toFixed(1)} s ago)`),
+      `  hosts     ${d.hosts.length}`,
+    ];
+    for (const h of [...d.hosts].sort((a, b) => a.id.localeCompare(b.id))) {
+      const ifs = h.interfaces.map((i) => `${i.name}${i.mac ? ` ${i.mac}` : ""}`).join(", ");
+      lines.push(
+        `    ${h.self ? "*" : " "} ${h.id}  ${h.target}${
+          h.readOnly ? " R/O" : ""
+        }  pid ${h.pid}  ` +
+          `[${ifs}]  seen ${h.ageSeconds.toFixed(0)} s ago${h.stale ? " (STALE)" : ""}`,
+      );
+    }
+    return lines.join("\n") + "\n\n";
+  }).join("");
 }

@@ -359,6 +359,10 @@ async function run(
         devices: states.map((d) => ({ name: d.name, macs: d[list].map(formatMac) })),
       };
     }
+    case "show-rbd": {
+      const devices = (await handler.rbdDevices()).filter((d) => matchesAny(patterns, d.name));
+      return { ok: true, devices };
+    }
     case "clear-stats":
       await handler.clearStats(patterns);
       return { ok: true };

@@ -45,6 +45,8 @@ export interface ControlHandler {
   >;
   /** Zeroes the counters of devices and interfaces matching the patterns; null = everything. */
   clearStats(patterns: string[] | null): Promise<void>;
+  /** The Ceph RBD devices: image, cluster, features and the hosts known to serve each. */
+  rbdDevices(): Promise<RbdDeviceInfo[]>;
   /** Empties the Query Config string of devices matching the patterns; returns their names. */
   clearConfig(names: string[]): Promise<string[]>;
   /** Empties the MAC Mask List of devices matching the patterns; returns their names. */
@@ -72,6 +74,7 @@ export const CONTROL_COMMANDS = [
   "show-config",
   "show-macmask",
   "show-reserve",
+  "show-rbd",
   "clear-stats",
   "clear-config",
   "clear-macmask",
@@ -116,6 +119,53 @@ export interface MacListReply {
   devices: { name: string; macs: string[] }[];
 }
 
+/** A daemon serving an RBD image, as recorded in the image's metadata. */
+export interface RbdHostInfo {
+  /** Its id among the image's hosts: the host name (and its control socket if not the default). */
+  id: string;
+  host: string;
+  pid: number;
+  /** Its name for the device. */
+  device: string;
+  /** The AoE address it serves the image as, `eSHELF.SLOT`. */
+  target: string;
+  interfaces: { name: string; mac: string }[];
+  /** When it last refreshed its record, Unix seconds, and how long ago. */
+  seen: number;
+  ageSeconds: number;
+  /** Not refreshed for 30 s: that daemon stopped (or cannot reach the cluster). */
+  stale: boolean;
+  readOnly: boolean;
+  version: string;
+  /** The daemon answering. */
+  self: boolean;
+}
+
+/** One Ceph RBD device, for `show-rbd`. */
+export interface RbdDeviceInfo {
+  name: string;
+  /** `rbd:POOL/IMAGE` or `rbd:POOL/IMAGE@SNAP`. */
+  image: string;
+  cluster: { conf: string; user: string; fsid: string };
+  /** Feature names as `rbd info` prints them. */
+  features: string[];
+  /** The image's size in bytes. */
+  size: number;
+  readOnly: boolean;
+  /** The prefix of its metadata keys (`ggaoed.`, or `ggaoed@SNAP.` for a snapshot). */
+  prefix: string;
+  hosts: RbdHostInfo[];
+  /** Seconds since its metadata was last read (null: not yet), and that read's error. */
+  polledAgo: number | null;
+  pollError: string | null;
+}
+
+/** Answer to `show-rbd`. */
+export interface ShowRbdReply {
+  ok: true;
+  devices: RbdDeviceInfo[];
+}
+
 /** Answer to `clear-stats`. */
 export interface ClearStatsReply {
   ok: true;
@@ -134,6 +184,7 @@ export interface ControlReplies {
   "show-config": ShowConfigReply;
   "show-macmask": MacListReply;
   "show-reserve": MacListReply;
+  "show-rbd": ShowRbdReply;
   "clear-stats": ClearStatsReply;
   "clear-config": ClearReply;
   "clear-macmask": ClearReply;

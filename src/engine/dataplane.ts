@@ -17,7 +17,10 @@
  * - state that cannot be written (ENOSPC): the state files are written by the main thread
  *   (`src/state/writer.ts`); replies that acknowledge a state change wait for it, and become AoE
  *   error 3 if the write fails; serving goes on;
- * - a frame that makes the engine throw (a bug): dropped, counted, logged, its request released.
+ * - a frame that makes the engine throw (a bug): dropped, counted, logged, its request released;
+ * - a Ceph RBD image whose cluster is slow or unreachable: images are opened by the main thread
+ *   (`src/rbd/images.ts`) and lent to the plane ({@link DataPlane.rbdOpened}); the loop serves
+ *   the other devices meanwhile.
  *
  * @module
  */
@@ -74,10 +77,16 @@ import type {
   DeviceCounters,
   PersistAck,
   PersistRequest,
+  RbdOpen,
+  RbdOpened,
+  RbdRelease,
+  RbdSizeChanged,
+  RbdStateChanged,
   SharedCounters,
   StateSnapshot,
 } from "./messages.ts";
 import type { Request } from "./pool.ts";
+import { RbdStorage } from "./rbd.ts";
 
 /** Log sink: the worker forwards these to the main thread's logger. */
 export type LogFn = (level: "debug" | "info" | "warning" | "error", message: string) => void;
@@ -125,6 +134,21 @@ export interface DataPlaneOptions {
   persist?: (m: PersistRequest) => void;
   /** Wakes the loop from another thread (the worker's command channel), if any. */
   wake?: EventFd;
+  /**
+   * Asks whoever opens Ceph RBD images (the main thread) to open one, and gives images back;
+   * the answers come through {@link DataPlane.rbdOpened}. Without it RBD devices cannot be
+   * opened.
+   */
+  rbd?: (m: RbdOpen | RbdRelease) => void;
+}
+
+/** An RBD device whose image the main thread is opening. */
+interface PendingOpen {
+  config: DeviceConfig;
+  /** The device it replaces (reload), which serves on until the new one is ready. */
+  previous: Device | null;
+  /** Opened at start: a failure counts among {@link DataPlane.failedDevices}. */
+  atStart: boolean;
 }
 
 /** The state of one device name, kept across reopen and removal, and its pending writes. */
@@ -155,6 +179,12 @@ export class DataPlane {
   #config: Config;
   readonly #log: LogFn;
   readonly #persist: ((m: PersistRequest) => void) | null;
+  readonly #rbd: ((m: RbdOpen | RbdRelease) => void) | null;
+  /** RBD opens asked of the main thread, by request number. */
+  readonly #opening = new Map<number, PendingOpen>();
+  #nextOpen = 1;
+  /** Problems of RBD opens that ended since the last {@link takeOpenProblems}. */
+  readonly #openProblems: string[] = [];
   readonly #epoll = Epoll.open(64);
   /** Indexed by Device.index / Iface.index; null where one was closed. Retiring ones included. */
   readonly #devices: (Device | null)[] = [];
@@ -191,6 +221,7 @@ export class DataPlane {
     this.#config = options.config;
     this.#log = options.log;
     this.#persist = options.persist ?? null;
+    this.#rbd = options.rbd ?? null;
     if (options.wake) this.#epoll.add(options.wake.fd, EPOLLIN, TOKEN_WAKE);
     let links: LinkMonitor | null = null;
     try {
@@ -220,12 +251,12 @@ export class DataPlane {
    */
   start(): void {
     for (const d of this.#config.devices) {
-      const dev = this.#openDevice(d, null);
+      const dev = this.#openDevice(d, null, true);
       if (typeof dev !== "string") continue;
       this.#log("error", `disk/${d.name}: ${dev}; device not exported`);
       this.failedDevices.push({ name: d.name, reason: dev });
     }
-    if (!this.#devices.some((d) => d)) {
+    if (!this.#devices.some((d) => d) && this.#opening.size === 0) {
       throw new Error("no valid devices: every device failed to open (see the errors above)");
     }
     const failures: string[] = [];
@@ -233,6 +264,20 @@ export class DataPlane {
     if (this.interfaces.length === 0 && failures.length > 0) {
       throw new Error(`no packet socket could be opened: ${failures.join("; ")}`);
     }
+  }
+
+  /**
+   * True while RBD images are being opened by the main thread: their devices start serving
+   * (or are reported as failed) when the answers come ({@link rbdOpened}). The loop keeps
+   * serving the other devices meanwhile.
+   */
+  get opening(): boolean {
+    return this.#opening.size > 0;
+  }
+
+  /** The problems of RBD opens that ended since the last call (for the reload's answer). */
+  takeOpenProblems(): string[] {
+    return this.#openProblems.splice(0);
   }
 
   /** Live devices (not retiring), in configuration order. */
@@ -364,7 +409,8 @@ export class DataPlane {
         }
         continue;
       }
-      const dev = this.#openDevice(d, cur ?? null);
+      const dev = this.#openDevice(d, cur ?? null, false);
+      if (dev === null) continue; // an RBD image being opened: rbdOpened finishes the job
       if (typeof dev === "string") {
         problems.push(
           cur
@@ -386,19 +432,118 @@ export class DataPlane {
       }
     }
     // A device kept with its old settings must not share an address with another one.
-    for (const dev of kept) {
-      const clash = this.devices.find((o) =>
-        o !== dev && o.shelf === dev.shelf && o.slot === dev.slot
-      );
-      if (!clash) continue;
-      problems.push(
-        `disk/${dev.name}: its previous address e${dev.shelf}.${dev.slot} is now ${clash.name}'s; it is no longer exported`,
-      );
-      this.#retire(dev);
-    }
+    for (const dev of kept) this.#retireOnClash(dev, problems);
     for (const p of problems) this.#log("error", p);
     this.#rescanInterfaces(true);
     return problems;
+  }
+
+  /** Retires `dev` (kept with old settings) if another device took its address. */
+  #retireOnClash(dev: Device, problems: string[]): void {
+    const clash = this.devices.find((o) =>
+      o !== dev && o.shelf === dev.shelf && o.slot === dev.slot
+    );
+    if (!clash) return;
+    problems.push(
+      `disk/${dev.name}: its previous address e${dev.shelf}.${dev.slot} is now ${clash.name}'s; it is no longer exported`,
+    );
+    this.#retire(dev);
+  }
+
+  /**
+   * The main thread's answer to an RBD open: the device starts serving (replacing the one it
+   * was opened for, on reload) and is advertised, or the failure is reported (start: among the
+   * failed devices; reload: the previous device keeps serving, as for files).
+   */
+  rbdOpened(m: RbdOpened): void {
+    const pending = this.#opening.get(m.id);
+    this.#opening.delete(m.id);
+    if (!pending || !this.#accepting) {
+      // Not wanted any more (stopping): give the image straight back.
+      if (m.ok) this.#rbd?.({ type: "rbd-release", id: m.loan.id });
+      return;
+    }
+    const { config: d, previous } = pending;
+    const problems: string[] = [];
+    let dev: Device | string;
+    if (m.ok) {
+      this.#takeRbdState(d.name, m.state);
+      const release = (id: number) => this.#rbd?.({ type: "rbd-release", id });
+      let storage: RbdStorage | null = null;
+      try {
+        storage = new RbdStorage(m.loan, release);
+        dev = this.#install(d, storage);
+      } catch (e) {
+        storage?.close();
+        if (!storage) release(m.loan.id);
+        dev = (e as Error).message;
+      }
+    } else {
+      dev = m.message;
+    }
+    if (typeof dev === "string") {
+      if (pending.atStart) {
+        this.#log("error", `disk/${d.name}: ${dev}; device not exported`);
+        this.failedDevices.push({ name: d.name, reason: dev });
+        return;
+      }
+      const live = previous && !previous.retiring;
+      problems.push(
+        live
+          ? `disk/${d.name}: cannot apply the new settings: ${dev}; it keeps serving with the previous ones`
+          : `disk/${d.name}: ${dev}; not exported`,
+      );
+      if (live) this.#retireOnClash(previous, problems);
+    } else if (previous && !previous.retiring) {
+      this.#log("info", `disk/${d.name}: reopened with the new settings`);
+      this.#retire(previous);
+    }
+    for (const p of problems) this.#log("error", p);
+    this.#openProblems.push(...problems);
+    this.#attachAll(false, []);
+  }
+
+  /** State read from an RBD image's metadata: it is the shared truth, unless changed here. */
+  #takeRbdState(name: string, snapshot: StateSnapshot): void {
+    const rec = this.#states.get(name);
+    if (!rec) {
+      this.#record(name, snapshot);
+      return;
+    }
+    const state = rec.state;
+    for (let kind = 0 as StateKind; kind < 3; kind++) {
+      if (state.isDurable(kind) && !rec.outstanding[kind]) state.replace(kind, snapshot);
+    }
+  }
+
+  /**
+   * Another host changed state `kind` of an RBD device (the main thread read it from the
+   * image's metadata): taken unless this side changed it since (then that change, being
+   * written, wins).
+   */
+  rbdStateChanged(m: RbdStateChanged): void {
+    const rec = this.#states.get(m.device);
+    if (!rec) return;
+    const kind = m.kind as StateKind;
+    if (rec.state.seq(kind) !== m.seq || rec.outstanding[kind]) return;
+    rec.state.replace(kind, { config: m.config, macMask: m.macs, reserve: m.macs });
+    this.#log("debug", `disk/${m.device}: state changed by another host, taken`);
+  }
+
+  /** The main thread read a new size of an RBD device's image. */
+  rbdSizeChanged(m: RbdSizeChanged): void {
+    const dev = this.devices.find((d) => d.name === m.device && d.rbd !== null);
+    if (!dev) return;
+    try {
+      if (dev.setImageSize(m.bytes)) {
+        this.#log(
+          "info",
+          `disk/${dev.name}: New size ${humanSize(dev.size)} (sectors ${dev.sectors})`,
+        );
+      }
+    } catch (e) {
+      this.#log("error", `disk/${dev.name}: cannot take the new size: ${(e as Error).message}`);
+    }
   }
 
   /** Closes everything. Queued requests are dropped; call after the plane went idle. */
@@ -759,18 +904,18 @@ export class DataPlane {
    * same access mode, so that an exclusive claim carries over) and makes it live. Returns the
    * device, or why it could not be opened (logged).
    */
-  #openDevice(d: DeviceConfig, previous: Device | null): Device | string {
-    let stats = this.#deviceCounters.get(d.name);
-    if (!stats) {
-      stats = sharedCounters(DEVICE_SHARED_LENGTH);
-      this.#deviceCounters.set(d.name, stats);
-    }
-    let index = this.#devices.indexOf(null);
-    if (index < 0) index = this.#devices.length;
+  #openDevice(d: DeviceConfig, previous: Device | null, atStart: boolean): Device | string | null {
     const stateError = this.#states.has(d.name) ? undefined : this.#stateErrors.get(d.name);
     if (stateError !== undefined) return stateError;
+    if (d.rbd) {
+      // Opening blocks for round trips to the cluster: the main thread does it (rbdOpened).
+      if (!this.#rbd) return "Ceph RBD images are opened by the daemon's main thread (none here)";
+      const id = this.#nextOpen++;
+      this.#opening.set(id, { config: d, previous, atStart });
+      this.#rbd({ type: "rbd-open", id, device: d });
+      return null;
+    }
     let storage: Storage | undefined;
-    let dev: Device;
     try {
       if (
         previous && previous.storage.readOnly === d.readOnly &&
@@ -782,8 +927,7 @@ export class DataPlane {
         } catch { /* the open below reports it */ }
         if (same) storage = dupStorage(previous.storage, d.path, d.directIo);
       }
-      const state = this.#record(d.name).state;
-      dev = new Device(index, d, state, stats, this.#completed, this.#place, storage);
+      return this.#install(d, storage);
     } catch (e) {
       let reason = (e as Error).message;
       if (previous?.blockDevice && (e as { code?: string }).code === "EBUSY") {
@@ -793,6 +937,22 @@ export class DataPlane {
       }
       return reason;
     }
+  }
+
+  /**
+   * Makes device `d` live on `storage` (a file's descriptor to take over, an RBD image, or
+   * undefined: open `d.path`). Throws when it cannot; what it opened is closed again.
+   */
+  #install(d: DeviceConfig, storage: Storage | RbdStorage | undefined): Device {
+    let stats = this.#deviceCounters.get(d.name);
+    if (!stats) {
+      stats = sharedCounters(DEVICE_SHARED_LENGTH);
+      this.#deviceCounters.set(d.name, stats);
+    }
+    let index = this.#devices.indexOf(null);
+    if (index < 0) index = this.#devices.length;
+    const state = this.#record(d.name).state;
+    const dev = new Device(index, d, state, stats, this.#completed, this.#place, storage);
     this.#devices[index] = dev;
     try {
       this.#epoll.add(dev.events.fd, EPOLLIN, TOKEN_AIO + index);
@@ -800,14 +960,15 @@ export class DataPlane {
     } catch (e) {
       this.#devices[index] = null;
       dev.close();
-      return (e as Error).message;
+      throw e;
     }
     const size = humanSize(dev.size);
+    const how = dev.rbd ? ", through librbd" : d.directIo ? ", using direct I/O" : "";
     this.#log(
       "info",
       `disk/${d.name}: Shelf ${d.shelf}, slot ${d.slot}, path '${d.path}' (size ${size}, sectors ${dev.sectors}) opened${
         d.readOnly ? " R/O" : ""
-      }${d.directIo ? ", using direct I/O" : ""}`,
+      }${how}`,
     );
     return dev;
   }

@@ -44,6 +44,7 @@ import { Action, ATA_DATA_OFFSET, type Target } from "../protocol/types.ts";
 import type { DeviceState } from "../state/device_state.ts";
 import { DS } from "../stats.ts";
 import { type Request, RequestPool } from "./pool.ts";
+import type { IoEngine, RbdStorage } from "./rbd.ts";
 import { TUNING } from "./tuning.ts";
 
 /** Most requests merged into one iocb (iovecs per iocb). */
@@ -95,6 +96,8 @@ export class Device implements Target {
 
   /** The open device or file (its descriptor, identity, access mode). */
   readonly storage: Storage;
+  /** The Ceph RBD image served instead of a file (then `fd` is -1), or null. */
+  readonly rbd: RbdStorage | null;
   readonly fd: number;
   readonly blockDevice: boolean;
   readonly events: EventFd;
@@ -104,7 +107,7 @@ export class Device implements Target {
   /** When it started retiring (monotonic seconds). */
   retiredAt = 0;
 
-  readonly #aio: AioContext;
+  readonly #aio: IoEngine;
   readonly #sink: CompletionSink;
   readonly #placer: ReplyPlacer | null;
   readonly #maxDelay: number;
@@ -144,8 +147,9 @@ export class Device implements Target {
   readonly #flushWaiters: Request[] = [];
 
   /**
-   * Opens `config.path` (or takes over `storage`, an already open descriptor of it) and sets up
-   * the AIO context and the request pool. Throws with advice when the storage cannot be opened.
+   * Opens `config.path` (or takes over `storage`, an already open descriptor of it, or the RBD
+   * image the main thread lent) and sets up the AIO context and the request pool. Throws with
+   * advice when the storage cannot be opened.
    */
   constructor(
     index: number,
@@ -154,7 +158,7 @@ export class Device implements Target {
     stats: Float64Array,
     sink: CompletionSink,
     placer: ReplyPlacer | null = null,
-    storage?: Storage,
+    storage?: Storage | RbdStorage,
   ) {
     this.index = index;
     this.config = config;
@@ -173,10 +177,13 @@ export class Device implements Target {
     this.#sink = sink;
     this.#maxDelay = config.maxDelay;
     this.#mergeDelay = config.mergeDelay;
-    this.#syncIo = !config.directIo && !TUNING.bufferedAio;
+    const rbd = storage !== undefined && "image" in storage ? storage : null;
+    this.rbd = rbd;
+    // An RBD image has only the asynchronous path (librbd queues to its own threads).
+    this.#syncIo = !config.directIo && !TUNING.bufferedAio && rbd === null;
     this.#placer = this.#syncIo && TUNING.readInRing ? placer : null;
 
-    storage ??= openStorage(config.path, {
+    storage = rbd ? rbd.asStorage() : (storage as Storage | undefined) ?? openStorage(config.path, {
       readOnly: config.readOnly,
       direct: config.directIo,
       exclusive: true,
@@ -192,12 +199,13 @@ export class Device implements Target {
       pool = new RequestPool(config.queueLength, this);
       events = EventFd.open();
       // One slot more than AIO_DEPTH: the spare of #redoEach.
-      this.#aio = AioContext.open(AIO_DEPTH + 1, events);
+      this.#aio = rbd ? rbd.openIo(AIO_DEPTH + 1, events) : AioContext.open(AIO_DEPTH + 1, events);
       this.timer = config.mergeDelay > 0 ? TimerFd.open() : null;
     } catch (e) {
       events?.close();
       pool?.close();
-      closeFd(this.fd);
+      if (rbd) rbd.close();
+      else closeFd(this.fd);
       throw e;
     }
     this.pool = pool;
@@ -214,7 +222,7 @@ export class Device implements Target {
     return this.sectors * 512;
   }
 
-  /** Which AIO backend serves this device ("libaio" or "syscall"). */
+  /** Which AIO backend serves this device ("libaio", "syscall" or "librbd"). */
   get aioBackend(): string {
     return this.#aio.backend;
   }
@@ -470,9 +478,25 @@ export class Device implements Target {
     this.#runFlushes();
   }
 
-  /** Re-reads the size of the export (reload); returns true if it changed. */
+  /**
+   * Re-reads the size of the export (reload); returns true if it changed. An RBD image's size
+   * is not read here (librbd may block to refresh its header): the main thread reads it and
+   * tells ({@link setImageSize}).
+   */
   refreshSize(): boolean {
-    const sectors = exportedSectors(this.config, storageSize(this, this.config.path));
+    if (this.rbd) return false;
+    return this.#resize(storageSize(this, this.config.path));
+  }
+
+  /** The RBD image is now `bytes` long (read by the main thread); true if the export changed. */
+  setImageSize(bytes: number): boolean {
+    if (!this.rbd) return false;
+    this.rbd.size = bytes;
+    return this.#resize(bytes);
+  }
+
+  #resize(bytes: number): boolean {
+    const sectors = exportedSectors(this.config, bytes);
     if (sectors === this.sectors) return false;
     this.sectors = sectors;
     this.#remap();
@@ -496,7 +520,7 @@ export class Device implements Target {
 
   /** Changes O_DIRECT on the open file (reload). */
   setDirect(on: boolean): void {
-    setDirect(this.fd, on);
+    if (!this.rbd) setDirect(this.fd, on);
   }
 
   /**
@@ -510,7 +534,8 @@ export class Device implements Target {
     } finally {
       this.events.close();
       this.timer?.close();
-      closeFd(this.fd);
+      if (this.rbd) this.rbd.close();
+      else closeFd(this.fd);
       this.pool.close();
     }
   }

@@ -11,7 +11,8 @@
  * @module
  */
 
-import type { Config } from "../config/types.ts";
+import type { Config, DeviceConfig } from "../config/types.ts";
+import type { RbdLoan } from "./rbd.ts";
 
 /** Main thread to worker. */
 export type ToWorker =
@@ -21,7 +22,56 @@ export type ToWorker =
   | { type: "clear"; id: number; what: "config" | "macmask" | "reserve"; names: string[] }
   | { type: "clear-stats"; id: number; patterns: string[] | null }
   | PersistAck
+  | RbdOpened
+  | RbdStateChanged
+  | RbdSizeChanged
   | { type: "stop"; id: number; graceMs: number };
+
+/**
+ * Worker to main thread: open the Ceph RBD image of `device` (its config) and lend it to the
+ * worker. Answered with an {@link RbdOpened} of the same `id`. The worker never opens images
+ * itself: that blocks for round trips to the cluster (src/engine/rbd.ts).
+ */
+export interface RbdOpen {
+  type: "rbd-open";
+  id: number;
+  device: DeviceConfig;
+}
+
+/**
+ * Main thread to worker: the image of request `id`, lent (with the AoE state read from its
+ * metadata), or why it could not be opened.
+ */
+export type RbdOpened =
+  | { type: "rbd-opened"; id: number; ok: true; loan: RbdLoan; state: StateSnapshot }
+  | { type: "rbd-opened"; id: number; ok: false; message: string };
+
+/** Worker to main thread: the worker is done with loan `id` (the device closed). */
+export interface RbdRelease {
+  type: "rbd-release";
+  id: number;
+}
+
+/**
+ * Main thread to worker: state `kind` of RBD device `device` was changed in the image's
+ * metadata by another host. Applied only if the worker's change number of that kind is still
+ * `seq` (the last change the main thread wrote): a newer local change wins, and is written.
+ */
+export interface RbdStateChanged {
+  type: "rbd-state";
+  device: string;
+  kind: number;
+  seq: number;
+  config?: Uint8Array;
+  macs?: number[];
+}
+
+/** Main thread to worker: the RBD image of `device` is now `bytes` long. */
+export interface RbdSizeChanged {
+  type: "rbd-size";
+  device: string;
+  bytes: number;
+}
 
 /**
  * Worker to main thread: write these contents of state file `kind` (StateKind) of `device`;
@@ -74,6 +124,8 @@ export type FromWorker =
   | { type: "counters"; devices: DeviceCounters[]; interfaces: SharedCounters[] }
   | { type: "reply"; id: number; ok: boolean; message?: string; data?: unknown }
   | PersistRequest
+  | RbdOpen
+  | RbdRelease
   | { type: "stopped"; inFlight: number };
 
 /** Device state as the control interface shows it, and as the main thread loads it. */

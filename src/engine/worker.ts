@@ -39,15 +39,46 @@ function counters(plane: DataPlane): FromWorker {
   return { type: "counters", devices: c.devices, interfaces: c.interfaces };
 }
 
+/**
+ * A reload whose answer waits for the RBD images it opens (the main thread opens them; the loop
+ * keeps serving meanwhile).
+ */
+let reloading: { id: number; problems: string[] } | null = null;
+
+/** Answers the reload once no RBD open is pending. */
+function answerReload(plane: DataPlane): void {
+  if (reloading === null || plane.opening) return;
+  const problems = [...reloading.problems, ...plane.takeOpenProblems()];
+  post(counters(plane));
+  post({
+    type: "reply",
+    id: reloading.id,
+    ok: problems.length === 0,
+    message: problems.join("; "),
+  });
+  reloading = null;
+}
+
 /** Handles one command; returns false when the worker should stop. */
 function handle(plane: DataPlane, m: ToWorker): boolean {
   switch (m.type) {
     case "reload": {
-      const problems = plane.reload(m.config, m.states);
-      post(counters(plane));
-      post({ type: "reply", id: m.id, ok: problems.length === 0, message: problems.join("; ") });
+      plane.takeOpenProblems();
+      reloading = { id: m.id, problems: plane.reload(m.config, m.states) };
+      answerReload(plane);
       return true;
     }
+    case "rbd-opened":
+      plane.rbdOpened(m);
+      post(counters(plane));
+      answerReload(plane);
+      return true;
+    case "rbd-state":
+      plane.rbdStateChanged(m);
+      return true;
+    case "rbd-size":
+      plane.rbdSizeChanged(m);
+      return true;
     case "persisted":
       plane.persisted(m);
       return true;
@@ -86,22 +117,43 @@ async function main(): Promise<void> {
   const wake = EventFd.adopt(start.wakeFd);
   let plane: DataPlane;
   try {
-    plane = new DataPlane({ config: start.config, log, wake, states: start.states, persist: post });
+    plane = new DataPlane({
+      config: start.config,
+      log,
+      wake,
+      states: start.states,
+      persist: post,
+      rbd: post,
+    });
     plane.start();
   } catch (e) {
     post({ type: "failed", message: (e as Error).message });
     return;
   }
-  const c = plane.counters();
-  post({
-    type: "started",
-    devices: c.devices,
-    interfaces: c.interfaces,
-    failed: plane.failedDevices,
-  });
 
+  let started = false;
   let stop: Extract<ToWorker, { type: "stop" }> | null = null;
   while (stop === null) {
+    // Started once the RBD images of the configuration are open (or failed); the devices
+    // opened already serve meanwhile.
+    if (!started && !plane.opening) {
+      started = true;
+      if (plane.devices.length === 0) {
+        plane.close();
+        post({
+          type: "failed",
+          message: "no valid devices: every device failed to open (see the errors above)",
+        });
+        return;
+      }
+      const c = plane.counters();
+      post({
+        type: "started",
+        devices: c.devices,
+        interfaces: c.interfaces,
+        failed: plane.failedDevices,
+      });
+    }
     plane.runOnce(IDLE_WAIT_MS);
     if (!plane.woken) continue;
     const n = wake.drain();
@@ -128,6 +180,8 @@ async function main(): Promise<void> {
     // Only the outcomes of state writes matter now: replies may wait for them.
     for (const m of await take(wake.drain())) {
       if (m.type === "persisted") plane.persisted(m);
+      else if (m.type === "rbd-opened") plane.rbdOpened(m); // not wanted now: given back
+      else if (m.type === "rbd-state" || m.type === "rbd-size") continue;
       else if ("id" in m) post({ type: "reply", id: m.id, ok: false, message: "stopping" });
     }
   }

@@ -183,6 +183,28 @@ export class DeviceState {
     this.#reserveSet = new Set(list);
   }
 
+  /**
+   * Replaces the contents of `kind` with what another writer stored (an RBD image's metadata,
+   * written by another host serving it): no change is counted, nothing is written back, and
+   * the listener is not told. Values as the constructor takes them.
+   */
+  replace(
+    kind: StateKind,
+    value: { config?: Uint8Array; macMask?: Iterable<number>; reserve?: Iterable<number> },
+  ): void {
+    if (kind === StateKind.CONFIG) {
+      const config = value.config ?? new Uint8Array(0);
+      if (config.length > MAX_CONFIG_LENGTH) throw new RangeError("config string too long");
+      this.#config.fill(0);
+      this.#config.set(config);
+      this.#configLength = config.length;
+    } else if (kind === StateKind.MAC_MASK) {
+      this.#setMask(sortedUnique(value.macMask ?? []).slice(0, MAX_MAC_LIST));
+    } else {
+      this.#setReserve(sortedUnique(value.reserve ?? []).slice(0, MAX_MAC_LIST));
+    }
+  }
+
   // ---- durability ----
 
   /** Change number of `kind`: how many changes it has seen. */

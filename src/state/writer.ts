@@ -15,6 +15,10 @@
  *   latest contents are retried with a growing pause until a write succeeds (logged too). The
  *   in-memory state and serving carry on meanwhile.
  *
+ * A device may have its own {@link StateSink} instead of the state directory: a Ceph RBD device
+ * keeps its state in the image's metadata (`src/rbd/state.ts`), where every host serving the
+ * image sees it. The contract above holds the same for both.
+ *
  * @module
  */
 
@@ -36,6 +40,14 @@ export interface PersistResult {
   message?: string;
 }
 
+/** Where one device's state is written instead of the state directory. */
+export interface StateSink {
+  /** The place `kind` is written to, for messages. */
+  describe(kind: StateKind): string;
+  /** Writes `bytes` (the state file's contents, store.ts layouts) of `kind`, durably. */
+  write(kind: StateKind, bytes: Uint8Array): Promise<void>;
+}
+
 interface Waiter {
   kind: StateKind;
   seq: number;
@@ -48,6 +60,8 @@ class DeviceWrites {
   readonly durable = [0, 0, 0];
   readonly waiters: Waiter[] = [];
   writing = false;
+  /** The kind being written while `writing`. */
+  writingKind: StateKind = 0;
   lastStart = -Infinity;
   timer: ReturnType<typeof setTimeout> | undefined;
   failures = 0;
@@ -68,10 +82,28 @@ export class StateWriter {
   readonly #devices = new Map<string, DeviceWrites>();
   /** Shutting down: pending writes go out at once, failures are not retried. */
   #draining = false;
+  readonly #sinks = new Map<string, StateSink>();
   #closed = false;
 
   constructor(options: StateWriterOptions) {
     this.#options = options;
+  }
+
+  /** Writes `device`'s state to `sink` from now on (null: to the state directory again). */
+  setSink(device: string, sink: StateSink | null): void {
+    if (sink) this.#sinks.set(device, sink);
+    else this.#sinks.delete(device);
+  }
+
+  /** Whether a change of `kind` of `device` waits to be written or is being written. */
+  busy(device: string, kind: StateKind): boolean {
+    const d = this.#devices.get(device);
+    return d !== undefined && (d.pending[kind] !== null || (d.writing && d.writingKind === kind));
+  }
+
+  /** The highest change number of `kind` of `device` written (0: none yet). */
+  durableSeq(device: string, kind: StateKind): number {
+    return this.#devices.get(device)?.durable[kind] ?? 0;
   }
 
   /** Queues change `seq` of `kind` of `device` (the file's full new contents). */
@@ -157,6 +189,7 @@ export class StateWriter {
     const job = d.pending[kind]!;
     d.pending[kind] = null;
     d.writing = true;
+    d.writingKind = kind;
     d.lastStart = performance.now();
     d.idle = this.#write(name, d, kind, job.seq, job.bytes);
   }
@@ -168,10 +201,14 @@ export class StateWriter {
     seq: number,
     bytes: Uint8Array,
   ): Promise<void> {
-    const path = `${this.#options.directory()}/${name}.${STATE_SUFFIX[kind]}`;
+    const sink = this.#sinks.get(name);
+    const path = sink
+      ? sink.describe(kind)
+      : `${this.#options.directory()}/${name}.${STATE_SUFFIX[kind]}`;
     let message: string | undefined;
     try {
-      await writeFileAtomic(path, bytes);
+      if (sink) await sink.write(kind, bytes);
+      else await writeFileAtomic(path, bytes);
     } catch (e) {
       message = `cannot write ${path}: ${(e as Error).message}`;
     }

@@ -115,6 +115,7 @@ Deno.test(
       lengthSectors: null,
       syncWrites: false,
       serial: "1.2:storage1",
+      rbd: null,
     }]);
     assert.equal(c.interfaces.size, 0);
     assert.equal(c.acls.size, 0);
@@ -221,6 +222,7 @@ slot = 0
       lengthSectors: 6,
       syncWrites: false,
       serial: "SN 0042",
+      rbd: null,
     });
     // A device's admin replaces the defaults' list; sync-writes comes from [defaults].
     assert.deepEqual(d2.admin, [mac("02:00:00:00:00:0a")]);

@@ -173,6 +173,66 @@ Deno.test("ggaoectl show-macmask prints four MACs a line; show-reserve the reser
   });
 });
 
+Deno.test("ggaoectl show-rbd prints each RBD device's image, cluster, features and hosts", async () => {
+  await withDaemon(async ({ sock, handler }) => {
+    const host = {
+      pid: 4211,
+      device: "shared",
+      target: "e1.1",
+      seen: 1700000000,
+      readOnly: false,
+      version: VERSION,
+    };
+    handler.rbd = [{
+      name: "shared",
+      image: "rbd:rbd/shared",
+      cluster: { conf: "/etc/ceph/ceph.conf", user: "admin", fsid: "5a3c6e0e-0000-4c1a-9a43" },
+      features: ["layering", "exclusive-lock"],
+      size: 16 * 1024 * 1024,
+      readOnly: false,
+      prefix: "ggaoed.",
+      hosts: [
+        {
+          ...host,
+          id: "storage2",
+          host: "storage2",
+          interfaces: [{ name: "eth1", mac: "52:54:00:65:43:21" }],
+          ageSeconds: 41,
+          stale: true,
+          self: false,
+        },
+        {
+          ...host,
+          id: "storage1",
+          host: "storage1",
+          interfaces: [{ name: "eth1", mac: "52:54:00:12:34:56" }],
+          ageSeconds: 3.2,
+          stale: false,
+          self: true,
+        },
+      ],
+      polledAgo: 0.1,
+      pollError: null,
+    }];
+    const text = await ggaoectl("-s", sock, "show-rbd", "sh*");
+    assert.equal(text.code, 0, text.err);
+    assert.equal(
+      text.out,
+      "Device shared: rbd:rbd/shared, 16 MiB\n" +
+        "  cluster   fsid 5a3c6e0e-0000-4c1a-9a43, /etc/ceph/ceph.conf, user admin\n" +
+        "  features  layering, exclusive-lock  (exclusive-lock: serve read-write from one host only)\n" +
+        "  state     metadata ggaoed.config, ggaoed.mac_mask, ggaoed.reserve (read 0.1 s ago)\n" +
+        "  hosts     2\n" +
+        "    * storage1  e1.1  pid 4211  [eth1 52:54:00:12:34:56]  seen 3 s ago\n" +
+        "      storage2  e1.1  pid 4211  [eth1 52:54:00:65:43:21]  seen 41 s ago (STALE)\n\n",
+    );
+    const json = JSON.parse((await ggaoectl("-s", sock, "--json", "show-rbd")).out);
+    assert.deepEqual(json, { ok: true, devices: handler.rbd });
+    const none = await ggaoectl("-s", sock, "show-rbd", "disk1");
+    assert.equal(none.out, "No Ceph RBD devices.\n");
+  });
+});
+
 Deno.test("ggaoectl clear-* empty what the globs match, quietly", async () => {
   await withDaemon(async ({ sock, handler }) => {
     for (const d of handler.devices) {

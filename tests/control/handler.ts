@@ -6,7 +6,7 @@
  */
 
 import { matchesAny } from "../../src/config/glob.ts";
-import type { ControlHandler } from "../../src/control/types.ts";
+import type { ControlHandler, RbdDeviceInfo } from "../../src/control/types.ts";
 import { DeviceState } from "../../src/state/device_state.ts";
 import { newDeviceStats, newIfaceStats } from "../../src/stats.ts";
 
@@ -28,6 +28,8 @@ export class TestHandler implements ControlHandler {
   /** What `reload()` answers. */
   reloadResult = { ok: true, message: "The configuration has been reloaded" };
   reloads = 0;
+  /** What `rbdDevices()` answers. */
+  rbd: RbdDeviceInfo[] = [];
 
   constructor(deviceNames: string[], interfaceNames: string[]) {
     this.devices = deviceNames.map((name) => ({
@@ -81,6 +83,10 @@ export class TestHandler implements ControlHandler {
       if (matchesAny(patterns, x.name)) x.stats.fill(0);
     }
     return Promise.resolve();
+  }
+
+  rbdDevices(): Promise<RbdDeviceInfo[]> {
+    return Promise.resolve(this.rbd);
   }
 
   clearConfig(names: string[]): Promise<string[]> {

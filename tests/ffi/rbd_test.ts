@@ -457,6 +457,55 @@ async function imageSteps(t: Deno.TestContext, cluster: CephCluster, client: Rad
     }
   });
 
+  await t.step(
+    "nonblocking metadata and size calls; a prefix lists only its keys; closeAsync waits for calls in flight",
+    async () => {
+      const image = await client.openImage({ pool: cluster.pool, image: "data" });
+      await Promise.all([
+        image.metadataSetAsync("nb.config", "a"),
+        image.metadataSetAsync("nb.reserve", ""),
+        image.metadataSetAsync("nb@s.config", "snap"),
+        image.metadataSetAsync("nc", "after the prefix"),
+      ]);
+      assert.equal(await image.metadataGetAsync("nb.config"), "a");
+      assert.equal(await image.metadataGetAsync("nb.absent"), undefined);
+      assert.deepEqual(
+        await image.metadataListAsync("nb."),
+        new Map([["nb.config", "a"], ["nb.reserve", ""]]),
+      );
+      assert.equal((await image.metadataListAsync()).get("nc"), "after the prefix");
+      assert.equal(await image.metadataRemoveAsync("nb@s.config"), true);
+      assert.equal(await image.metadataRemoveAsync("nb@s.config"), false);
+      assert.equal(await image.sizeAsync(), 16 * MiB);
+      const pending = image.metadataGetAsync("nb.config");
+      await image.closeAsync();
+      assert.equal(await pending, "a");
+      await assert.rejects(image.sizeAsync(), /rbd\/data is closed/);
+    },
+  );
+
+  await t.step(
+    "an image lent through a token (as to the data-path worker) is driven by the borrower; closing the borrowed one leaves it open",
+    async () => {
+      const image = await client.openImage({ pool: cluster.pool, image: "data" });
+      const borrowed = RbdImage.borrow(image.lend());
+      assert.equal(borrowed.borrowed, true);
+      assert.equal(borrowed.label, "rbd/data");
+      const io = new Io(borrowed, 4);
+      const buffer = Memory.allocate(4096);
+      try {
+        pattern(buffer.bytes, 5);
+        assert.equal(io.one(IOCB_CMD_PWRITEV, 4096, buffer, 4096), 4096);
+      } finally {
+        io.close();
+        borrowed.close();
+        buffer.close();
+      }
+      assert.equal(image.size(), 16 * MiB, "the lender's image is still open");
+      image.close();
+    },
+  );
+
   await t.step("features, exclusive-lock and stat agree with rbd info", async () => {
     await cluster.createImage("locked", {
       sizeBytes: 8 * MiB,

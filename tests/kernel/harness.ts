@@ -72,10 +72,13 @@ export function kernelHarnessUnavailable(extraCommands: string[] = []): string |
   return null;
 }
 
-/** A network namespace holding one tap device, as created by withTapNamespace. */
+/** A network namespace holding tap devices, as created by withTapNamespace. */
 export interface TapNamespace {
   netns: string;
+  /** The first tap (the guest's eth0). */
   tap: string;
+  /** Every tap, `tap` first (the guest's eth0, eth1, ...: see RunGuestOptions.extraTaps). */
+  taps: string[];
   mtu: number;
 }
 
@@ -96,21 +99,26 @@ function shortId(): string {
 }
 
 /**
- * Creates a fresh network namespace with loopback up and one tap device (up, at `mtu`), runs
- * `fn`, and deletes the namespace (and with it the tap) afterwards, also when `fn` throws.
- * Processes started in it must be stopped by `fn` (runGuest and spawnInNamespace do).
+ * Creates a fresh network namespace with loopback up and one tap device (up, at `mtu`), or
+ * `options.taps` of them, runs `fn`, and deletes the namespace (and with it the taps)
+ * afterwards, also when `fn` throws. Processes started in it must be stopped by `fn` (runGuest
+ * and spawnInNamespace do).
  */
 export async function withTapNamespace<T>(
   mtu: number,
   fn: (ns: TapNamespace) => Promise<T>,
+  options: { taps?: number } = {},
 ): Promise<T> {
   const id = shortId();
-  const ns: TapNamespace = { netns: `ggk${id}`, tap: `gkt${id}`, mtu };
+  const taps = Array.from({ length: options.taps ?? 1 }, (_, i) => `gkt${id}${i || ""}`);
+  const ns: TapNamespace = { netns: `ggk${id}`, tap: taps[0], taps, mtu };
   await run("ip", ["netns", "add", ns.netns]);
   try {
     await run("ip", ["-n", ns.netns, "link", "set", "lo", "up"]);
-    await run("ip", ["-n", ns.netns, "tuntap", "add", ns.tap, "mode", "tap"]);
-    await run("ip", ["-n", ns.netns, "link", "set", ns.tap, "mtu", String(mtu), "up"]);
+    for (const tap of taps) {
+      await run("ip", ["-n", ns.netns, "tuntap", "add", tap, "mode", "tap"]);
+      await run("ip", ["-n", ns.netns, "link", "set", tap, "mtu", String(mtu), "up"]);
+    }
     return await fn(ns);
   } finally {
     await run("ip", ["netns", "del", ns.netns]).catch((e) => {
@@ -128,6 +136,8 @@ export interface NamespacedProcess {
   status: Promise<Deno.CommandStatus>;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves when it has exited. */
   stop(graceMs?: number): Promise<Deno.CommandStatus>;
+  /** Sends `signal` at once (SIGKILL: the process dies as in a crash). */
+  kill(signal: Deno.Signal): void;
 }
 
 async function collect(
@@ -168,6 +178,12 @@ export function spawnInNamespace(
     pid: child.pid,
     output: () => text,
     status,
+    kill(signal: Deno.Signal) {
+      if (exited) return;
+      try {
+        child.kill(signal);
+      } catch { /* already gone */ }
+    },
     async stop(graceMs = 2000) {
       if (!exited) {
         try {
@@ -201,6 +217,11 @@ export interface RunGuestOptions {
   timeoutMs: number;
   /** Guest NIC MAC address; a random locally administered one by default. */
   mac?: string;
+  /**
+   * More taps in `netns`, one more guest NIC each (eth1, eth2, ...), all given to the aoe
+   * driver: a target per tap makes several paths to one device (multipath).
+   */
+  extraTaps?: string[];
   memoryMiB?: number;
   /** Extra aoe module parameters, e.g. ["aoe_deadsecs=10"]. */
   aoeParams?: string[];
@@ -298,7 +319,7 @@ export function buildCpio(files: Record<string, string | Uint8Array>): Uint8Arra
   });
   for (const d of [...dirs].sort()) entry(d, 0o040755, new Uint8Array());
   for (const [rel, data] of entries) {
-    entry(rel, rel.endsWith(".sh") ? 0o100755 : 0o100644, data);
+    entry(rel, rel.endsWith(".sh") || rel === "init" ? 0o100755 : 0o100644, data);
   }
   entry("TRAILER!!!", 0, new Uint8Array());
   const out = new Uint8Array(length);
@@ -327,8 +348,16 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
   const started = performance.now();
 
   // The kernel unpacks concatenated cpio archives in order, later files overriding earlier
-  // ones; prepare.sh pads the base image so this archive starts 4-byte aligned.
-  const overlay = buildCpio({ ...opts.files, "/guest/script.sh": opts.guestScript });
+  // ones; prepare.sh pads the base image so this archive starts 4-byte aligned. The guest's
+  // /init and helpers come from this checkout, so that a guest prepared before a change to
+  // them runs the current ones.
+  const guestDir = join(REPO_ROOT, "scripts", "kernel-initiator", "guest");
+  const overlay = buildCpio({
+    "/init": await Deno.readFile(join(guestDir, "init")),
+    "/lib/guest-lib.sh": await Deno.readFile(join(guestDir, "guest-lib.sh")),
+    ...opts.files,
+    "/guest/script.sh": opts.guestScript,
+  });
   const base = await Deno.readFile(guest.initrd);
   if (base.length % 4 !== 0) throw new Error(`${guest.initrd} is not padded: rerun prepare.sh`);
   const initrd = await Deno.makeTempFile({ prefix: "ggaoed-initrd-" });
@@ -345,6 +374,7 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
       "panic=-1", // a guest panic reboots, and -no-reboot turns that into qemu exiting
       "loglevel=4", // keeps info-level kernel chatter from interleaving with markers
       `ggaoed.mtu=${opts.mtu}`,
+      `ggaoed.nics=${1 + (opts.extraTaps?.length ?? 0)}`,
     ];
     if (opts.aoeParams?.length) {
       for (const p of opts.aoeParams) {
@@ -379,6 +409,14 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
       "-device",
       `virtio-net-pci,netdev=n0,mac=${opts.mac ?? randomMac()}`,
     ];
+    (opts.extraTaps ?? []).forEach((tap, i) => {
+      qemuArgs.push(
+        "-netdev",
+        `tap,id=n${i + 1},ifname=${tap},script=no,downscript=no`,
+        "-device",
+        `virtio-net-pci,netdev=n${i + 1},mac=${randomMac()}`,
+      );
+    });
     const qemu = spawnInNamespace(opts.netns, "qemu-system-x86_64", qemuArgs, {
       onOutput: (t) => {
         output += t;

@@ -136,42 +136,52 @@ exit 0
     const { name, path } = devicePath(device);
     const seed = checkSeed(options.seed ?? "ggaoed");
     if (!Number.isInteger(sizeMiB) || sizeMiB <= 0) throw new Error(`bad size ${sizeMiB}`);
-    const sectors = (sizeMiB * 1024 * 1024) / PATTERN_SECTOR;
     return `${waitStep(name, options.waitSeconds ?? 30)}
-[ "$(blockdev --getsize64 ${path})" = "${sizeMiB * 1024 * 1024}" ] || {
-  result error "device size is not ${sizeMiB} MiB"
-  exit 11
-}
-# The pattern is generated into tmpfs a chunk at a time and then written with dd: busybox awk
-# writing straight into a pipe is several times slower than the AoE path under TCG, and
-# chunks keep guest memory use flat whatever the device size.
-n=${sectors}
-chunk=${CHUNK_SECTORS}
-s=0
-wt=0
-t0=$(cut -d' ' -f1 /proc/uptime)
-while [ $s -lt $n ]; do
-  e=$((s + chunk))
-  [ $e -gt $n ] && e=$n
-  awk -v seed=${seed} -v a=$s -v b=$e \\
-    'BEGIN { for (x = a; x < b; x++) printf "%-${PATTERN_SECTOR - 1}s\\n", seed " sector " x }' \\
-    >/tmp/chunk || exit 12
-  w0=$(cut -d' ' -f1 /proc/uptime)
-  dd if=/tmp/chunk of=${path} bs=1M seek=$((s / ${SECTORS_PER_MIB})) conv=notrunc,fsync \\
-    2>/tmp/dd-write.err || {
-    cat /tmp/dd-write.err
-    result error "pattern write failed at sector $s"
-    exit 12
-  }
-  w1=$(cut -d' ' -f1 /proc/uptime)
-  wt=$(awk -v t="$wt" -v a="$w0" -v b="$w1" 'BEGIN{printf "%.2f", t+b-a}')
-  s=$e
-done
-rm -f /tmp/chunk
-t1=$(cut -d' ' -f1 /proc/uptime)
-result write_seconds "$wt"
-result generate_and_write_seconds "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')"
+${patternWrite(path, sizeMiB, seed)}
 ${readMd5(path, "md5")}
+exit 0
+`;
+  },
+
+  /**
+   * The pattern round trip of {@link patternWriteAndMd5} over several paths (one target per
+   * guest NIC, the same shelf.slot): waits until the driver lists `paths` interfaces for the
+   * device, then writes and reads as patternWriteAndMd5, pausing `pauseSeconds` between the
+   * write and the read (a discovery at the end of it). Phases are announced as results
+   * (`phase write`, `phase pause`, `phase read`, `phase done`) so that the host can act in
+   * the middle of one (kill a target). Results as patternWriteAndMd5, plus netif (the
+   * interfaces of every path), chunk_N_seconds (each 16 MiB of the write, guest clock).
+   */
+  multipathPatternRoundTrip(
+    device: string,
+    sizeMiB: number,
+    options: { seed?: string; paths: number; pauseSeconds: number },
+  ): string {
+    const { name, path } = devicePath(device);
+    const seed = checkSeed(options.seed ?? "ggaoed");
+    const sys = `/sys/block/etherd!${name}`;
+    return `${waitStep(name, 60)}
+n=0
+while [ "$(tr ',' '\\n' <'${sys}/netif' | grep -c .)" -lt ${options.paths} ]; do
+  [ $n -ge 30 ] && {
+    result error "the device has paths on $(cat '${sys}/netif') only"
+    exit 16
+  }
+  echo discover >/dev/etherd/discover 2>/dev/null
+  sleep 1
+  n=$((n + 1))
+done
+result netif "$(cat '${sys}/netif')"
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+result phase write
+${patternWrite(path, sizeMiB, seed)}
+result phase pause
+sleep ${options.pauseSeconds}
+echo discover >/dev/etherd/discover 2>/dev/null
+result phase read
+${readMd5(path, "md5")}
+result phase done
+cat /sys/kernel/debug/aoe/${name} 2>/dev/null
 exit 0
 `;
   },
@@ -201,3 +211,46 @@ exit 0
 `;
   },
 };
+
+/**
+ * Writes the pattern over the whole device at `path` (`sizeMiB` MiB), 16 MiB at a time
+ * with fsync. Results: write_seconds (dd only), chunk_N_seconds (each chunk, N its first
+ * sector), generate_and_write_seconds.
+ */
+function patternWrite(path: string, sizeMiB: number, seed: string): string {
+  const sectors = (sizeMiB * 1024 * 1024) / PATTERN_SECTOR;
+  return `[ "$(blockdev --getsize64 ${path})" = "${sizeMiB * 1024 * 1024}" ] || {
+  result error "device size is not ${sizeMiB} MiB"
+  exit 11
+}
+# The pattern is generated into tmpfs a chunk at a time and then written with dd: busybox awk
+# writing straight into a pipe is several times slower than the AoE path under TCG, and
+# chunks keep guest memory use flat whatever the device size.
+n=${sectors}
+chunk=${CHUNK_SECTORS}
+s=0
+wt=0
+t0=$(cut -d' ' -f1 /proc/uptime)
+while [ $s -lt $n ]; do
+  e=$((s + chunk))
+  [ $e -gt $n ] && e=$n
+  awk -v seed=${seed} -v a=$s -v b=$e \\
+    'BEGIN { for (x = a; x < b; x++) printf "%-${PATTERN_SECTOR - 1}s\\n", seed " sector " x }' \\
+    >/tmp/chunk || exit 12
+  w0=$(cut -d' ' -f1 /proc/uptime)
+  dd if=/tmp/chunk of=${path} bs=1M seek=$((s / ${SECTORS_PER_MIB})) conv=notrunc,fsync \\
+    2>/tmp/dd-write.err || {
+    cat /tmp/dd-write.err
+    result error "pattern write failed at sector $s"
+    exit 12
+  }
+  w1=$(cut -d' ' -f1 /proc/uptime)
+  wt=$(awk -v t="$wt" -v a="$w0" -v b="$w1" 'BEGIN{printf "%.2f", t+b-a}')
+  result chunk_\${s}_seconds "$(awk -v a="$w0" -v b="$w1" 'BEGIN{printf "%.2f", b-a}')"
+  s=$e
+done
+rm -f /tmp/chunk
+t1=$(cut -d' ' -f1 /proc/uptime)
+result write_seconds "$wt"
+result generate_and_write_seconds "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')"`;
+}

@@ -93,6 +93,56 @@ Deno.test("a failed write is reported with its reason, logged once, and retried 
   }
 });
 
+Deno.test("a device with its own sink (an RBD image's metadata) is written there, with the same coalescing, outcomes and retries", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "ggaoed-writer-" });
+  const { writer, results, log } = setup(dir);
+  const written: [StateKind, number[]][] = [];
+  let failNext = 1;
+  const gate = { release: null as (() => void) | null };
+  const open = async () => {
+    while (!gate.release) await new Promise((r) => setTimeout(r, 1));
+    gate.release();
+    gate.release = null;
+  };
+  writer.setSink("rbd", {
+    describe: (kind) => `rbd:rbd/x metadata ggaoed.${kind}`,
+    write: async (kind, bytes) => {
+      await new Promise<void>((r) => gate.release = r);
+      if (failNext-- > 0) throw new Error("ETIMEDOUT");
+      written.push([kind, decodeMacListFile(bytes) as number[]]);
+    },
+  });
+  try {
+    writer.submit("rbd", StateKind.RESERVE, 1, encodeMacListFile([1]));
+    assert.equal(writer.busy("rbd", StateKind.RESERVE), true);
+    assert.equal(writer.busy("rbd", StateKind.CONFIG), false);
+    writer.submit("rbd", StateKind.RESERVE, 2, encodeMacListFile([2]));
+    const first = writer.waitDurable("rbd", StateKind.RESERVE, 1);
+    await open();
+    const outcome = await first;
+    assert.equal(outcome.ok, false);
+    assert.match(outcome.message!, /^cannot write rbd:rbd\/x metadata ggaoed\.2: ETIMEDOUT$/);
+    assert.match(log.join("\n"), /disk\/rbd: cannot write rbd:rbd\/x metadata ggaoed\.2/);
+    // The retry writes the newest contents; the state directory stays untouched.
+    const second = writer.waitDurable("rbd", StateKind.RESERVE, 2);
+    await open();
+    assert.deepEqual(await second, { ok: true });
+    assert.deepEqual(written, [[StateKind.RESERVE, [2]]]);
+    assert.equal(writer.durableSeq("rbd", StateKind.RESERVE), 2);
+    assert.equal(writer.busy("rbd", StateKind.RESERVE), false);
+    assert.deepEqual(results.map((r) => [r.seq, r.ok]), [[1, false], [2, true]]);
+    assert.deepEqual([...Deno.readDirSync(dir)], []);
+    // Without the sink, the device's state goes to its files again.
+    writer.setSink("rbd", null);
+    writer.submit("rbd", StateKind.RESERVE, 3, encodeMacListFile([3]));
+    assert.deepEqual(await writer.waitDurable("rbd", StateKind.RESERVE, 3), { ok: true });
+    assert.deepEqual(decodeMacListFile(Deno.readFileSync(`${dir}/rbd.reserve`)), [3]);
+  } finally {
+    await writer.close();
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("close writes what is pending at once, without waiting for the rate bound", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "ggaoed-writer-" });
   const { writer, results } = setup(dir);
