@@ -240,7 +240,7 @@ export function mechTable(cs: MechCell[], only: string[] | null = null): string 
   }
   lines.push([
     "echo (ceiling)",
-    "bench/echo.ts",
+    "bench/kecho.c",
     ...MECH_WORKLOADS.map((w) => show(get("echo", w), false) || "-"),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
