@@ -4,12 +4,16 @@
 #   scripts/install-deps.sh --demo   what `deno task demo` needs
 #   scripts/install-deps.sh --test   what `deno task test` needs: real peers (aoetools, vblade,
 #                                    tshark), qemu and Debian's kernel for the kernel-initiator test
+#   scripts/install-deps.sh --bench  what `deno task bench` needs: vblade, gcc and libc headers
+#                                    (bench/kinit.c, bench/kecho.c), perf (--syscalls,
+#                                    --perf-record) and strace
 set -euo pipefail
 mode=${1:-}
 pkgs=(libaio1 iproute2)
 case "$mode" in
   --demo) ;;
-  --test | --bench) pkgs+=(aoetools vblade tshark qemu-system-x86 busybox-static e2fsprogs xz-utils cpio gcc) ;;
+  --test) pkgs+=(aoetools vblade tshark qemu-system-x86 busybox-static e2fsprogs xz-utils cpio gcc) ;;
+  --bench) pkgs+=(vblade gcc libc6-dev linux-perf strace) ;;
   "") ;;
   *) echo "usage: $0 [--demo|--test|--bench]" >&2; exit 2 ;;
 esac
