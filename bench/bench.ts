@@ -107,6 +107,8 @@ target), ${WINDOW} requests outstanding, no congestion control:
          socket bound to the link and ethertype 0x88A2, no TPACKET ring, batched
          sendmmsg/recvmmsg, blocking receive; discovery by Query Config broadcast
   ring   the project's TypeScript initiator (src/initiator) on TPACKET rings, in this process
+  kinit-ring   (only on request) bench/kinit.c receiving through a TPACKET_V2 RX ring instead
+         of recvmmsg: the C loop with the ring's receive path
 
 bench/kinit.c and bench/kecho.c are compiled with gcc -O2 into bench/.build/ when missing or
 stale. Workloads: sequential read and write (largest request for the MTU: 8.5 KiB at 9000,
@@ -128,7 +130,7 @@ context switches per request, and × vblade, × C ggaoed, × echo (same initiato
                      (default ggaoed,vblade,echo, and ggaoed-c when GGAOED_C is set;
                      echo-ts is bench/echo.ts, the TypeScript echo on TPACKET rings)
   --workloads LIST   among ${WORKLOADS.join(",")} (default all)
-  --initiator LIST   series among kinit,ring (default both; --mechanisms: kinit)
+  --initiator LIST   series among kinit,ring,kinit-ring (default kinit,ring; --mechanisms: kinit)
   --repeat N         rounds, interleaved; each cell is the median round (default 1;
                      --mechanisms: 3)
   --many LIST        workloads of the many-initiator rows (default rand_read_4k; none: skip)
@@ -149,7 +151,9 @@ context switches per request, and × vblade, × C ggaoed, × echo (same initiato
                      compare its VmRSS
   --memory-requests N   requests of the second memory point (default 1000000; first = N/10)
   --profile DIR      run ggaoed under --cpu-prof, one start (and one profile) per row, written
-                     to DIR/mtuM-WORKLOAD-SERIES[-VARIANT]/
+                     to DIR/mtuM-WORKLOAD-SERIES-ggaoed[-rROUND]/ (--mechanisms: one per variant
+                     and round, DIR/mtuM-c|d-SERIES-VARIANT-rROUND/); summarise them with
+                     deno run --allow-read bench/profile.ts DIR/.../*.cpuprofile
   --out DIR          where latest.json / latest.svg go (default bench/results)
   --no-write         print the tables only
   -h, --help         this text
@@ -195,7 +199,7 @@ function parseArgs(args: string[]): Options {
     warmup: 0.5,
     only: GGAOED_C ? ["ggaoed", "vblade", "ggaoed-c", "echo"] : ["ggaoed", "vblade", "echo"],
     workloads: [...WORKLOADS],
-    series: [...SERIES],
+    series: ["kinit", "ring"],
     repeat: 1,
     many: ["rand_read_4k"],
     manyCount: 4,
@@ -820,7 +824,11 @@ async function perfFor(m: Measure): Promise<PerfSession | null> {
   if (o.syscalls) return await PerfSession.create("stat");
   if (o.perfRecord) {
     Deno.mkdirSync(o.perfRecord, { recursive: true });
-    return await PerfSession.create("record", `${o.perfRecord}/${m.tag}.data`);
+    const data = `${o.perfRecord}/${m.tag}.data`;
+    try {
+      Deno.removeSync(data); // a busy-machine retry: the profile is the last attempt's
+    } catch { /* none yet */ }
+    return await PerfSession.create("record", data);
   }
   return null;
 }
@@ -858,8 +866,8 @@ function workerTids(pids: number[]): Set<number> {
   );
 }
 
-/** One measurement with kinit on the instance's first link. */
-async function measureKinit(inst: Instance, m: Measure): Promise<Row> {
+/** One measurement with kinit (`--rx-ring` for the kinit-ring series) on the instance's link. */
+async function measureKinit(inst: Instance, m: Measure, series: Series): Promise<Row> {
   const { setup, mtu, workload } = m;
   const o = setup.opts;
   const spec = SPECS[workload];
@@ -888,6 +896,7 @@ async function measureKinit(inst: Instance, m: Measure): Promise<Row> {
     "10000",
     ...(spec.ioBytes ? ["--io-bytes", String(spec.ioBytes)] : []),
     ...(perf ? ["--perf-fifo", perf.fifos] : []),
+    ...(series === "kinit-ring" ? ["--rx-ring"] : []),
   ];
   const run = new KinitRun(setup.tools.kinit, args, (o.seconds + o.warmup) * 1000 + 60_000);
   let r: KinitResult;
@@ -911,7 +920,7 @@ async function measureKinit(inst: Instance, m: Measure): Promise<Row> {
   const other = Math.max(0, (r.machineBusySeconds - all.cpuSeconds - r.cpu.seconds) / r.seconds);
   if (other > BUSY_CORES) notes.push(`machine busy: ${other.toFixed(2)} cores elsewhere`);
   const row: Row = {
-    series: "kinit",
+    series,
     mtu,
     workload,
     target: inst.target,
@@ -955,9 +964,9 @@ async function measureKinit(inst: Instance, m: Measure): Promise<Row> {
       row,
       tids,
       inst.target === "ggaoed" ? wt : new Set(),
-      threadIds([run.pid]),
+      new Set([run.pid]), // kinit is one thread (and has exited by now)
     );
-    // kinit counts its own system calls exactly; perf's count of them includes its setup.
+    // kinit counts its own sendmmsg/recvmmsg exactly; perf adds the reads of /proc at the edges.
     row.initiatorSyscallsPerRequest = n ? r.syscalls.perRequest : null;
   }
   return row;
@@ -1077,7 +1086,7 @@ async function measure(series: Series, inst: Instance, m: Measure): Promise<Row>
   const once = async () => {
     const dead = instanceError(inst);
     if (dead) throw new Error(dead);
-    return series === "kinit" ? await measureKinit(inst, m) : await measureRing(inst, m);
+    return series === "ring" ? await measureRing(inst, m) : await measureKinit(inst, m, series);
   };
   let row: Row;
   try {
@@ -1750,7 +1759,7 @@ async function main(): Promise<number> {
         "ggaoed-c": GGAOED_C
           ? `${GGAOED_C} -n, queue-length 64, direct-io false (true for seq_write_direct)`
           : null,
-        echo: "bench/kecho.c: reads from an in-memory image, writes acked at once",
+        echo: "bench/kecho.c: reads from one buffer, writes acked at once",
         mixedReadPercent: 70,
         manyInitiators: opts.many.length ? opts.manyCount : 0,
       },
@@ -1904,7 +1913,7 @@ ${text}`);
         rounds: opts.repeat,
         initiator: SERIES_LABELS[series],
         ggaoed: "direct-io = false (true for seq_write_direct), defaults except the variant's",
-        echo: "bench/kecho.c: reads from an in-memory image, writes acked at once",
+        echo: "bench/kecho.c: reads from one buffer, writes acked at once",
       },
       ...provenance(started, idleLoad),
     };

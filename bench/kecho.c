@@ -3,11 +3,15 @@
  *
  * One plain AF_PACKET SOCK_RAW socket bound to the interface and ethertype 0x88A2 (no TPACKET
  * ring). Each turn: one recvmmsg that blocks until a request is there and takes every request
- * queued (MSG_WAITFORONE), then one sendmmsg with every reply. Reads are answered from an image
- * held in memory (the reply's data is gathered straight from it, no copy in user space), writes
- * are acknowledged at once (with --store their data is copied into the image, so that a
- * verifying initiator can check it), Query Config and IDENTIFY DEVICE are answered like a
- * target's. No disk, no queue, no threads.
+ * queued (MSG_WAITFORONE), then one sendmmsg with every reply. Reads are answered from one
+ * buffer of the largest request, always in the CPU's cache (the reply's data is gathered
+ * straight from it, no copy in user space), writes are acknowledged at once, Query Config and
+ * IDENTIFY DEVICE are answered like a target's. No disk, no queue, no threads: the least any
+ * target can do per request on this link.
+ *
+ * With --store it is a RAM disk instead: reads come from an image of SECTORS in memory and
+ * writes are copied into it, so that a verifying initiator (kinit --workload verify) can check
+ * what it wrote. That costs more per request (memory traffic): not the ceiling.
  *
  *   kecho IFACE SHELF SLOT SECTORS [--store] [--bufcnt N] [--batch N]
  *
@@ -20,8 +24,8 @@
 
 static const char USAGE[] =
 	"kecho IFACE SHELF SLOT SECTORS [--store] [--bufcnt N] [--batch N]\n"
-	"  an AoE echo target on a plain packet socket: reads from memory, writes acked at once\n"
-	"  --store     keep written data (a RAM disk), for verifying initiators\n"
+	"  an AoE echo target on a plain packet socket: reads from one buffer, writes acked at once\n"
+	"  --store     a RAM disk instead: reads from an image of SECTORS, writes stored in it\n"
 	"  --bufcnt N  Buffer Count advertised in Query Config (default 64)\n"
 	"  --batch N   most frames per recvmmsg/sendmmsg (default 64)\n";
 
@@ -73,11 +77,12 @@ int main(int argc, char **argv)
 	if (max_sectors > 255)
 		max_sectors = 255;
 
-	/* The image: every page touched, a pattern that differs per sector. */
-	unsigned char *image = malloc(sectors * SECTOR);
+	/* Read data: with --store the image (every page touched), else one request's worth. */
+	const uint64_t image_bytes = store ? sectors * SECTOR : (uint64_t)max_sectors * SECTOR;
+	unsigned char *image = malloc(image_bytes);
 	if (!image)
 		die("kecho", "cannot allocate the image", "use fewer SECTORS");
-	for (uint64_t i = 0; i < sectors * SECTOR; i += 8) {
+	for (uint64_t i = 0; i < image_bytes; i += 8) {
 		uint64_t w = (i >> 9) * 0x9E3779B97F4A7C15ull ^ i;
 		memcpy(image + i, &w, 8);
 	}
@@ -177,7 +182,7 @@ int main(int argc, char **argv)
 					f[OFF_ERR_FEATURE] = ATA_ABORTED;
 					f[OFF_CMD_STATUS] = ATA_DRDY | ATA_ERR;
 				} else if (read) {
-					v[1].iov_base = image + lba * SECTOR;
+					v[1].iov_base = image + (store ? lba * SECTOR : 0);
 					v[1].iov_len = (size_t)count * SECTOR;
 				} else if (write) {
 					if (store)

@@ -122,6 +122,7 @@ export interface KinitResult {
   firstError: string | null;
   verify?: { checkedReads: number; mismatches: number; uncheckedReads: number };
   cpu: { seconds: number; userSeconds: number; systemSeconds: number; usPerRequest: number };
+  rxRing: boolean;
   syscalls: { sendmmsg: number; recvmmsg: number; perRequest: number; repliesPerRecvmmsg: number };
   contextSwitches: { voluntary: number; involuntary: number; perRequest: number };
   watched?: ThreadUse[];
@@ -324,8 +325,37 @@ export interface PerfThreadCounts {
   syscalls: number;
   contextSwitches: number;
   taskClockMs: number;
+  /** Wake-ups this thread performed (sched:sched_waking in its context). */
+  wakeups: number;
+  /** Inter-processor interrupts it sent (ipi:ipi_send_cpu and ipi_send_cpumask). */
+  ipis: number;
+  /** Softirqs run in its context (on veth, the receive side of what it sent). */
+  softirqs: number;
   /** Per system call name (those of the curated list that occurred). */
   byName: Record<string, number>;
+}
+
+/** Tracepoints counted beside the system calls, when the kernel has them. */
+const EXTRA_EVENTS = [
+  "sched:sched_waking",
+  "ipi:ipi_send_cpu",
+  "ipi:ipi_send_cpumask",
+  "irq:softirq_entry",
+];
+
+function availableEvents(): string[] {
+  for (const root of ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]) {
+    try {
+      return EXTRA_EVENTS.filter((e) => {
+        try {
+          return Deno.statSync(`${root}/events/${e.replace(":", "/")}`).isDirectory;
+        } catch {
+          return false;
+        }
+      });
+    } catch { /* not mounted here */ }
+  }
+  return [];
 }
 
 /**
@@ -382,6 +412,7 @@ export class PerfSession {
           "raw_syscalls:sys_enter",
           "context-switches",
           "task-clock",
+          ...availableEvents(),
           ...availableSyscalls().map((s) => `syscalls:sys_enter_${s}`),
         ].join(","),
         "-p",
@@ -490,13 +521,26 @@ export function parsePerfStat(text: string): PerfThreadCounts[] {
     if (!Number.isFinite(count)) continue; // <not counted>
     let t = byTid.get(tid);
     if (!t) {
-      t = { tid, comm: m[1], syscalls: 0, contextSwitches: 0, taskClockMs: 0, byName: {} };
+      t = {
+        tid,
+        comm: m[1],
+        syscalls: 0,
+        contextSwitches: 0,
+        taskClockMs: 0,
+        wakeups: 0,
+        ipis: 0,
+        softirqs: 0,
+        byName: {},
+      };
       byTid.set(tid, t);
     }
     const event = f[3];
     if (event === "raw_syscalls:sys_enter") t.syscalls += count;
     else if (event === "context-switches") t.contextSwitches += count;
     else if (event === "task-clock") t.taskClockMs += count;
+    else if (event === "sched:sched_waking") t.wakeups += count;
+    else if (event.startsWith("ipi:ipi_send_cpu")) t.ipis += count;
+    else if (event === "irq:softirq_entry") t.softirqs += count;
     else if (event.startsWith("syscalls:sys_enter_")) {
       const name = event.slice("syscalls:sys_enter_".length);
       if (count > 0) t.byName[name] = (t.byName[name] ?? 0) + count;
@@ -513,12 +557,15 @@ export function perRequest(
 ): SyscallFigures | null {
   const mine = counts.filter((c) => tids.has(c.tid));
   if (mine.length === 0 || requests <= 0) return null;
-  let sys = 0, cs = 0, ms = 0;
+  let sys = 0, cs = 0, ms = 0, wake = 0, ipi = 0, soft = 0;
   const names: Record<string, number> = {};
   for (const c of mine) {
     sys += c.syscalls;
     cs += c.contextSwitches;
     ms += c.taskClockMs;
+    wake += c.wakeups;
+    ipi += c.ipis;
+    soft += c.softirqs;
     for (const [k, v] of Object.entries(c.byName)) names[k] = (names[k] ?? 0) + v;
   }
   const byName = Object.fromEntries(
@@ -531,6 +578,9 @@ export function perRequest(
     syscallsPerRequest: Number((sys / requests).toFixed(4)),
     contextSwitchesPerRequest: Number((cs / requests).toFixed(4)),
     cpuUsPerRequest: Number((ms * 1000 / requests).toFixed(3)),
+    wakeupsPerRequest: Number((wake / requests).toFixed(4)),
+    ipisPerRequest: Number((ipi / requests).toFixed(4)),
+    softirqsPerRequest: Number((soft / requests).toFixed(4)),
     byName,
   };
 }

@@ -30,7 +30,9 @@
 
 #include <dirent.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <stdarg.h>
 #include <sys/resource.h>
 
@@ -64,6 +66,9 @@ static const char USAGE[] =
 	"  --perf-fifo CTL[,ACK]  write enable/disable to this `perf stat --control fifo:CTL[,ACK]`\n"
 	"                         at the edges of the measured window (and wait for perf's ack)\n"
 	"  --discover-ms N        how long to look for the target (default 3000)\n"
+	"  --rx-ring              receive through a TPACKET_V2 RX ring (poll when it is empty)\n"
+	"                         instead of recvmmsg: not how the kernel receives; for comparing\n"
+	"                         what a ring reader costs the sender\n"
 	"  -h, --help             this text\n"
 	"\n"
 	"Markers on stderr: \"kinit: measuring\" and \"kinit: measured\" at the window's edges.\n";
@@ -87,6 +92,7 @@ struct options {
 	const char *watch;
 	const char *perf_fifo;
 	int discover_ms;
+	int rx_ring;
 };
 
 struct target {
@@ -374,6 +380,64 @@ static void snapshot(struct watch_snapshot *s)
 	}
 }
 
+/* --- Optional TPACKET_V2 RX ring (--rx-ring) -------------------------------------------- */
+
+struct rx_ring {
+	unsigned char *map;
+	size_t frame_size;
+	unsigned nframes, head;
+};
+
+static void rx_ring_open(struct rx_ring *r, const struct link *l)
+{
+	int version = TPACKET_V2;
+	struct tpacket_req req;
+	r->frame_size = l->mtu + 14 + TPACKET2_HDRLEN + 64 > 4096 ? 16384 : 4096;
+	memset(&req, 0, sizeof(req));
+	req.tp_block_size = 1 << 20;
+	req.tp_block_nr = 8;
+	req.tp_frame_size = (unsigned)r->frame_size;
+	req.tp_frame_nr = req.tp_block_size / req.tp_frame_size * req.tp_block_nr;
+	if (setsockopt(l->fd, SOL_PACKET, PACKET_VERSION, &version, sizeof(version)) < 0 ||
+	    setsockopt(l->fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) < 0)
+		die("PACKET_RX_RING", strerror(errno), NULL);
+	r->map = mmap(NULL, (size_t)req.tp_block_size * req.tp_block_nr, PROT_READ | PROT_WRITE,
+		      MAP_SHARED, l->fd, 0);
+	if (r->map == MAP_FAILED)
+		die("mmap(PACKET_RX_RING)", strerror(errno), NULL);
+	r->nframes = req.tp_frame_nr;
+	r->head = 0;
+}
+
+static inline struct tpacket2_hdr *rx_frame(const struct rx_ring *r, unsigned i)
+{
+	return (struct tpacket2_hdr *)(r->map + (size_t)(i % r->nframes) * r->frame_size);
+}
+
+/* Points riov/rmsg at up to `max` frames the kernel has filled; returns how many. */
+static int rx_ring_take(const struct rx_ring *r, struct iovec *riov, struct mmsghdr *rmsg, int max)
+{
+	int n = 0;
+	while (n < max) {
+		struct tpacket2_hdr *h = rx_frame(r, r->head + (unsigned)n);
+		if (!(__atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER))
+			break;
+		riov[n].iov_base = (unsigned char *)h + h->tp_mac;
+		rmsg[n].msg_len = h->tp_snaplen;
+		n++;
+	}
+	return n;
+}
+
+/* Hands `n` frames back to the kernel. */
+static void rx_ring_release(struct rx_ring *r, int n)
+{
+	for (int i = 0; i < n; i++) {
+		__atomic_store_n(&rx_frame(r, r->head)->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+		r->head = (r->head + 1) % r->nframes;
+	}
+}
+
 /* --- perf stat control and machine load -------------------------------------------------- */
 
 static FILE *perf_ctl, *perf_ack;
@@ -477,7 +541,8 @@ static void parse(int argc, char **argv, struct options *o)
 		{ "region", required_argument, 0, 11 },	   { "seed", required_argument, 0, 12 },
 		{ "start-at", required_argument, 0, 13 },  { "watch", required_argument, 0, 14 },
 		{ "perf-fifo", required_argument, 0, 15 }, { "discover-ms", required_argument, 0, 16 },
-		{ "help", no_argument, 0, 'h' },	   { 0, 0, 0, 0 },
+		{ "rx-ring", no_argument, 0, 17 },	   { "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof(*o));
 	o->shelf = o->slot = -1;
@@ -524,6 +589,7 @@ static void parse(int argc, char **argv, struct options *o)
 		case 14: o->watch = optarg; break;
 		case 15: o->perf_fifo = optarg; break;
 		case 16: o->discover_ms = (int)number(optarg, "--discover-ms", 1); break;
+		case 17: o->rx_ring = 1; break;
 		case 'h': fputs(USAGE, stdout); exit(0);
 		default: fputs(USAGE, stderr); exit(2);
 		}
@@ -571,10 +637,15 @@ int main(int argc, char **argv)
 	if (!rng_state)
 		rng_state = 1;
 
-	link_open(&l, o.iface, 32 << 20, o.rto_ms / 4 > 0 ? (o.rto_ms / 4 < 20 ? o.rto_ms / 4 : 20) : 1);
+	const int tick_ms = o.rto_ms / 4 > 0 ? (o.rto_ms / 4 < 20 ? o.rto_ms / 4 : 20) : 1;
+	link_open(&l, o.iface, 32 << 20, tick_ms);
 	memset(&t, 0, sizeof(t));
 	discover(&l, &o, &t);
 	identify(&l, &t);
+	struct rx_ring ring;
+	memset(&ring, 0, sizeof(ring));
+	if (o.rx_ring)
+		rx_ring_open(&ring, &l);
 
 	/* Request size and region. */
 	long max_bytes = (long)t.max_sectors * SECTOR;
@@ -821,8 +892,19 @@ int main(int argc, char **argv)
 		}
 
 		/* Wait for replies: block until one is there, then take all queued. */
-		int n = recvmmsg(l.fd, rmsg, (unsigned)B, MSG_WAITFORONE, NULL);
-		k->recv_calls++;
+		int n;
+		if (o.rx_ring) {
+			n = rx_ring_take(&ring, riov, rmsg, B);
+			if (n == 0) {
+				struct pollfd p = { .fd = l.fd, .events = POLLIN, .revents = 0 };
+				poll(&p, 1, tick_ms);
+				k->recv_calls++;
+				n = rx_ring_take(&ring, riov, rmsg, B);
+			}
+		} else {
+			n = recvmmsg(l.fd, rmsg, (unsigned)B, MSG_WAITFORONE, NULL);
+			k->recv_calls++;
+		}
 		now = mono_ns();
 		if (phase == 1 && now >= t_end)
 			k = &c[2]; /* replies taken after the window are not the window's */
@@ -905,6 +987,9 @@ int main(int argc, char **argv)
 			inflight--;
 			free_stack[nfree++] = (int)s; /* not refilled while draining */
 		}
+
+		if (o.rx_ring && n > 0)
+			rx_ring_release(&ring, n);
 
 		/* Retransmit what timed out (checked at most every rto/4). */
 		if (now >= next_check) {
@@ -1021,6 +1106,7 @@ int main(int argc, char **argv)
 	printf("  \"cpu\": {\"seconds\": %.6f, \"userSeconds\": %.6f, \"systemSeconds\": %.6f, "
 	       "\"cores\": %.4f, \"usPerRequest\": %.4f},\n",
 	       cpu, utime, stime, secs > 0 ? cpu / secs : 0, cpu * 1e6 / req);
+	printf("  \"rxRing\": %s,\n", o.rx_ring ? "true" : "false");
 	printf("  \"syscalls\": {\"sendmmsg\": %llu, \"recvmmsg\": %llu, \"recvmmsgEmpty\": %llu, "
 	       "\"perRequest\": %.4f, \"repliesPerRecvmmsg\": %.3f},\n",
 	       (unsigned long long)m->send_calls, (unsigned long long)m->recv_calls,

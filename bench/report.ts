@@ -26,15 +26,18 @@ export const TARGET_LABELS: Record<TargetName, string> = {
 
 /**
  * The initiators, one series each: `kinit` (bench/kinit.c, a plain packet socket with batched
- * sendmmsg/recvmmsg, the way the Linux aoe driver receives: the primary series) and `ring` (the
- * project's TypeScript initiator on TPACKET rings, in the bench process).
+ * sendmmsg/recvmmsg, the way the Linux aoe driver receives: the primary series), `ring` (the
+ * project's TypeScript initiator on TPACKET rings, in the bench process) and `kinit-ring`
+ * (bench/kinit.c receiving through a TPACKET_V2 RX ring: the same C loop with the ring's receive,
+ * which separates what the ring costs the target from what TypeScript costs; not run by default).
  */
-export const SERIES = ["kinit", "ring"] as const;
+export const SERIES = ["kinit", "ring", "kinit-ring"] as const;
 export type Series = typeof SERIES[number];
 
 export const SERIES_LABELS: Record<Series, string> = {
   kinit: "kernel-like initiator (bench/kinit.c: plain packet socket, sendmmsg/recvmmsg)",
   ring: "TypeScript ring initiator (src/initiator, TPACKET rings, in the bench process)",
+  "kinit-ring": "bench/kinit.c receiving through a TPACKET_V2 RX ring (kinit --rx-ring)",
 };
 
 /** The workloads, in table order. */
@@ -70,6 +73,12 @@ export interface SyscallFigures {
   syscallsPerRequest: number;
   contextSwitchesPerRequest: number;
   cpuUsPerRequest: number;
+  /** Wake-ups the threads performed (sched:sched_waking), per request. */
+  wakeupsPerRequest: number;
+  /** Inter-processor interrupts they sent, per request. */
+  ipisPerRequest: number;
+  /** Softirqs run in their context (on veth: the receive side of what they sent), per request. */
+  softirqsPerRequest: number;
   /** Per system call name, largest first. */
   byName: Record<string, number>;
 }
@@ -334,9 +343,11 @@ export function syscallTable(rows: Row[]): string {
     "result",
     "target syscalls/req",
     "target cs/req",
+    "target wakes/req",
     "target µs/req",
     "initiator syscalls/req",
     "initiator cs/req",
+    "initiator wakes/req",
     "initiator µs/req",
     "target's top system calls per request",
   ];
@@ -351,16 +362,18 @@ export function syscallTable(rows: Row[]): string {
       showValue(r.value, r.unit),
       fmt(r.syscalls!.target?.syscallsPerRequest, 2),
       fmt(r.syscalls!.target?.contextSwitchesPerRequest, 3),
+      fmt(r.syscalls!.target?.wakeupsPerRequest, 3),
       fmt(r.syscalls!.target?.cpuUsPerRequest, 2),
       fmt(i?.syscallsPerRequest, 2),
       fmt(i?.contextSwitchesPerRequest, 3),
+      fmt(i?.wakeupsPerRequest, 3),
       fmt(i?.cpuUsPerRequest, 2),
       Object.entries(t?.byName ?? {}).slice(0, 4).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(
         ", ",
       ),
     ];
   });
-  return markdown(head, body, new Set([1, 4, 5, 6, 7, 8, 9, 10]));
+  return markdown(head, body, new Set([1, 4, 5, 6, 7, 8, 9, 10, 11, 12]));
 }
 
 const esc = (s: string) =>
@@ -403,8 +416,8 @@ export function chart(
     `<rect width="${W}" height="${H}" fill="#ffffff"/>`,
     `<text x="${W / 2}" y="26" text-anchor="middle" font-size="17" font-weight="bold">` +
       `Throughput as a fraction of the echo ceiling (${
-        series === "kinit" ? "kernel-like" : "ring"
-      } initiator, window 32, page cache)</text>`,
+        series === "kinit" ? "kernel-like initiator" : `initiator ${series}`
+      }, window 32, page cache)</text>`,
     `<text x="${W / 2}" y="46" text-anchor="middle" fill="#555">${esc(subtitle)}</text>`,
   );
   // Grid and y axis.

@@ -115,6 +115,9 @@ Deno.test({
       const echo = r.watched!.find((w) => w.tid === pid);
       assertEquals(echo?.comm, "kecho");
       assert(echo!.cpuSeconds > 0, "the watched echo used CPU during the window");
+      const ring = await kinit(["-i", ifname, "--rx-ring", "--seconds", "0.3"]);
+      assert(ring.rxRing && ring.requests > 100, `--rx-ring: ${ring.requests} requests`);
+      assertEquals(ring.errors, 0, ring.firstError ?? "");
       for (const workload of ["seq-read", "seq-write", "mixed"]) {
         const w = await kinit(["-i", ifname, "--workload", workload, "--seconds", "0.3"]);
         assertEquals(w.errors, 0, `${workload}: ${w.firstError}`);
