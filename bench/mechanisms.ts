@@ -163,6 +163,9 @@ export interface MechCell {
   value: number | null;
   p99Ms: number | null;
   cpuSecPerGB: number | null;
+  /** Median CPU per request of the whole target and of ggaoed's data-path worker, µs. */
+  targetUsPerRequest: number | null;
+  workerUsPerRequest: number | null;
   runs: (number | null)[];
 }
 
@@ -189,6 +192,12 @@ export function cells(runs: MechRun[]): MechCell[] {
         value: median(ok.map((r) => r.value!)),
         p99Ms: median(ok.map((r) => r.p99Ms ?? 0)),
         cpuSecPerGB: median(ok.map((r) => r.cpuSecPerGB ?? 0)),
+        targetUsPerRequest: median(
+          ok.filter((r) => r.targetUsPerRequest !== null).map((r) => r.targetUsPerRequest!),
+        ),
+        workerUsPerRequest: median(
+          ok.filter((r) => r.workerUsPerRequest !== null).map((r) => r.workerUsPerRequest!),
+        ),
         runs: rs.map((r) => r.row.value),
       });
     }
@@ -240,7 +249,7 @@ export function mechTable(cs: MechCell[], only: string[] | null = null): string 
   }
   lines.push([
     "echo (ceiling)",
-    "bench/echo.ts",
+    "bench/kecho.c",
     ...MECH_WORKLOADS.map((w) => show(get("echo", w), false) || "-"),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));

@@ -1,13 +1,44 @@
 /**
- * What `deno task bench` prints and writes: the text table, the grouped bar chart (SVG written
+ * What `deno task bench` prints and writes: the text tables, the grouped bar chart (SVG written
  * by hand, no dependencies) and the shape of `bench/results/latest.json`.
+ *
+ * Run as a program, it prints the Markdown tables of a results file (for the README):
+ *
+ * ```sh
+ * deno run --allow-read bench/report.ts [bench/results/latest.json]
+ * ```
  *
  * @module
  */
 
 /** The targets, in table order. */
-export const TARGETS = ["ggaoed", "vblade", "echo"] as const;
+export const TARGETS = ["ggaoed", "vblade", "ggaoed-c", "echo", "echo-ts"] as const;
 export type TargetName = typeof TARGETS[number];
+
+/** What the tables call each target. */
+export const TARGET_LABELS: Record<TargetName, string> = {
+  ggaoed: "ggaoed",
+  vblade: "vblade",
+  "ggaoed-c": "C ggaoed",
+  echo: "echo",
+  "echo-ts": "echo.ts",
+};
+
+/**
+ * The initiators, one series each: `kinit` (bench/kinit.c, a plain packet socket with batched
+ * sendmmsg/recvmmsg, the way the Linux aoe driver receives: the primary series), `ring` (the
+ * project's TypeScript initiator on TPACKET rings, in the bench process) and `kinit-ring`
+ * (bench/kinit.c receiving through a TPACKET_V2 RX ring: the same C loop with the ring's receive,
+ * which separates what the ring costs the target from what TypeScript costs; not run by default).
+ */
+export const SERIES = ["kinit", "ring", "kinit-ring"] as const;
+export type Series = typeof SERIES[number];
+
+export const SERIES_LABELS: Record<Series, string> = {
+  kinit: "kernel-like initiator (bench/kinit.c: plain packet socket, sendmmsg/recvmmsg)",
+  ring: "TypeScript ring initiator (src/initiator, TPACKET rings, in the bench process)",
+  "kinit-ring": "bench/kinit.c receiving through a TPACKET_V2 RX ring (kinit --rx-ring)",
+};
 
 /** The workloads, in table order. */
 export const WORKLOADS = [
@@ -37,8 +68,25 @@ export const LABELS: Record<WorkloadName, string> = {
   seq_write_direct: "seq write direct",
 };
 
+/** System calls, context switches and CPU per request of a group of threads (`--syscalls`). */
+export interface SyscallFigures {
+  syscallsPerRequest: number;
+  contextSwitchesPerRequest: number;
+  cpuUsPerRequest: number;
+  /** Wake-ups the threads performed (sched:sched_waking), per request. */
+  wakeupsPerRequest: number;
+  /** Inter-processor interrupts they sent, per request. */
+  ipisPerRequest: number;
+  /** Softirqs run in their context (on veth: the receive side of what they sent), per request. */
+  softirqsPerRequest: number;
+  /** Per system call name, largest first. */
+  byName: Record<string, number>;
+}
+
 /** One measurement. */
 export interface Row {
+  /** Which initiator measured it. */
+  series: Series;
   mtu: number;
   workload: WorkloadName;
   target: TargetName;
@@ -47,12 +95,17 @@ export interface Row {
   unit: "MB/s" | "IOPS";
   mbPerSec: number | null;
   iops: number | null;
+  /** AoE requests (frames each way) per second. */
+  requestsPerSec: number | null;
   /** Bytes per I/O. */
   ioBytes: number;
+  /** Bytes per AoE request (kinit: equal to ioBytes; the ring initiator splits an I/O). */
+  requestBytes: number;
   /** Sectors per AoE request. */
   sectorsPerRequest: number;
   seconds: number | null;
   ios: number | null;
+  requests: number | null;
   p50Ms: number | null;
   p99Ms: number | null;
   maxMs: number | null;
@@ -64,76 +117,124 @@ export interface Row {
   /** Target CPU seconds during the measurement, and the share of one core. */
   cpuSeconds: number | null;
   cpuCores: number | null;
-  /** Cores used by this process (the initiator) during the run. */
+  /** Target CPU per request, every thread (from /proc/PID/task/TID/schedstat), µs. */
+  targetUsPerRequest: number | null;
+  /** ggaoed only: its data-path worker thread alone, µs per request. */
+  workerUsPerRequest: number | null;
+  /** Target context switches (voluntary + involuntary, every thread) per request. */
+  targetSwitchesPerRequest: number | null;
+  /** Initiator CPU per request, µs (kinit: its process; ring: the bench process). */
+  initiatorUsPerRequest: number | null;
+  initiatorSwitchesPerRequest: number | null;
+  /** kinit: its sendmmsg + recvmmsg per request; ring: with --syscalls only. */
+  initiatorSyscallsPerRequest: number | null;
+  /** Cores used by the initiator during the run. */
   initiatorCores: number | null;
   /** Cores used by anything else (other processes, unaccounted interrupt time). */
   otherCores: number | null;
+  /** `--syscalls`: perf stat counts per request of the target, ggaoed's worker, the initiator. */
+  syscalls: {
+    target: SyscallFigures | null;
+    worker: SyscallFigures | null;
+    initiator: SyscallFigures | null;
+  } | null;
+  /** `--perf-record`: the perf.data file of the target over the window, and its summary. */
+  perfData: string | null;
+  /** About the measurement (e.g. the MTU 1500 request size of the 4K rows). */
+  note: string | null;
+  /** With --repeat: the value of every round (the row is the median one). */
+  runs?: (number | null)[];
   /** Why there is no number (target did not start, workload threw), or a warning. */
   error: string | null;
 }
 
-const fmt = (n: number | null, digits: number) => n === null ? "-" : n.toFixed(digits);
+/** One initiator of a many-initiator row. */
+export interface ManyShare {
+  iface: string;
+  value: number | null;
+  requestsPerSec: number;
+  share: number;
+  p50Ms: number;
+  p99Ms: number;
+  retransmits: number;
+  errors: number;
+  initiatorUsPerRequest: number;
+}
+
+/** N initiators on N links at once against one target (process per link for vblade, echo). */
+export interface ManyRow {
+  mtu: number;
+  workload: WorkloadName;
+  target: TargetName;
+  initiators: number;
+  window: number;
+  /** Total MB/s or IOPS; null when it failed. */
+  value: number | null;
+  unit: "MB/s" | "IOPS";
+  requestsPerSec: number | null;
+  perInitiator: ManyShare[];
+  /** Smallest initiator's throughput over the largest's. */
+  fairness: number | null;
+  p50Ms: number | null;
+  /** The worst initiator's p99. */
+  p99Ms: number | null;
+  retransmits: number | null;
+  errors: number | null;
+  targetUsPerRequest: number | null;
+  workerUsPerRequest: number | null;
+  targetCores: number | null;
+  /** Largest difference between the initiators' measurement starts. */
+  startSkewMs: number | null;
+  otherCores: number | null;
+  runs?: (number | null)[];
+  error: string | null;
+}
+
+const fmt = (n: number | null | undefined, digits: number) =>
+  n === null || n === undefined ? "-" : n.toFixed(digits);
 
 function ratio(a: number | null, b: number | null): number | null {
   return a !== null && b !== null && b > 0 ? a / b : null;
 }
 
-/** The row of `target` for `workload` at `mtu`, if measured. */
+/** The row of `target` for `workload` at `mtu` in `series`, if measured. */
 export function find(
   rows: Row[],
   mtu: number,
   workload: WorkloadName,
   target: TargetName,
+  series: Series = "kinit",
 ): Row | undefined {
-  return rows.find((r) => r.mtu === mtu && r.workload === workload && r.target === target);
+  return rows.find((r) =>
+    r.mtu === mtu && r.workload === workload && r.target === target &&
+    (r.series ?? "ring") === series
+  );
 }
 
-/** Value ratios of a row: to vblade and to echo at the same MTU and workload. */
-export function ratios(rows: Row[], r: Row): { vblade: number | null; echo: number | null } {
+/** Value ratios of a row to vblade, the C ggaoed and echo (same series, MTU and workload). */
+export function ratios(
+  rows: Row[],
+  r: Row,
+): { vblade: number | null; ggaoedC: number | null; echo: number | null } {
+  const of = (t: TargetName) => find(rows, r.mtu, r.workload, t, r.series)?.value ?? null;
   return {
-    vblade: ratio(r.value, find(rows, r.mtu, r.workload, "vblade")?.value ?? null),
-    echo: ratio(r.value, find(rows, r.mtu, r.workload, "echo")?.value ?? null),
+    vblade: ratio(r.value, of("vblade")),
+    ggaoedC: ratio(r.value, of("ggaoed-c")),
+    echo: ratio(r.value, of("echo")),
   };
 }
 
-/** The table as Markdown (also readable in a terminal). */
-export function table(rows: Row[]): string {
-  const head = [
-    "MTU",
-    "workload",
-    "target",
-    "result",
-    "p50 ms",
-    "p99 ms",
-    "retx",
-    "CPU s/GB",
-    "× vblade",
-    "× echo",
-    "note",
-  ];
-  const body = rows.map((r) => {
-    const q = ratios(rows, r);
-    const value = r.value === null
-      ? "FAILED"
-      : r.unit === "IOPS"
-      ? `${Math.round(r.value)} IOPS`
-      : `${r.value.toFixed(1)} MB/s`;
-    return [
-      String(r.mtu),
-      LABELS[r.workload],
-      r.target,
-      value,
-      fmt(r.p50Ms, 3),
-      fmt(r.p99Ms, 3),
-      r.retransmits === null ? "-" : String(r.retransmits),
-      fmt(r.cpuSecPerGB, 2),
-      r.target === "vblade" ? "" : fmt(q.vblade, 2),
-      r.target === "echo" ? "" : fmt(q.echo, 2),
-      (r.error ?? "").replace(/\s+/g, " ").replace(/\|/g, "/").slice(0, 80),
-    ];
-  });
+function showValue(value: number | null, unit: "MB/s" | "IOPS"): string {
+  return value === null
+    ? "FAILED"
+    : unit === "IOPS"
+    ? `${Math.round(value)} IOPS`
+    : `${value.toFixed(1)} MB/s`;
+}
+
+/** A Markdown table with right-aligned columns `right`. */
+function markdown(head: string[], body: string[][], right: Set<number>): string {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const right = new Set([3, 4, 5, 6, 7, 8, 9]);
   const line = (cells: string[]) =>
     `| ${
       cells.map((c, i) => right.has(i) ? c.padStart(widths[i]) : c.padEnd(widths[i])).join(" | ")
@@ -144,39 +245,179 @@ export function table(rows: Row[]): string {
   return [line(head), rule, ...body.map(line)].join("\n");
 }
 
+const note = (s: string | null | undefined) =>
+  (s ?? "").replace(/\s+/g, " ").replace(/\|/g, "/").slice(0, 80);
+
+/** The table of one series as Markdown (also readable in a terminal). */
+export function table(rows: Row[], series: Series = "kinit"): string {
+  const mine = rows.filter((r) => (r.series ?? "ring") === series);
+  const head = [
+    "MTU",
+    "workload",
+    "target",
+    "result",
+    "p50 ms",
+    "p99 ms",
+    "retx",
+    "target µs/req",
+    "worker µs/req",
+    "initiator µs/req",
+    "× vblade",
+    "× C ggaoed",
+    "× echo",
+    "note",
+  ];
+  const body = mine.map((r) => {
+    const q = ratios(rows, r);
+    return [
+      String(r.mtu),
+      LABELS[r.workload],
+      TARGET_LABELS[r.target] ?? r.target,
+      showValue(r.value, r.unit),
+      fmt(r.p50Ms, 3),
+      fmt(r.p99Ms, 3),
+      r.retransmits === null ? "-" : String(r.retransmits),
+      fmt(r.targetUsPerRequest, 2),
+      r.target === "ggaoed" ? fmt(r.workerUsPerRequest, 2) : "",
+      fmt(r.initiatorUsPerRequest, 2),
+      r.target === "vblade" ? "" : fmt(q.vblade, 2),
+      r.target === "ggaoed-c" ? "" : fmt(q.ggaoedC, 2),
+      r.target === "echo" ? "" : fmt(q.echo, 2),
+      note([r.error, r.note ? "1 KiB requests" : null].filter(Boolean).join("; ")),
+    ];
+  });
+  return markdown(head, body, new Set([3, 4, 5, 6, 7, 8, 9, 10, 11, 12]));
+}
+
+/** The many-initiator rows as Markdown. */
+export function manyTable(rows: ManyRow[]): string {
+  const head = [
+    "MTU",
+    "workload",
+    "target",
+    "total",
+    "per initiator",
+    "min/max",
+    "p99 ms (worst)",
+    "retx",
+    "target µs/req",
+    "× vblade",
+    "× C ggaoed",
+    "× echo",
+    "note",
+  ];
+  const of = (r: ManyRow, t: TargetName) =>
+    rows.find((x) => x.mtu === r.mtu && x.workload === r.workload && x.target === t)?.value ??
+      null;
+  const body = rows.map((r) => [
+    String(r.mtu),
+    LABELS[r.workload],
+    TARGET_LABELS[r.target] ?? r.target,
+    showValue(r.value, r.unit),
+    r.perInitiator.map((p) =>
+      p.value === null
+        ? "-"
+        : r.unit === "IOPS"
+        ? `${Math.round(p.value / 1000)}k`
+        : p.value.toFixed(0)
+    ).join(" / "),
+    fmt(r.fairness, 2),
+    fmt(r.p99Ms, 3),
+    r.retransmits === null ? "-" : String(r.retransmits),
+    fmt(r.targetUsPerRequest, 2),
+    r.target === "vblade" ? "" : fmt(ratio(r.value, of(r, "vblade")), 2),
+    r.target === "ggaoed-c" ? "" : fmt(ratio(r.value, of(r, "ggaoed-c")), 2),
+    r.target === "echo" ? "" : fmt(ratio(r.value, of(r, "echo")), 2),
+    note(r.error),
+  ]);
+  return markdown(head, body, new Set([3, 5, 6, 7, 8, 9, 10, 11]));
+}
+
+/** Per-request system calls, context switches and CPU of each side (rows measured with --syscalls). */
+export function syscallTable(rows: Row[]): string {
+  const head = [
+    "initiator",
+    "MTU",
+    "workload",
+    "target",
+    "result",
+    "target syscalls/req",
+    "target cs/req",
+    "target wakes/req",
+    "target µs/req",
+    "initiator syscalls/req",
+    "initiator cs/req",
+    "initiator wakes/req",
+    "initiator µs/req",
+    "target's top system calls per request",
+  ];
+  const body = rows.filter((r) => r.syscalls).map((r) => {
+    const t = r.syscalls!.worker ?? r.syscalls!.target;
+    const i = r.syscalls!.initiator;
+    return [
+      r.series,
+      String(r.mtu),
+      LABELS[r.workload],
+      TARGET_LABELS[r.target] ?? r.target,
+      showValue(r.value, r.unit),
+      fmt(r.syscalls!.target?.syscallsPerRequest, 2),
+      fmt(r.syscalls!.target?.contextSwitchesPerRequest, 3),
+      fmt(r.syscalls!.target?.wakeupsPerRequest, 3),
+      fmt(r.syscalls!.target?.cpuUsPerRequest, 2),
+      fmt(i?.syscallsPerRequest, 2),
+      fmt(i?.contextSwitchesPerRequest, 3),
+      fmt(i?.wakeupsPerRequest, 3),
+      fmt(i?.cpuUsPerRequest, 2),
+      Object.entries(t?.byName ?? {}).slice(0, 4).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(
+        ", ",
+      ),
+    ];
+  });
+  return markdown(head, body, new Set([1, 4, 5, 6, 7, 8, 9, 10, 11, 12]));
+}
+
 const esc = (s: string) =>
   s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 
 /**
- * A grouped bar chart of ggaoed/echo and vblade/echo per workload and MTU (the direct-io row
- * has no echo and is left out). Hand-written SVG.
+ * A grouped bar chart of ggaoed, vblade and the C ggaoed as fractions of the echo per workload and
+ * MTU, from one series' rows (the direct-io row has no echo and is left out).
+ * Hand-written SVG.
  */
-export function chart(rows: Row[], mtus: number[], subtitle: string): string {
-  const groups: { label: string; mtu: number; g: number | null; v: number | null }[] = [];
+export function chart(
+  rows: Row[],
+  mtus: number[],
+  subtitle: string,
+  series: Series = "kinit",
+): string {
+  const shown: TargetName[] = ["ggaoed", "vblade", "ggaoed-c"];
+  const groups: { label: string; mtu: number; bars: (number | null)[] }[] = [];
   for (const mtu of mtus) {
     for (const w of WORKLOADS) {
       if (w === "seq_write_direct") continue;
-      const echo = find(rows, mtu, w, "echo")?.value ?? null;
-      const g = ratio(find(rows, mtu, w, "ggaoed")?.value ?? null, echo);
-      const v = ratio(find(rows, mtu, w, "vblade")?.value ?? null, echo);
-      if (g === null && v === null) continue;
-      groups.push({ label: LABELS[w], mtu, g, v });
+      const echo = find(rows, mtu, w, "echo", series)?.value ?? null;
+      const bars = shown.map((t) => ratio(find(rows, mtu, w, t, series)?.value ?? null, echo));
+      if (bars.every((b) => b === null)) continue;
+      groups.push({ label: LABELS[w], mtu, bars });
     }
   }
+  const present = shown.filter((_, i) => groups.some((g) => g.bars[i] !== null));
   const W = 960, H = 460;
   const left = 70, right = 20, top = 78, bottom = 92;
   const plotW = W - left - right, plotH = H - top - bottom;
-  const maxRatio = Math.max(1, ...groups.flatMap((x) => [x.g ?? 0, x.v ?? 0]));
+  const maxRatio = Math.max(1, ...groups.flatMap((x) => x.bars.map((b) => b ?? 0)));
   const yMax = Math.ceil(maxRatio * 5) / 5;
   const y = (r: number) => top + plotH - (r / yMax) * plotH;
-  const colors = { g: "#2b6cb0", v: "#dd8a2c" };
+  const colors = ["#2b6cb0", "#dd8a2c", "#6b8e23"];
   const out: string[] = [];
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" ` +
       `font-family="Helvetica, Arial, sans-serif" font-size="12">`,
     `<rect width="${W}" height="${H}" fill="#ffffff"/>`,
     `<text x="${W / 2}" y="26" text-anchor="middle" font-size="17" font-weight="bold">` +
-      `Throughput as a fraction of the echo ceiling (window 32, page cache)</text>`,
+      `Throughput as a fraction of the echo ceiling (${
+        series === "kinit" ? "kernel-like initiator" : `initiator ${series}`
+      }, window 32, page cache)</text>`,
     `<text x="${W / 2}" y="46" text-anchor="middle" fill="#555">${esc(subtitle)}</text>`,
   );
   // Grid and y axis.
@@ -199,20 +440,19 @@ export function chart(rows: Row[], mtus: number[], subtitle: string): string {
   );
   // Bars.
   const slot = groups.length ? plotW / groups.length : plotW;
-  const barW = Math.min(34, slot * 0.32);
+  const barW = Math.min(30, slot * 0.8 / Math.max(1, present.length));
   groups.forEach((grp, i) => {
     const cx = left + slot * (i + 0.5);
-    const bars: [number | null, string, number][] = [
-      [grp.g, colors.g, cx - barW - 2],
-      [grp.v, colors.v, cx + 2],
-    ];
-    for (const [r, color, x] of bars) {
+    present.forEach((t, j) => {
+      const r = grp.bars[shown.indexOf(t)];
+      const x = cx - (present.length * (barW + 2)) / 2 + j * (barW + 2);
+      const color = colors[shown.indexOf(t)];
       if (r === null) {
         out.push(
           `<text x="${(x + barW / 2).toFixed(1)}" y="${top + plotH - 4}" text-anchor="middle" ` +
             `fill="#999">n/a</text>`,
         );
-        continue;
+        return;
       }
       const yy = y(r);
       out.push(
@@ -220,9 +460,9 @@ export function chart(rows: Row[], mtus: number[], subtitle: string): string {
           (top + plotH - yy).toFixed(1)
         }" fill="${color}"/>`,
         `<text x="${(x + barW / 2).toFixed(1)}" y="${(yy - 4).toFixed(1)}" text-anchor="middle" ` +
-          `font-size="11">${r.toFixed(2)}</text>`,
+          `font-size="10">${r.toFixed(2)}</text>`,
       );
-    }
+    });
     out.push(
       `<text x="${cx.toFixed(1)}" y="${top + plotH + 18}" text-anchor="middle">${
         esc(grp.label)
@@ -233,13 +473,35 @@ export function chart(rows: Row[], mtus: number[], subtitle: string): string {
   });
   // Legend.
   const ly = H - 26;
+  present.forEach((t, j) => {
+    const x = W / 2 - 260 + j * 150;
+    out.push(
+      `<rect x="${x}" y="${ly - 11}" width="14" height="14" fill="${colors[shown.indexOf(t)]}"/>`,
+      `<text x="${x + 20}" y="${ly}">${esc(TARGET_LABELS[t])} ÷ echo</text>`,
+    );
+  });
   out.push(
-    `<rect x="${W / 2 - 190}" y="${ly - 11}" width="14" height="14" fill="${colors.g}"/>`,
-    `<text x="${W / 2 - 170}" y="${ly}">ggaoed ÷ echo</text>`,
-    `<rect x="${W / 2 - 40}" y="${ly - 11}" width="14" height="14" fill="${colors.v}"/>`,
-    `<text x="${W / 2 - 20}" y="${ly}">vblade ÷ echo</text>`,
-    `<text x="${W / 2 + 110}" y="${ly}" fill="#555">(higher is better; MB/s or IOPS)</text>`,
+    `<text x="${W / 2 + 200}" y="${ly}" fill="#555">(higher is better)</text>`,
     `</svg>`,
   );
   return out.join("\n") + "\n";
+}
+
+if (import.meta.main) {
+  const file = Deno.args[0] ?? new URL("./results/latest.json", import.meta.url).pathname;
+  const json = JSON.parse(Deno.readTextFileSync(file));
+  const rows: Row[] = json.details ?? [];
+  const series = SERIES.filter((x) => rows.some((r) => (r.series ?? "ring") === x));
+  for (const x of series) {
+    console.log(`${SERIES_LABELS[x]}:\n\n${table(rows, x)}\n`);
+  }
+  if (json.many?.length) {
+    console.log(
+      `${json.many[0].initiators} kernel-like initiators on ${json.many[0].initiators} links at ` +
+        `once (window ${json.many[0].window} each):\n\n${manyTable(json.many)}\n`,
+    );
+  }
+  if (rows.some((r) => r.syscalls)) {
+    console.log(`Per request (perf stat over each window):\n\n${syscallTable(rows)}\n`);
+  }
 }

@@ -8,18 +8,26 @@
 #                                    a one-node Ceph cluster (mon, OSD, rbd CLI, librbd) for RBD
 #                                    podman/runc/debootstrap for the container image test, and
 #                                    systemd's systemd-analyze for the unit file (no systemd boot)
+#   scripts/install-deps.sh --bench  what `deno task bench` needs: vblade, gcc and libc headers
+#                                    (bench/kinit.c, bench/kecho.c), perf (--syscalls,
+#                                    --perf-record), strace, and Ceph for `deno task bench-rbd`
 set -euo pipefail
 mode=${1:-}
 pkgs=(libaio1 iproute2)
 case "$mode" in
   --demo) ;;
-  --test | --bench)
+  --test)
     pkgs+=(aoetools vblade tshark)                                # real AoE peers
     pkgs+=(qemu-system-x86 busybox-static e2fsprogs xz-utils cpio) # the kernel-initiator guest
-    pkgs+=(gcc pkg-config fuse3 libfuse3-dev)                     # storage fault fixtures (FUSE)
+    pkgs+=(gcc libc6-dev pkg-config fuse3 libfuse3-dev)           # storage fault fixtures (FUSE)
     pkgs+=(prometheus)                                            # promtool checks the metrics
     pkgs+=(ceph-mon ceph-osd ceph-common librbd-dev librados-dev)  # a one-node Ceph cluster
-    if [ "$mode" = --test ]; then pkgs+=(podman runc debootstrap systemd); fi # container, unit
+    pkgs+=(podman runc debootstrap systemd)                       # container image, systemd unit
+    pkgs+=(linux-perf)                                            # the bench tests (perf stat)
+    ;;
+  --bench)
+    pkgs+=(vblade gcc libc6-dev linux-perf strace)                # bench/kinit.c, kecho.c, perf
+    pkgs+=(ceph-mon ceph-osd ceph-common librbd-dev librados-dev)  # bench-rbd
     ;;
   "") ;;
   *) echo "usage: $0 [--demo|--test|--bench]" >&2; exit 2 ;;
