@@ -26,33 +26,26 @@
  */
 
 import {
-  dumpLinks,
   dupStorage,
   Epoll,
   EPOLLERR,
   EPOLLIN,
   EPOLLOUT,
   type EventFd,
-  type InterfaceInfo,
-  interfaceInfo,
-  LinkMonitor,
-  listInterfaces,
   type Memory,
-  PacketSocket,
   pathIdentity,
   realtimeSeconds,
   type Storage,
   sysError,
 } from "../../ffi/mod.ts";
 import { matchesAny } from "../config/glob.ts";
-import { type Config, type DeviceConfig, interfaceConfig } from "../config/types.ts";
+import type { Config, DeviceConfig } from "../config/types.ts";
 import { BROADCAST_MAC } from "../mac.ts";
 import {
   answersWildcard,
   buildAdvertisement,
   classifyFrame,
   describeRequest,
-  failStateReply,
   FrameClass,
   frameShelf,
   frameSlot,
@@ -61,18 +54,12 @@ import {
   targetMatches,
 } from "../protocol/engine.ts";
 import { Action, Drop, WORK_FRAME_SIZE } from "../protocol/types.ts";
-import { DeviceState, type StateKind, type StateListener } from "../state/device_state.ts";
-import { encodeState } from "../state/store.ts";
-import {
-  DEVICE_SHARED_LENGTH,
-  DS,
-  IFACE_STAT_COUNT,
-  IS,
-  LatencyKind,
-  recordLatency,
-} from "../stats.ts";
+import type { DeviceState, StateKind } from "../state/device_state.ts";
+import { DEVICE_SHARED_LENGTH, DS, IS, LatencyKind, recordLatency } from "../stats.ts";
 import { Device, type ReplyPlacer, STALL_RETRY_MS } from "./device.ts";
-import { effectiveMtu, Iface } from "./iface.ts";
+import type { Iface } from "./iface.ts";
+import { Interfaces } from "./links.ts";
+import { type ClearedState, DeviceStates } from "./states.ts";
 import type {
   DeviceCounters,
   PersistAck,
@@ -93,12 +80,6 @@ export type LogFn = (level: "debug" | "info" | "warning" | "error", message: str
 
 /** Frames taken from one interface per turn before others get their share. */
 const RX_BUDGET = 256;
-/**
- * How often interfaces are rescanned, seconds: a safety net while rtnetlink tells of every
- * change (REFERENCE 4.6); the only way to notice changes when it cannot be had.
- */
-const RESCAN_INTERVAL = 30;
-const RESCAN_INTERVAL_WITHOUT_NETLINK = 1;
 /** A retiring device still busy after this long is reported (it keeps waiting). */
 const RETIRE_WARN_SECONDS = 5;
 /** A kernel receive timestamp further back than this is not believed (clock step). */
@@ -151,30 +132,6 @@ interface PendingOpen {
   atStart: boolean;
 }
 
-/** The state of one device name, kept across reopen and removal, and its pending writes. */
-class StateRecord implements StateListener {
-  readonly name: string;
-  readonly state: DeviceState;
-  /** Change numbers handed to the writer, per StateKind. */
-  readonly posted = [0, 0, 0];
-  /** A write of that kind is with the writer, its outcome not yet known. */
-  readonly outstanding = [false, false, false];
-  /** Requests whose replies wait for a state change to be durable. */
-  readonly waiters: Request[] = [];
-  readonly #dirty: Set<StateRecord>;
-
-  constructor(name: string, state: DeviceState, dirty: Set<StateRecord>) {
-    this.name = name;
-    this.state = state;
-    this.#dirty = dirty;
-    state.listener = this;
-  }
-
-  changed(_kind: StateKind): void {
-    this.#dirty.add(this);
-  }
-}
-
 export class DataPlane {
   #config: Config;
   readonly #log: LogFn;
@@ -188,13 +145,9 @@ export class DataPlane {
   readonly #epoll = Epoll.open(64);
   /** Indexed by Device.index / Iface.index; null where one was closed. Retiring ones included. */
   readonly #devices: (Device | null)[] = [];
-  readonly #ifaces: (Iface | null)[] = [];
+  readonly #ifaces: Interfaces;
   readonly #deviceCounters = new Map<string, Float64Array>();
-  readonly #ifaceCounters = new Map<string, Float64Array>();
-  readonly #states = new Map<string, StateRecord>();
-  /** Devices whose state could not be loaded, and why (they are not opened). */
-  readonly #stateErrors = new Map<string, string>();
-  readonly #dirty = new Set<StateRecord>();
+  readonly #states: DeviceStates;
   readonly #active: Device[] = [];
   readonly #retiring: Device[] = [];
   readonly #scratch = new Uint8Array(WORK_FRAME_SIZE);
@@ -202,15 +155,7 @@ export class DataPlane {
   #now = 0;
   /** Realtime minus monotonic at the start of this turn (converts RX ring timestamps). */
   #realtimeOffset = 0;
-  #lastRescan = 0;
-  #rescanSoon = false;
-  /** Link change notifications (rtnetlink), or null when they cannot be had. */
-  readonly #links: LinkMonitor | null;
-  readonly #rescanInterval: number;
-  /** Any link event: the interfaces are rescanned at the end of the turn. */
-  readonly #onLinkEvent = () => {
-    this.#rescanSoon = true;
-  };
+
   #accepting = true;
   /** Devices of the configuration that could not be opened at start: name and reason. */
   readonly failedDevices: { name: string; reason: string }[] = [];
@@ -223,24 +168,21 @@ export class DataPlane {
     this.#persist = options.persist ?? null;
     this.#rbd = options.rbd ?? null;
     if (options.wake) this.#epoll.add(options.wake.fd, EPOLLIN, TOKEN_WAKE);
-    let links: LinkMonitor | null = null;
-    try {
-      links = LinkMonitor.open();
-      this.#epoll.add(links.fd, EPOLLIN, TOKEN_NETLINK);
-    } catch (e) {
-      links?.close();
-      links = null;
-      this.#log(
-        "warning",
-        `net: no rtnetlink link notifications (${
-          (e as Error).message
-        }); interfaces are rescanned every ${RESCAN_INTERVAL_WITHOUT_NETLINK} s instead`,
-      );
-    }
-    this.#links = links;
-    this.#rescanInterval = links ? RESCAN_INTERVAL : RESCAN_INTERVAL_WITHOUT_NETLINK;
+    this.#ifaces = new Interfaces({
+      epoll: this.#epoll,
+      token: TOKEN_IFACE,
+      netlinkToken: TOKEN_NETLINK,
+      log: this.#log,
+      drop: (r) => this.#finish(r),
+    });
+    this.#states = new DeviceStates({
+      persist: options.persist ?? null,
+      reply: (r) => this.#reply(r),
+      counters: (name) => this.#deviceCounters.get(name),
+      log: this.#log,
+    });
     this.#tick();
-    this.#takeStates(options.states);
+    this.#states.take(options.states);
   }
 
   /**
@@ -261,7 +203,7 @@ export class DataPlane {
     }
     const failures: string[] = [];
     this.#rescanInterfaces(false, failures);
-    if (this.interfaces.length === 0 && failures.length > 0) {
+    if (this.#ifaces.list.length === 0 && failures.length > 0) {
       throw new Error(`no packet socket could be opened: ${failures.join("; ")}`);
     }
   }
@@ -287,7 +229,7 @@ export class DataPlane {
 
   /** Live interfaces, in discovery order. */
   get interfaces(): Iface[] {
-    return this.#ifaces.filter((i): i is Iface => i !== null);
+    return this.#ifaces.list;
   }
 
   /** Counters of every device and interface (shared memory: the main thread reads them). */
@@ -328,7 +270,7 @@ export class DataPlane {
       const index = token & TOKEN_INDEX;
       switch (token - index) {
         case TOKEN_IFACE: {
-          const ifc = this.#ifaces[index];
+          const ifc = this.#ifaces.byIndex[index];
           if (ifc) this.#ifaceEvent(ifc, this.#epoll.eventsAt(i));
           break;
         }
@@ -347,33 +289,21 @@ export class DataPlane {
           this.woken = true;
           break;
         case TOKEN_NETLINK:
-          this.#readLinkEvents();
+          this.#ifaces.readLinkEvents();
           break;
       }
     }
     this.#runDevices();
-    for (const ifc of this.#ifaces) {
+    for (const ifc of this.#ifaces.byIndex) {
       if (!ifc) continue;
       if (ifc.congested) this.#drainTx(ifc);
       ifc.flush();
       ifc.retryKick();
     }
-    this.flushPersist();
-    this.#closeFailedIfaces();
+    this.#states.flush();
+    this.#ifaces.closeFailed();
     this.#closeRetired();
-    if (this.#rescanSoon || this.#now - this.#lastRescan >= this.#rescanInterval) {
-      this.#rescanInterfaces();
-    }
-  }
-
-  /** Reads the link notifications; any of them (or lost ones) makes the turn end in a rescan. */
-  #readLinkEvents(): void {
-    try {
-      if (this.#links!.drain(this.#onLinkEvent) === "overrun") this.#rescanSoon = true;
-    } catch (e) {
-      this.#log("error", `net: reading link notifications: ${(e as Error).message}`);
-      this.#rescanSoon = true;
-    }
+    if (this.#ifaces.due(this.#now)) this.#rescanInterfaces();
   }
 
   /** Stops taking requests (shutdown); in-flight I/O still completes and is answered. */
@@ -390,7 +320,7 @@ export class DataPlane {
    */
   reload(config: Config, states?: ReadonlyMap<string, StateSnapshot>): string[] {
     this.#config = config;
-    this.#takeStates(states);
+    this.#states.take(states);
     const problems: string[] = [];
     const live = new Map(this.devices.map((d) => [d.name, d]));
     const kept: Device[] = [];
@@ -467,7 +397,7 @@ export class DataPlane {
     const problems: string[] = [];
     let dev: Device | string;
     if (m.ok) {
-      this.#takeRbdState(d.name, m.state);
+      this.#states.takeRbd(d.name, m.state);
       const release = (id: number) => this.#rbd?.({ type: "rbd-release", id });
       let storage: RbdStorage | null = null;
       try {
@@ -503,33 +433,6 @@ export class DataPlane {
     this.#attachAll(false, []);
   }
 
-  /** State read from an RBD image's metadata: it is the shared truth, unless changed here. */
-  #takeRbdState(name: string, snapshot: StateSnapshot): void {
-    const rec = this.#states.get(name);
-    if (!rec) {
-      this.#record(name, snapshot);
-      return;
-    }
-    const state = rec.state;
-    for (let kind = 0 as StateKind; kind < 3; kind++) {
-      if (state.isDurable(kind) && !rec.outstanding[kind]) state.replace(kind, snapshot);
-    }
-  }
-
-  /**
-   * Another host changed state `kind` of an RBD device (the main thread read it from the
-   * image's metadata): taken unless this side changed it since (then that change, being
-   * written, wins).
-   */
-  rbdStateChanged(m: RbdStateChanged): void {
-    const rec = this.#states.get(m.device);
-    if (!rec) return;
-    const kind = m.kind as StateKind;
-    if (rec.state.seq(kind) !== m.seq || rec.outstanding[kind]) return;
-    rec.state.replace(kind, { config: m.config, macMask: m.macs, reserve: m.macs });
-    this.#log("debug", `disk/${m.device}: state changed by another host, taken`);
-  }
-
   /** The main thread read a new size of an RBD device's image. */
   rbdSizeChanged(m: RbdSizeChanged): void {
     const dev = this.devices.find((d) => d.name === m.device && d.rbd !== null);
@@ -553,9 +456,32 @@ export class DataPlane {
       for (const r of dev.takeQueued()) this.#finish(r);
       this.#closeDevice(dev);
     }
-    for (const ifc of this.interfaces) this.#closeIface(ifc);
-    this.#links?.close();
+    this.#ifaces.closeAll();
     this.#epoll.close();
+  }
+
+  /** Hands every changed state file to the writer (see DeviceStates.flush). */
+  flushPersist(): void {
+    this.#states.flush();
+  }
+
+  /** The writer's outcome for a state file: replies that waited for it go out. */
+  persisted(ack: PersistAck): void {
+    this.#states.persisted(ack);
+    for (const ifc of this.#ifaces.byIndex) ifc?.flush();
+  }
+
+  /** Another host changed state of an RBD device (read from the image's metadata). */
+  rbdStateChanged(m: RbdStateChanged): void {
+    this.#states.rbdChanged(m);
+  }
+
+  /**
+   * Empties the config string, mask list or reserve list of the live devices matching
+   * `patterns` (ggaoectl clear-*); see DeviceStates.clear.
+   */
+  clearState(what: "config" | "macmask" | "reserve", patterns: string[]): ClearedState[] {
+    return this.#states.clear(this.devices, what, patterns);
   }
 
   /** Device states, for the control interface. */
@@ -563,108 +489,7 @@ export class DataPlane {
     return this.devices.map((d) => ({ name: d.name, state: d.state }));
   }
 
-  /**
-   * Empties the config string, mask list or reserve list of the live devices matching
-   * `patterns` (ggaoectl clear-*); returns each one's name and the change number whose write
-   * makes it durable (already durable when nothing changed).
-   */
-  clearState(what: "config" | "macmask" | "reserve", patterns: string[]): ClearedState[] {
-    const cleared: ClearedState[] = [];
-    for (const dev of this.devices) {
-      if (!matchesAny(patterns, dev.name)) continue;
-      const state = dev.state;
-      if (what === "config") state.setConfig(new Uint8Array(0));
-      else if (what === "macmask") state.clearMacMask();
-      else state.setReserve([]);
-      const kind: StateKind = what === "config" ? 0 : what === "macmask" ? 1 : 2;
-      cleared.push({ name: dev.name, kind, seq: state.seq(kind) });
-    }
-    this.flushPersist();
-    return cleared;
-  }
-
   // ---- persistent state ----
-
-  /** Hands every changed state file to the writer, one write per file at a time. */
-  flushPersist(): void {
-    if (this.#dirty.size === 0) return;
-    for (const rec of this.#dirty) {
-      const state = rec.state;
-      for (let kind = 0 as StateKind; kind < 3; kind++) {
-        const seq = state.seq(kind);
-        if (seq <= rec.posted[kind] || rec.outstanding[kind]) continue;
-        rec.posted[kind] = seq;
-        if (this.#persist === null) {
-          state.markDurable(kind, seq);
-          this.#releaseWaiters(rec, kind, seq, true);
-          continue;
-        }
-        rec.outstanding[kind] = true;
-        this.#persist({
-          type: "persist",
-          device: rec.name,
-          kind,
-          seq,
-          bytes: encodeState(state, kind),
-        });
-      }
-    }
-    this.#dirty.clear();
-  }
-
-  /** The writer's outcome for a state file: replies that waited for it go out. */
-  persisted(ack: PersistAck): void {
-    const rec = this.#states.get(ack.device);
-    if (!rec) return;
-    const kind = ack.kind as StateKind;
-    rec.outstanding[kind] = false;
-    if (ack.ok) rec.state.markDurable(kind, ack.seq);
-    const stats = this.#deviceCounters.get(ack.device);
-    if (stats) stats[ack.ok ? DS.state_writes : DS.state_errors]++;
-    this.#releaseWaiters(rec, kind, ack.seq, ack.ok);
-    if (rec.state.seq(kind) > rec.posted[kind]) this.#dirty.add(rec);
-    this.flushPersist();
-    for (const ifc of this.#ifaces) ifc?.flush();
-  }
-
-  #releaseWaiters(rec: StateRecord, kind: StateKind, seq: number, ok: boolean): void {
-    const waiters = rec.waiters;
-    for (let i = 0; i < waiters.length;) {
-      const r = waiters[i];
-      if (r.persistKind !== kind || r.persistSeq > seq) {
-        i++;
-        continue;
-      }
-      waiters.splice(i, 1);
-      if (!ok) failStateReply(r, r.dev.stats);
-      this.#reply(r);
-    }
-  }
-
-  /**
-   * Takes the states the main thread loaded: for names seen for the first time (the state in
-   * memory is newer than the files for the others), and the load errors.
-   */
-  #takeStates(states: ReadonlyMap<string, StateSnapshot> | undefined): void {
-    for (const [name, snapshot] of states ?? []) {
-      if (snapshot.error !== undefined) this.#stateErrors.set(name, snapshot.error);
-      else {
-        this.#stateErrors.delete(name);
-        this.#record(name, snapshot);
-      }
-    }
-  }
-
-  /** The state record of `name`, created from `snapshot` (or empty) the first time. */
-  #record(name: string, snapshot?: StateSnapshot): StateRecord {
-    let rec = this.#states.get(name);
-    if (!rec) {
-      const state = new DeviceState(null, snapshot);
-      rec = new StateRecord(name, state, this.#dirty);
-      this.#states.set(name, rec);
-    }
-    return rec;
-  }
 
   // ---- receive ----
 
@@ -772,9 +597,7 @@ export class DataPlane {
           handedOff = true;
           const kind = r.stateKind as StateKind | -1;
           if (kind >= 0 && !dev.state.isDurable(kind as StateKind)) {
-            r.persistKind = kind;
-            r.persistSeq = dev.state.seq(kind as StateKind);
-            this.#record(dev.name).waiters.push(r);
+            this.#states.hold(dev, r, kind as StateKind);
           } else {
             this.#reply(r);
           }
@@ -851,7 +674,7 @@ export class DataPlane {
     else if (!ifc.socket.txRing) {
       // sendto() said EAGAIN: EPOLLOUT tells when the socket has room again. (With a TX ring
       // EPOLLOUT does not mean a free ring frame; the loop retries every millisecond instead.)
-      this.#watchOut(ifc, true);
+      this.#ifaces.watchOut(ifc, true);
     }
   }
 
@@ -869,21 +692,13 @@ export class DataPlane {
   }
 
   #drainTx(ifc: Iface): void {
-    if (ifc.drainQueue(this.#sent) && !ifc.socket.txRing) this.#watchOut(ifc, false);
-  }
-
-  #watchOut(ifc: Iface, on: boolean): void {
-    try {
-      this.#epoll.modify(ifc.socket.fd, on ? EPOLLIN | EPOLLOUT : EPOLLIN, TOKEN_IFACE + ifc.index);
-    } catch (e) {
-      ifc.fail((e as Error).message);
-    }
+    if (ifc.drainQueue(this.#sent) && !ifc.socket.txRing) this.#ifaces.watchOut(ifc, false);
   }
 
   #nextTimeout(cap: number): number {
     for (const dev of this.#active) if (dev.runnable) return 0;
     let timeout = cap;
-    for (const ifc of this.#ifaces) {
+    for (const ifc of this.#ifaces.byIndex) {
       if (ifc && (ifc.congested || ifc.needsKick)) timeout = Math.min(timeout, 1);
     }
     for (const dev of this.#active) {
@@ -905,7 +720,7 @@ export class DataPlane {
    * device, or why it could not be opened (logged).
    */
   #openDevice(d: DeviceConfig, previous: Device | null, atStart: boolean): Device | string | null {
-    const stateError = this.#states.has(d.name) ? undefined : this.#stateErrors.get(d.name);
+    const stateError = this.#states.loadError(d.name);
     if (stateError !== undefined) return stateError;
     if (d.rbd) {
       // Opening blocks for round trips to the cluster: the main thread does it (rbdOpened).
@@ -951,7 +766,7 @@ export class DataPlane {
     }
     let index = this.#devices.indexOf(null);
     if (index < 0) index = this.#devices.length;
-    const state = this.#record(d.name).state;
+    const state = this.#states.of(d.name);
     const dev = new Device(index, d, state, stats, this.#completed, this.#place, storage);
     this.#devices[index] = dev;
     try {
@@ -1022,143 +837,13 @@ export class DataPlane {
     }
   }
 
-  #closeFailedIfaces(): void {
-    for (const ifc of this.#ifaces) {
-      if (!ifc || ifc.failure === null) continue;
-      this.#log(
-        "warning",
-        `net/${ifc.name}: ${ifc.failure}; closing it (its requests in progress are dropped, the initiators retransmit), it is reopened when the link is usable`,
-      );
-      this.#closeIface(ifc);
-      this.#rescanSoon = true;
-    }
-  }
-
   /**
-   * Opens new interfaces, closes vanished or changed ones, re-attaches devices. Open failures
-   * are logged, and collected in `failures` when given.
+   * Rescans the interfaces (see Interfaces.rescan) and attaches devices to the new ones (to
+   * every one with `reattach`).
    */
   #rescanInterfaces(reattach = false, failures?: string[]): void {
-    this.#lastRescan = this.#now;
-    this.#rescanSoon = false;
-    const cfg = this.#config;
-    const seen = new Set<string>();
-    const fresh: Iface[] = [];
-    for (const info of this.#linkList()) {
-      const name = info.name;
-      if (!matchesAny(cfg.global.interfaces, name)) continue;
-      if (!info.up || !(info.ethernet || info.loopback)) continue;
-      seen.add(name);
-      const current = this.interfaces.find((i) => i.name === name);
-      const icfg = interfaceConfig(cfg, name);
-      if (current) {
-        const same = current.socket.ifindex === info.index && current.socket.mac === info.mac &&
-          current.socket.mtu === info.mtu &&
-          JSON.stringify(current.config) === JSON.stringify(icfg);
-        if (same) continue;
-        this.#log("info", `net/${name}: link or settings changed, reopening`);
-        this.#closeIface(current);
-      }
-      const ifc = this.#openIface(name, icfg, info.mtu, failures);
-      if (ifc) fresh.push(ifc);
-    }
-    for (const ifc of this.interfaces) {
-      if (!seen.has(ifc.name)) {
-        this.#log("info", `net/${ifc.name}: interface is gone or down, closing`);
-        this.#closeIface(ifc);
-      }
-    }
+    const fresh = this.#ifaces.rescan(this.#config, this.#now, failures);
     if (reattach || fresh.length > 0) this.#attachAll(reattach, fresh);
-  }
-
-  /** Every link with its index, flags, MTU and MAC: one rtnetlink dump (or ioctls per link). */
-  #linkList(): (InterfaceInfo & { name: string })[] {
-    try {
-      return dumpLinks();
-    } catch (e) {
-      this.#log(
-        "warning",
-        `net: rtnetlink dump failed (${(e as Error).message}); asking each link`,
-      );
-    }
-    const out: (InterfaceInfo & { name: string })[] = [];
-    let names: string[] = [];
-    try {
-      names = listInterfaces();
-    } catch (e) {
-      this.#log("error", `net: cannot list interfaces: ${(e as Error).message}`);
-    }
-    for (const name of names) {
-      try {
-        out.push({ ...interfaceInfo(name), name });
-      } catch { /* vanished between the listing and the query */ }
-    }
-    return out;
-  }
-
-  #openIface(
-    name: string,
-    icfg: ReturnType<typeof interfaceConfig>,
-    linkMtu: number,
-    failures?: string[],
-  ): Iface | null {
-    let stats = this.#ifaceCounters.get(name);
-    if (!stats) {
-      stats = sharedCounters(IFACE_STAT_COUNT);
-      this.#ifaceCounters.set(name, stats);
-    }
-    let index = this.#ifaces.indexOf(null);
-    if (index < 0) index = this.#ifaces.length;
-    let socket: PacketSocket;
-    try {
-      socket = PacketSocket.open(name, {
-        ringBytes: icfg.ringBufferSize,
-        filter: "requests",
-        sendBuffer: icfg.sendBufferSize,
-        receiveBuffer: icfg.receiveBufferSize,
-        frameSize: effectiveMtu(linkMtu, icfg.mtu) + 14,
-      });
-    } catch (e) {
-      const message = `net/${name}: ${(e as Error).message}`;
-      this.#log("error", message);
-      failures?.push(message);
-      return null;
-    }
-    const ifc = new Iface(index, name, socket, icfg, stats);
-    try {
-      this.#epoll.add(socket.fd, EPOLLIN, TOKEN_IFACE + index);
-    } catch (e) {
-      ifc.close();
-      this.#log("error", `net/${name}: ${(e as Error).message}`);
-      return null;
-    }
-    this.#ifaces[index] = ifc;
-    if (icfg.sendBufferSize || icfg.receiveBufferSize) {
-      this.#log(
-        "info",
-        `net/${name}: The send/receive buffer is ${socket.sendBufferSize}/${socket.receiveBufferSize} bytes`,
-      );
-    }
-    this.#log(
-      "info",
-      `net/${name}: Listener started (MTU: ${ifc.mtu}, ${
-        socket.rxRing ? `${socket.rxFrames} RX` : "recvfrom"
-      }/${socket.txRing ? `${socket.txFrames} TX ring frames` : "sendto"})`,
-    );
-    return ifc;
-  }
-
-  #closeIface(ifc: Iface): void {
-    ifc.dropQueue((r) => this.#finish(r));
-    try {
-      this.#epoll.remove(ifc.socket.fd);
-    } catch { /* already gone */ }
-    this.#ifaces[ifc.index] = null;
-    try {
-      ifc.close();
-    } catch (e) {
-      this.#log("warning", `net/${ifc.name}: closing: ${(e as Error).message}`);
-    }
   }
 
   /** Attaches devices to interfaces by pattern; advertises where a device is new on one. */
@@ -1196,13 +881,7 @@ export class DataPlane {
   }
 }
 
-/** What {@link DataPlane.clearState} did to one device. */
-export interface ClearedState {
-  name: string;
-  kind: StateKind;
-  /** The change number that must be durable. */
-  seq: number;
-}
+export type { ClearedState };
 
 /** The original's size format: KiB, then MiB/GiB/TiB while the value is >= 10240. */
 export function humanSize(bytes: number): string {
