@@ -606,6 +606,9 @@ async function startInstance(
           `control-socket = "${dir}/ggaoed.sock"`,
           `state-directory = "${dir}/state"`,
           `direct-io = ${direct}`,
+          // Several initiators at once (the many-initiator rows): a Buffer Count for all of
+          // them, 32 each, as an administrator sizes it; beyond it AoE r11 lets frames drop.
+          ...(links.length > 1 ? [`queue-length = ${32 * links.length}`] : []),
           ...Object.entries(variant.config).map(([k, v]) => `${k} = ${v}`),
           "",
           "[devices.bench]",
@@ -640,7 +643,7 @@ async function startInstance(
         conf,
         [
           "[defaults]",
-          "queue-length = 64",
+          `queue-length = ${Math.max(64, 32 * links.length)}`,
           `interfaces = ${ifaces.join(",")}`,
           `state-directory = ${dir}/state`,
           `pid-file = ${dir}/ggaoed.pid`,
