@@ -132,6 +132,8 @@ export class Device implements Target {
   readonly #copies = new MapCopies(SUBMIT_BATCH * MAX_MERGE);
   /** Slots whose reads are queued in #copies, in request order. */
   readonly #mappedSlots: number[] = [];
+  /** Writes done after the queued reads, completed after them: slot index, result, ... */
+  readonly #heldWrites: number[] = [];
   readonly #slots: AioSlot[] = [];
   readonly #freeSlots: number[] = [];
   readonly #submitList = new Int32Array(SUBMIT_BATCH);
@@ -303,11 +305,7 @@ export class Device implements Target {
         taken = this.#prepareRun(q, taken, slotIndex);
         if (this.#syncIo) {
           this.stats[DS.io_slots]++;
-          if (!this.#queueCopies(slotIndex)) {
-            // In request order: mapped reads queued before this transfer complete first.
-            this.#runCopies();
-            this.#finishSlot(slotIndex, this.#aio.runVectorNow(slotIndex));
-          }
+          if (!this.#queueCopies(slotIndex)) this.#transferNow(slotIndex);
         } else {
           this.#submitList[n++] = slotIndex;
         }
@@ -349,6 +347,41 @@ export class Device implements Target {
   }
 
   /**
+   * The synchronous path's transfer of slot `slotIndex`, now. Replies leave in request order
+   * (reads queued in #copies hold TX frames reserved in that order), so a transfer after queued
+   * reads completes after them: a write that overlaps none of them is written at once and its
+   * completion held until they are done (one batch of copies for the whole turn, not one per
+   * write); anything else runs the queued copies first.
+   */
+  #transferNow(slotIndex: number): void {
+    if (
+      this.#mappedSlots.length > 0 && this.#slots[slotIndex].kind === Action.WRITE &&
+      !this.#copiesOverlap(slotIndex)
+    ) {
+      this.#heldWrites.push(slotIndex, this.#aio.runVectorNow(slotIndex));
+      return;
+    }
+    this.#runCopies();
+    this.#finishSlot(slotIndex, this.#aio.runVectorNow(slotIndex));
+  }
+
+  /** Whether a read queued in #copies touches the bytes of slot `slotIndex`'s transfer. */
+  #copiesOverlap(slotIndex: number): boolean {
+    const slots = this.#mappedSlots;
+    if (slots.length === 0) return false;
+    const requests = this.#slots[slotIndex].requests;
+    const start = requests[0].offset;
+    const last = requests[requests.length - 1];
+    const end = last.offset + last.bytes;
+    for (let i = 0; i < slots.length; i++) {
+      const queued = this.#slots[slots[i]].requests;
+      const qLast = queued[queued.length - 1];
+      if (queued[0].offset < end && start < qLast.offset + qLast.bytes) return true;
+    }
+    return false;
+  }
+
+  /**
    * Runs the queued copies with one call and completes their slots in order. A slot one of
    * whose copies faulted (the file shrank, or a page could not be read) is read again with
    * preadv, which reports the error (and a merged one is then redone request by request).
@@ -375,6 +408,9 @@ export class Device implements Target {
     }
     slots.length = 0;
     copies.clear();
+    const held = this.#heldWrites;
+    for (let i = 0; i < held.length; i += 2) this.#finishSlot(held[i], held[i + 1]);
+    held.length = 0;
   }
 
   /** Puts the requests of failed merged transfers back at the front of the queue. */
