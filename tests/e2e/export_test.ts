@@ -6,6 +6,7 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
+import { exists } from "../helpers/files.ts";
 import { NetLab } from "../helpers/netns.ts";
 import { O_DSYNC } from "../../ffi/constants.ts";
 import { formatMac } from "../../src/mac.ts";
@@ -33,15 +34,6 @@ async function run(args: string[], timeoutMs = 20000): Promise<Output> {
   }).output();
   const d = new TextDecoder();
   return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function show(o: Output): string {

@@ -7,6 +7,7 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
+import { exists } from "../helpers/files.ts";
 import { sh } from "../helpers/podman.ts";
 import { AOE_CFG_FORCE_SET } from "../../src/protocol/constants.ts";
 import {
@@ -200,12 +201,3 @@ Deno.test({
     }
   },
 });
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}

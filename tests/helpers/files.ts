@@ -1,4 +1,19 @@
-/** Reading exported files from outside the target, to compare with what went over the wire. */
+/**
+ * Files seen from outside the target: reading exported files to compare with what went over the
+ * wire, and whether a path (a pid file, a socket, a directory a test made) is there.
+ *
+ * @module
+ */
+
+/** Whether anything is at `path` (a symbolic link counts, dangling or not). */
+export function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Reads `length` bytes at byte `offset` of a file (fewer only at end of file). */
 export function readFileRange(path: string, offset: number, length: number): Uint8Array {

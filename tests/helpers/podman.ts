@@ -14,6 +14,8 @@
  * @module
  */
 
+import { exists } from "./files.ts";
+
 const REPO = new URL("../../", import.meta.url).pathname;
 const NODE_VERSION = "20.20.2";
 const NPM_VERSION = "10.8.2";
@@ -304,13 +306,4 @@ async function debootstrapTar(out: string, work: string): Promise<void> {
   });
   Deno.renameSync(`${out}.part`, out);
   Deno.removeSync(root, { recursive: true });
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
