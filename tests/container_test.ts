@@ -11,7 +11,8 @@
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { firstDifference, readFileRange } from "./helpers/files.ts";
 import { NetLab } from "./helpers/netns.ts";
-import { have, Podman, sh } from "./helpers/podman.ts";
+import { have, run } from "./helpers/command.ts";
+import { Podman } from "./helpers/podman.ts";
 import { Initiator } from "../src/initiator/mod.ts";
 import { DAEMON_FLAGS, pattern } from "./e2e/target.ts";
 
@@ -106,7 +107,7 @@ async function withoutNetRaw(podman: Podman, lab: NetLab, ulimits: string[]): Pr
     `[defaults]\ninterfaces = ["${targetIf}"]\n\n[devices.disk1]\n` +
       `path = "/var/lib/ggaoed/disk1.img"\nshelf = 0\nslot = 1\n`,
   );
-  await sh(["truncate", "-s", "1M", `${state}/disk1.img`]);
+  await run(["truncate", "-s", "1M", `${state}/disk1.img`]);
   await podman.run([
     "run",
     "-d",
@@ -156,7 +157,7 @@ async function dockerRun(podman: Podman, lab: NetLab, ulimits: string[]): Promis
       `path = "/var/lib/ggaoed/disk1.img"\nshelf = 0\nslot = 1\n`,
   );
   const image = `${state}/disk1.img`;
-  await sh(["truncate", "-s", "64M", image]);
+  await run(["truncate", "-s", "64M", image]);
   let logs = "";
   try {
     await podman.run([
@@ -219,7 +220,7 @@ async function dockerRun(podman: Podman, lab: NetLab, ulimits: string[]): Promis
 
 /** aoeping answers, and the initiator writes and reads back 1 MiB that lands in `image`. */
 async function serves(hostIf: string, image: string): Promise<void> {
-  const ping = await sh(["aoeping", "-v", "-s", "5", "-I", "0", "1", hostIf]);
+  const ping = await run(["aoeping", "-v", "-s", "5", "-I", "0", "1", hostIf]);
   assert(/^found e0\.1 /m.test(ping.stdout), ping.stdout);
   assert(/serial_number: 0\.1:/.test(ping.stdout), ping.stdout); // shelf.slot:hostname
   const ini = Initiator.open(hostIf);
@@ -282,7 +283,7 @@ CMD []
     `[devices.disk1]\npath = "/srv/aoe/disk1.img"\nshelf = 0\nslot = 1\n`;
   Deno.writeTextFileSync(`${etc}/ggaoed.conf`, config);
   const image = `${srv}/disk1.img`;
-  await sh(["truncate", "-s", "64M", image]);
+  await run(["truncate", "-s", "64M", image]);
   Deno.chownSync(srv, SERVICE_UID, SERVICE_UID);
   Deno.chownSync(image, SERVICE_UID, SERVICE_UID);
 

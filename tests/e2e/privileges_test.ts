@@ -7,8 +7,8 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
+import { run } from "../helpers/command.ts";
 import { exists } from "../helpers/files.ts";
-import { sh } from "../helpers/podman.ts";
 import { AOE_CFG_FORCE_SET } from "../../src/protocol/constants.ts";
 import {
   firstDifference,
@@ -45,7 +45,7 @@ function unprivileged(caps: (keyof typeof CAP)[], extra: TargetOptions = {}): Ta
       "--no-new-privs",
     ],
     beforeStart: async (t) => {
-      await sh(["chown", "-R", `${UID}:${UID}`, t.dir]);
+      await run(["chown", "-R", `${UID}:${UID}`, t.dir]);
       const denoDir = `${t.dir}/deno-dir`;
       await npmCacheFor(denoDir, UID);
       t.env = { ...t.env, DENO_DIR: denoDir, DENO_NO_UPDATE_CHECK: "1" };
@@ -59,11 +59,11 @@ function unprivileged(caps: (keyof typeof CAP)[], extra: TargetOptions = {}): Ta
  * files hard-linked (read-only for it; copied where links cannot be made).
  */
 async function npmCacheFor(denoDir: string, uid: number): Promise<void> {
-  const info = JSON.parse((await sh([Deno.execPath(), "info", "--json"])).stdout);
+  const info = JSON.parse((await run([Deno.execPath(), "info", "--json"])).stdout);
   Deno.mkdirSync(denoDir);
-  const linked = await sh(["cp", "-al", info.npmCache, `${denoDir}/npm`], { check: false });
-  if (linked.code !== 0) await sh(["cp", "-a", info.npmCache, `${denoDir}/npm`]);
-  await sh(["find", denoDir, "-type", "d", "-exec", "chown", `${uid}:${uid}`, "{}", "+"]);
+  const linked = await run(["cp", "-al", info.npmCache, `${denoDir}/npm`], { check: false });
+  if (linked.code !== 0) await run(["cp", "-a", info.npmCache, `${denoDir}/npm`]);
+  await run(["find", denoDir, "-type", "d", "-exec", "chown", `${uid}:${uid}`, "{}", "+"]);
 }
 
 /** The daemon's uid and effective capabilities, from /proc. */
@@ -163,8 +163,8 @@ Deno.test({
     let owner: Deno.FileInfo | null = null;
     try {
       const backing = `${dir}/backing.img`;
-      await sh(["truncate", "-s", "32M", backing]);
-      loop = (await sh(["losetup", "--find", "--show", backing])).stdout.trim();
+      await run(["truncate", "-s", "32M", backing]);
+      loop = (await run(["losetup", "--find", "--show", backing])).stdout.trim();
       owner = Deno.statSync(loop);
       await withTarget(
         unprivileged(["net_raw"], {
@@ -177,11 +177,11 @@ Deno.test({
           await t.waitForLog(/disk1: .*opened, using direct I\/O/);
           roundTrip(t, loop);
           // O_EXCL holds the device: a second exclusive open (a mount, a second target) fails.
-          const held = await sh(["sh", "-c", `exec 3<>"${loop}"; blockdev --getsz "${loop}"`], {
+          const held = await run(["sh", "-c", `exec 3<>"${loop}"; blockdev --getsz "${loop}"`], {
             check: false,
           });
           assertEquals(held.code, 0, "a plain open still works");
-          const excl = await sh([
+          const excl = await run([
             Deno.execPath(),
             "eval",
             `import { openStorage } from "${REPO}ffi/mod.ts";` +
@@ -195,7 +195,7 @@ Deno.test({
     } finally {
       if (loop) {
         if (owner) Deno.chownSync(loop, owner.uid, owner.gid);
-        await sh(["losetup", "-d", loop], { check: false });
+        await run(["losetup", "-d", loop], { check: false });
       }
       Deno.removeSync(dir, { recursive: true });
     }

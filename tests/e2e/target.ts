@@ -18,6 +18,7 @@
  */
 
 import { Initiator } from "../../src/initiator/mod.ts";
+import { type Output, run } from "../helpers/command.ts";
 import { NetLab } from "../helpers/netns.ts";
 import { DAEMON_FLAGS } from "../../src/permissions.ts";
 
@@ -183,15 +184,9 @@ export class TestTarget {
   }
 
   /** Runs ggaoectl against this daemon. */
-  async ctl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    const out = await new Deno.Command(DENO, {
-      args: ["run", ...DAEMON_FLAGS, `${REPO}ggaoectl.ts`, "-s", this.socketPath, ...args],
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(20000),
-    }).output();
-    const d = new TextDecoder();
-    return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+  ctl(...args: string[]): Promise<Output> {
+    const ggaoectl = [DENO, "run", ...DAEMON_FLAGS, `${REPO}ggaoectl.ts`, "-s", this.socketPath];
+    return run([...ggaoectl, ...args], { check: false, timeoutMs: 20_000 });
   }
 
   /** Writes a new configuration file (then SIGHUP the daemon to apply it). */
