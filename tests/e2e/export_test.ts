@@ -6,7 +6,7 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { type Output, run, show } from "../helpers/command.ts";
+import { type Output, run, show, stopProcess } from "../helpers/command.ts";
 import { exists } from "../helpers/files.ts";
 import { NetLab } from "../helpers/netns.ts";
 import { O_DSYNC } from "../../ffi/constants.ts";
@@ -65,16 +65,7 @@ class Export {
 
   /** SIGTERM (SIGKILL after 10 s); the exit status. */
   async stop(): Promise<Deno.CommandStatus> {
-    try {
-      this.child.kill("SIGTERM");
-    } catch { /* exited */ }
-    const timer = setTimeout(() => {
-      try {
-        this.child.kill("SIGKILL");
-      } catch { /* exited */ }
-    }, 10000);
-    const status = await this.child.status;
-    clearTimeout(timer);
+    const status = await stopProcess(this.child, "SIGTERM", 10_000);
     await this.#done;
     return status;
   }

@@ -5,7 +5,7 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { type Output, run, show } from "../helpers/command.ts";
+import { type Output, run, show, stopProcess } from "../helpers/command.ts";
 import { AoeError } from "../../src/initiator/mod.ts";
 import { VERSION } from "../../src/version.ts";
 import { formatMac } from "../../src/mac.ts";
@@ -189,18 +189,9 @@ async function startCapture(
   return child;
 }
 
-/** Stops tshark by its PID with SIGINT (SIGKILL after 10 s). */
+/** Stops tshark by its PID with SIGINT, on which it finishes the capture (SIGKILL after 10 s). */
 async function stopCapture(child: Deno.ChildProcess): Promise<void> {
-  try {
-    child.kill("SIGINT");
-  } catch { /* gone */ }
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, 10000);
-  await child.status;
-  clearTimeout(timer);
+  await stopProcess(child, "SIGINT", 10_000);
 }
 
 interface Packet {

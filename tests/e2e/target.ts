@@ -18,7 +18,7 @@
  */
 
 import { Initiator } from "../../src/initiator/mod.ts";
-import { type Output, run } from "../helpers/command.ts";
+import { type Output, run, stopProcess } from "../helpers/command.ts";
 import { NetLab } from "../helpers/netns.ts";
 import { DAEMON_FLAGS } from "../../src/permissions.ts";
 
@@ -161,16 +161,7 @@ export class TestTarget {
   async stop(signal: Deno.Signal = "SIGTERM", timeoutMs = 10000): Promise<Deno.CommandStatus> {
     const child = this.process;
     if (!child) throw new Error("the daemon is not running");
-    try {
-      child.kill(signal);
-    } catch { /* already exited */ }
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, timeoutMs);
-    const status = await child.status;
-    clearTimeout(timer);
+    const status = await stopProcess(child, signal, timeoutMs);
     await this.#logDone;
     this.process = null;
     return status;

@@ -1,6 +1,7 @@
 /**
- * Running programs from tests to completion, their output collected ({@link run}). Every run
- * is bounded in time.
+ * Running programs from tests: to completion with their output collected ({@link run}), and
+ * stopping one started with `Deno.Command(...).spawn()` ({@link stopProcess}). Every run is
+ * bounded in time; processes are signalled by PID, never by name.
  *
  * @module
  */
@@ -58,4 +59,30 @@ export function show(o: Output): string {
 /** Whether `command` is on PATH. */
 export async function have(command: string): Promise<boolean> {
   return (await run(["sh", "-c", `command -v ${command}`], { check: false })).code === 0;
+}
+
+/**
+ * Stops `child`: sends `signal` (null when the caller already asked it to end, e.g. by closing
+ * its stdin), SIGKILL if it has not exited after `killAfterMs`; resolves with its exit status.
+ */
+export async function stopProcess(
+  child: Deno.ChildProcess,
+  signal: Deno.Signal | null,
+  killAfterMs: number,
+): Promise<Deno.CommandStatus> {
+  if (signal !== null) {
+    try {
+      child.kill(signal);
+    } catch { /* already exited */ }
+  }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already exited */ }
+  }, killAfterMs);
+  try {
+    return await child.status;
+  } finally {
+    clearTimeout(timer);
+  }
 }
