@@ -9,12 +9,11 @@
  */
 
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { firstDifference, readFileRange } from "./helpers/files.ts";
 import { NetLab } from "./helpers/netns.ts";
 import { have, run } from "./helpers/command.ts";
 import { Podman } from "./helpers/podman.ts";
 import { Initiator } from "../src/initiator/mod.ts";
-import { DAEMON_FLAGS, pattern } from "./e2e/target.ts";
+import { assertRoundTrip, DAEMON_FLAGS } from "./e2e/target.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
 const CACHE = Deno.env.get("GGAOED_CONTAINER_CACHE") ?? `${REPO}.cache/container`;
@@ -220,12 +219,7 @@ async function serves(hostIf: string, image: string): Promise<void> {
   assert(/serial_number: 0\.1:/.test(ping.stdout), ping.stdout); // shelf.slot:hostname
   const ini = Initiator.open(hostIf);
   try {
-    const disk = ini.find(0, 1);
-    const data = pattern(1 << 20, 11);
-    ini.writeRange(disk, 2048, data);
-    assertEquals(firstDifference(ini.readRange(disk, 2048, data.length / 512), data), -1);
-    ini.flush(disk);
-    assertEquals(firstDifference(readFileRange(image, 2048 * 512, data.length), data), -1);
+    assertRoundTrip(ini, ini.find(0, 1), image);
   } finally {
     ini.close();
   }

@@ -11,9 +11,7 @@ import { run } from "../helpers/command.ts";
 import { exists } from "../helpers/files.ts";
 import { AOE_CFG_FORCE_SET } from "../../src/protocol/constants.ts";
 import {
-  firstDifference,
-  pattern,
-  readFileRange,
+  assertRoundTrip,
   REPO,
   type TargetOptions,
   type TestTarget,
@@ -84,12 +82,7 @@ function capSet(caps: (keyof typeof CAP)[]): bigint {
 /** Writes and reads back 1 MiB through the initiator; checks the exported file or device. */
 function roundTrip(t: TestTarget, path: string): void {
   const ini = t.initiator();
-  const disk = ini.find(0, 1);
-  const data = pattern(1 << 20, 5);
-  ini.writeRange(disk, 4096, data);
-  assertEquals(firstDifference(ini.readRange(disk, 4096, data.length / 512), data), -1);
-  ini.flush(disk);
-  assertEquals(firstDifference(readFileRange(path, 4096 * 512, data.length), data), -1);
+  assertRoundTrip(ini, ini.find(0, 1), path);
 }
 
 /** Reads `net.core.rmem_max` as the daemon's network namespace sees it. */

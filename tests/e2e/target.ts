@@ -17,7 +17,8 @@
  * @module
  */
 
-import { Initiator } from "../../src/initiator/mod.ts";
+import { Initiator, type TargetInfo } from "../../src/initiator/mod.ts";
+import { assertEquals } from "../helpers/assert.ts";
 import { type Output, run, stopProcess } from "../helpers/command.ts";
 import { NetLab } from "../helpers/netns.ts";
 import { DAEMON_FLAGS } from "../../src/permissions.ts";
@@ -25,7 +26,8 @@ import { DAEMON_FLAGS } from "../../src/permissions.ts";
 export const REPO = new URL("../../", import.meta.url).pathname;
 export const DENO = Deno.execPath();
 export { DAEMON_FLAGS } from "../../src/permissions.ts";
-export { firstDifference, readFileRange } from "../helpers/files.ts";
+import { firstDifference, readFileRange } from "../helpers/files.ts";
+export { firstDifference, readFileRange };
 
 /** One exported device of a test target. */
 export interface DeviceSpec {
@@ -281,4 +283,16 @@ export function pattern(bytes: number, seed: number, firstLba = 0): Uint8Array {
     view.setUint32(off, (Math.imul(lba ^ seed, 2654435761) + off) >>> 0);
   }
   return out;
+}
+
+/**
+ * Writes 1 MiB at LBA 2048 through `ini`, reads it back, flushes, and checks that the exported
+ * file or device at `path` holds it.
+ */
+export function assertRoundTrip(ini: Initiator, disk: TargetInfo, path: string): void {
+  const data = pattern(1 << 20, 11);
+  ini.writeRange(disk, 2048, data);
+  assertEquals(firstDifference(ini.readRange(disk, 2048, data.length / 512), data), -1);
+  ini.flush(disk);
+  assertEquals(firstDifference(readFileRange(path, 2048 * 512, data.length), data), -1);
 }
