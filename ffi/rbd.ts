@@ -815,84 +815,43 @@ export class RbdImage {
 
   /** The value of metadata `key`, or undefined when it is not set (one OSD round trip). */
   metadataGet(key: string): string | undefined {
-    let room = 4096;
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const value = new Uint8Array(new ArrayBuffer(room));
-      const length = new Out64();
-      length.value = BigInt(room);
-      const r = rbd().rbd_metadata_get(this.#live(), cString(key), value, length.bytes);
-      if (r === -ERANGE) {
-        room = Number(length.value);
-        continue;
-      }
-      if (r === -ENOENT) return undefined;
-      check(r, `rbd_metadata_get(${this.label}, ${key})`);
-      return decodeCString(value, 0);
-    }
-    throw new Error(`rbd_metadata_get(${this.label}, ${key}): the value kept growing`);
+    return runBlocking(
+      metadataGetCalls(this.label, key),
+      (name, value, length) => rbd().rbd_metadata_get(this.#live(), name, value, length),
+    );
   }
 
   /** Sets metadata `key` to `value` (one OSD round trip; read-only images refuse: EROFS). */
   metadataSet(key: string, value: string): void {
-    const r = rbd().rbd_metadata_set(this.#live(), cString(key), cString(value));
-    check(r, `rbd_metadata_set(${this.label}, ${key})`, {
-      EROFS: "the image is open read-only (a snapshot)",
-    });
+    runBlocking(
+      metadataSetCalls(this.label, key, value),
+      (name, text) => rbd().rbd_metadata_set(this.#live(), name, text),
+    );
   }
 
   /** Removes metadata `key`; false when it was not set. */
   metadataRemove(key: string): boolean {
-    const r = rbd().rbd_metadata_remove(this.#live(), cString(key));
-    if (r === -ENOENT) return false;
-    check(r, `rbd_metadata_remove(${this.label}, ${key})`, {
-      EROFS: "the image is open read-only (a snapshot)",
-    });
-    return true;
+    return runBlocking(
+      metadataRemoveCalls(this.label, key),
+      (name) => rbd().rbd_metadata_remove(this.#live(), name),
+    );
   }
 
   /** Every metadata key and value (in pages of 64 keys; one round trip per page). */
   metadataList(): Map<string, string> {
-    const all = new Map<string, string>();
-    const keyLength = new Out64();
-    const valueLength = new Out64();
-    let start = "";
-    let room = 8192;
-    for (;;) {
-      const keys = new Uint8Array(new ArrayBuffer(room));
-      const values = new Uint8Array(new ArrayBuffer(room));
-      keyLength.value = BigInt(room);
-      valueLength.value = BigInt(room);
-      const r = rbd().rbd_metadata_list(
-        this.#live(),
-        cString(start),
-        BigInt(METADATA_PAGE),
-        keys,
-        keyLength.bytes,
-        values,
-        valueLength.bytes,
-      );
-      if (r === -ERANGE) {
-        room = Math.max(Number(keyLength.value), Number(valueLength.value), room * 2);
-        continue;
-      }
-      check(r, `rbd_metadata_list(${this.label})`);
-      let k = 0;
-      let v = 0;
-      let count = 0;
-      const keyEnd = Number(keyLength.value);
-      while (k < keyEnd) {
-        const keyNul = keys.indexOf(0, k);
-        const valueNul = values.indexOf(0, v);
-        if (keyNul <= k || valueNul < 0) break; // an empty key, or no terminator: the end
-        const key = decoder.decode(keys.subarray(k, keyNul));
-        all.set(key, decoder.decode(values.subarray(v, valueNul)));
-        start = key;
-        count++;
-        k = keyNul + 1;
-        v = valueNul + 1;
-      }
-      if (count < METADATA_PAGE) return all;
-    }
+    return runBlocking(
+      metadataListCalls(this.label, ""),
+      (from, keys, keyLength, values, valueLength) =>
+        rbd().rbd_metadata_list(
+          this.#live(),
+          from,
+          BigInt(METADATA_PAGE),
+          keys,
+          keyLength,
+          values,
+          valueLength,
+        ),
+    );
   }
 
   /**
@@ -953,46 +912,28 @@ export class RbdImage {
   }
 
   /** As {@link metadataGet}, without blocking the calling thread. */
-  async metadataGetAsync(key: string): Promise<string | undefined> {
-    let room = 4096;
-    const name = cString(key);
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const value = new Uint8Array(new ArrayBuffer(room));
-      const length = new Out64();
-      length.value = BigInt(room);
-      const r = await this.#track(
-        rbd().rbd_metadata_get_nonblocking(this.#live(), name, value, length.bytes),
-      );
-      if (r === -ERANGE) {
-        room = Number(length.value);
-        continue;
-      }
-      if (r === -ENOENT) return undefined;
-      check(r, `rbd_metadata_get(${this.label}, ${key})`);
-      return decodeCString(value, 0);
-    }
-    throw new Error(`rbd_metadata_get(${this.label}, ${key}): the value kept growing`);
+  metadataGetAsync(key: string): Promise<string | undefined> {
+    return runOnHelperThread(
+      metadataGetCalls(this.label, key),
+      (name, value, length) =>
+        this.#track(rbd().rbd_metadata_get_nonblocking(this.#live(), name, value, length)),
+    );
   }
 
   /** As {@link metadataSet}, without blocking the calling thread. */
-  async metadataSetAsync(key: string, value: string): Promise<void> {
-    const name = cString(key);
-    const text = cString(value);
-    const r = await this.#track(rbd().rbd_metadata_set_nonblocking(this.#live(), name, text));
-    check(r, `rbd_metadata_set(${this.label}, ${key})`, {
-      EROFS: "the image is open read-only (a snapshot)",
-    });
+  metadataSetAsync(key: string, value: string): Promise<void> {
+    return runOnHelperThread(
+      metadataSetCalls(this.label, key, value),
+      (name, text) => this.#track(rbd().rbd_metadata_set_nonblocking(this.#live(), name, text)),
+    );
   }
 
   /** As {@link metadataRemove}, without blocking the calling thread. */
-  async metadataRemoveAsync(key: string): Promise<boolean> {
-    const name = cString(key);
-    const r = await this.#track(rbd().rbd_metadata_remove_nonblocking(this.#live(), name));
-    if (r === -ENOENT) return false;
-    check(r, `rbd_metadata_remove(${this.label}, ${key})`, {
-      EROFS: "the image is open read-only (a snapshot)",
-    });
-    return true;
+  metadataRemoveAsync(key: string): Promise<boolean> {
+    return runOnHelperThread(
+      metadataRemoveCalls(this.label, key),
+      (name) => this.#track(rbd().rbd_metadata_remove_nonblocking(this.#live(), name)),
+    );
   }
 
   /**
@@ -1000,53 +941,22 @@ export class RbdImage {
    * that start with it, the prefix itself excepted (listed from the prefix on: one round trip
    * when they fit one page of 64).
    */
-  async metadataListAsync(prefix = ""): Promise<Map<string, string>> {
-    const all = new Map<string, string>();
-    const keyLength = new Out64();
-    const valueLength = new Out64();
-    // rbd_metadata_list lists the keys after `start` (exclusive).
-    let start = prefix;
-    let room = 8192;
-    for (;;) {
-      const keys = new Uint8Array(new ArrayBuffer(room));
-      const values = new Uint8Array(new ArrayBuffer(room));
-      const from = cString(start);
-      keyLength.value = BigInt(room);
-      valueLength.value = BigInt(room);
-      const r = await this.#track(
-        rbd().rbd_metadata_list_nonblocking(
-          this.#live(),
-          from,
-          BigInt(METADATA_PAGE),
-          keys,
-          keyLength.bytes,
-          values,
-          valueLength.bytes,
+  metadataListAsync(prefix = ""): Promise<Map<string, string>> {
+    return runOnHelperThread(
+      metadataListCalls(this.label, prefix),
+      (from, keys, keyLength, values, valueLength) =>
+        this.#track(
+          rbd().rbd_metadata_list_nonblocking(
+            this.#live(),
+            from,
+            BigInt(METADATA_PAGE),
+            keys,
+            keyLength,
+            values,
+            valueLength,
+          ),
         ),
-      );
-      if (r === -ERANGE) {
-        room = Math.max(Number(keyLength.value), Number(valueLength.value), room * 2);
-        continue;
-      }
-      check(r, `rbd_metadata_list(${this.label})`);
-      let k = 0;
-      let v = 0;
-      let count = 0;
-      const keyEnd = Number(keyLength.value);
-      while (k < keyEnd) {
-        const keyNul = keys.indexOf(0, k);
-        const valueNul = values.indexOf(0, v);
-        if (keyNul <= k || valueNul < 0) break;
-        const key = decoder.decode(keys.subarray(k, keyNul));
-        if (!key.startsWith(prefix)) return all; // past the prefix: sorted, so done
-        all.set(key, decoder.decode(values.subarray(v, valueNul)));
-        start = key;
-        count++;
-        k = keyNul + 1;
-        v = valueNul + 1;
-      }
-      if (count < METADATA_PAGE) return all;
-    }
+    );
   }
 
   /** Closes the AIO context (waiting for requests in flight), then the image. Idempotent. */
@@ -1085,6 +995,121 @@ const decoder = new TextDecoder();
 function decodeCString(bytes: Uint8Array, from: number): string {
   const end = bytes.indexOf(0, from);
   return decoder.decode(bytes.subarray(from, end < 0 ? bytes.length : end));
+}
+
+/**
+ * The librbd calls of one operation, written once for its blocking variant and its variant on
+ * a helper thread: the generator yields each call's buffer arguments and is sent its result.
+ * The buffers stay referenced by the generator until the call that uses them has returned.
+ */
+type Calls<Args extends Uint8Array[], Result> = Generator<Args, Result, number>;
+
+/** Drives `calls` with `call` blocking the calling thread. */
+function runBlocking<Args extends Uint8Array[], Result>(
+  calls: Calls<Args, Result>,
+  call: (...args: Args) => number,
+): Result {
+  let step = calls.next();
+  while (!step.done) step = calls.next(call(...step.value));
+  return step.value;
+}
+
+/** Drives `calls` with `call` running on a helper thread (a nonblocking symbol). */
+async function runOnHelperThread<Args extends Uint8Array[], Result>(
+  calls: Calls<Args, Result>,
+  call: (...args: Args) => Promise<number>,
+): Promise<Result> {
+  let step = calls.next();
+  while (!step.done) step = calls.next(await call(...step.value));
+  return step.value;
+}
+
+const READ_ONLY_ADVICE: Advice = { EROFS: "the image is open read-only (a snapshot)" };
+
+/** rbd_metadata_get(key, value, &length), again with more room while the value grows. */
+function* metadataGetCalls(
+  label: string,
+  key: string,
+): Calls<[Uint8Array, Uint8Array, Uint8Array], string | undefined> {
+  const name = cString(key);
+  let room = 4096;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const value = new Uint8Array(new ArrayBuffer(room));
+    const length = new Out64();
+    length.value = BigInt(room);
+    const r = yield [name, value, length.bytes];
+    if (r === -ERANGE) {
+      room = Number(length.value);
+      continue;
+    }
+    if (r === -ENOENT) return undefined;
+    check(r, `rbd_metadata_get(${label}, ${key})`);
+    return decodeCString(value, 0);
+  }
+  throw new Error(`rbd_metadata_get(${label}, ${key}): the value kept growing`);
+}
+
+/** rbd_metadata_set(key, value). */
+function* metadataSetCalls(
+  label: string,
+  key: string,
+  value: string,
+): Calls<[Uint8Array, Uint8Array], void> {
+  const r = yield [cString(key), cString(value)];
+  check(r, `rbd_metadata_set(${label}, ${key})`, READ_ONLY_ADVICE);
+}
+
+/** rbd_metadata_remove(key); false when the key was not set. */
+function* metadataRemoveCalls(label: string, key: string): Calls<[Uint8Array], boolean> {
+  const r = yield [cString(key)];
+  if (r === -ENOENT) return false;
+  check(r, `rbd_metadata_remove(${label}, ${key})`, READ_ONLY_ADVICE);
+  return true;
+}
+
+/**
+ * rbd_metadata_list(start, keys, &keyLength, values, &valueLength), a page of
+ * {@link METADATA_PAGE} keys at a time, for the keys that start with `prefix` ("" for all).
+ */
+function* metadataListCalls(
+  label: string,
+  prefix: string,
+): Calls<[Uint8Array, Uint8Array, Uint8Array, Uint8Array, Uint8Array], Map<string, string>> {
+  const all = new Map<string, string>();
+  const keyLength = new Out64();
+  const valueLength = new Out64();
+  // rbd_metadata_list lists the keys after `start` (exclusive).
+  let start = prefix;
+  let room = 8192;
+  for (;;) {
+    const keys = new Uint8Array(new ArrayBuffer(room));
+    const values = new Uint8Array(new ArrayBuffer(room));
+    keyLength.value = BigInt(room);
+    valueLength.value = BigInt(room);
+    const r = yield [cString(start), keys, keyLength.bytes, values, valueLength.bytes];
+    if (r === -ERANGE) {
+      room = Math.max(Number(keyLength.value), Number(valueLength.value), room * 2);
+      continue;
+    }
+    check(r, `rbd_metadata_list(${label})`);
+    let k = 0;
+    let v = 0;
+    let count = 0;
+    const keyEnd = Number(keyLength.value);
+    while (k < keyEnd) {
+      const keyNul = keys.indexOf(0, k);
+      const valueNul = values.indexOf(0, v);
+      if (keyNul <= k || valueNul < 0) break; // an empty key, or no terminator: the end
+      const key = decoder.decode(keys.subarray(k, keyNul));
+      if (!key.startsWith(prefix)) return all; // past the prefix: sorted, so done
+      all.set(key, decoder.decode(values.subarray(v, valueNul)));
+      start = key;
+      count++;
+      k = keyNul + 1;
+      v = valueNul + 1;
+    }
+    if (count < METADATA_PAGE) return all;
+  }
 }
 
 const TWO_32 = 0x1_0000_0000;

@@ -6,7 +6,7 @@
  */
 
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { sh } from "./helpers/podman.ts";
+import { run } from "./helpers/command.ts";
 import { DEFAULTS } from "../src/config/types.ts";
 import { CTL_FLAGS, DAEMON_FLAGS } from "../src/permissions.ts";
 
@@ -27,7 +27,7 @@ async function withEtc(files: Record<string, string>, command: string) {
       Deno.mkdirSync(`${dir}/upper${path.slice(4, path.lastIndexOf("/"))}`, { recursive: true });
       Deno.writeTextFileSync(`${dir}/upper${path.slice(4)}`, text);
     }
-    return await sh([
+    return await run([
       "unshare",
       "--mount",
       "--propagation",

@@ -9,11 +9,11 @@
  */
 
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { firstDifference, readFileRange } from "./helpers/files.ts";
 import { NetLab } from "./helpers/netns.ts";
-import { have, Podman, sh } from "./helpers/podman.ts";
+import { have, run } from "./helpers/command.ts";
+import { Podman } from "./helpers/podman.ts";
 import { Initiator } from "../src/initiator/mod.ts";
-import { DAEMON_FLAGS, pattern } from "./e2e/target.ts";
+import { assertRoundTrip, DAEMON_FLAGS } from "./e2e/target.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
 const CACHE = Deno.env.get("GGAOED_CONTAINER_CACHE") ?? `${REPO}.cache/container`;
@@ -95,46 +95,14 @@ Deno.test({
 /** The image run without NET_RAW: no packet socket can be opened, so it must not run. */
 async function withoutNetRaw(podman: Podman, lab: NetLab, ulimits: string[]): Promise<void> {
   const name = `ggaoed-noraw-${Deno.pid}`;
-  const ns = await lab.namespace();
-  const [, targetIf] = await lab.hostVethPair(ns);
-  const etc = `${podman.work}/etc-noraw`;
-  const state = `${podman.work}/var-noraw`;
-  Deno.mkdirSync(etc);
-  Deno.mkdirSync(state);
-  Deno.writeTextFileSync(
-    `${etc}/ggaoed.conf`,
-    `[defaults]\ninterfaces = ["${targetIf}"]\n\n[devices.disk1]\n` +
-      `path = "/var/lib/ggaoed/disk1.img"\nshelf = 0\nslot = 1\n`,
-  );
-  await sh(["truncate", "-s", "1M", `${state}/disk1.img`]);
-  await podman.run([
-    "run",
-    "-d",
-    "--name",
-    name,
-    "--network",
-    `ns:/run/netns/${ns}`,
-    "--cap-drop",
-    "ALL",
-    "--read-only",
-    "--tmpfs",
-    "/run",
-    ...ulimits,
-    "-v",
-    `${etc}:/etc/ggaoed:ro`,
-    "-v",
-    `${state}:/var/lib/ggaoed`,
-    TAG,
-  ]);
+  const setup = await readmeSetup(podman, lab, "noraw", "1M");
+  await readmeRun(podman, name, setup, ulimits, []);
   const deadline = Date.now() + 30_000;
-  for (;;) {
-    const running = await podman.run(["inspect", name, "--format", "{{.State.Running}}"]);
-    if (running.stdout.trim() !== "true") break;
+  while (await containerState(podman, name, "Running") === "true") {
     assert(Date.now() < deadline, "the daemon kept running without CAP_NET_RAW");
     await new Promise((r) => setTimeout(r, 250));
   }
-  const code = (await podman.run(["inspect", name, "--format", "{{.State.ExitCode}}"])).stdout
-    .trim();
+  const code = await containerState(podman, name, "ExitCode");
   const logs = await containerLog(podman, name);
   assertEquals(code, "1", logs);
   assert(/no packet socket could be opened: .*CAP_NET_RAW/.test(logs), logs);
@@ -144,48 +112,16 @@ async function withoutNetRaw(podman: Podman, lab: NetLab, ulimits: string[]): Pr
 /** The container as the README runs it (`docker run ...`). */
 async function dockerRun(podman: Podman, lab: NetLab, ulimits: string[]): Promise<void> {
   const name = `ggaoed-test-${Deno.pid}`;
-  const ns = await lab.namespace();
-  const [hostIf, targetIf] = await lab.hostVethPair(ns);
-  const etc = `${podman.work}/etc-ggaoed`;
-  const state = `${podman.work}/var-ggaoed`;
-  Deno.mkdirSync(etc);
-  Deno.mkdirSync(state);
-  Deno.writeTextFileSync(
-    `${etc}/ggaoed.conf`,
-    `[defaults]\ninterfaces = ["${targetIf}"]\n\n[devices.disk1]\n` +
-      `path = "/var/lib/ggaoed/disk1.img"\nshelf = 0\nslot = 1\n`,
-  );
-  const image = `${state}/disk1.img`;
-  await sh(["truncate", "-s", "64M", image]);
+  const { hostIf, targetIf, image, ...setup } = await readmeSetup(podman, lab, "ggaoed", "64M");
   let logs = "";
   try {
-    await podman.run([
-      "run",
-      "-d",
-      "--name",
-      name,
-      "--network",
-      `ns:/run/netns/${ns}`,
-      "--cap-drop",
-      "ALL",
-      "--cap-add",
-      "NET_RAW",
-      "--read-only",
-      "--tmpfs",
-      "/run",
-      ...ulimits,
-      "-v",
-      `${etc}:/etc/ggaoed:ro`,
-      "-v",
-      `${state}:/var/lib/ggaoed`,
-      TAG,
-    ]);
+    await readmeRun(podman, name, setup, ulimits, ["NET_RAW"]);
     const deadline = Date.now() + 30_000;
     while (!/ggaoed is running/.test(logs)) {
       assert(Date.now() < deadline, "the daemon did not start within 30 s");
-      const running = await podman.run(["inspect", name, "--format", "{{.State.Running}}"]);
+      const running = await containerState(podman, name, "Running");
       logs = await containerLog(podman, name);
-      assert(running.stdout.trim() === "true" || /ggaoed is running/.test(logs), "exited");
+      assert(running === "true" || /ggaoed is running/.test(logs), "exited");
       await new Promise((r) => setTimeout(r, 250));
     }
 
@@ -204,8 +140,7 @@ async function dockerRun(podman: Podman, lab: NetLab, ulimits: string[]): Promis
       logs = await containerLog(podman, name);
     }
     await podman.run(["stop", "-t", "10", name], { timeoutMs: 30_000 });
-    const code = (await podman.run(["inspect", name, "--format", "{{.State.ExitCode}}"]))
-      .stdout.trim();
+    const code = await containerState(podman, name, "ExitCode");
     logs = await containerLog(podman, name);
     assertEquals(code, "0", "exit status after podman stop");
     assert(/SIGTERM received, shutting down/.test(logs), logs);
@@ -217,19 +152,74 @@ async function dockerRun(podman: Podman, lab: NetLab, ulimits: string[]): Promis
   }
 }
 
+/**
+ * What the README's `docker run` needs: a namespace `ns` joined to the host by a veth pair, and
+ * the two volumes, `etc` with a configuration serving disk1 on the namespace's end and `state`
+ * holding its sparse image of `size`.
+ */
+async function readmeSetup(podman: Podman, lab: NetLab, suffix: string, size: string) {
+  const ns = await lab.namespace();
+  const [hostIf, targetIf] = await lab.hostVethPair(ns);
+  const etc = `${podman.work}/etc-${suffix}`;
+  const state = `${podman.work}/var-${suffix}`;
+  Deno.mkdirSync(etc);
+  Deno.mkdirSync(state);
+  Deno.writeTextFileSync(
+    `${etc}/ggaoed.conf`,
+    `[defaults]\ninterfaces = ["${targetIf}"]\n\n[devices.disk1]\n` +
+      `path = "/var/lib/ggaoed/disk1.img"\nshelf = 0\nslot = 1\n`,
+  );
+  const image = `${state}/disk1.img`;
+  await run(["truncate", "-s", size, image]);
+  return { ns, hostIf, targetIf, etc, state, image };
+}
+
+/**
+ * Starts the image as the README runs it (`docker run -d`): every capability dropped but
+ * `caps`, a read-only root, the configuration volume read-only.
+ */
+async function readmeRun(
+  podman: Podman,
+  name: string,
+  setup: { ns: string; etc: string; state: string },
+  ulimits: string[],
+  caps: string[],
+): Promise<void> {
+  await podman.run([
+    "run",
+    "-d",
+    "--name",
+    name,
+    "--network",
+    `ns:/run/netns/${setup.ns}`,
+    "--cap-drop",
+    "ALL",
+    ...caps.flatMap((cap) => ["--cap-add", cap]),
+    "--read-only",
+    "--tmpfs",
+    "/run",
+    ...ulimits,
+    "-v",
+    `${setup.etc}:/etc/ggaoed:ro`,
+    "-v",
+    `${setup.state}:/var/lib/ggaoed`,
+    TAG,
+  ]);
+}
+
+/** A field of the container's state (`podman inspect`: Running, ExitCode, ...). */
+async function containerState(podman: Podman, name: string, field: string): Promise<string> {
+  return (await podman.run(["inspect", name, "--format", `{{.State.${field}}}`])).stdout.trim();
+}
+
 /** aoeping answers, and the initiator writes and reads back 1 MiB that lands in `image`. */
 async function serves(hostIf: string, image: string): Promise<void> {
-  const ping = await sh(["aoeping", "-v", "-s", "5", "-I", "0", "1", hostIf]);
+  const ping = await run(["aoeping", "-v", "-s", "5", "-I", "0", "1", hostIf]);
   assert(/^found e0\.1 /m.test(ping.stdout), ping.stdout);
   assert(/serial_number: 0\.1:/.test(ping.stdout), ping.stdout); // shelf.slot:hostname
   const ini = Initiator.open(hostIf);
   try {
-    const disk = ini.find(0, 1);
-    const data = pattern(1 << 20, 11);
-    ini.writeRange(disk, 2048, data);
-    assertEquals(firstDifference(ini.readRange(disk, 2048, data.length / 512), data), -1);
-    ini.flush(disk);
-    assertEquals(firstDifference(readFileRange(image, 2048 * 512, data.length), data), -1);
+    assertRoundTrip(ini, ini.find(0, 1), image);
   } finally {
     ini.close();
   }
@@ -282,7 +272,7 @@ CMD []
     `[devices.disk1]\npath = "/srv/aoe/disk1.img"\nshelf = 0\nslot = 1\n`;
   Deno.writeTextFileSync(`${etc}/ggaoed.conf`, config);
   const image = `${srv}/disk1.img`;
-  await sh(["truncate", "-s", "64M", image]);
+  await run(["truncate", "-s", "64M", image]);
   Deno.chownSync(srv, SERVICE_UID, SERVICE_UID);
   Deno.chownSync(image, SERVICE_UID, SERVICE_UID);
 

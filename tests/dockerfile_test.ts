@@ -6,6 +6,7 @@
  */
 
 import { assert, assertEquals } from "./helpers/assert.ts";
+import { exists } from "./helpers/files.ts";
 import { DAEMON_FLAGS } from "./e2e/target.ts";
 import { DEFAULTS } from "../src/config/types.ts";
 
@@ -53,12 +54,3 @@ Deno.test("the Dockerfile builds on any architecture npm has a Deno for", () => 
     assert(!/x64|x86_64|amd64|arm64|aarch64/.test(l), `architecture-specific: ${l}`);
   }
 });
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}

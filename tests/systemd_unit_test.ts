@@ -6,7 +6,7 @@
  */
 
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { have, sh } from "./helpers/podman.ts";
+import { have, run } from "./helpers/command.ts";
 import { DEFAULTS } from "../src/config/types.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
@@ -30,7 +30,7 @@ Deno.test("systemd-analyze verify accepts the unit", async () => {
       Deno.chmodSync(`${dir}/${program}`, 0o755);
     }
     Deno.writeTextFileSync(`${dir}/ggaoed.service`, text.replaceAll("/usr/local/sbin", dir));
-    const out = await sh(["systemd-analyze", "verify", `${dir}/ggaoed.service`], {
+    const out = await run(["systemd-analyze", "verify", `${dir}/ggaoed.service`], {
       check: false,
     });
     assertEquals(out.code, 0, out.stderr);
@@ -41,7 +41,7 @@ Deno.test("systemd-analyze verify accepts the unit", async () => {
 });
 
 Deno.test("the sandbox scores 'OK' (at most 2.0) in systemd-analyze security, as the README says", async () => {
-  const out = await sh([
+  const out = await run([
     "systemd-analyze",
     "security",
     "--offline=true",

@@ -19,6 +19,8 @@
  * @module
  */
 
+import type { HostRecord } from "../rbd/state.ts";
+
 /** Severity of a control-server log message (the daemon's log levels). */
 export type LogLevel = "debug" | "info" | "warning" | "error";
 
@@ -119,24 +121,14 @@ export interface MacListReply {
   devices: { name: string; macs: string[] }[];
 }
 
-/** A daemon serving an RBD image, as recorded in the image's metadata. */
-export interface RbdHostInfo {
+/** A daemon serving an RBD image: its record in the image's metadata, and how old it is. */
+export interface RbdHostInfo extends HostRecord {
   /** Its id among the image's hosts: the host name (and its control socket if not the default). */
   id: string;
-  host: string;
-  pid: number;
-  /** Its name for the device. */
-  device: string;
-  /** The AoE address it serves the image as, `eSHELF.SLOT`. */
-  target: string;
-  interfaces: { name: string; mac: string }[];
-  /** When it last refreshed its record, Unix seconds, and how long ago. */
-  seen: number;
+  /** How long ago it last refreshed its record ({@link HostRecord.seen}), in seconds. */
   ageSeconds: number;
   /** Not refreshed for 30 s: that daemon stopped (or cannot reach the cluster). */
   stale: boolean;
-  readOnly: boolean;
-  version: string;
   /** The daemon answering. */
   self: boolean;
 }

@@ -57,6 +57,12 @@ const OPTS = { sanitizeResources: false, sanitizeOps: false };
  */
 const STEADY = { adaptive: false, timeoutMs: 500 };
 
+/** Two devices on one shelf, 2.1 and 2.4: what broadcasts and wildcard addresses reach. */
+const TWO_ON_SHELF_2 = [
+  { name: "disk1", sizeMiB: 1, shelf: 2, slot: 1 },
+  { name: "disk2", sizeMiB: 1, shelf: 2, slot: 4 },
+];
+
 const ABRT = 0x04;
 const IDNF = 0x10;
 const DRDY = 0x40;
@@ -554,12 +560,7 @@ Deno.test({
     "a frame for another shelf/slot gets no answer and counts as ignored; Query Config broadcasts reach both devices, each answering with its own shelf/slot; an ATA broadcast is dropped",
   ...OPTS,
   fn: () =>
-    withTarget({
-      devices: [
-        { name: "disk1", sizeMiB: 1, shelf: 2, slot: 1 },
-        { name: "disk2", sizeMiB: 1, shelf: 2, slot: 4 },
-      ],
-    }, async (t) => {
+    withTarget({ devices: TWO_ON_SHELF_2 }, async (t) => {
       const ini = t.initiator(STEADY);
       const disk = ini.find(2, 1, { waitMs: 3000 });
       const before = await stats(t);
@@ -792,12 +793,7 @@ Deno.test({
     "no frame to a wildcard address writes data or changes state: WRITE, config set, mask edit and reserve force set are dropped and counted on every device",
   ...OPTS,
   fn: () =>
-    withTarget({
-      devices: [
-        { name: "disk1", sizeMiB: 1, shelf: 2, slot: 1 },
-        { name: "disk2", sizeMiB: 1, shelf: 2, slot: 4 },
-      ],
-    }, async (t) => {
+    withTarget({ devices: TWO_ON_SHELF_2 }, async (t) => {
       const ini = t.initiator(STEADY);
       const disk = ini.find(2, 1, { waitMs: 3000 });
       const images = [fillImage(t, "disk1", 11), fillImage(t, "disk2", 12)];

@@ -6,6 +6,8 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
+import { type Output, run, show, stopProcess } from "../helpers/command.ts";
+import { exists } from "../helpers/files.ts";
 import { NetLab } from "../helpers/netns.ts";
 import { O_DSYNC } from "../../ffi/constants.ts";
 import { formatMac } from "../../src/mac.ts";
@@ -17,35 +19,9 @@ import { DAEMON_FLAGS, DENO, pattern, readFileRange, REPO } from "./target.ts";
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
 const S = 512;
 
-interface Output {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(args: string[], timeoutMs = 20000): Promise<Output> {
-  const out = await new Deno.Command(args[0], {
-    args: args.slice(1),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(timeoutMs),
-  }).output();
-  const d = new TextDecoder();
-  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function show(o: Output): string {
-  return `exit ${o.code}\nstdout: ${o.stdout}\nstderr: ${o.stderr}`;
+/** Runs a program to completion, bounded; the test judges its exit status. */
+function outcome(args: string[]): Promise<Output> {
+  return run(args, { check: false, timeoutMs: 20_000 });
 }
 
 /** `ggaoed export ARGS` running inside namespace `ns`, its output collected. */
@@ -89,16 +65,7 @@ class Export {
 
   /** SIGTERM (SIGKILL after 10 s); the exit status. */
   async stop(): Promise<Deno.CommandStatus> {
-    try {
-      this.child.kill("SIGTERM");
-    } catch { /* exited */ }
-    const timer = setTimeout(() => {
-      try {
-        this.child.kill("SIGKILL");
-      } catch { /* exited */ }
-    }, 10000);
-    const status = await this.child.status;
-    clearTimeout(timer);
+    const status = await stopProcess(this.child, "SIGTERM", 10_000);
     await this.#done;
     return status;
   }
@@ -106,7 +73,7 @@ class Export {
 
 /** ggaoectl against a socket. */
 function ctl(socket: string, ...args: string[]): Promise<Output> {
-  return run([DENO, "run", ...DAEMON_FLAGS, `${REPO}ggaoectl.ts`, "-s", socket, ...args]);
+  return outcome([DENO, "run", ...DAEMON_FLAGS, `${REPO}ggaoectl.ts`, "-s", socket, ...args]);
 }
 
 /** The open flags (fdinfo, octal) of process `pid`'s descriptor for `path`. */
@@ -188,11 +155,11 @@ Deno.test({
       assertEquals(openFlags(pid, image) & O_DSYNC, O_DSYNC);
 
       // aoetools: aoeping's IDENTIFY, aoecfg's config string (kept in the state directory).
-      const ping = await run(["aoeping", "-I", "-s", "5", "7", "3", hostIf]);
+      const ping = await outcome(["aoeping", "-I", "-s", "5", "7", "3", hostIf]);
       assertEquals(ping.code, 0, show(ping));
       assert(ping.stdout.includes(`serial_number: ${serial.padEnd(20)}\n`), show(ping));
       assert(ping.stdout.includes("model: GGs AoE target"), show(ping));
-      const cfg = await run([
+      const cfg = await outcome([
         "aoecfg",
         "-t",
         "2",
@@ -205,7 +172,7 @@ Deno.test({
         hostIf,
       ]);
       assertEquals(cfg.stdout.trim(), "exported", show(cfg));
-      const read = await run(["aoecfg", "-t", "2", "7", "3", hostIf]);
+      const read = await outcome(["aoecfg", "-t", "2", "7", "3", hostIf]);
       assertEquals(read.stdout.trim(), "exported", show(read));
       assertEquals(Deno.statSync(`${dir}/state/e7.3/e7.3.config`).size, 1032);
 
@@ -308,7 +275,7 @@ Deno.test({
   ...OPTS,
   fn: async () => {
     const ggaoed = (...args: string[]) =>
-      run([DENO, "run", ...DAEMON_FLAGS, `${REPO}ggaoed.ts`, ...args]);
+      outcome([DENO, "run", ...DAEMON_FLAGS, `${REPO}ggaoed.ts`, ...args]);
     const help = await ggaoed("export", "--help");
     assertEquals(help.code, 0, show(help));
     for (const word of ["-r", "-d", "-s", "-o OFFSET", "-l LENGTH", "-m MAC", "-b BUFCOUNT"]) {
@@ -319,7 +286,7 @@ Deno.test({
     }
     assert((await ggaoed("--help")).stdout.includes("ggaoed export [-r]"));
     // deno task export runs the same command.
-    const task = await run([DENO, "task", "--cwd", REPO, "export", "--help"]);
+    const task = await outcome([DENO, "task", "--cwd", REPO, "export", "--help"]);
     assertEquals([task.code, task.stdout], [0, help.stdout], show(task));
 
     const few = await ggaoed("export", "0", "1");

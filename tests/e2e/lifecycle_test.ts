@@ -4,6 +4,7 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
+import { exists } from "../helpers/files.ts";
 import {
   DAEMON_FLAGS,
   DENO,
@@ -236,15 +237,6 @@ Deno.test({
       assert(!/ggaoed is running/.test(t.log), t.log);
     }),
 });
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 Deno.test({
   ...opts,

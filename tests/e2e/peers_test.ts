@@ -5,6 +5,7 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
+import { type Output, run, show, stopProcess } from "../helpers/command.ts";
 import { AoeError } from "../../src/initiator/mod.ts";
 import { VERSION } from "../../src/version.ts";
 import { formatMac } from "../../src/mac.ts";
@@ -25,27 +26,9 @@ import { pattern, withTarget } from "./target.ts";
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
 const OTHER = 0x02_00_00_00_00_77;
 
-interface Output {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a program to completion, bounded by `timeoutMs`. */
-async function run(args: string[], timeoutMs = 10000): Promise<Output> {
-  const out = await new Deno.Command(args[0], {
-    args: args.slice(1),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(timeoutMs),
-  }).output();
-  const d = new TextDecoder();
-  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
-}
-
-function show(o: Output): string {
-  return `exit ${o.code}\nstdout: ${o.stdout}\nstderr: ${o.stderr}`;
+/** Runs a peer tool to completion, bounded; the test judges its exit status. */
+function tool(args: string[], timeoutMs = 10_000): Promise<Output> {
+  return run(args, { check: false, timeoutMs });
 }
 
 Deno.test({
@@ -66,17 +49,17 @@ Deno.test({
       const disk = ini.find(4, 2, { waitMs: 3000 });
       const targetMac = formatMac(disk.mac).replaceAll(":", "");
 
-      const plain = await run(["aoeping", "-s", "5", "4", "2", t.hostIf]);
+      const plain = await tool(["aoeping", "-s", "5", "4", "2", t.hostIf]);
       assertEquals(plain.code, 0, show(plain));
 
-      const verbose = await run(["aoeping", "-v", "-s", "5", "4", "2", t.hostIf]);
+      const verbose = await tool(["aoeping", "-v", "-s", "5", "4", "2", t.hostIf]);
       assertEquals(verbose.code, 0, show(verbose));
       assert(verbose.stdout.includes(`found e4.2 with mac ${targetMac}`), show(verbose));
       assert(verbose.stdout.includes("config query response:"), show(verbose));
 
       const hostSerial = `4.2:${Deno.hostname()}`.slice(0, 20);
       for (const [slot, serial] of [[2, hostSerial], [3, "VOL-X 0001"]] as const) {
-        const id = await run(["aoeping", "-I", "-s", "5", "4", String(slot), t.hostIf]);
+        const id = await tool(["aoeping", "-I", "-s", "5", "4", String(slot), t.hostIf]);
         assertEquals(id.code, 0, show(id));
         const fields = new Map<string, string>();
         for (const line of id.stdout.split("\n")) {
@@ -90,13 +73,13 @@ Deno.test({
       }
 
       // The raw dump (-i) is the 512-byte page, byte for byte what our initiator reads.
-      const raw = await run(["aoeping", "-i", "-s", "5", "4", "2", t.hostIf]);
+      const raw = await tool(["aoeping", "-i", "-s", "5", "4", "2", t.hostIf]);
       assertEquals(raw.code, 0, show(raw));
       const bytes = (raw.stdout.match(/\b[0-9a-f]{2}\b/g) ?? []).map((b) => parseInt(b, 16));
       assertEquals(bytes, [...ini.identify(disk).raw], show(raw));
 
       // Nobody at 4.9: aoeping gives up after its timeout with a failure status.
-      const none = await run(["aoeping", "-s", "1", "4", "9", t.hostIf]);
+      const none = await tool(["aoeping", "-s", "1", "4", "9", t.hostIf]);
       assert(none.code !== 0, show(none));
     }),
 });
@@ -109,9 +92,9 @@ Deno.test({
     withTarget({ devices: [{ name: "disk1", sizeMiB: 1 }] }, async (t) => {
       const IF = t.hostIf;
       const STRING = "cluster=alpha node=7";
-      const fset = await run(["aoecfg", "-t", "2", "-c", "fset", "-s", STRING, "0", "1", IF]);
+      const fset = await tool(["aoecfg", "-t", "2", "-c", "fset", "-s", STRING, "0", "1", IF]);
       assertEquals([fset.code, fset.stdout.trim()], [0, STRING], show(fset));
-      const read = await run(["aoecfg", "-t", "2", "0", "1", IF]);
+      const read = await tool(["aoecfg", "-t", "2", "0", "1", IF]);
       assertEquals(read.stdout.trim(), STRING, show(read));
 
       const cfg = await t.ctl("show-config", "disk1");
@@ -121,7 +104,7 @@ Deno.test({
       assert(cfg.stdout.includes("de=7"), cfg.stdout);
 
       const test = (cmd: string, s: string) =>
-        run(["aoecfg", "-t", "1", "-c", cmd, "-s", s, "0", "1", IF]);
+        tool(["aoecfg", "-t", "1", "-c", cmd, "-s", s, "0", "1", IF]);
       // Matches answer with the stored string; mismatches are not answered at all. One at a
       // time: aoecfg takes any config reply of e0.1 on the interface, so a concurrent matching
       // query's answer would reach a mismatching one too.
@@ -137,7 +120,7 @@ Deno.test({
       for (const o of [exactNo, prefixNo, prefixLonger]) assertEquals(o.stdout.trim(), "", show(o));
 
       // set with a different string: AoE error 4, which aoecfg names *badcfg*; nothing changes.
-      const set = await run(["aoecfg", "-t", "2", "-c", "set", "-s", "other", "0", "1", IF]);
+      const set = await tool(["aoecfg", "-t", "2", "-c", "set", "-s", "other", "0", "1", IF]);
       assertEquals(set.stdout.trim(), "*badcfg*", show(set));
       const ini = t.initiator();
       const disk = ini.find(0, 1, { waitMs: 3000 });
@@ -155,9 +138,9 @@ Deno.test({
       assertEquals(ini.queryConfig(disk, AOE_CFG_TEST_PREFIX, "cluster=beta"), null);
       assertEquals(ini.queryConfig(disk, AOE_CFG_TEST_PREFIX, "cluster=")?.config, STRING);
       // set with the same string is fine, and fset replaces it.
-      const same = await run(["aoecfg", "-t", "2", "-c", "set", "-s", STRING, "0", "1", IF]);
+      const same = await tool(["aoecfg", "-t", "2", "-c", "set", "-s", STRING, "0", "1", IF]);
       assertEquals(same.stdout.trim(), STRING, show(same));
-      const fset2 = await run(["aoecfg", "-t", "2", "-c", "fset", "-s", "v2", "0", "1", IF]);
+      const fset2 = await tool(["aoecfg", "-t", "2", "-c", "fset", "-s", "v2", "0", "1", IF]);
       assertEquals(fset2.stdout.trim(), "v2", show(fset2));
       assertEquals(ini.queryConfig(disk, AOE_CFG_READ)?.config, "v2");
       const cfg2 = await t.ctl("show-config", "disk1");
@@ -206,18 +189,9 @@ async function startCapture(
   return child;
 }
 
-/** Stops tshark by its PID with SIGINT (SIGKILL after 10 s). */
+/** Stops tshark by its PID with SIGINT, on which it finishes the capture (SIGKILL after 10 s). */
 async function stopCapture(child: Deno.ChildProcess): Promise<void> {
-  try {
-    child.kill("SIGINT");
-  } catch { /* gone */ }
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, 10000);
-  await child.status;
-  clearTimeout(timer);
+  await stopProcess(child, "SIGINT", 10_000);
 }
 
 interface Packet {
@@ -258,7 +232,7 @@ const FIELDS = [
 
 /** Decodes the capture with tshark and returns one record per frame. */
 async function decode(file: string): Promise<Packet[]> {
-  const out = await run(
+  const out = await tool(
     ["tshark", "-r", file, "-2", "-T", "json", ...FIELDS.flatMap((f) => ["-e", f])],
     30000,
   );
@@ -364,8 +338,8 @@ Deno.test({
         assertEquals(ini.reserveRead(disk), [ini.mac]);
         ini.reserveForceSet(disk, []);
         // And the real peers.
-        assertEquals((await run(["aoeping", "-I", "-s", "5", "0", "1", t.hostIf])).code, 0);
-        const cfg = await run(["aoecfg", "-t", "2", "0", "1", t.hostIf]);
+        assertEquals((await tool(["aoeping", "-I", "-s", "5", "0", "1", t.hostIf])).code, 0);
+        const cfg = await tool(["aoecfg", "-t", "2", "0", "1", t.hostIf]);
         assertEquals(cfg.stdout.trim(), "captured");
         await new Promise((r) => setTimeout(r, 300));
         captured = true;

@@ -7,12 +7,11 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { sh } from "../helpers/podman.ts";
+import { run } from "../helpers/command.ts";
+import { exists } from "../helpers/files.ts";
 import { AOE_CFG_FORCE_SET } from "../../src/protocol/constants.ts";
 import {
-  firstDifference,
-  pattern,
-  readFileRange,
+  assertRoundTrip,
   REPO,
   type TargetOptions,
   type TestTarget,
@@ -44,7 +43,7 @@ function unprivileged(caps: (keyof typeof CAP)[], extra: TargetOptions = {}): Ta
       "--no-new-privs",
     ],
     beforeStart: async (t) => {
-      await sh(["chown", "-R", `${UID}:${UID}`, t.dir]);
+      await run(["chown", "-R", `${UID}:${UID}`, t.dir]);
       const denoDir = `${t.dir}/deno-dir`;
       await npmCacheFor(denoDir, UID);
       t.env = { ...t.env, DENO_DIR: denoDir, DENO_NO_UPDATE_CHECK: "1" };
@@ -58,11 +57,11 @@ function unprivileged(caps: (keyof typeof CAP)[], extra: TargetOptions = {}): Ta
  * files hard-linked (read-only for it; copied where links cannot be made).
  */
 async function npmCacheFor(denoDir: string, uid: number): Promise<void> {
-  const info = JSON.parse((await sh([Deno.execPath(), "info", "--json"])).stdout);
+  const info = JSON.parse((await run([Deno.execPath(), "info", "--json"])).stdout);
   Deno.mkdirSync(denoDir);
-  const linked = await sh(["cp", "-al", info.npmCache, `${denoDir}/npm`], { check: false });
-  if (linked.code !== 0) await sh(["cp", "-a", info.npmCache, `${denoDir}/npm`]);
-  await sh(["find", denoDir, "-type", "d", "-exec", "chown", `${uid}:${uid}`, "{}", "+"]);
+  const linked = await run(["cp", "-al", info.npmCache, `${denoDir}/npm`], { check: false });
+  if (linked.code !== 0) await run(["cp", "-a", info.npmCache, `${denoDir}/npm`]);
+  await run(["find", denoDir, "-type", "d", "-exec", "chown", `${uid}:${uid}`, "{}", "+"]);
 }
 
 /** The daemon's uid and effective capabilities, from /proc. */
@@ -83,12 +82,7 @@ function capSet(caps: (keyof typeof CAP)[]): bigint {
 /** Writes and reads back 1 MiB through the initiator; checks the exported file or device. */
 function roundTrip(t: TestTarget, path: string): void {
   const ini = t.initiator();
-  const disk = ini.find(0, 1);
-  const data = pattern(1 << 20, 5);
-  ini.writeRange(disk, 4096, data);
-  assertEquals(firstDifference(ini.readRange(disk, 4096, data.length / 512), data), -1);
-  ini.flush(disk);
-  assertEquals(firstDifference(readFileRange(path, 4096 * 512, data.length), data), -1);
+  assertRoundTrip(ini, ini.find(0, 1), path);
 }
 
 /** Reads `net.core.rmem_max` as the daemon's network namespace sees it. */
@@ -162,8 +156,8 @@ Deno.test({
     let owner: Deno.FileInfo | null = null;
     try {
       const backing = `${dir}/backing.img`;
-      await sh(["truncate", "-s", "32M", backing]);
-      loop = (await sh(["losetup", "--find", "--show", backing])).stdout.trim();
+      await run(["truncate", "-s", "32M", backing]);
+      loop = (await run(["losetup", "--find", "--show", backing])).stdout.trim();
       owner = Deno.statSync(loop);
       await withTarget(
         unprivileged(["net_raw"], {
@@ -176,11 +170,11 @@ Deno.test({
           await t.waitForLog(/disk1: .*opened, using direct I\/O/);
           roundTrip(t, loop);
           // O_EXCL holds the device: a second exclusive open (a mount, a second target) fails.
-          const held = await sh(["sh", "-c", `exec 3<>"${loop}"; blockdev --getsz "${loop}"`], {
+          const held = await run(["sh", "-c", `exec 3<>"${loop}"; blockdev --getsz "${loop}"`], {
             check: false,
           });
           assertEquals(held.code, 0, "a plain open still works");
-          const excl = await sh([
+          const excl = await run([
             Deno.execPath(),
             "eval",
             `import { openStorage } from "${REPO}ffi/mod.ts";` +
@@ -194,18 +188,9 @@ Deno.test({
     } finally {
       if (loop) {
         if (owner) Deno.chownSync(loop, owner.uid, owner.gid);
-        await sh(["losetup", "-d", loop], { check: false });
+        await run(["losetup", "-d", loop], { check: false });
       }
       Deno.removeSync(dir, { recursive: true });
     }
   },
 });
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}

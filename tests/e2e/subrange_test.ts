@@ -17,6 +17,7 @@ import {
   ATA_IDNF,
   LBA28_MASK,
 } from "../../src/protocol/constants.ts";
+import { withLoopDevice } from "../helpers/files.ts";
 import { firstDifference, pattern, readFileRange, withTarget } from "./target.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
@@ -199,17 +200,7 @@ Deno.test({
     const path = Deno.makeTempFileSync({ dir: "/var/tmp", prefix: "ggaoed-subrange-" });
     try {
       Deno.truncateSync(path, 4096 * S);
-      const setup = await new Deno.Command("losetup", {
-        args: ["--find", "--show", path],
-        stdout: "piped",
-        stderr: "piped",
-      }).output().catch(() => null);
-      if (!setup?.success) {
-        await t.step({ name: "skipped: losetup is unavailable here", ignore: true, fn: () => {} });
-        return;
-      }
-      const loop = new TextDecoder().decode(setup.stdout).trim();
-      try {
+      await withLoopDevice(t, path, async (loop) => {
         await withTarget({
           devices: [
             { name: "ok", sizeMiB: 1, slot: 1 },
@@ -227,9 +218,7 @@ Deno.test({
           assertEquals(found, ["0.1"]);
           return Promise.resolve();
         });
-      } finally {
-        await new Deno.Command("losetup", { args: ["-d", loop] }).output();
-      }
+      });
     } finally {
       Deno.removeSync(path);
     }

@@ -17,14 +17,17 @@
  * @module
  */
 
-import { Initiator } from "../../src/initiator/mod.ts";
+import { Initiator, type TargetInfo } from "../../src/initiator/mod.ts";
+import { assertEquals } from "../helpers/assert.ts";
+import { type Output, run, stopProcess } from "../helpers/command.ts";
 import { NetLab } from "../helpers/netns.ts";
 import { DAEMON_FLAGS } from "../../src/permissions.ts";
 
 export const REPO = new URL("../../", import.meta.url).pathname;
 export const DENO = Deno.execPath();
 export { DAEMON_FLAGS } from "../../src/permissions.ts";
-export { firstDifference, readFileRange } from "../helpers/files.ts";
+import { firstDifference, readFileRange } from "../helpers/files.ts";
+export { firstDifference, readFileRange };
 
 /** One exported device of a test target. */
 export interface DeviceSpec {
@@ -160,16 +163,7 @@ export class TestTarget {
   async stop(signal: Deno.Signal = "SIGTERM", timeoutMs = 10000): Promise<Deno.CommandStatus> {
     const child = this.process;
     if (!child) throw new Error("the daemon is not running");
-    try {
-      child.kill(signal);
-    } catch { /* already exited */ }
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, timeoutMs);
-    const status = await child.status;
-    clearTimeout(timer);
+    const status = await stopProcess(child, signal, timeoutMs);
     await this.#logDone;
     this.process = null;
     return status;
@@ -183,15 +177,9 @@ export class TestTarget {
   }
 
   /** Runs ggaoectl against this daemon. */
-  async ctl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    const out = await new Deno.Command(DENO, {
-      args: ["run", ...DAEMON_FLAGS, `${REPO}ggaoectl.ts`, "-s", this.socketPath, ...args],
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(20000),
-    }).output();
-    const d = new TextDecoder();
-    return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+  ctl(...args: string[]): Promise<Output> {
+    const ggaoectl = [DENO, "run", ...DAEMON_FLAGS, `${REPO}ggaoectl.ts`, "-s", this.socketPath];
+    return run([...ggaoectl, ...args], { check: false, timeoutMs: 20_000 });
   }
 
   /** Writes a new configuration file (then SIGHUP the daemon to apply it). */
@@ -295,4 +283,16 @@ export function pattern(bytes: number, seed: number, firstLba = 0): Uint8Array {
     view.setUint32(off, (Math.imul(lba ^ seed, 2654435761) + off) >>> 0);
   }
   return out;
+}
+
+/**
+ * Writes 1 MiB at LBA 2048 through `ini`, reads it back, flushes, and checks that the exported
+ * file or device at `path` holds it.
+ */
+export function assertRoundTrip(ini: Initiator, disk: TargetInfo, path: string): void {
+  const data = pattern(1 << 20, 11);
+  ini.writeRange(disk, 2048, data);
+  assertEquals(firstDifference(ini.readRange(disk, 2048, data.length / 512), data), -1);
+  ini.flush(disk);
+  assertEquals(firstDifference(readFileRange(path, 2048 * 512, data.length), data), -1);
 }

@@ -18,6 +18,7 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
+import { stopProcess } from "../helpers/command.ts";
 import { NetLab } from "../helpers/netns.ts";
 import { DAEMON_FLAGS, DENO, pattern, readFileRange, REPO, TestTarget } from "../e2e/target.ts";
 
@@ -111,13 +112,7 @@ export class Load {
    */
   async stop(): Promise<{ verified: number; errors: number; chunks: [number, number, number][] }> {
     await this.child.stdin.close().catch(() => {});
-    const timer = setTimeout(() => {
-      try {
-        this.child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 30000);
-    const status = await this.child.status;
-    clearTimeout(timer);
+    const status = await stopProcess(this.child, null, 30_000);
     await this.#reading;
     assert(!/^CORRUPT/m.test(this.#text), `the load saw corruption:\n${this.#text}`);
     assertEquals(status.code, 0, `the load failed:\n${this.#text}`);

@@ -12,9 +12,29 @@
 
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { withFaultyFile, withFillingFile } from "./storage_faults.ts";
-import { MATRIX, withFaultLab } from "./lab.ts";
+import { type FaultLab, type LabDevice, type Load, MATRIX, withFaultLab } from "./lab.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
+
+/**
+ * `m`'s lab with two links serving `disk1`, and a load on its first 8 MiB from link 1, 10
+ * chunks in when `body` starts. Afterwards the daemon must be up and every chunk the load
+ * acknowledged in the file.
+ */
+function underLoad(
+  m: (typeof MATRIX)[number],
+  disk1: Omit<LabDevice, "name">,
+  body: (lab: FaultLab, load: Load) => Promise<void>,
+): Promise<void> {
+  const devices = [{ name: "disk1", ...disk1 }];
+  return withFaultLab({ mtu: m.mtu, ringKiB: m.ringKiB, links: 2, devices }, async (lab) => {
+    const load = lab.startLoad();
+    await load.progress(10);
+    await body(lab, load);
+    await lab.assertAlive();
+    await lab.finishLoad(load);
+  });
+}
 
 for (const m of MATRIX) {
   for (const directIo of [false, true]) {
@@ -69,15 +89,8 @@ for (const m of MATRIX) {
       `${m.label}: bad sectors hit while a load runs get ATA UNC; every other request is served byte-exact`,
     fn: () =>
       withFaultyFile({ sizeBytes: 32 * 1024 * 1024 }, async (f) => {
-        await withFaultLab({
-          mtu: m.mtu,
-          ringKiB: m.ringKiB,
-          links: 2,
-          devices: [{ name: "disk1", path: f.path }],
-        }, async (lab) => {
+        await underLoad(m, { path: f.path }, async (lab, load) => {
           // The load works on the first 8 MiB; the bad sectors are beyond, hit from link 2.
-          const load = lab.startLoad();
-          await load.progress(10);
           f.setBad([{ sector: 40000, count: 8 }, { sector: 50001, count: 1 }]);
           const before = await lab.stats();
           const probe = await lab.ops(
@@ -100,8 +113,6 @@ for (const m of MATRIX) {
           const after = await lab.stats();
           assert(after.dev.disk1.ata_err - before.dev.disk1.ata_err >= 2, "ata_err counted");
           assert(f.counters().readErrors >= 2, "the faults were hit");
-          await lab.assertAlive();
-          await lab.finishLoad(load);
         });
       }),
   });
@@ -116,14 +127,7 @@ for (const m of MATRIX) {
         const fd = Deno.openSync(f.path, { write: true });
         fd.writeSync(new Uint8Array(8 * 1024 * 1024));
         fd.close();
-        await withFaultLab({
-          mtu: m.mtu,
-          ringKiB: m.ringKiB,
-          links: 2,
-          devices: [{ name: "disk1", path: f.path }],
-        }, async (lab) => {
-          const load = lab.startLoad();
-          await load.progress(10);
+        await underLoad(m, { path: f.path }, async (lab, load) => {
           f.fill();
           const before = await lab.stats();
           const probe = await lab.ops(1, 0, 1, "write-sectors", "40000", "64");
@@ -134,8 +138,6 @@ for (const m of MATRIX) {
           assertEquals(later.results, ["ok"], JSON.stringify(later));
           const after = await lab.stats();
           assert(after.dev.disk1.ata_err > before.dev.disk1.ata_err, "ata_err counted");
-          await lab.assertAlive();
-          await lab.finishLoad(load);
         });
       }),
   });
@@ -145,24 +147,15 @@ for (const m of MATRIX) {
     name:
       `${m.label}: the exported file truncated under load: reads past the new end get ATA ABRT, the daemon stays up, the rest is served byte-exact`,
     fn: () =>
-      withFaultLab({
-        mtu: m.mtu,
-        ringKiB: m.ringKiB,
-        links: 2,
-        devices: [{ name: "disk1", sizeMiB: 32 }],
-      }, async (lab) => {
+      underLoad(m, { sizeMiB: 32 }, async (lab, load) => {
         // Page-cache reads are copies out of a mapping of the file: a page past the end of a
         // truncated file would raise SIGBUS (ffi/filemap.ts catches it; preadv reports it).
-        const load = lab.startLoad(); // the first 8 MiB
-        await load.progress(10);
         const warm = await lab.ops(1, 0, 1, "read-sectors", "40000", "64");
         assertEquals(warm.results, ["ok"], "mapped and read before the truncation");
         Deno.truncateSync(lab.images.get("disk1")!, 16 * 1024 * 1024);
         const after = await lab.ops(1, 0, 1, "read-sectors", "40000", "64", "50000", "8");
         assertEquals(after.results, ["ABRT", "ABRT"], JSON.stringify(after));
         await load.progress(10);
-        await lab.assertAlive();
-        await lab.finishLoad(load);
       }),
   });
 }

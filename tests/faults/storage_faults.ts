@@ -37,6 +37,8 @@
  * @module
  */
 
+import { exists } from "../helpers/files.ts";
+
 const SECTOR = 512;
 
 // ---- the FUSE fixture -------------------------------------------------------------------------
@@ -377,15 +379,6 @@ async function capture(command: string, args: string[]): Promise<string> {
     throw new Error(`${command} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
   }
   return new TextDecoder().decode(out.stdout);
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 // ---- the filling tmpfs ------------------------------------------------------------------------

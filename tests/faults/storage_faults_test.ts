@@ -25,6 +25,7 @@ import {
 } from "../../ffi/mod.ts";
 import { ATA_CMD_READ_EXT, ATA_CMD_WRITE_EXT } from "../../src/protocol/constants.ts";
 import { burst, type IoReply, type IoRequest } from "../helpers/burst.ts";
+import type { Initiator, TargetInfo } from "../../src/initiator/mod.ts";
 import {
   firstDifference,
   pattern,
@@ -105,6 +106,22 @@ async function assertAlive(t: TestTarget): Promise<void> {
     new Promise<null>((r) => setTimeout(() => r(null), 100)),
   ]);
   assertEquals(exited, null, "the daemon died");
+}
+
+/**
+ * The daemon serving `path` as device `name` (0.1) with `directIo`, and an initiator with a
+ * fixed retransmit timeout that found it.
+ */
+function withServed(
+  directIo: boolean,
+  name: string,
+  path: string,
+  body: (t: TestTarget, ini: Initiator, disk: TargetInfo) => Promise<void>,
+): Promise<void> {
+  return withTarget({ directIo, devices: [{ name, path }] }, async (t) => {
+    const ini = t.initiator(STEADY);
+    await body(t, ini, ini.find(0, 1, { waitMs: 3000 }));
+  });
 }
 
 /** Requests of `per` sectors covering sectors [first, first + sectors). */
@@ -507,9 +524,7 @@ for (const directIo of [true, false]) {
       withFaultyFile({ sizeBytes: MIB }, (f) => {
         const image = pattern(MIB, 10);
         writeFileAt(f.imagePath, 0, image);
-        return withTarget({ directIo, devices: [{ name: "bad", path: f.path }] }, async (t) => {
-          const ini = t.initiator(STEADY);
-          const disk = ini.find(0, 1, { waitMs: 3000 });
+        return withServed(directIo, "bad", f.path, async (t, ini, disk) => {
           assertEquals(f.counters().directOpens > 0, directIo, "O_DIRECT open as configured");
           f.setBad([{ sector: 100, count: 2 }]);
           const before = await deviceStats(t, "bad");
@@ -594,9 +609,7 @@ for (const directIo of [true, false]) {
       withFaultyFile({ sizeBytes: MIB }, (f) => {
         let image = pattern(MIB, 20);
         writeFileAt(f.imagePath, 0, image);
-        return withTarget({ directIo, devices: [{ name: "bad", path: f.path }] }, async (t) => {
-          const ini = t.initiator(STEADY);
-          const disk = ini.find(0, 1, { waitMs: 3000 });
+        return withServed(directIo, "bad", f.path, async (t, ini, disk) => {
           const per = ini.maxSectors(disk);
           const before = await deviceStats(t, "bad");
           let errors = 0;
@@ -686,9 +699,7 @@ for (const directIo of [true, false]) {
       withFillingFile(
         { tmpfsBytes: 256 * 1024, fileBytes: 4 * MIB },
         (f) =>
-          withTarget({ directIo, devices: [{ name: "full", path: f.path }] }, async (t) => {
-            const ini = t.initiator(STEADY);
-            const disk = ini.find(0, 1, { waitMs: 3000 });
+          withServed(directIo, "full", f.path, async (t, ini, disk) => {
             const write = (lba: number, data: Uint8Array) =>
               ini.ata(disk, { cmd: ATA_CMD_WRITE_EXT, lba, count: data.length / SECTOR, data });
             const read = (lba: number, count: number) =>
@@ -750,9 +761,7 @@ for (const directIo of [true, false]) {
       withFillingFile(
         { tmpfsBytes: 256 * 1024, fileBytes: 4 * MIB },
         (f) =>
-          withTarget({ directIo, devices: [{ name: "full", path: f.path }] }, async (t) => {
-            const ini = t.initiator(STEADY);
-            const disk = ini.find(0, 1, { waitMs: 3000 });
+          withServed(directIo, "full", f.path, async (t, ini, disk) => {
             const per = ini.maxSectors(disk);
             // Pages 0, 2 and 4 (sectors 0..7, 16..23, 32..39) allocated; 1 and 3 are holes.
             for (const lba of [0, 16, 32]) ini.write(disk, lba, pattern(8 * SECTOR, 50, lba));

@@ -1,67 +1,26 @@
 import assert from "node:assert/strict";
 import { NetLab, withNetLab } from "../helpers/netns.ts";
+import { JsonAgent } from "./fixtures/json_agent.ts";
 import { buildFrame, checksum } from "./fixtures/frames.ts";
 import type { FrameSpec, ReceivedFrame } from "./fixtures/frames.ts";
 
-const DENO = Deno.execPath();
 const AGENT = new URL("./fixtures/packet_agent.ts", import.meta.url).pathname;
 const AOE = 0x88a2;
 const REQUEST = 0x10; // AoE version 1, no flags
 const RESPONSE = 0x18; // version 1, R set
 
-/** Talks to one packet_agent.ts running in a namespace: a JSON command per line each way. */
-class Agent {
-  readonly #lines: ReadableStreamDefaultReader<string>;
-  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
-
-  constructor(child: Deno.ChildProcess) {
-    this.#lines = child.stdout
-      .pipeThrough(new TextDecoderStream())
-      .pipeThrough(splitLines())
-      .getReader();
-    this.#stdin = child.stdin.getWriter();
-  }
-
-  static start(lab: NetLab, ns: string): Agent {
-    return new Agent(lab.spawn(ns, [DENO, "run", "-A", "--quiet", AGENT]));
-  }
-
-  // deno-lint-ignore no-explicit-any
-  async call(command: Record<string, unknown>, timeoutMs = 20_000): Promise<any> {
-    await this.#stdin.write(new TextEncoder().encode(JSON.stringify(command) + "\n"));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`agent: no answer to ${command.op}`)), timeoutMs);
-    });
-    try {
-      const { value, done } = await Promise.race([this.#lines.read(), timeout]);
-      if (done) throw new Error(`agent exited during ${command.op}`);
-      const answer = JSON.parse(value);
-      if (!answer.ok) throw new Error(`agent ${command.op}: ${answer.error}`);
-      return answer;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-}
-
-function splitLines(): TransformStream<string, string> {
-  let pending = "";
-  return new TransformStream({
-    transform(chunk, controller) {
-      pending += chunk;
-      const lines = pending.split("\n");
-      pending = lines.pop()!;
-      for (const line of lines) controller.enqueue(line);
-    },
-  });
-}
-
 /** Two namespaces joined by a veth pair at `mtu`, an agent in each. */
 async function pair(lab: NetLab, mtu: number) {
   const [nsA, nsB] = [await lab.namespace(), await lab.namespace()];
   const [ifA, ifB] = await lab.vethPair(nsA, nsB, { mtu });
-  return { a: Agent.start(lab, nsA), b: Agent.start(lab, nsB), ifA, ifB, nsA, nsB };
+  return {
+    a: JsonAgent.start(lab, nsA, AGENT),
+    b: JsonAgent.start(lab, nsB, AGENT),
+    ifA,
+    ifB,
+    nsA,
+    nsB,
+  };
 }
 
 /** The checksum the receiver must report for `spec` sent from `src`: padded to 60 bytes. */
@@ -129,7 +88,7 @@ Deno.test("the requests filter passes AoE requests only, responses passes respon
     ];
     const expected = { requests: [2, 3], responses: [0, 4], none: [0, 2, 3, 4] };
     for (const [filter, indices] of Object.entries(expected)) {
-      const b = Agent.start(lab, nsB);
+      const b = JsonAgent.start(lab, nsB, AGENT);
       const { mac } = await b.call({ op: "open", ifname: ifB, ringBytes: 1 << 20, filter });
       // A last frame the filter accepts marks the end: frames arrive in order over the veth,
       // so any frame wrongly let through would have arrived before it.

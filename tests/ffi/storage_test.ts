@@ -12,6 +12,7 @@ import {
 import { SysError } from "../../ffi/errno.ts";
 import { libc } from "../../ffi/libc.ts";
 import { F_GETFL, O_DSYNC } from "../../ffi/constants.ts";
+import { withLoopDevice } from "../helpers/files.ts";
 
 // /var/tmp is on a disk file system here (tmpfs only gained O_DIRECT in Linux 6.6).
 const DIR = "/var/tmp";
@@ -108,17 +109,7 @@ Deno.test("openStorage refuses what is neither a block device nor a regular file
 Deno.test("openStorage measures a block device with BLKGETSIZE64", async (t) => {
   // A loop device over a small file, when the host allows creating one.
   await withTempFile(2 * 1024 * 1024, async (path) => {
-    const setup = await new Deno.Command("losetup", {
-      args: ["--find", "--show", path],
-      stdout: "piped",
-      stderr: "piped",
-    }).output().catch(() => null);
-    if (!setup?.success) {
-      t.step({ name: "skipped: losetup is unavailable here", ignore: true, fn: () => {} });
-      return;
-    }
-    const device = new TextDecoder().decode(setup.stdout).trim();
-    try {
+    await withLoopDevice(t, path, (device) => {
       const s = openStorage(device, { readOnly: false, direct: true, exclusive: true });
       try {
         assert.equal(s.blockDevice, true);
@@ -131,9 +122,7 @@ Deno.test("openStorage measures a block device with BLKGETSIZE64", async (t) => 
       } finally {
         closeFd(s.fd);
       }
-    } finally {
-      await new Deno.Command("losetup", { args: ["-d", device] }).output();
-    }
+    });
   });
 });
 

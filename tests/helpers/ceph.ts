@@ -24,6 +24,8 @@
  * @module
  */
 
+import { type Output, run, type RunOptions } from "./command.ts";
+
 /** Options of {@link withCephCluster}. */
 export interface CephClusterOptions {
   /** Run the daemons and the CLI inside this network namespace (it must have `lo` up). */
@@ -55,13 +57,6 @@ export interface ImageInfo {
   objects: number;
   order: number;
   features: string[];
-}
-
-/** Output of a finished command. */
-interface CommandResult {
-  code: number;
-  stdout: string;
-  stderr: string;
 }
 
 const DEFAULT_TIMEOUT_MS = 60_000;
@@ -438,30 +433,9 @@ log file =
   }
 
   /** Runs a command (inside the namespace, if any) to completion within its time bound. */
-  async #run(
-    command: string[],
-    options: { check?: boolean; timeoutMs?: number } = {},
-  ): Promise<CommandResult> {
+  #run(command: string[], options: RunOptions = {}): Promise<Output> {
     const args = this.netns ? ["ip", "netns", "exec", this.netns, ...command] : command;
-    const output = await new Deno.Command(args[0], {
-      args: args.slice(1),
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-      signal: AbortSignal.timeout(options.timeoutMs ?? CLI_TIMEOUT_MS),
-    }).output();
-    const result = {
-      code: output.code,
-      stdout: new TextDecoder().decode(output.stdout),
-      stderr: new TextDecoder().decode(output.stderr),
-    };
-    if ((options.check ?? true) && result.code !== 0) {
-      const how = output.signal
-        ? `was killed by ${output.signal} (time bound?)`
-        : `exited with ${result.code}`;
-      throw new Error(`${command.join(" ")} ${how}: ${result.stderr.trim()}`);
-    }
-    return result;
+    return run(args, { ...options, timeoutMs: options.timeoutMs ?? CLI_TIMEOUT_MS });
   }
 
   async #logTails(): Promise<string> {

@@ -1,4 +1,22 @@
-/** Reading exported files from outside the target, to compare with what went over the wire. */
+/**
+ * Files seen from outside the target: reading exported files to compare with what went over the
+ * wire, whether a path (a pid file, a socket, a directory a test made) is there, and a loop
+ * device over a file, to export a block device.
+ *
+ * @module
+ */
+
+import { run } from "./command.ts";
+
+/** Whether anything is at `path` (a symbolic link counts, dangling or not). */
+export function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Reads `length` bytes at byte `offset` of a file (fewer only at end of file). */
 export function readFileRange(path: string, offset: number, length: number): Uint8Array {
@@ -23,4 +41,27 @@ export function firstDifference(a: Uint8Array, b: Uint8Array): number {
   const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
   return a.length === b.length ? -1 : n;
+}
+
+/**
+ * Runs `body` with a loop device over the file at `path` (`losetup --find`), detached
+ * afterwards. Where the host cannot create one, records a skipped step on `t` instead.
+ */
+export async function withLoopDevice(
+  t: Deno.TestContext,
+  path: string,
+  body: (device: string) => void | Promise<void>,
+): Promise<void> {
+  const setup = await run(["losetup", "--find", "--show", path], { check: false })
+    .catch(() => null);
+  if (setup?.code !== 0) {
+    await t.step({ name: "skipped: losetup is unavailable here", ignore: true, fn: () => {} });
+    return;
+  }
+  const device = setup.stdout.trim();
+  try {
+    await body(device);
+  } finally {
+    await run(["losetup", "-d", device], { check: false });
+  }
 }

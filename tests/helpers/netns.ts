@@ -18,12 +18,7 @@
  * @module
  */
 
-/** Output of a finished command. */
-export interface CommandResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+import { type Output, run as runCommand, type RunOptions } from "./command.ts";
 
 /** Default bound on every `ip` command and on {@link NetLab.exec}. */
 const COMMAND_TIMEOUT_MS = 10_000;
@@ -114,7 +109,7 @@ export class NetLab {
     ns: string,
     command: string[],
     options: { check?: boolean; timeoutMs?: number } = {},
-  ): Promise<CommandResult> {
+  ): Promise<Output> {
     const result = await run(["ip", "netns", "exec", ns, ...command], {
       check: options.check ?? false,
       timeoutMs: options.timeoutMs,
@@ -170,24 +165,7 @@ export async function withNetLab<T>(body: (lab: NetLab) => Promise<T>): Promise<
   }
 }
 
-/** Runs a command to completion within `timeoutMs`; by default a failure throws. */
-async function run(
-  args: string[],
-  options: { check?: boolean; timeoutMs?: number } = {},
-): Promise<CommandResult> {
-  const output = await new Deno.Command(args[0], {
-    args: args.slice(1),
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(options.timeoutMs ?? COMMAND_TIMEOUT_MS),
-  }).output();
-  const result = {
-    code: output.code,
-    stdout: new TextDecoder().decode(output.stdout),
-    stderr: new TextDecoder().decode(output.stderr),
-  };
-  if ((options.check ?? true) && result.code !== 0) {
-    throw new Error(`${args.join(" ")} exited with ${result.code}: ${result.stderr.trim()}`);
-  }
-  return result;
+/** Runs a command to completion, by default within {@link COMMAND_TIMEOUT_MS}; a failure throws. */
+function run(args: string[], options: RunOptions = {}): Promise<Output> {
+  return runCommand(args, { ...options, timeoutMs: options.timeoutMs ?? COMMAND_TIMEOUT_MS });
 }

