@@ -76,6 +76,12 @@ export const VARIANTS: Variant[] = [
     config: {},
     workloads: ["seq_read", "rand_read_4k"],
   },
+  {
+    id: "map-off",
+    env: { GGAOED_MAP_READS: "0" },
+    config: {},
+    workloads: ["seq_read", "rand_read_4k"],
+  },
 ];
 
 export const MECHANISMS: Mechanism[] = [
@@ -145,6 +151,14 @@ export const MECHANISMS: Mechanism[] = [
       { label: "straight into the TX ring frame", variant: "default" },
     ],
     defaultLabel: "straight into the TX ring frame",
+  },
+  {
+    name: "page-cache reads",
+    settings: [
+      { label: "preadv per transfer (GGAOED_MAP_READS=0)", variant: "map-off" },
+      { label: "copies out of a read-only mapping, one call per turn", variant: "default" },
+    ],
+    defaultLabel: "copies out of a read-only mapping, one call per turn",
   },
 ];
 
