@@ -140,6 +140,8 @@ export class DataPlane {
   /** RBD opens asked of the main thread, by request number. */
   readonly #opening = new Map<number, PendingOpen>();
   #nextOpen = 1;
+  /** Loop turns: which interface kicks first (runOnce). */
+  #turns = 0;
   /** Problems of RBD opens that ended since the last {@link takeOpenProblems}. */
   readonly #openProblems: string[] = [];
   readonly #epoll = Epoll.open(64);
@@ -294,7 +296,13 @@ export class DataPlane {
       }
     }
     this.#runDevices();
-    for (const ifc of this.#ifaces.byIndex) {
+    // The TX kicks, from a different interface each turn: on veth a kick delivers the replies
+    // and wakes their initiator, so a fixed order would always serve the same initiator first.
+    const ifaces = this.#ifaces.byIndex;
+    const count = ifaces.length;
+    const first = count > 1 ? this.#turns++ % count : 0;
+    for (let k = 0; k < count; k++) {
+      const ifc = ifaces[(first + k) % count];
       if (!ifc) continue;
       if (ifc.congested) this.#drainTx(ifc);
       ifc.flush();
