@@ -131,8 +131,8 @@ context switches per request, and × vblade, × C ggaoed, × echo (same initiato
                      echo-ts is bench/echo.ts, the TypeScript echo on TPACKET rings)
   --workloads LIST   among ${WORKLOADS.join(",")} (default all)
   --initiator LIST   series among kinit,ring,kinit-ring (default kinit,ring; --mechanisms: kinit)
-  --repeat N         rounds, interleaved; each cell is the median round (default 1;
-                     --mechanisms: 3)
+  --repeat N         rounds, interleaved; each cell is the median round, each × column the
+                     median of the ratios within a round (default 1; --mechanisms: 3)
   --many LIST        workloads of the many-initiator rows (default rand_read_4k; none: skip)
   --initiators N     initiators (and links) of the many-initiator rows (default 4)
   --verify           also run kinit's verifying workload (random 4 KiB reads and writes, every

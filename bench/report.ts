@@ -197,6 +197,34 @@ function ratio(a: number | null, b: number | null): number | null {
   return a !== null && b !== null && b > 0 ? a / b : null;
 }
 
+/** What a ratio is taken between: a row's value and, with --repeat, every round's. */
+interface Measured {
+  value: number | null;
+  runs?: (number | null)[];
+}
+
+/**
+ * `a` over `b`. With rounds (--repeat), the median of the ratios within each round (both
+ * measured minutes apart at most, interleaved), not the ratio of two medians that may come
+ * from different rounds: on a shared machine the whole machine's speed drifts between rounds.
+ */
+export function pairedRatio(a: Measured | undefined, b: Measured | undefined): number | null {
+  if (!a || !b) return null;
+  const ra = a.runs, rb = b.runs;
+  if (ra && rb && ra.length > 1 && ra.length === rb.length) {
+    const each: number[] = [];
+    for (let i = 0; i < ra.length; i++) {
+      const q = ratio(ra[i], rb[i]);
+      if (q !== null) each.push(q);
+    }
+    if (each.length === 0) return null;
+    each.sort((x, y) => x - y);
+    const m = each.length >> 1;
+    return each.length % 2 ? each[m] : (each[m - 1] + each[m]) / 2;
+  }
+  return ratio(a.value, b.value);
+}
+
 /** The row of `target` for `workload` at `mtu` in `series`, if measured. */
 export function find(
   rows: Row[],
@@ -216,11 +244,11 @@ export function ratios(
   rows: Row[],
   r: Row,
 ): { vblade: number | null; ggaoedC: number | null; echo: number | null } {
-  const of = (t: TargetName) => find(rows, r.mtu, r.workload, t, r.series)?.value ?? null;
+  const of = (t: TargetName) => find(rows, r.mtu, r.workload, t, r.series);
   return {
-    vblade: ratio(r.value, of("vblade")),
-    ggaoedC: ratio(r.value, of("ggaoed-c")),
-    echo: ratio(r.value, of("echo")),
+    vblade: pairedRatio(r, of("vblade")),
+    ggaoedC: pairedRatio(r, of("ggaoed-c")),
+    echo: pairedRatio(r, of("echo")),
   };
 }
 
@@ -307,8 +335,7 @@ export function manyTable(rows: ManyRow[]): string {
     "note",
   ];
   const of = (r: ManyRow, t: TargetName) =>
-    rows.find((x) => x.mtu === r.mtu && x.workload === r.workload && x.target === t)?.value ??
-      null;
+    rows.find((x) => x.mtu === r.mtu && x.workload === r.workload && x.target === t);
   const body = rows.map((r) => [
     String(r.mtu),
     LABELS[r.workload],
@@ -325,9 +352,9 @@ export function manyTable(rows: ManyRow[]): string {
     fmt(r.p99Ms, 3),
     r.retransmits === null ? "-" : String(r.retransmits),
     fmt(r.targetUsPerRequest, 2),
-    r.target === "vblade" ? "" : fmt(ratio(r.value, of(r, "vblade")), 2),
-    r.target === "ggaoed-c" ? "" : fmt(ratio(r.value, of(r, "ggaoed-c")), 2),
-    r.target === "echo" ? "" : fmt(ratio(r.value, of(r, "echo")), 2),
+    r.target === "vblade" ? "" : fmt(pairedRatio(r, of(r, "vblade")), 2),
+    r.target === "ggaoed-c" ? "" : fmt(pairedRatio(r, of(r, "ggaoed-c")), 2),
+    r.target === "echo" ? "" : fmt(pairedRatio(r, of(r, "echo")), 2),
     note(r.error),
   ]);
   return markdown(head, body, new Set([3, 5, 6, 7, 8, 9, 10, 11]));
@@ -395,8 +422,8 @@ export function chart(
   for (const mtu of mtus) {
     for (const w of WORKLOADS) {
       if (w === "seq_write_direct") continue;
-      const echo = find(rows, mtu, w, "echo", series)?.value ?? null;
-      const bars = shown.map((t) => ratio(find(rows, mtu, w, t, series)?.value ?? null, echo));
+      const echo = find(rows, mtu, w, "echo", series);
+      const bars = shown.map((t) => pairedRatio(find(rows, mtu, w, t, series), echo));
       if (bars.every((b) => b === null)) continue;
       groups.push({ label: LABELS[w], mtu, bars });
     }
