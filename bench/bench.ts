@@ -869,20 +869,16 @@ function workerTids(pids: number[]): Set<number> {
   );
 }
 
-/** One measurement with kinit (`--rx-ring` for the kinit-ring series) on the instance's link. */
-async function measureKinit(inst: Instance, m: Measure, series: Series): Promise<Row> {
-  const { setup, mtu, workload } = m;
-  const o = setup.opts;
+/** kinit's arguments for `workload` against `target` over link end `host` (a fresh seed each). */
+function kinitArgs(host: string, target: TargetName, workload: WorkloadName, o: Options): string[] {
   const spec = SPECS[workload];
-  const pids = pidsOf(inst);
-  const perf = await perfFor(m);
-  const args = [
+  return [
     "-i",
-    inst.links[0].host,
+    host,
     "--shelf",
     String(SHELF),
     "--slot",
-    String(SLOTS[inst.target]),
+    String(SLOTS[target]),
     "--workload",
     spec.kinit,
     "--window",
@@ -893,11 +889,22 @@ async function measureKinit(inst: Instance, m: Measure, series: Series): Promise
     String(o.warmup),
     "--seed",
     String(seed++),
+    ...(spec.ioBytes ? ["--io-bytes", String(spec.ioBytes)] : []),
+  ];
+}
+
+/** One measurement with kinit (`--rx-ring` for the kinit-ring series) on the instance's link. */
+async function measureKinit(inst: Instance, m: Measure, series: Series): Promise<Row> {
+  const { setup, mtu, workload } = m;
+  const o = setup.opts;
+  const pids = pidsOf(inst);
+  const perf = await perfFor(m);
+  const args = [
+    ...kinitArgs(inst.links[0].host, inst.target, workload, o),
     "--watch",
     pids.join(","),
     "--discover-ms",
     "10000",
-    ...(spec.ioBytes ? ["--io-bytes", String(spec.ioBytes)] : []),
     ...(perf ? ["--perf-fifo", perf.fifos] : []),
     ...(series === "kinit-ring" ? ["--rx-ring"] : []),
   ];
@@ -1323,7 +1330,6 @@ async function manyRow(
   w: WorkloadName,
 ): Promise<ManyRow> {
   const o = setup.opts;
-  const spec = SPECS[w];
   const unit = UNITS[w];
   const row: ManyRow = {
     mtu: lab.mtu,
@@ -1356,27 +1362,11 @@ async function manyRow(
     links.forEach((l, i) => {
       runs.push(
         new KinitRun(setup.tools.kinit, [
-          "-i",
-          l.host,
-          "--shelf",
-          String(SHELF),
-          "--slot",
-          String(SLOTS[t]),
-          "--workload",
-          spec.kinit,
-          "--window",
-          String(WINDOW),
-          "--seconds",
-          String(o.seconds),
-          "--warmup",
-          String(o.warmup),
-          "--seed",
-          String(seed++),
+          ...kinitArgs(l.host, t, w, o),
           "--start-at",
           String(startAt),
           "--discover-ms",
           "2500",
-          ...(spec.ioBytes ? ["--io-bytes", String(spec.ioBytes)] : []),
           ...(i === 0 ? ["--watch", pids.join(",")] : []),
         ], (o.seconds + o.warmup) * 1000 + 60_000),
       );
