@@ -368,7 +368,6 @@ export class Device implements Target {
   /** Whether a read queued in #copies touches the bytes of slot `slotIndex`'s transfer. */
   #copiesOverlap(slotIndex: number): boolean {
     const slots = this.#mappedSlots;
-    if (slots.length === 0) return false;
     const requests = this.#slots[slotIndex].requests;
     const start = requests[0].offset;
     const last = requests[requests.length - 1];
