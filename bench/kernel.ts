@@ -123,7 +123,14 @@ export interface KinitResult {
   verify?: { checkedReads: number; mismatches: number; uncheckedReads: number };
   cpu: { seconds: number; userSeconds: number; systemSeconds: number; usPerRequest: number };
   rxRing: boolean;
-  syscalls: { sendmmsg: number; recvmmsg: number; perRequest: number; repliesPerRecvmmsg: number };
+  syscalls: {
+    sendmmsg: number;
+    recvmmsg: number;
+    /** Waits that ended with no reply (the 20 ms tick, for retransmissions). */
+    recvmmsgEmpty: number;
+    perRequest: number;
+    repliesPerRecvmmsg: number;
+  };
   contextSwitches: { voluntary: number; involuntary: number; perRequest: number };
   watched?: ThreadUse[];
 }

@@ -52,6 +52,9 @@ static const char USAGE[] =
 	"                         the largest request for seq-*); never above the largest request\n"
 	"  --window N             requests outstanding (default 32, at most 4096)\n"
 	"  --seconds S            measured seconds (default 5)\n"
+	"  --requests N           end the measured window once N requests are answered (or after\n"
+	"                         --seconds, whichever comes first): a window defined by work\n"
+	"                         done, the same on a busy machine as on an idle one\n"
 	"  --warmup S             warm-up seconds before the measurement (default 0.5)\n"
 	"  --read-percent P       share of reads in mixed (default 70) and verify (default 50)\n"
 	"  --rto-ms N             retransmit a request unanswered this long (default 200)\n"
@@ -84,6 +87,7 @@ struct options {
 	long io_bytes;
 	int window;
 	double seconds, warmup;
+	uint64_t requests;
 	int read_percent;
 	int rto_ms, retries, batch;
 	uint64_t region;
@@ -541,7 +545,8 @@ static void parse(int argc, char **argv, struct options *o)
 		{ "region", required_argument, 0, 11 },	   { "seed", required_argument, 0, 12 },
 		{ "start-at", required_argument, 0, 13 },  { "watch", required_argument, 0, 14 },
 		{ "perf-fifo", required_argument, 0, 15 }, { "discover-ms", required_argument, 0, 16 },
-		{ "rx-ring", no_argument, 0, 17 },	   { "help", no_argument, 0, 'h' },
+		{ "rx-ring", no_argument, 0, 17 },	   { "requests", required_argument, 0, 18 },
+		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	memset(o, 0, sizeof(*o));
@@ -590,6 +595,7 @@ static void parse(int argc, char **argv, struct options *o)
 		case 15: o->perf_fifo = optarg; break;
 		case 16: o->discover_ms = (int)number(optarg, "--discover-ms", 1); break;
 		case 17: o->rx_ring = 1; break;
+		case 18: o->requests = (uint64_t)number(optarg, "--requests", 1); break;
 		case 'h': fputs(USAGE, stdout); exit(0);
 		default: fputs(USAGE, stderr); exit(2);
 		}
@@ -771,7 +777,8 @@ int main(int argc, char **argv)
 			phase = 1;
 			BEGIN_MEASURE(now);
 		}
-		if (phase == 1 && (now >= t_end || stop_requested)) {
+		if (phase == 1 &&
+		    (now >= t_end || stop_requested || (o.requests && c[1].requests >= o.requests))) {
 			cpu1 = cpu_ns();
 			getrusage(RUSAGE_SELF, &ru1);
 			busy1 = machine_busy_seconds();
