@@ -343,11 +343,20 @@ Deno.test("close() does not wait for a request whose handler never answers", asy
   const path = `${dir}/ggaoed.sock`;
   try {
     const handler = new TestHandler(["disk1"], []);
-    handler.reload = () => new Promise(() => {}); // a worker that never replies
+    let reloading = false;
+    handler.reload = () => { // a worker that never replies
+      reloading = true;
+      return new Promise(() => {});
+    };
     const server = await startControlServer(path, handler, () => {});
     const client = await ControlClient.connect(path);
     const pending = client.request("reload").catch((e) => e);
-    await new Promise((r) => setTimeout(r, 50));
+    // The request is with the handler before the server closes.
+    const deadline = performance.now() + 10_000;
+    while (!reloading) {
+      assert.ok(performance.now() < deadline, "the reload request never reached the handler");
+      await new Promise((r) => setTimeout(r, 5));
+    }
     const started = performance.now();
     await server.close();
     assert.ok(performance.now() - started < 3000);

@@ -232,17 +232,28 @@ Deno.test({
       const loadOutput = watch(load);
       try {
         await loadOutput.waitFor(/acked(.|\n)*acked/, 20_000);
+        // Three times: scrape (both formats in turn) until the load's writes have been both
+        // accepted and answered since the last time; every scrape on the way must be valid and
+        // no counter may go back.
         let last = s2;
-        for (let i = 0; i < 3; i++) {
-          await new Promise((r) => setTimeout(r, 300));
-          const s = await scrape(t, i % 2 ? "prometheus" : "openmetrics");
-          assert(device(s, "writes") > device(last, "writes"), "writes did not grow under load");
-          assert(count(s, "write") > count(last, "write"), "write histogram did not grow");
-          assert(count(s, "write") <= device(s, "writes"), "more answered than accepted");
-          bucketsOf(s, DURATION, { ...DISK1, op: "write" }).forEach((b, j) => {
-            assert(b.count >= bucketsOf(last, DURATION, { ...DISK1, op: "write" })[j].count);
-          });
+        let scrapes = 0;
+        for (let grew = 0; grew < 3;) {
+          const deadline = Date.now() + 30_000;
+          let s: Exposition;
+          do {
+            assert(Date.now() < deadline, "the writes and their histogram did not grow under load");
+            s = await scrape(t, scrapes++ % 2 ? "prometheus" : "openmetrics");
+            assert(device(s, "writes") >= device(last, "writes"), "writes went back");
+            assert(count(s, "write") <= device(s, "writes"), "more answered than accepted");
+            bucketsOf(s, DURATION, { ...DISK1, op: "write" }).forEach((b, j) => {
+              assert(b.count >= bucketsOf(last, DURATION, { ...DISK1, op: "write" })[j].count);
+            });
+          } while (
+            device(s, "writes") <= device(last, "writes") ||
+            count(s, "write") <= count(last, "write")
+          );
           last = s;
+          grew++;
         }
       } finally {
         load.kill("SIGTERM");

@@ -31,14 +31,17 @@ Deno.test({
         // retransmit what it is slow to answer.
         const slowA = lab.startLoad({ link: 0, slot: 2, sectors: 4096, seed: 7 });
         const slowB = lab.startLoad({ link: 1, slot: 2, firstLba: 8192, sectors: 4096, seed: 8 });
-        await new Promise((r) => setTimeout(r, 1500));
+        // Wait until the slow device is full and drops, then serve disk1 beside it.
+        const deadline = Date.now() + 30_000;
+        let slow = (await lab.stats()).dev.slow;
+        while (slow.queue_drop === 0) {
+          assert(Date.now() < deadline, `the slow device dropped nothing: ${JSON.stringify(slow)}`);
+          await new Promise((r) => setTimeout(r, 100));
+          slow = (await lab.stats()).dev.slow;
+        }
         const load = lab.startLoad({ link: 0, slot: 1 });
         await load.progress(40);
         const s = await lab.stats();
-        assert(
-          s.dev.slow.queue_drop > 0,
-          `the slow device dropped nothing: ${JSON.stringify(s.dev.slow)}`,
-        );
         assertEquals(s.dev.disk1.queue_drop, 0, "disk1 lost requests to the slow device");
         f.setDelay(0);
         await slowA.progress(2);

@@ -134,8 +134,9 @@ Deno.test({
         await load.progress(10);
         await slowLoad.progress(2);
         f.setDelay(4000);
-        // Requests of the slow device are now in the kernel for 4 s each. Change it.
-        await new Promise((r) => setTimeout(r, 300));
+        // Once requests of the slow device sit in the kernel for 4 s each, change it.
+        await until("a request of the slow device is delayed", () =>
+          f.counters().delayed > 0, 20_000);
         lab.writeConfig([
           { name: "disk1" },
           { name: "slow", slot: 2, extra: "direct-io = true\nmax-delay = 0.002" },
@@ -155,7 +156,8 @@ Deno.test({
         await lab.assertAlive();
         await lab.finishLoad(load);
         await lab.finishLoad(slowLoad, "slow");
-        await until("no device left retiring", () => !/still has \d+ request/.test(lab.log), 1000);
+        await until("no device left retiring", () =>
+          !/still has \d+ request/.test(lab.log), 1000);
       });
     }),
 });

@@ -76,6 +76,8 @@ export interface FaultCounters {
   fsyncs: number;
   /** pread/pwrite/fsync of the image itself failed (the errno was passed on). */
   imageErrors: number;
+  /** Reads and writes sleeping in the delay {@link FaultyFile.setDelay} set, now. */
+  delayed: number;
   /** The bad ranges now in force. */
   bad: (BadRange & { read: boolean; write: boolean })[];
 }
@@ -156,6 +158,7 @@ export class FaultyFile {
       maxWrite: j.max_write,
       fsyncs: j.fsyncs,
       imageErrors: j.image_errors,
+      delayed: j.delayed,
       bad: j.bad.map((b: { first: number; count: number; read: boolean; write: boolean }) => ({
         sector: b.first,
         count: b.count,

@@ -93,6 +93,12 @@ export class FakeNotifySocket {
     }
   }
 
+  /** How many messages arrived so far, every datagram already sent included. */
+  received(): number {
+    this.#drain();
+    return this.messages.length;
+  }
+
   close(): void {
     clearInterval(this.#timer);
     libc().close(this.#fd);
