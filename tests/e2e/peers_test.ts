@@ -153,6 +153,15 @@ Deno.test({
 
 // ---- tshark ---------------------------------------------------------------------------------
 
+/** A running `tshark -w`: its process, and how many requests and replies it has written. */
+interface Capture {
+  child: Deno.ChildProcess;
+  /** AoE requests and responses captured so far (from tshark's `-P` summary lines). */
+  exchangeFrames(): number;
+}
+
+const isExchange = (line: string) => / (Request|Response)\b/.test(line);
+
 /**
  * Starts `tshark -w` on an interface and returns once it demonstrably captures: `sentinel()`
  * sends a frame (a version 2 one, which the daemon ignores) until tshark's `-P` summary shows one.
@@ -161,7 +170,7 @@ async function startCapture(
   ifname: string,
   file: string,
   sentinel: () => void,
-): Promise<Deno.ChildProcess> {
+): Promise<Capture> {
   const child = new Deno.Command("tshark", {
     args: ["-i", ifname, "-w", file, "-f", "ether proto 0x88a2", "-l", "-P"],
     stdin: "null",
@@ -186,7 +195,8 @@ async function startCapture(
     if (err.includes("Capturing on")) sentinel();
     await new Promise((r) => setTimeout(r, 100));
   }
-  return child;
+  // A summary line names an AoE request or response; the sentinels' lines name neither.
+  return { child, exchangeFrames: () => out.split("\n").filter(isExchange).length };
 }
 
 /** Stops tshark by its PID with SIGINT, on which it finishes the capture (SIGKILL after 10 s). */
@@ -262,6 +272,13 @@ async function decode(file: string): Promise<Packet[]> {
 /** Tag of the version 2 frames that show the capture is running (the daemon ignores them). */
 const SENTINEL_TAG = 0x5e471e1;
 
+/**
+ * Requests of the traffic mix, each answered once: discovery, identify, power, flush, 8 + 8
+ * data, IDNF, 2 AoE errors, 2 config, 3 mask, 3 reserve, aoeping (config query + identify),
+ * aoecfg read.
+ */
+const EXCHANGES = 34;
+
 /** Wireshark's PI_ERROR expert severity. */
 const PI_ERROR = 0x00800000;
 
@@ -287,8 +304,7 @@ Deno.test({
         error: 0,
         command: 1,
       });
-      const tshark = await startCapture(t.hostIf, file, () => ini.sendRaw(sentinel));
-      let captured = false;
+      const capture = await startCapture(t.hostIf, file, () => ini.sendRaw(sentinel));
       try {
         // Discovery, IDENTIFY, CHECK POWER, FLUSH.
         assertEquals(ini.discover({ waitMs: 300 }).length, 1);
@@ -341,12 +357,15 @@ Deno.test({
         assertEquals((await tool(["aoeping", "-I", "-s", "5", "0", "1", t.hostIf])).code, 0);
         const cfg = await tool(["aoecfg", "-t", "2", "0", "1", t.hostIf]);
         assertEquals(cfg.stdout.trim(), "captured");
-        await new Promise((r) => setTimeout(r, 300));
-        captured = true;
+        // Every frame is on the wire; stop once tshark has written every request and reply.
+        const deadline = Date.now() + 20_000;
+        while (capture.exchangeFrames() < 2 * EXCHANGES && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        assertEquals(capture.exchangeFrames(), 2 * EXCHANGES, "requests and replies captured");
       } finally {
-        await stopCapture(tshark);
+        await stopCapture(capture.child);
       }
-      assert(captured);
       assertEquals(ini.retransmits, 0, "retransmissions would make the counts differ");
 
       // Leading version 2 sentinels: Wireshark decodes only version 1 past the version nibble.
@@ -358,9 +377,7 @@ Deno.test({
       const targetMac = formatMac(disk.mac);
       const requests = packets.filter((p) => !p.response);
       const replies = packets.filter((p) => p.response);
-      // Discovery, identify, power, flush, 8 + 8 data, IDNF, 2 AoE errors, 2 config, 3 mask,
-      // 3 reserve, aoeping (config query + identify), aoecfg read: 34 each way.
-      assertEquals([requests.length, replies.length], [34, 34]);
+      assertEquals([requests.length, replies.length], [EXCHANGES, EXCHANGES]);
       for (const p of packets) {
         const what = `frame ${p.number} (${p.protocols})`;
         assert(p.protocols.endsWith("eth:ethertype:aoe"), `${what}: not decoded as AoE`);

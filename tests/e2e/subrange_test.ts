@@ -196,11 +196,11 @@ Deno.test({
   name:
     "on a block device the range is checked at open: past its end, the device is not exported and the log says why",
   ...OPTS,
-  fn: async (t) => {
+  fn: async () => {
     const path = Deno.makeTempFileSync({ dir: "/var/tmp", prefix: "ggaoed-subrange-" });
     try {
       Deno.truncateSync(path, 4096 * S);
-      await withLoopDevice(t, path, async (loop) => {
+      await withLoopDevice(path, async (loop) => {
         await withTarget({
           devices: [
             { name: "ok", sizeMiB: 1, slot: 1 },
