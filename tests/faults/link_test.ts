@@ -24,19 +24,24 @@ for (const m of MATRIX) {
         const t0 = lab.links[0].target;
         const load = lab.startLoad();
         await load.progress(20);
+        const closes = () =>
+          (lab.log.match(/closing it|interface is gone or down, closing/g) ?? []).length;
+        const opens = () => (lab.log.match(/Listener started/g) ?? []).length;
         for (let i = 0; i < 3; i++) {
+          // Down until the daemon has closed it, up until it has opened it again.
+          const [closed, opened] = [closes(), opens()];
           await lab.inTarget("ip", "link", "set", t0, "down");
-          await new Promise((r) => setTimeout(r, 300));
+          await until(`the daemon closing the interface (down ${i + 1})`, () =>
+            closes() > closed, 30_000);
           await lab.inTarget("ip", "link", "set", t0, "up");
+          await until(`the daemon opening the interface again (up ${i + 1})`, () =>
+            opens() > opened, 30_000);
           await load.progress(10);
         }
         await lab.assertAlive();
         await lab.finishLoad(load);
-        const closes = (lab.log.match(/closing it|interface is gone or down, closing/g) ?? [])
-          .length;
-        assert(closes >= 3, `the interface was closed ${closes} times:\n${lab.log}`);
-        const opens = (lab.log.match(/Listener started/g) ?? []).length;
-        assert(opens >= 4, `the interface was opened ${opens} times:\n${lab.log}`);
+        assert(closes() >= 3, `the interface was closed ${closes()} times:\n${lab.log}`);
+        assert(opens() >= 4, `the interface was opened ${opens()} times:\n${lab.log}`);
       }),
   });
 
