@@ -37,7 +37,10 @@ Deno.test("glob: brackets, dots and backslashes are literal", () => {
 Deno.test("glob: a pathological pattern finishes quickly", () => {
   const start = performance.now();
   assert.equal(globMatch("a*a*a*a*a*a*a*a*b", "a".repeat(200)), false);
-  assert.ok(performance.now() - start < 100);
+  // Backtracking over every way to place 8 stars in 200 characters would not finish at all; a
+  // linear match takes well under a millisecond. The bound leaves room for a busy machine.
+  const took = performance.now() - start;
+  assert.ok(took < 2000, `took ${took.toFixed(0)} ms`);
 });
 
 Deno.test("matchesAny: null matches all, empty list matches nothing", () => {

@@ -55,7 +55,8 @@ Deno.test("a TimerFd armed for 50 ms wakes Epoll after 50 ms and not long after"
     assert.equal(epoll.wait(2000), 1);
     const elapsed = performance.now() - start;
     assert.ok(elapsed >= 49, `woke after ${elapsed} ms`);
-    assert.ok(elapsed < 500, `woke after ${elapsed} ms`);
+    // Not rounded up to a whole second; below that, a busy machine may wake this thread late.
+    assert.ok(elapsed < 950, `woke after ${elapsed} ms`);
     assert.equal(timer.drain(), 1);
     assert.equal(timer.drain(), 0);
   } finally {
