@@ -310,18 +310,52 @@ const SYSCALLS = [
   "madvise",
 ];
 
-function availableSyscalls(): string[] {
-  for (const root of ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]) {
+/**
+ * The tracefs directory whose `events/` lists the tracepoints perf can count. perf mounts
+ * tracefs itself on first use, so on a freshly booted machine nothing may be mounted before the
+ * first perf session: then mount it where perf would (root only, as perf is here), or the
+ * per-syscall and scheduler events would silently be left out of that first session.
+ */
+let tracingRootCache: string | null | undefined;
+function tracingRoot(): string | null {
+  if (tracingRootCache !== undefined) return tracingRootCache;
+  const roots = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+  const found = () =>
+    roots.find((r) => {
+      try {
+        return Deno.statSync(`${r}/events`).isDirectory;
+      } catch {
+        return false;
+      }
+    }) ?? null;
+  let root = found();
+  if (root === null) {
     try {
-      const have = new Set(
-        [...Deno.readDirSync(`${root}/events/syscalls`)].map((e) =>
-          e.name.replace(/^sys_enter_/, "")
-        ),
-      );
-      return SYSCALLS.filter((s) => have.has(s));
-    } catch { /* not mounted here */ }
+      new Deno.Command("mount", {
+        args: ["-t", "tracefs", "nodev", roots[0]],
+        stdout: "null",
+        stderr: "null",
+      }).outputSync();
+    } catch { /* no mount(8): perf counts what it can */ }
+    root = found();
   }
-  return [];
+  tracingRootCache = root;
+  return root;
+}
+
+function availableSyscalls(): string[] {
+  const root = tracingRoot();
+  if (root === null) return [];
+  try {
+    const have = new Set(
+      [...Deno.readDirSync(`${root}/events/syscalls`)].map((e) =>
+        e.name.replace(/^sys_enter_/, "")
+      ),
+    );
+    return SYSCALLS.filter((s) => have.has(s));
+  } catch {
+    return []; // a kernel without syscall tracepoints
+  }
 }
 
 /** Counts of one thread in a `perf stat --per-thread` session. */
@@ -351,18 +385,15 @@ const EXTRA_EVENTS = [
 ];
 
 function availableEvents(): string[] {
-  for (const root of ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"]) {
+  const root = tracingRoot();
+  if (root === null) return [];
+  return EXTRA_EVENTS.filter((e) => {
     try {
-      return EXTRA_EVENTS.filter((e) => {
-        try {
-          return Deno.statSync(`${root}/events/${e.replace(":", "/")}`).isDirectory;
-        } catch {
-          return false;
-        }
-      });
-    } catch { /* not mounted here */ }
-  }
-  return [];
+      return Deno.statSync(`${root}/events/${e.replace(":", "/")}`).isDirectory;
+    } catch {
+      return false;
+    }
+  });
 }
 
 /**
