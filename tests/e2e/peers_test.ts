@@ -186,7 +186,8 @@ async function startCapture(
   let err = "";
   drain(child.stdout, (c) => (out += c));
   drain(child.stderr, (c) => (err += c));
-  const deadline = Date.now() + 20000;
+  // tshark loads every dissector before it captures: seconds, many more on a busy machine.
+  const deadline = Date.now() + 90_000;
   while (out.trim() === "") {
     if (Date.now() > deadline) {
       await stopCapture(child);
@@ -288,7 +289,9 @@ Deno.test({
   ...OPTS,
   fn: () =>
     withTarget({ mtu: 9000, devices: [{ name: "disk1", sizeMiB: 4 }] }, async (t) => {
-      const ini = t.initiator({ window: 8, adaptive: false, timeoutMs: 1000 });
+      // A retransmission would make the counts below differ: wait long for every answer, so that
+      // a busy machine does not cause one.
+      const ini = t.initiator({ window: 8, adaptive: false, timeoutMs: 10_000 });
       const disk = ini.find(0, 1, { waitMs: 3000 });
       assertEquals(disk.maxSectors, 17);
       const file = `${t.dir}/capture.pcapng`;
@@ -307,7 +310,7 @@ Deno.test({
       const capture = await startCapture(t.hostIf, file, () => ini.sendRaw(sentinel));
       try {
         // Discovery, IDENTIFY, CHECK POWER, FLUSH.
-        assertEquals(ini.discover({ waitMs: 300 }).length, 1);
+        assertEquals(ini.discover({ waitMs: 10_000, first: true }).length, 1);
         assertEquals(ini.identify(disk).serial, `0.1:${Deno.hostname()}`.slice(0, 20));
         ini.checkPower(disk);
         ini.flush(disk, { ext: true });
@@ -337,7 +340,7 @@ Deno.test({
           command: 4,
         });
         ini.sendRaw(unknown);
-        assert(ini.receiveRaw(1000) !== null, "no answer to command 4");
+        assert(ini.receiveRaw(10_000) !== null, "no answer to command 4");
         // Config, mask, reserve.
         ini.queryConfig(disk, AOE_CFG_FORCE_SET, "captured");
         assertEquals(ini.queryConfig(disk, AOE_CFG_READ)?.config, "captured");
@@ -358,7 +361,7 @@ Deno.test({
         const cfg = await tool(["aoecfg", "-t", "2", "0", "1", t.hostIf]);
         assertEquals(cfg.stdout.trim(), "captured");
         // Every frame is on the wire; stop once tshark has written every request and reply.
-        const deadline = Date.now() + 20_000;
+        const deadline = Date.now() + 60_000;
         while (capture.exchangeFrames() < 2 * EXCHANGES && Date.now() < deadline) {
           await new Promise((r) => setTimeout(r, 50));
         }
