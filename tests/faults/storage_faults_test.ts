@@ -227,6 +227,34 @@ for (const direct of [true, false]) {
 
 Deno.test({
   name:
+    "faulty file: setDelay holds every read that long, and the `delayed` gauge counts the requests held now",
+  ...OPTS,
+  fn: () =>
+    withFaultyFile({ sizeBytes: MIB }, async (f) => {
+      assertEquals(f.counters().delayed, 0);
+      f.setDelay(1000);
+      const file = await Deno.open(f.path, { read: true });
+      try {
+        const started = performance.now();
+        const reading = file.read(new Uint8Array(SECTOR)); // on a blocking thread: we go on
+        const deadline = started + 30_000;
+        while (f.counters().delayed !== 1) {
+          assert(performance.now() < deadline, "the read was never held");
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        assertEquals(await reading, SECTOR);
+        const took = performance.now() - started;
+        assert(took >= 1000, `the read took ${took.toFixed(0)} ms`);
+        assertEquals(f.counters().delayed, 0);
+      } finally {
+        file.close();
+        f.setDelay(0);
+      }
+    }),
+});
+
+Deno.test({
+  name:
     "faulty file: kernel AIO on an O_DIRECT descriptor completes with -EIO on a bad sector and with the bytes elsewhere",
   ...OPTS,
   fn: () =>
