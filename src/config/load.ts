@@ -62,6 +62,9 @@ export interface LoadOptions {
   hostname?: string;
 }
 
+/** Devices a repeated warning names one by one; beyond, one line sums them up. */
+const WARN_EACH_UP_TO = 3;
+
 /** Characters of the IDENTIFY serial number (ATA words 10-19). */
 export const SERIAL_LENGTH = 20;
 
@@ -538,10 +541,7 @@ class Builder {
     if (deviceSections.length === 0) {
       this.warn("", "no devices are defined", "add a [devices.NAME] table to export something");
     }
-    for (const dev of devices) {
-      const path = deviceSections.find(([n]) => n === dev.name)?.[1].path ?? `devices.${dev.name}`;
-      this.#warnWithoutAdmin(dev, path);
-    }
+    this.#warnWithoutAdmin(devices, deviceSections);
     if (this.issues.length > 0) throw new ConfigError(this.issues);
     return {
       file: this.#file,
@@ -723,17 +723,39 @@ class Builder {
 
   /**
    * Without `admin`, any host a device serves may edit its MAC Mask List or take (or force) a
-   * reservation, locking out every other host, persistently: say so where there are others.
+   * reservation, locking out every other host, persistently: say so where there are others. A
+   * few such devices are named one by one; more are summed up in one line (a configuration of
+   * hundreds of devices would otherwise log hundreds of lines on every start and reload).
    */
-  #warnWithoutAdmin(dev: DeviceConfig, path: string): void {
-    if (dev.admin !== null || (dev.accept !== null && dev.accept.length <= 1)) return;
-    const who = dev.accept === null
-      ? "every host (no accept list)"
-      : `${dev.accept.length} hosts (its accept list)`;
+  #warnWithoutAdmin(devices: DeviceConfig[], sections: [string, Section][]): void {
+    const open = devices.filter((d) =>
+      d.admin === null && (d.accept === null || d.accept.length > 1)
+    );
+    const pathOf = (dev: DeviceConfig) =>
+      sections.find(([n]) => n === dev.name)?.[1].path ?? `devices.${dev.name}`;
+    const risk =
+      "any of them may edit the MAC Mask List or take or force a reservation, which locks the others out and persists across restarts";
+    if (open.length <= WARN_EACH_UP_TO) {
+      for (const dev of open) {
+        const who = dev.accept === null
+          ? "every host (no accept list)"
+          : `${dev.accept.length} hosts (its accept list)`;
+        const path = pathOf(dev);
+        this.warn(
+          path,
+          `served to ${who} and no admin list is set: ${risk}`,
+          `set admin = ["MAC", ...] in [${path}] or [defaults] to allow these edits only from the hosts listed`,
+        );
+      }
+      return;
+    }
+    const named = open.slice(0, WARN_EACH_UP_TO).map(pathOf).join(", ");
     this.warn(
-      path,
-      `served to ${who} and no admin list is set: any of them may edit the MAC Mask List or take or force a reservation, which locks the others out and persists across restarts`,
-      `set admin = ["MAC", ...] in [${path}] or [defaults] to allow these edits only from the hosts listed`,
+      "",
+      `${open.length} devices (${named} and ${
+        open.length - WARN_EACH_UP_TO
+      } more) are served to more than one host and no admin list is set: ${risk}`,
+      `set admin = ["MAC", ...] in [defaults], or in each device's table, to allow these edits only from the hosts listed`,
     );
   }
 

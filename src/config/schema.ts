@@ -42,7 +42,7 @@ export interface KeySpec {
   fix?: string;
 }
 
-const MAX_RING_KIB = 65536;
+export const MAX_RING_KIB = 65536;
 
 const between = (lo: number, hi: number) => (v: number) => v >= lo && v <= hi;
 // Written as `!(v < 0)`-free comparisons so that NaN fails every check.

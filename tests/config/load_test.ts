@@ -846,6 +846,26 @@ Deno.test(
 );
 
 Deno.test(
+  "without admin, more than three devices served to several hosts are summed up in one warning",
+  withEnv((env) => {
+    const dev = (i: number) =>
+      `[devices.d${i}]\npath = "${env.disk}"\nshelf = ${1 + (i >> 7)}\nslot = ${i & 127}\n`;
+    const c = load(env, Array.from({ length: 256 }, (_, i) => dev(i)).join(""));
+    assert.equal(c.warnings.length, 1, c.warnings.join("\n"));
+    assert.match(
+      c.warnings[0],
+      /^test\.conf: 256 devices \(devices\.d0, devices\.d1, devices\.d2 and 253 more\) are served to more than one host and no admin list is set: .*MAC Mask List/,
+    );
+    assert.match(c.warnings[0], /set admin = \["MAC", \.\.\.\] in \[defaults\]/);
+    const guarded = load(
+      env,
+      `admin = ["00:11:22:33:44:55"]\n` + Array.from({ length: 256 }, (_, i) => dev(i)).join(""),
+    );
+    assert.deepEqual(guarded.warnings, []);
+  }),
+);
+
+Deno.test(
   "offset and length must lie within a regular file; sync-writes and serial are read",
   withEnv((env) => {
     // env.disk holds 8 sectors.
