@@ -5,7 +5,7 @@
  * deno run --allow-read --allow-write --allow-env --allow-net ggaoectl.ts stats
  * ```
  *
- * Commands and output as the original's (REFERENCE.md 5.3); `--json` prints the daemon's
+ * Commands and output as the original's (docs/decisions.md §5.2); `--json` prints the daemon's
  * answers as JSON lines instead. See docs/ggaoectl.md.
  *
  * @module

@@ -3,8 +3,8 @@
  *
  * Everything wrong with a file is collected and thrown at once as a {@link ConfigError}; each
  * issue names the file, the dotted key and what to write instead. Built-in defaults always apply
- * (REFERENCE.md decisions 1-3), list items are trimmed (4), and an `accept` list that resolves
- * to nothing is an error (5).
+ * (docs/decisions.md §1.3), list items are trimmed, and an `accept` list that resolves to nothing
+ * is an error (§1.4).
  *
  * Format detection (docs/configuration.md): a file that parses as TOML is TOML, unless it also
  * reads as a GKeyFile and has top-level tables that TOML cannot mean (not `defaults`, `acls`,
@@ -334,7 +334,7 @@ class Builder {
     let acls: Section | null = null;
     const interfaces: [string, Section][] = [];
     const devices: [string, Section][] = [];
-    // The original's classification (REFERENCE.md 1.2): a group with `shelf` is a device.
+    // The original's classification (docs/decisions.md §1.2): a group with `shelf` is a device.
     for (const group of groups) {
       const section = new IniSection(group);
       if (group.name === "defaults") defaults = section;

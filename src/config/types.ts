@@ -9,7 +9,7 @@
 
 import type { ListenAddress } from "./listen.ts";
 
-/** Built-in defaults (REFERENCE.md 1.3, with our decisions). */
+/** Built-in defaults (docs/decisions.md §1.3). */
 export const DEFAULTS = {
   queueLength: 64,
   directIo: true,

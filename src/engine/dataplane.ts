@@ -890,7 +890,7 @@ export class DataPlane {
     );
   }
 
-  /** Sends the unsolicited Query Config reply (REFERENCE 2.10). */
+  /** Sends the unsolicited Query Config reply (docs/decisions.md §2.4). */
   #advertise(dev: Device, ifc: Iface): void {
     const targets = dev.accept && !dev.config.broadcast ? [...dev.accept].sort((a, b) => a - b) : [
       BROADCAST_MAC,
