@@ -199,9 +199,9 @@ class UserError extends Error {}
 
 /** Reads only `control-socket` from the daemon's configuration (TOML or the original's INI). */
 function controlSocketFromConfig(file: string): string {
-  // Devices need not be reachable from here, and the kernel release (which only decides the
-  // TX ring workaround) would need --allow-sys: skip both.
-  return loadConfig(file, { checkFilesystem: false, kernelRelease: "" }).global.controlSocket;
+  // Devices need not be reachable from here, and the host name (which only goes into default
+  // serial numbers) would need --allow-sys: skip both.
+  return loadConfig(file, { checkFilesystem: false, hostname: "" }).global.controlSocket;
 }
 
 async function runOnce(

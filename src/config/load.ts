@@ -56,8 +56,6 @@ export interface LoadOptions {
    * device or regular file); default true.
    */
   checkFilesystem?: boolean;
-  /** Kernel release deciding `tx-ring-bug` when unset; default `Deno.osRelease()`. */
-  kernelRelease?: string;
   /** Host name in the default serial number `shelf.slot:hostname`; default `Deno.hostname()`. */
   hostname?: string;
 }
@@ -461,7 +459,6 @@ class Builder {
       pidFile: get("pid-file", DEFAULTS.pidFile),
       controlSocket: get("control-socket", DEFAULTS.controlSocket),
       stateDirectory: get("state-directory", DEFAULTS.stateDirectory),
-      txRingBug: get<boolean | null>("tx-ring-bug", this.#txRingBugAuto()),
       logTarget: get("log-target", "stderr"),
       logLevel: get("log-level", "info"),
       metricsListen: get<ListenAddress | null>("metrics-listen", null),
@@ -775,18 +772,6 @@ class Builder {
         seen.set(address, dev.name);
       }
     }
-  }
-
-  #txRingBugAuto(): boolean | null {
-    let release = this.#options.kernelRelease;
-    if (release === undefined) {
-      try {
-        release = Deno.osRelease();
-      } catch {
-        return null; // no --allow-sys: the engine decides
-      }
-    }
-    return release.startsWith("2.6.31");
   }
 
   #loadEthers(): { table: EthersTable | null; file: string; reason: string } {

@@ -130,7 +130,11 @@ export const DEFAULTS_KEYS: readonly KeySpec[] = [
   RING,
   SNDBUF,
   RCVBUF,
-  { key: "tx-ring-bug", kind: "boolean" },
+  {
+    key: "tx-ring-bug",
+    kind: "obsolete",
+    fix: "remove it: it worked around a TX ring bug of Linux 2.6.31, which no supported kernel has",
+  },
   MAX_DELAY,
   MERGE_DELAY,
   { key: "log-target", kind: "enum", values: ["stderr", "syslog"] },

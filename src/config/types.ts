@@ -55,8 +55,6 @@ export interface GlobalConfig {
   pidFile: string;
   controlSocket: string;
   stateDirectory: string;
-  /** `tx-ring-bug`: null = automatic (on only for kernel 2.6.31). */
-  txRingBug: boolean | null;
   /** `log-target`: "stderr" (default) or "syslog". */
   logTarget: "stderr" | "syslog";
   /** `log-level`: "debug" | "info" | "warning" | "error". */

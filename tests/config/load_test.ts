@@ -38,7 +38,6 @@ function withEnv(fn: (env: Env) => void): () => void {
         options: {
           ethersFile: `${dir}/ethers`,
           uuidDirectory: `${dir}/by-uuid`,
-          kernelRelease: "6.1.0-18-amd64",
           hostname: "storage1",
         },
       });
@@ -83,7 +82,6 @@ Deno.test(
       pidFile: "/run/ggaoed/ggaoed.pid",
       controlSocket: "/run/ggaoed/ggaoed.sock",
       stateDirectory: "/var/lib/ggaoed",
-      txRingBug: false,
       logTarget: "stderr",
       logLevel: "info",
       metricsListen: null,
@@ -137,7 +135,6 @@ mtu = 9000
 ring-buffer-size = 1024
 send-buffer-size = 256
 receive-buffer-size = 512
-tx-ring-bug = true
 max-delay = 0.002
 merge-delay = 0.0005
 log-target = "syslog"
@@ -181,7 +178,6 @@ slot = 0
       pidFile: "/tmp/x.pid",
       controlSocket: "/tmp/x.sock",
       stateDirectory: env.state,
-      txRingBug: true,
       logTarget: "syslog",
       logLevel: "debug",
       metricsListen: { text: "[::1]:9100", hostname: "::1", port: 9100 },
@@ -636,14 +632,22 @@ Deno.test(
 );
 
 Deno.test(
-  "tx-ring-bug defaults on only for kernel 2.6.31, and the key overrides",
+  "tx-ring-bug (a Linux 2.6.31 workaround) is accepted and ignored with a warning, TOML and INI",
   withEnv((env) => {
-    assert.equal(load(env, "", { kernelRelease: "2.6.31-1-686" }).global.txRingBug, true);
-    assert.equal(load(env, "", { kernelRelease: "2.6.32" }).global.txRingBug, false);
-    assert.equal(
-      load(env, "tx-ring-bug = false\n", { kernelRelease: "2.6.31" }).global.txRingBug,
-      false,
+    const ring = (c: Config) => c.warnings.filter((w) => w.includes("tx-ring-bug"));
+    const toml = load(env, "tx-ring-bug = true\n");
+    assert.deepEqual(ring(toml), [
+      "test.conf: defaults.tx-ring-bug: tx-ring-bug is obsolete and ignored (remove it: it worked around a TX ring bug of Linux 2.6.31, which no supported kernel has)",
+    ]);
+    assert.equal("txRingBug" in toml.global, false);
+    const ini = parseConfigText(
+      `[defaults]\nstate-directory = ${env.state}\ninterfaces = eth0, eth1\ntx-ring-bug = true\n`,
+      "test.conf",
+      env.options,
     );
+    assert.equal(ini.format, "ini");
+    assert.equal(ring(ini).length, 1);
+    assert.match(ring(ini)[0], /tx-ring-bug is obsolete and ignored \(remove it: /);
   }),
 );
 
