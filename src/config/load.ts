@@ -659,7 +659,6 @@ class Builder {
     const device: DeviceConfig = {
       name,
       path,
-      uuid,
       shelf,
       slot,
       queueLength: num("queue-length", defaults.queueLength),

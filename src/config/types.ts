@@ -81,8 +81,6 @@ export interface DeviceConfig {
   name: string;
   /** Path of the block device or regular file (a `uuid` is resolved to its device node). */
   path: string;
-  /** The `uuid` key as written, if the device was given by UUID. */
-  uuid: string | null;
   shelf: number;
   slot: number;
   queueLength: number;

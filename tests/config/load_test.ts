@@ -95,7 +95,6 @@ Deno.test(
     assert.deepEqual(c.devices, [{
       name: "disk1",
       path: env.disk,
-      uuid: null,
       shelf: 1,
       slot: 2,
       queueLength: 64,
@@ -200,7 +199,6 @@ slot = 0
     assert.deepEqual(d1, {
       name: "d1",
       path: env.disk,
-      uuid: null,
       shelf: 65534,
       slot: 254,
       queueLength: 128,
@@ -431,7 +429,6 @@ Deno.test(
         `[devices.b]\nuuid = "abcd-1234"\nshelf = 1\nslot = 2\n`,
     );
     assert.equal(c.devices[0].path, env.disk);
-    assert.equal(c.devices[0].uuid, "0A1B2C3D-1111-2222-3333-444455556666");
     assert.equal(c.devices[1].path, env.disk);
     const e = issuesOf(() =>
       load(env, `[devices.a]\nuuid = "ffff-0000"\nshelf = 1\nslot = 1\n`, {
