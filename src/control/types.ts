@@ -183,8 +183,3 @@ export interface ControlReplies {
   "clear-reserve": ClearReply;
 }
 
-/** Answer to a request that failed. */
-export interface ErrorReply {
-  ok: false;
-  error: string;
-}
