@@ -182,4 +182,3 @@ export interface ControlReplies {
   "clear-macmask": ClearReply;
   "clear-reserve": ClearReply;
 }
-
