@@ -5,7 +5,7 @@
  * deno run --allow-read --allow-write --allow-env --allow-net ggaoectl.ts stats
  * ```
  *
- * Commands and output as the original's (REFERENCE.md 5.3); `--json` prints the daemon's
+ * Commands and output as the original's (docs/decisions.md §5.2); `--json` prints the daemon's
  * answers as JSON lines instead. See docs/ggaoectl.md.
  *
  * @module
@@ -199,9 +199,9 @@ class UserError extends Error {}
 
 /** Reads only `control-socket` from the daemon's configuration (TOML or the original's INI). */
 function controlSocketFromConfig(file: string): string {
-  // Devices need not be reachable from here, and the kernel release (which only decides the
-  // TX ring workaround) would need --allow-sys: skip both.
-  return loadConfig(file, { checkFilesystem: false, kernelRelease: "" }).global.controlSocket;
+  // Devices need not be reachable from here, and the host name (which only goes into default
+  // serial numbers) would need --allow-sys: skip both.
+  return loadConfig(file, { checkFilesystem: false, hostname: "" }).global.controlSocket;
 }
 
 async function runOnce(

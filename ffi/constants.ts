@@ -9,7 +9,6 @@
 export const O_RDONLY = 0;
 export const O_RDWR = 0o2;
 export const O_EXCL = 0o200;
-export const O_NONBLOCK = 0o4000;
 export const O_DIRECT = 0o40000;
 export const O_DSYNC = 0o10000;
 export const O_CLOEXEC = 0o2000000;
@@ -67,11 +66,9 @@ export const PACKET_LOSS = 14;
 export const TPACKET_V2 = 1;
 export const TP_STATUS_KERNEL = 0;
 export const TP_STATUS_USER = 1;
-export const TP_STATUS_COPY = 2;
 export const TP_STATUS_LOSING = 4;
 export const TP_STATUS_AVAILABLE = 0;
 export const TP_STATUS_SEND_REQUEST = 1;
-export const TP_STATUS_SENDING = 2;
 export const TP_STATUS_WRONG_FORMAT = 4;
 
 /** The AoE ethertype. */
@@ -166,4 +163,3 @@ export const SYS_io_setup = 206;
 export const SYS_io_destroy = 207;
 export const SYS_io_getevents = 208;
 export const SYS_io_submit = 209;
-export const SYS_io_cancel = 210;

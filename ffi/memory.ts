@@ -97,11 +97,6 @@ export function _adoptMapping(pointer: Deno.PointerObject, length: number): Memo
   return adopt(pointer, length);
 }
 
-/** @internal For ffi/ only: the region's pointer (for pointer parameters). */
-export function _memoryPointer(memory: Memory): Deno.PointerObject {
-  return pointerOf(memory);
-}
-
 /**
  * @internal For ffi/ only: a pointer `offset` bytes into the region. Allocates: call it at setup
  * time and keep the result, never per I/O.

@@ -20,7 +20,7 @@ import {
   SOCK_DGRAM,
 } from "./constants.ts";
 import { IFREQ } from "./structs.ts";
-import { macAt } from "../src/mac.ts";
+import { macAt } from "./mac.ts";
 
 /** What {@link interfaceInfo} reports about an interface. */
 export interface InterfaceInfo {

@@ -1,6 +1,6 @@
 /**
  * Link events and link listings through rtnetlink (NETLINK_ROUTE), as the original ggaoed's
- * netlink.c does (REFERENCE.md 4.6): a {@link LinkMonitor} subscribed to RTMGRP_LINK tells the
+ * netlink.c does (docs/decisions.md §4.3): a {@link LinkMonitor} subscribed to RTMGRP_LINK tells the
  * data-path loop within milliseconds that an interface appeared, went up or down, was renamed,
  * changed MTU or MAC, or vanished; {@link dumpLinks} lists every link with one RTM_GETLINK dump.
  *
@@ -57,7 +57,7 @@ import {
   SOL_SOCKET,
 } from "./constants.ts";
 import { IFINFOMSG, NLMSGERR, NLMSGHDR, RTATTR, SOCKADDR_NL } from "./structs.ts";
-import { macAt } from "../src/mac.ts";
+import { macAt } from "./mac.ts";
 
 /** One link as rtnetlink describes it. */
 export interface LinkInfo {

@@ -11,27 +11,10 @@
 /** The broadcast address ff:ff:ff:ff:ff:ff as a number. */
 export const BROADCAST_MAC = 0xffffffffffff;
 
-const TWO_32 = 0x1_0000_0000;
-
-/** Reads the MAC at `bytes[offset..offset+6]` as a 48-bit number. */
-export function macAt(bytes: Uint8Array, offset: number): number {
-  const hi = (bytes[offset] << 8) | bytes[offset + 1];
-  const lo = ((bytes[offset + 2] << 24) | (bytes[offset + 3] << 16) | (bytes[offset + 4] << 8) |
-    bytes[offset + 5]) >>> 0;
-  return hi * TWO_32 + lo;
-}
-
-/** Writes `mac` as six bytes at `bytes[offset..offset+6]`. */
-export function putMac(bytes: Uint8Array, offset: number, mac: number): void {
-  const hi = Math.floor(mac / TWO_32);
-  const lo = mac % TWO_32;
-  bytes[offset] = hi >>> 8;
-  bytes[offset + 1] = hi & 0xff;
-  bytes[offset + 2] = lo >>> 24;
-  bytes[offset + 3] = (lo >>> 16) & 0xff;
-  bytes[offset + 4] = (lo >>> 8) & 0xff;
-  bytes[offset + 5] = lo & 0xff;
-}
+// Reading and writing a MAC in a frame is shared with ffi/ (interface addresses, rtnetlink), which
+// imports nothing from src/: the two live there.
+import { macAt, putMac } from "../ffi/mac.ts";
+export { macAt, putMac };
 
 /** The six bytes of `mac`. */
 export function macBytes(mac: number): Uint8Array {

@@ -4,7 +4,8 @@
  * - `--allow-ffi`: packet sockets, AIO, epoll — the whole data path;
  * - `--allow-read` / `--allow-write`: configuration, exports, state directory, pid file;
  * - `--allow-env`: Deno's FFI loader and the benchmark's mechanism switches;
- * - `--allow-sys`: the kernel release (the `tx-ring-bug` default);
+ * - `--allow-sys`: the host name (the default IDENTIFY serial, the daemon's name among the hosts
+ *   serving an RBD image);
  * - `--allow-net`: the control socket (Deno counts Unix sockets as network access).
  *
  * @module

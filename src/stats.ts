@@ -104,7 +104,6 @@ export const LATENCY_BOUNDS: readonly number[] = [
 
 /** The kinds of request with a latency histogram, in layout order. */
 export const LATENCY_KINDS = ["read", "write", "other"] as const;
-export type LatencyKindName = typeof LATENCY_KINDS[number];
 
 /** Index of each kind: `recordLatency(stats, LatencyKind.READ, seconds)`. */
 export const LatencyKind = { READ: 0, WRITE: 1, OTHER: 2 } as const;

@@ -42,7 +42,7 @@ Deno.test("convert-config turns the original's sample into TOML that loads to th
   assertEquals(r.code, 0, r.err);
   const dir = Deno.makeTempDirSync();
   Deno.writeTextFileSync(`${dir}/ethers`, "00:11:22:33:44:55 host1\n"); // the sample names host1
-  const opts = { checkFilesystem: false, kernelRelease: "6.1.0", ethersFile: `${dir}/ethers` };
+  const opts = { checkFilesystem: false, ethersFile: `${dir}/ethers` };
   const fromToml = parseConfigText(r.out, "converted.toml", opts);
   const fromIni = parseConfigText(Deno.readTextFileSync(fixture), fixture, opts);
   assertEquals(fromToml.format, "toml");

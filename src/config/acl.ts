@@ -1,5 +1,5 @@
 /**
- * ACL token resolution (REFERENCE.md 1.4, with our decisions): a token is a MAC address, the
+ * ACL token resolution (docs/decisions.md §1.4): a token is a MAC address, the
  * name of an `[acls]` entry (in any order, expanded recursively), or a host name from the ethers
  * file. Anything else is an error, not a skipped token.
  *

@@ -1,6 +1,6 @@
 /**
  * `ggaoed convert-config`: turns the original's INI (GKeyFile) configuration into the equivalent
- * TOML file. Groups are classified as the original did (REFERENCE.md 1.2), keys keep their names
+ * TOML file. Groups are classified as the original did (docs/decisions.md §1.2), keys keep their names
  * and order, lists become arrays of trimmed items, and comments are carried over. Keys the
  * original ignored (unknown or obsolete) become comments, so the result loads to the same
  * configuration as the INI file.

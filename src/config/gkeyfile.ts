@@ -1,6 +1,6 @@
 /**
  * A faithful reader of glib's GKeyFile format, the configuration syntax of the original ggaoed
- * (REFERENCE.md 1.1), so that existing `/etc/ggaoed.conf` files keep working.
+ * (docs/decisions.md §1.1), so that existing `/etc/ggaoed.conf` files keep working.
  *
  * The rules follow glib's `gkeyfile.c`:
  * - a line whose first non-blank character is `#` is a comment; `;` is not a comment, and there

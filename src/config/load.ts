@@ -3,8 +3,8 @@
  *
  * Everything wrong with a file is collected and thrown at once as a {@link ConfigError}; each
  * issue names the file, the dotted key and what to write instead. Built-in defaults always apply
- * (REFERENCE.md decisions 1-3), list items are trimmed (4), and an `accept` list that resolves
- * to nothing is an error (5).
+ * (docs/decisions.md §1.3), list items are trimmed, and an `accept` list that resolves to nothing
+ * is an error (§1.4).
  *
  * Format detection (docs/configuration.md): a file that parses as TOML is TOML, unless it also
  * reads as a GKeyFile and has top-level tables that TOML cannot mean (not `defaults`, `acls`,
@@ -56,11 +56,12 @@ export interface LoadOptions {
    * device or regular file); default true.
    */
   checkFilesystem?: boolean;
-  /** Kernel release deciding `tx-ring-bug` when unset; default `Deno.osRelease()`. */
-  kernelRelease?: string;
   /** Host name in the default serial number `shelf.slot:hostname`; default `Deno.hostname()`. */
   hostname?: string;
 }
+
+/** Devices a repeated warning names one by one; beyond, one line sums them up. */
+const WARN_EACH_UP_TO = 3;
 
 /** Characters of the IDENTIFY serial number (ATA words 10-19). */
 export const SERIAL_LENGTH = 20;
@@ -331,7 +332,7 @@ class Builder {
     let acls: Section | null = null;
     const interfaces: [string, Section][] = [];
     const devices: [string, Section][] = [];
-    // The original's classification (REFERENCE.md 1.2): a group with `shelf` is a device.
+    // The original's classification (docs/decisions.md §1.2): a group with `shelf` is a device.
     for (const group of groups) {
       const section = new IniSection(group);
       if (group.name === "defaults") defaults = section;
@@ -458,7 +459,6 @@ class Builder {
       pidFile: get("pid-file", DEFAULTS.pidFile),
       controlSocket: get("control-socket", DEFAULTS.controlSocket),
       stateDirectory: get("state-directory", DEFAULTS.stateDirectory),
-      txRingBug: get<boolean | null>("tx-ring-bug", this.#txRingBugAuto()),
       logTarget: get("log-target", "stderr"),
       logLevel: get("log-level", "info"),
       metricsListen: get<ListenAddress | null>("metrics-listen", null),
@@ -538,10 +538,7 @@ class Builder {
     if (deviceSections.length === 0) {
       this.warn("", "no devices are defined", "add a [devices.NAME] table to export something");
     }
-    for (const dev of devices) {
-      const path = deviceSections.find(([n]) => n === dev.name)?.[1].path ?? `devices.${dev.name}`;
-      this.#warnWithoutAdmin(dev, path);
-    }
+    this.#warnWithoutAdmin(devices, deviceSections);
     if (this.issues.length > 0) throw new ConfigError(this.issues);
     return {
       file: this.#file,
@@ -662,7 +659,6 @@ class Builder {
     const device: DeviceConfig = {
       name,
       path,
-      uuid,
       shelf,
       slot,
       queueLength: num("queue-length", defaults.queueLength),
@@ -723,17 +719,39 @@ class Builder {
 
   /**
    * Without `admin`, any host a device serves may edit its MAC Mask List or take (or force) a
-   * reservation, locking out every other host, persistently: say so where there are others.
+   * reservation, locking out every other host, persistently: say so where there are others. A
+   * few such devices are named one by one; more are summed up in one line (a configuration of
+   * hundreds of devices would otherwise log hundreds of lines on every start and reload).
    */
-  #warnWithoutAdmin(dev: DeviceConfig, path: string): void {
-    if (dev.admin !== null || (dev.accept !== null && dev.accept.length <= 1)) return;
-    const who = dev.accept === null
-      ? "every host (no accept list)"
-      : `${dev.accept.length} hosts (its accept list)`;
+  #warnWithoutAdmin(devices: DeviceConfig[], sections: [string, Section][]): void {
+    const open = devices.filter((d) =>
+      d.admin === null && (d.accept === null || d.accept.length > 1)
+    );
+    const pathOf = (dev: DeviceConfig) =>
+      sections.find(([n]) => n === dev.name)?.[1].path ?? `devices.${dev.name}`;
+    const risk =
+      "any of them may edit the MAC Mask List or take or force a reservation, which locks the others out and persists across restarts";
+    if (open.length <= WARN_EACH_UP_TO) {
+      for (const dev of open) {
+        const who = dev.accept === null
+          ? "every host (no accept list)"
+          : `${dev.accept.length} hosts (its accept list)`;
+        const path = pathOf(dev);
+        this.warn(
+          path,
+          `served to ${who} and no admin list is set: ${risk}`,
+          `set admin = ["MAC", ...] in [${path}] or [defaults] to allow these edits only from the hosts listed`,
+        );
+      }
+      return;
+    }
+    const named = open.slice(0, WARN_EACH_UP_TO).map(pathOf).join(", ");
     this.warn(
-      path,
-      `served to ${who} and no admin list is set: any of them may edit the MAC Mask List or take or force a reservation, which locks the others out and persists across restarts`,
-      `set admin = ["MAC", ...] in [${path}] or [defaults] to allow these edits only from the hosts listed`,
+      "",
+      `${open.length} devices (${named} and ${
+        open.length - WARN_EACH_UP_TO
+      } more) are served to more than one host and no admin list is set: ${risk}`,
+      `set admin = ["MAC", ...] in [defaults], or in each device's table, to allow these edits only from the hosts listed`,
     );
   }
 
@@ -753,18 +771,6 @@ class Builder {
         seen.set(address, dev.name);
       }
     }
-  }
-
-  #txRingBugAuto(): boolean | null {
-    let release = this.#options.kernelRelease;
-    if (release === undefined) {
-      try {
-        release = Deno.osRelease();
-      } catch {
-        return null; // no --allow-sys: the engine decides
-      }
-    }
-    return release.startsWith("2.6.31");
   }
 
   #loadEthers(): { table: EthersTable | null; file: string; reason: string } {

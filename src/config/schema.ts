@@ -42,7 +42,7 @@ export interface KeySpec {
   fix?: string;
 }
 
-const MAX_RING_KIB = 65536;
+export const MAX_RING_KIB = 65536;
 
 const between = (lo: number, hi: number) => (v: number) => v >= lo && v <= hi;
 // Written as `!(v < 0)`-free comparisons so that NaN fails every check.
@@ -130,7 +130,11 @@ export const DEFAULTS_KEYS: readonly KeySpec[] = [
   RING,
   SNDBUF,
   RCVBUF,
-  { key: "tx-ring-bug", kind: "boolean" },
+  {
+    key: "tx-ring-bug",
+    kind: "obsolete",
+    fix: "remove it: it worked around a TX ring bug of Linux 2.6.31, which no supported kernel has",
+  },
   MAX_DELAY,
   MERGE_DELAY,
   { key: "log-target", kind: "enum", values: ["stderr", "syslog"] },

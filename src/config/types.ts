@@ -9,7 +9,7 @@
 
 import type { ListenAddress } from "./listen.ts";
 
-/** Built-in defaults (REFERENCE.md 1.3, with our decisions). */
+/** Built-in defaults (docs/decisions.md §1.3). */
 export const DEFAULTS = {
   queueLength: 64,
   directIo: true,
@@ -55,8 +55,6 @@ export interface GlobalConfig {
   pidFile: string;
   controlSocket: string;
   stateDirectory: string;
-  /** `tx-ring-bug`: null = automatic (on only for kernel 2.6.31). */
-  txRingBug: boolean | null;
   /** `log-target`: "stderr" (default) or "syslog". */
   logTarget: "stderr" | "syslog";
   /** `log-level`: "debug" | "info" | "warning" | "error". */
@@ -83,8 +81,6 @@ export interface DeviceConfig {
   name: string;
   /** Path of the block device or regular file (a `uuid` is resolved to its device node). */
   path: string;
-  /** The `uuid` key as written, if the device was given by UUID. */
-  uuid: string | null;
   shelf: number;
   slot: number;
   queueLength: number;

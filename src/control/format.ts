@@ -1,5 +1,5 @@
 /**
- * What `ggaoectl` prints, as pure functions (REFERENCE.md 5.3): the statistics dump, the hex
+ * What `ggaoectl` prints, as pure functions (docs/decisions.md §5.2): the statistics dump, the hex
  * dump of Query Config strings, MAC lists, and the `monitor` tables. Numbers are formatted like
  * C's printf (`%g`, `%8.1f`: exact decimal value, ties to even) so the output matches the
  * original's character for character.

@@ -2,7 +2,7 @@
  * The control interface's contracts: what the daemon gives the control server
  * ({@link ControlHandler}), and the messages that travel over the control socket.
  *
- * The transport is ours, not the original's (REFERENCE.md 5.1 allows it): a Unix stream socket
+ * The transport is ours, not the original's (docs/decisions.md §5.1): a Unix stream socket
  * carrying newline-delimited JSON. One conversation:
  *
  * ```
@@ -181,10 +181,4 @@ export interface ControlReplies {
   "clear-config": ClearReply;
   "clear-macmask": ClearReply;
   "clear-reserve": ClearReply;
-}
-
-/** Answer to a request that failed. */
-export interface ErrorReply {
-  ok: false;
-  error: string;
 }

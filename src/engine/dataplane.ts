@@ -39,6 +39,7 @@ import {
   sysError,
 } from "../../ffi/mod.ts";
 import { matchesAny } from "../config/glob.ts";
+import { MAX_RING_KIB } from "../config/schema.ts";
 import type { Config, DeviceConfig } from "../config/types.ts";
 import { BROADCAST_MAC } from "../mac.ts";
 import {
@@ -859,22 +860,37 @@ export class DataPlane {
     for (const ifc of this.interfaces) {
       const before = new Set(ifc.devices);
       ifc.devices = this.devices.filter((d) => matchesAny(d.config.interfaces, ifc.name));
-      const advertised = ifc.devices.reduce((sum, d) => sum + d.bufferCount, 0);
-      if (ifc.socket.rxRing && ifc.socket.rxFrames < advertised) {
-        // An initiator may keep Buffer Count requests outstanding; more than the ring holds are
-        // dropped by the kernel and cost it a retransmit timeout.
-        this.#log(
-          "warning",
-          `net/${ifc.name}: the RX ring holds ${ifc.socket.rxFrames} frames, fewer than the ${advertised} requests its devices advertise (queue-length); raise ring-buffer-size`,
-        );
-      }
+      this.#checkRxRing(ifc);
       for (const dev of ifc.devices) {
         if (all || fresh.includes(ifc) || !before.has(dev)) this.#advertise(dev, ifc);
       }
     }
   }
 
-  /** Sends the unsolicited Query Config reply (REFERENCE 2.10). */
+  /**
+   * Warns when the RX ring cannot take one host's full window on one device (its Buffer Count,
+   * which an initiator sends back to back): the frames beyond the ring are dropped by the kernel
+   * and each costs the initiator a retransmit timeout. Frames wait in the ring only until the
+   * next turn drains them, so the sum of every device's Buffer Count is not what to size it for
+   * ("Sizing the RX ring" in docs/configuration.md).
+   */
+  #checkRxRing(ifc: Iface): void {
+    if (!ifc.socket.rxRing) return;
+    let window = 0;
+    for (const d of ifc.devices) window = Math.max(window, d.bufferCount);
+    const frames = ifc.socket.rxFrames;
+    if (frames >= window) return;
+    const kib = Math.ceil(ifc.config.ringBufferSize / 1024 * window / Math.max(frames, 1));
+    const fix = kib <= MAX_RING_KIB
+      ? `raise ring-buffer-size to about ${kib} KiB, or lower queue-length`
+      : `lower queue-length (a ring of ${MAX_RING_KIB} KiB, the most ring-buffer-size allows, would not hold them)`;
+    this.#log(
+      "warning",
+      `net/${ifc.name}: the RX ring holds ${frames} frames, fewer than the ${window} requests one host may send at once to one device (its queue-length): ${fix}`,
+    );
+  }
+
+  /** Sends the unsolicited Query Config reply (docs/decisions.md §2.4). */
   #advertise(dev: Device, ifc: Iface): void {
     const targets = dev.accept && !dev.config.broadcast ? [...dev.accept].sort((a, b) => a - b) : [
       BROADCAST_MAC,

@@ -1,7 +1,6 @@
 /**
  * One exported device on the data path: its storage, its request pool (its own Buffer Count of
- * requests, see pool.ts), its kernel AIO context and its request queue (REFERENCE.md section 3,
- * with our fixes).
+ * requests, see pool.ts), its kernel AIO context and its request queue (docs/decisions.md §3).
  *
  * Life of a read or write: the engine accepts it ({@link Device.enqueue}), it waits in the
  * deferred queue until the end of the loop iteration (or the merge-delay timer), then
@@ -706,7 +705,7 @@ export class Device implements Target {
     q.length -= count;
   }
 
-  /** REFERENCE 3.3: older first, unless within max-delay of each other; then lower offset. */
+  /** docs/decisions.md §3.2: older first, unless within max-delay of each other; then lower offset. */
   readonly #compare = (a: Request, b: Request): number => {
     const dt = a.arrival - b.arrival;
     if (dt > this.#maxDelay || dt < -this.#maxDelay) return dt;

@@ -3,7 +3,7 @@
  * recvfrom/sendto), the {@link Port} the engine sees, its counters, the devices visible on it, and
  * its TX queue.
  *
- * TX congestion (REFERENCE 4.4): a reply that finds no free TX frame waits in a FIFO, and so
+ * TX congestion (docs/decisions.md §4.2): a reply that finds no free TX frame waits in a FIFO, and so
  * does every later reply until the FIFO drains (order is kept); the data plane then watches the
  * socket for EPOLLOUT. The FIFO is bounded by the request pools: a queued reply holds its request.
  *

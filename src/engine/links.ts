@@ -29,7 +29,7 @@ import type { Request } from "./pool.ts";
 
 /**
  * How often interfaces are rescanned, seconds: a safety net while rtnetlink tells of every
- * change (REFERENCE 4.6); the only way to notice changes when it cannot be had.
+ * change (docs/decisions.md §4.3); the only way to notice changes when it cannot be had.
  */
 const RESCAN_INTERVAL = 30;
 const RESCAN_INTERVAL_WITHOUT_NETLINK = 1;

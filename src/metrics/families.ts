@@ -52,11 +52,6 @@ export const UPTIME = family(
   "Seconds since the daemon started.",
 );
 
-/** Labels of every device metric. */
-export const DEVICE_LABELS = ["device", "shelf", "slot"] as const;
-/** Labels of every interface metric. */
-export const INTERFACE_LABELS = ["interface"] as const;
-
 /** The device counters of `src/stats.ts`; the compiler makes sure that none is left out. */
 export const DEVICE_FAMILIES: { readonly [K in DeviceStatName]: Family } = {
   read_cnt: counter("ggaoed_device_reads", "ATA READ requests accepted for I/O."),

@@ -29,7 +29,6 @@ export const AOE_CMD_ATA = 0;
 export const AOE_CMD_CFG = 1;
 export const AOE_CMD_MASK = 2;
 export const AOE_CMD_RESERVE = 3;
-export const AOE_CMD_VENDOR_MIN = 0xf0;
 
 /** AoE error codes (byte 15 of a reply with the E flag). */
 export const AOE_ERR_BADCMD = 1;
@@ -92,7 +91,6 @@ export const AOE_CFG_MAX_LEN = 1024;
 export const AOE_MCMD_READ = 0;
 export const AOE_MCMD_EDIT = 1;
 /** Mac Mask List errors (MError, byte 26). */
-export const AOE_MERR_UNSPEC = 1;
 export const AOE_MERR_BADDIR = 2;
 export const AOE_MERR_FULL = 3;
 /** Mac Mask directive commands (DCmd). */

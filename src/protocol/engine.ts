@@ -12,7 +12,7 @@
  * `rx` may be a view of `work.frame` itself (a data path that receives straight into the reply
  * buffer): every field is read before the byte at the same position is rewritten.
  *
- * Our decisions where the original ggaoed was wrong or vague (REFERENCE.md, section 8):
+ * Our decisions where the original ggaoed was wrong or vague (docs/decisions.md §2):
  * - Every reply is at least 60 bytes, zero padded: veth does not pad, aoeping ignores shorter
  *   replies, and a write reply's bytes 36..60 would otherwise leak payload.
  * - AoE error replies (1 unknown command 4..255 incl. vendor 240..255, 2 bad argument, 3 state
@@ -653,7 +653,7 @@ function handleReserve(
 }
 
 /**
- * Builds an unsolicited Query Config read reply announcing `target` on `port` (REFERENCE 2.10):
+ * Builds an unsolicited Query Config read reply announcing `target` on `port` (docs/decisions.md §2.4):
  * to `dst` (a MAC number; BROADCAST_MAC for everyone), tag 0, CCmd 0. Returns the frame length
  * (>= 60). Counts other_cnt.
  */
@@ -724,7 +724,7 @@ function subName(names: string[], code: number): string {
 }
 
 /**
- * One trace-io line for a request (REFERENCE 3.7), without the `disk/<name>: ` prefix:
+ * One trace-io line for a request (docs/decisions.md §3.5), without the `disk/<name>: ` prefix:
  * `00:1b:21:0a:aa:22/0000002a: Received ATA cmd READ_EXT, LBA48 4096, sect 2 [   ]`.
  */
 export function describeRequest(rx: Uint8Array, length: number): string {

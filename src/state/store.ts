@@ -1,6 +1,6 @@
 /**
- * Per-device state files in the state directory, in the original's binary layouts (REFERENCE.md
- * section 6) so that state written by the C daemon carries over:
+ * Per-device state files in the state directory, in the original's binary layouts (docs/decisions.md
+ * §6) so that state written by the C daemon carries over:
  *
  * ```
  * <name>.config    (1032 bytes)              <name>.mac_mask, <name>.reserve  (2048 bytes)

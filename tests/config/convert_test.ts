@@ -14,7 +14,7 @@ function withEthers(fn: (options: LoadOptions) => void): () => void {
     const dir = Deno.makeTempDirSync({ prefix: "ggaoed-convert-" });
     try {
       Deno.writeTextFileSync(`${dir}/ethers`, "00:11:22:33:44:55 host1\n");
-      fn({ ethersFile: `${dir}/ethers`, checkFilesystem: false, kernelRelease: "6.1" });
+      fn({ ethersFile: `${dir}/ethers`, checkFilesystem: false });
     } finally {
       Deno.removeSync(dir, { recursive: true });
     }

@@ -5,7 +5,7 @@ import { DEFAULTS } from "../../src/config/types.ts";
 
 const DIST = Deno.readTextFileSync(new URL("../../ggaoed.conf.dist", import.meta.url));
 const DOCS = Deno.readTextFileSync(new URL("../../docs/configuration.md", import.meta.url));
-const OPTIONS = { checkFilesystem: false, kernelRelease: "6.1" };
+const OPTIONS = { checkFilesystem: false };
 
 /** The sample with every example uncommented (path kept: path and uuid exclude each other). */
 function uncommented(): string {

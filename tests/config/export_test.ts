@@ -3,7 +3,7 @@ import { EXPORT_SOURCE, parseExportArgs } from "../../src/config/export.ts";
 import { parseConfigText } from "../../src/config/load.ts";
 import { ConfigError } from "../../src/config/types.ts";
 
-const OPTIONS = { checkFilesystem: false, kernelRelease: "6.1", hostname: "storage1" };
+const OPTIONS = { checkFilesystem: false, hostname: "storage1" };
 
 function plan(args: string[]) {
   const p = parseExportArgs(args);

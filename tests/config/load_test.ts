@@ -38,7 +38,6 @@ function withEnv(fn: (env: Env) => void): () => void {
         options: {
           ethersFile: `${dir}/ethers`,
           uuidDirectory: `${dir}/by-uuid`,
-          kernelRelease: "6.1.0-18-amd64",
           hostname: "storage1",
         },
       });
@@ -83,7 +82,6 @@ Deno.test(
       pidFile: "/run/ggaoed/ggaoed.pid",
       controlSocket: "/run/ggaoed/ggaoed.sock",
       stateDirectory: "/var/lib/ggaoed",
-      txRingBug: false,
       logTarget: "stderr",
       logLevel: "info",
       metricsListen: null,
@@ -97,7 +95,6 @@ Deno.test(
     assert.deepEqual(c.devices, [{
       name: "disk1",
       path: env.disk,
-      uuid: null,
       shelf: 1,
       slot: 2,
       queueLength: 64,
@@ -137,7 +134,6 @@ mtu = 9000
 ring-buffer-size = 1024
 send-buffer-size = 256
 receive-buffer-size = 512
-tx-ring-bug = true
 max-delay = 0.002
 merge-delay = 0.0005
 log-target = "syslog"
@@ -181,7 +177,6 @@ slot = 0
       pidFile: "/tmp/x.pid",
       controlSocket: "/tmp/x.sock",
       stateDirectory: env.state,
-      txRingBug: true,
       logTarget: "syslog",
       logLevel: "debug",
       metricsListen: { text: "[::1]:9100", hostname: "::1", port: 9100 },
@@ -204,7 +199,6 @@ slot = 0
     assert.deepEqual(d1, {
       name: "d1",
       path: env.disk,
-      uuid: null,
       shelf: 65534,
       slot: 254,
       queueLength: 128,
@@ -435,7 +429,6 @@ Deno.test(
         `[devices.b]\nuuid = "abcd-1234"\nshelf = 1\nslot = 2\n`,
     );
     assert.equal(c.devices[0].path, env.disk);
-    assert.equal(c.devices[0].uuid, "0A1B2C3D-1111-2222-3333-444455556666");
     assert.equal(c.devices[1].path, env.disk);
     const e = issuesOf(() =>
       load(env, `[devices.a]\nuuid = "ffff-0000"\nshelf = 1\nslot = 1\n`, {
@@ -636,14 +629,22 @@ Deno.test(
 );
 
 Deno.test(
-  "tx-ring-bug defaults on only for kernel 2.6.31, and the key overrides",
+  "tx-ring-bug (a Linux 2.6.31 workaround) is accepted and ignored with a warning, TOML and INI",
   withEnv((env) => {
-    assert.equal(load(env, "", { kernelRelease: "2.6.31-1-686" }).global.txRingBug, true);
-    assert.equal(load(env, "", { kernelRelease: "2.6.32" }).global.txRingBug, false);
-    assert.equal(
-      load(env, "tx-ring-bug = false\n", { kernelRelease: "2.6.31" }).global.txRingBug,
-      false,
+    const ring = (c: Config) => c.warnings.filter((w) => w.includes("tx-ring-bug"));
+    const toml = load(env, "tx-ring-bug = true\n");
+    assert.deepEqual(ring(toml), [
+      "test.conf: defaults.tx-ring-bug: tx-ring-bug is obsolete and ignored (remove it: it worked around a TX ring bug of Linux 2.6.31, which no supported kernel has)",
+    ]);
+    assert.equal("txRingBug" in toml.global, false);
+    const ini = parseConfigText(
+      `[defaults]\nstate-directory = ${env.state}\ninterfaces = eth0, eth1\ntx-ring-bug = true\n`,
+      "test.conf",
+      env.options,
     );
+    assert.equal(ini.format, "ini");
+    assert.equal(ring(ini).length, 1);
+    assert.match(ring(ini)[0], /tx-ring-bug is obsolete and ignored \(remove it: /);
   }),
 );
 
@@ -842,6 +843,26 @@ Deno.test(
       assert.match(w, /MAC Mask List or take or force a reservation/);
       assert.match(w, /set admin = \["MAC", \.\.\.\] in \[devices\.\w+\] or \[defaults\]/);
     }
+  }),
+);
+
+Deno.test(
+  "without admin, more than three devices served to several hosts are summed up in one warning",
+  withEnv((env) => {
+    const dev = (i: number) =>
+      `[devices.d${i}]\npath = "${env.disk}"\nshelf = ${1 + (i >> 7)}\nslot = ${i & 127}\n`;
+    const c = load(env, Array.from({ length: 256 }, (_, i) => dev(i)).join(""));
+    assert.equal(c.warnings.length, 1, c.warnings.join("\n"));
+    assert.match(
+      c.warnings[0],
+      /^test\.conf: 256 devices \(devices\.d0, devices\.d1, devices\.d2 and 253 more\) are served to more than one host and no admin list is set: .*MAC Mask List/,
+    );
+    assert.match(c.warnings[0], /set admin = \["MAC", \.\.\.\] in \[defaults\]/);
+    const guarded = load(
+      env,
+      `admin = ["00:11:22:33:44:55"]\n` + Array.from({ length: 256 }, (_, i) => dev(i)).join(""),
+    );
+    assert.deepEqual(guarded.warnings, []);
   }),
 );
 

@@ -8,7 +8,7 @@ import { parseConfigText } from "../../src/config/load.ts";
 import { ConfigError, DEFAULTS } from "../../src/config/types.ts";
 import { convertIniToToml } from "../../src/config/convert.ts";
 
-const OPTIONS = { kernelRelease: "6.1", hostname: "storage1" };
+const OPTIONS = { hostname: "storage1" };
 
 function withStateDir(fn: (state: string) => void): () => void {
   return () => {

@@ -1,6 +1,6 @@
 /**
- * Error paths over the wire, against the real daemon: every answer REFERENCE.md section 2.9
- * prescribes (as amended by our decisions, see the block comment of src/protocol/engine.ts), the
+ * Error paths over the wire, against the real daemon: every answer docs/decisions.md §2.2
+ * prescribes (with the decisions of §2.3 and the block comment of src/protocol/engine.ts), the
  * counters `ggaoectl --json stats` shows for frames that get no answer, and the backing file left
  * as it was wherever a request must not write.
  *
@@ -495,7 +495,7 @@ Deno.test({
       const mid = await stats(t);
       assertEquals(mid.iface.ignored - before.iface.ignored, 9, "version != 1 counted ignored");
       assertEquals(mid.iface.rx_cnt - before.iface.rx_cnt, 9);
-      // The R flag (alone and with E): REFERENCE 2.2 step 1 and 2.9, row 1: the socket filter
+      // The R flag (alone and with E): docs/decisions.md §2.1, step 1: the socket filter
       // drops responses in the kernel, so the daemon neither answers nor counts them.
       for (const flags of [0x8, 0xc]) {
         for (const command of [AOE_CMD_CFG, AOE_CMD_ATA, 4]) {
@@ -636,7 +636,7 @@ Deno.test({
       const s = await stats(t);
       // 2 discoveries that address it, 2 IDENTIFY tries, 1 unknown command.
       assertEquals(s.dev.closed.denied, 5);
-      // Its one "other" request is the startup advertisement (REFERENCE 2.10), none of ours.
+      // Its one "other" request is the startup advertisement (docs/decisions.md §2.4), none of ours.
       assertEquals(s.dev.closed.other_cnt, 1);
       assertEquals(s.dev.closed.proto_err, 0);
       assertEquals(s.dev.open.denied, 0);

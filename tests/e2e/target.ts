@@ -18,7 +18,7 @@
  */
 
 import { Initiator, type TargetInfo } from "../../src/initiator/mod.ts";
-import { assertEquals } from "../helpers/assert.ts";
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { type Output, run, stopProcess } from "../helpers/command.ts";
 import { NetLab } from "../helpers/netns.ts";
 import { DAEMON_FLAGS } from "../../src/permissions.ts";

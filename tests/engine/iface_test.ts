@@ -1,5 +1,5 @@
 /**
- * The interface's TX queue (REFERENCE 4.4): a reply that finds no TX room waits, every later
+ * The interface's TX queue (docs/decisions.md §4.2): a reply that finds no TX room waits, every later
  * reply queues behind it (order kept), and the queue drains in order as room appears. Driven
  * through a stand-in socket whose TX room the test controls, so the congestion is certain.
  * And TX frames reserved for reads that put their data straight into them (reserveReply).

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { assert, assertEquals } from "../helpers/assert.ts";
+import assert, { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { stopProcess } from "../helpers/command.ts";
 import { NetLab } from "../helpers/netns.ts";
 import { DAEMON_FLAGS, DENO, pattern, readFileRange, REPO, TestTarget } from "../e2e/target.ts";

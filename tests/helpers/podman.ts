@@ -1,7 +1,7 @@
 /**
  * A private podman for tests on a machine without a container registry: its storage, run
  * directory, network configuration and events live in one temporary directory, and the base
- * images the Dockerfile names are made locally (as `/work/shared/tools/container-check.sh` does):
+ * images the Dockerfile names are made locally:
  *
  * - `debian:bookworm-slim`: `debootstrap --variant=minbase bookworm` from the host's Debian
  *   mirror, slimmed like the official image (no docs, locales, apt lists);
