@@ -79,6 +79,15 @@ Deno.test({
       await servingSteps(t, lab, a, b);
       await stateSteps(t, lab, a, b);
       await imageSteps(t, lab, a, b);
+      await t.step("two hosts alive and connected never fence each other", async () => {
+        // Both served the image under load for every step above (tens of seconds).
+        for (const d of [a, b]) {
+          const s = await stats(d, "shared");
+          assert.equal(s.rbd_fencings, 0, d.log);
+          assert.equal(s.rbd_fenced, 0, d.log);
+          assert.doesNotMatch(d.log, /fencing it|was fenced/);
+        }
+      });
       await reloadSteps(t, lab, a, b);
       await failureSteps(t, lab);
       if (measured.length) console.log(measured.map((m) => `  ${m}`).join("\n"));
