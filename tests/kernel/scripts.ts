@@ -248,8 +248,8 @@ exit 0
    *     that do not hold `newSeed`'s (wrong_sectors) and those among them that hold
    *     `oldSeed`'s (stale_sectors), then reads the whole device (md5: compare with
    *     layeredPatternMd5);
-   *   phase done: the driver's debugfs page of the device, then its kernel messages about
-   *     unexpected responses (result unexpected_rsp, their count).
+   *   phase done: the driver's debugfs page of the device, then the number of answers it got
+   *     to frames it no longer waited for (result unexpected_rsp, from /dev/etherd/err).
    * Results as patternWriteAndMd5, the overwrite's prefixed `new_`.
    */
   layeredOverwrite(
@@ -298,7 +298,8 @@ dd if=${path} bs=1M count=${top} iflag=direct 2>/tmp/dd-check.err |
 ${readMd5(path, "md5")}
 result phase done
 cat /sys/kernel/debug/aoe/${name} 2>/dev/null
-result unexpected_rsp "$(dmesg | grep -c 'unexpected rsp')"
+# The driver reports answers to frames it no longer waits for on /dev/etherd/err, not in dmesg.
+result unexpected_rsp "$(timeout 2 cat /dev/etherd/err 2>/dev/null | grep -c 'unexpected rsp')"
 exit 0
 `;
   },
