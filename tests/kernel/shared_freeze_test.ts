@@ -15,7 +15,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { hostHas, kernelHarnessUnavailable, runGuest, withTapNamespace } from "./harness.ts";
 import { Host, note, sleep, type Stats, type Timeline, waitForTraffic } from "./hosts.ts";
-import { countWrongSectors, fileMd5, guestScripts, layeredPatternMd5 } from "./scripts.ts";
+import {
+  countWrongSectors,
+  fileMd5,
+  guestScripts,
+  layeredPatternMd5,
+  patternMd5,
+} from "./scripts.ts";
 import { type CephCluster, withCephCluster } from "../helpers/ceph.ts";
 
 const skip = kernelHarnessUnavailable();
@@ -268,4 +274,63 @@ Deno.test({
       // Both hosts serve again: the check read went through both.
       assert.ok(o.checkReadBytes[0] > 0 && o.checkReadBytes[1] > 0, o.context);
     }),
+});
+
+Deno.test({
+  name: "RBD, two hosts: a host frozen mid-read past the driver's failover returns no wrong " +
+    "data, then writes nothing late over the newer data once resumed",
+  ignore: cephSkip !== null,
+  ...common,
+  fn: () =>
+    withRbd({ freezeDuring: "read", freezeMs: "until-overwritten" }, async (o) => {
+      assert.equal(o.results.get("old_md5"), patternMd5(SIZE_MIB, OLD), o.context);
+      await assertNoStaleData(o);
+      assert.ok(o.checkReadBytes[0] > 0 && o.checkReadBytes[1] > 0, o.context);
+    }),
+});
+
+Deno.test({
+  name: "RBD, two hosts: a host frozen for 1 s mid-write (well within the bound) loses " +
+    "nothing and reports no error",
+  ignore: cephSkip !== null,
+  ...common,
+  fn: () =>
+    withRbd({ freezeDuring: "write", freezeMs: 1000 }, async (o) => {
+      await assertNoStaleData(o);
+      assert.equal(o.bAfter?.ata_err, 0, o.context);
+      assert.equal(o.aAfter?.ata_err, 0, o.context);
+      assert.ok(o.checkReadBytes[0] > 0 && o.checkReadBytes[1] > 0, o.context);
+    }),
+});
+
+Deno.test({
+  name: "one file, two hosts: a host frozen mid-write past the driver's failover and resumed " +
+    "after the guest wrote newer data writes nothing late",
+  ignore: skip !== null,
+  ...common,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ dir: "/var/tmp", prefix: "ggaoed-freeze-" });
+    try {
+      const disk = join(dir, "disk.img");
+      using f = await Deno.create(disk);
+      await f.truncate(SIZE);
+      await withTapNamespace(MTU, async (ns) => {
+        const device = [`path = "${disk}"`, "shelf = 1", "slot = 1"];
+        const a = new Host("a", dir, ns.netns, ns.taps[0], device);
+        const b = new Host("b", dir, ns.netns, ns.taps[1], device);
+        const o = await runScenario(
+          ns,
+          a,
+          b,
+          { freezeDuring: "write", freezeMs: "until-overwritten" },
+          (path) => Deno.copyFile(disk, path),
+          dir,
+        );
+        await assertNoStaleData(o);
+        assert.ok(o.checkReadBytes[0] > 0 && o.checkReadBytes[1] > 0, o.context);
+      }, { taps: 2 });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
