@@ -149,6 +149,23 @@ result ${key} "$${key}"
 result ${key}_seconds "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')"
 `;
 
+// Reads MiB 0 to `mib` of the device with O_DIRECT and counts the sectors that do not hold
+// `seed`'s pattern (PREFIXwrong_sectors) and those among them that hold `oldSeed`'s
+// (PREFIXstale_sectors); PREFIXchecked_sectors is the number read.
+const countNew = (path: string, mib: number, seed: string, oldSeed: string, prefix: string) =>
+  `dd if=${path} bs=1M count=${mib} iflag=direct 2>/tmp/dd-check.err |
+  awk -v new=${seed} -v old=${oldSeed} '
+    { n = NR - 1
+      if ($0 != sprintf("%-${PATTERN_SECTOR - 1}s", new " sector " n)) {
+        wrong++
+        if ($0 == sprintf("%-${PATTERN_SECTOR - 1}s", old " sector " n)) stale++
+        if (shown++ < 5) print "wrong sector " n ": " substr($0, 1, 40)
+      }
+    }
+    END { print "@@RESULT ${prefix}checked_sectors " NR
+          print "@@RESULT ${prefix}wrong_sectors " wrong + 0
+          print "@@RESULT ${prefix}stale_sectors " stale + 0 }'`;
+
 // Waits until the driver lists `paths` interfaces for the device (one target per guest NIC),
 // reports them as netif, and mounts debugfs for the driver's per-target page.
 const waitPaths = (name: string, paths: number) => `n=0
@@ -248,6 +265,9 @@ exit 0
    *     that do not hold `newSeed`'s (wrong_sectors) and those among them that hold
    *     `oldSeed`'s (stale_sectors), then reads the whole device (md5: compare with
    *     layeredPatternMd5);
+   *   phase alone (with `alone`): waits for the host's next `go` (it stops a path), then
+   *     reads MiB 0 to `overwriteMiB` again and counts as in check (results prefixed
+   *     `alone_`);
    *   phase done: the driver's debugfs page of the device, then the number of answers it got
    *     to frames it no longer waited for (result unexpected_rsp, from /dev/etherd/err).
    * Results as patternWriteAndMd5, the overwrite's prefixed `new_`.
@@ -261,6 +281,7 @@ exit 0
       newSeed: string;
       overwriteMiB: number;
       readBack?: boolean;
+      alone?: boolean;
     },
   ): string {
     const { name, path } = devicePath(device);
@@ -283,19 +304,19 @@ wait_host go 300 || {
 }
 result phase check
 drop_caches ${path}
-dd if=${path} bs=1M count=${top} iflag=direct 2>/tmp/dd-check.err |
-  awk -v new=${newSeed} -v old=${oldSeed} '
-    { n = NR - 1
-      if ($0 != sprintf("%-${PATTERN_SECTOR - 1}s", new " sector " n)) {
-        wrong++
-        if ($0 == sprintf("%-${PATTERN_SECTOR - 1}s", old " sector " n)) stale++
-        if (shown++ < 5) print "wrong sector " n ": " substr($0, 1, 40)
-      }
-    }
-    END { print "@@RESULT checked_sectors " NR
-          print "@@RESULT wrong_sectors " wrong + 0
-          print "@@RESULT stale_sectors " stale + 0 }'
+${countNew(path, top, newSeed, oldSeed, "")}
 ${readMd5(path, "md5")}
+${
+      options.alone
+        ? `result phase alone
+wait_host go 300 || {
+  result error "the host never said go"
+  exit 17
+}
+drop_caches ${path}
+${countNew(path, top, newSeed, oldSeed, "alone_")}`
+        : ""
+    }
 result phase done
 cat /sys/kernel/debug/aoe/${name} 2>/dev/null
 # The driver reports answers to frames it no longer waits for on /dev/etherd/err, not in dmesg.

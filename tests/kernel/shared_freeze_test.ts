@@ -42,6 +42,8 @@ interface Scenario {
   freezeDuring: "write" | "read";
   /** How long b stays frozen: until the guest has written C, or this many milliseconds. */
   freezeMs: "until-overwritten" | number;
+  /** After the check, kill a and read MiB 0 to 15 again through b alone. */
+  alone?: boolean;
 }
 
 interface Outcome {
@@ -51,6 +53,8 @@ interface Outcome {
   aAfter: Stats | null;
   /** Bytes each daemon served during the guest's check read. */
   checkReadBytes: [number, number];
+  /** Bytes b served during the read through it alone (scenario.alone). */
+  aloneReadBytes: number;
   /** Longest time a's counters stood still while b was frozen. */
   survivorStallMs: number;
   results: Map<string, string>;
@@ -89,6 +93,7 @@ async function runScenario(
         newSeed: NEW,
         overwriteMiB: OVERWRITE_MIB,
         readBack: scenario.freezeDuring === "read",
+        alone: scenario.alone,
       }),
       timeoutMs: 400_000,
       onStart: (s) => (send = s),
@@ -168,9 +173,25 @@ async function runScenario(
     const aCheck0 = (await a.stats())?.read_bytes ?? 0;
     const bCheck0 = bAfter.read_bytes;
     await send!("go");
-    await phase("done");
-    const aAfter = await a.stats();
-    const bEnd = await b.stats();
+    let aAfter: Stats | null;
+    let bEnd: Stats | null;
+    let aloneReadBytes = 0;
+    if (scenario.alone) {
+      // b alone: a dies, and the guest reads the newer data again, all of it through b.
+      await phase("alone");
+      aAfter = await a.stats();
+      bEnd = await b.stats();
+      await a.crash();
+      note(timeline, "a killed (SIGKILL): b alone");
+      await send!("go");
+      await phase("done");
+      aloneReadBytes = ((await b.stats())?.read_bytes ?? 0) - (bEnd?.read_bytes ?? 0);
+      note(timeline, `b read ${aloneReadBytes} bytes alone`);
+    } else {
+      await phase("done");
+      aAfter = await a.stats();
+      bEnd = await b.stats();
+    }
     const run = await guest;
     const context = `\n--- timeline ---\n${timeline.events.join("\n")}\n` +
       `--- guest console (tail) ---\n${run.output.split("\n").slice(-60).join("\n")}` +
@@ -199,6 +220,7 @@ async function runScenario(
         (aAfter?.read_bytes ?? 0) - aCheck0,
         (bEnd?.read_bytes ?? 0) - bCheck0,
       ],
+      aloneReadBytes,
       survivorStallMs,
       results: run.results,
       exported,
@@ -224,6 +246,30 @@ async function assertNoStaleData(o: Outcome): Promise<void> {
   const onStorage = await countWrongSectors(o.exported!, OVERWRITE_MIB, NEW, OLD);
   assert.deepEqual(onStorage, { wrong: 0, stale: 0, first: [] }, o.context);
   assert.equal(await fileMd5(o.exported!), expected, `the storage holds other bytes${o.context}`);
+}
+
+/**
+ * The frozen host noticed it: its log says how long its loop did not run and how many requests
+ * it dropped for that, its counters agree, and the host that ran throughout dropped nothing.
+ * Returns the figures for the summary.
+ */
+function assertFreezeNoticed(o: Outcome): { gapS: number; dropped: number } {
+  const m = /the data path did not run for ([\d.]+) s \(longer than max-stall\): dropped (\d+) /
+    .exec(o.logs[1]);
+  assert.ok(m, `b did not log its stall${o.context}`);
+  const gapS = Number(m[1]);
+  const dropped = Number(m[2]);
+  assert.ok(gapS >= 10, `b's stall of ${gapS} s is shorter than the freeze${o.context}`);
+  assert.ok(dropped > 0, `b dropped nothing when it woke up${o.context}`);
+  assert.ok((o.bAfter?.stall_dropped ?? 0) >= dropped, o.context);
+  assert.equal(o.aAfter?.stall_dropped, 0, o.context);
+  assert.equal(o.aAfter?.stale_dropped, 0, o.context);
+  console.log(
+    `  b's loop did not run for ${gapS} s; it dropped ${dropped} request(s) then, ` +
+      `stall_dropped ${o.bAfter?.stall_dropped}, stale_dropped ${o.bAfter?.stale_dropped}, ` +
+      `ata_err ${o.bAfter?.ata_err}, io_retries ${o.bAfter?.io_retries}`,
+  );
+  return { gapS, dropped };
 }
 
 function rbdHosts(dir: string, ns: { netns: string; taps: string[] }, cluster: CephCluster) {
@@ -269,10 +315,15 @@ Deno.test({
   ignore: cephSkip !== null,
   ...common,
   fn: () =>
-    withRbd({ freezeDuring: "write", freezeMs: "until-overwritten" }, async (o) => {
+    withRbd({ freezeDuring: "write", freezeMs: "until-overwritten", alone: true }, async (o) => {
       await assertNoStaleData(o);
-      // Both hosts serve again: the check read went through both.
+      assertFreezeNoticed(o);
+      // Both hosts serve again: the check read went through both, and then b alone read all
+      // of the newer data right.
       assert.ok(o.checkReadBytes[0] > 0 && o.checkReadBytes[1] > 0, o.context);
+      assert.equal(o.results.get("alone_checked_sectors"), String(OVERWRITE_MIB * 2048));
+      assert.equal(o.results.get("alone_wrong_sectors"), "0", o.context);
+      assert.ok(o.aloneReadBytes >= OVERWRITE_MIB << 20, o.context);
     }),
 });
 
@@ -285,6 +336,7 @@ Deno.test({
     withRbd({ freezeDuring: "read", freezeMs: "until-overwritten" }, async (o) => {
       assert.equal(o.results.get("old_md5"), patternMd5(SIZE_MIB, OLD), o.context);
       await assertNoStaleData(o);
+      assertFreezeNoticed(o);
       assert.ok(o.checkReadBytes[0] > 0 && o.checkReadBytes[1] > 0, o.context);
     }),
 });
@@ -297,8 +349,12 @@ Deno.test({
   fn: () =>
     withRbd({ freezeDuring: "write", freezeMs: 1000 }, async (o) => {
       await assertNoStaleData(o);
-      assert.equal(o.bAfter?.ata_err, 0, o.context);
-      assert.equal(o.aAfter?.ata_err, 0, o.context);
+      for (const s of [o.aAfter, o.bAfter]) {
+        assert.equal(s?.ata_err, 0, o.context);
+        assert.equal(s?.stale_dropped, 0, o.context);
+        assert.equal(s?.stall_dropped, 0, o.context);
+      }
+      for (const log of o.logs) assert.doesNotMatch(log, /did not run for|dropped unanswered/);
       assert.ok(o.checkReadBytes[0] > 0 && o.checkReadBytes[1] > 0, o.context);
     }),
 });
@@ -327,6 +383,7 @@ Deno.test({
           dir,
         );
         await assertNoStaleData(o);
+        assertFreezeNoticed(o);
         assert.ok(o.checkReadBytes[0] > 0 && o.checkReadBytes[1] > 0, o.context);
       }, { taps: 2 });
     } finally {
