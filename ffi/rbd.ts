@@ -50,6 +50,12 @@ import { _memoryAddress, _memoryPointerAt, Memory } from "./memory.ts";
 import { IOCB_CMD_PREADV, IOCB_CMD_PWRITEV } from "./constants.ts";
 import { IOVEC } from "./structs.ts";
 
+/**
+ * `EBLOCKLISTED` (librados: ESHUTDOWN): the OSDs refuse this client, blocklisted by another
+ * (`osd blocklist add`). Every later operation of the connection fails with it, opening images
+ * included: only a new connection (a new client address) serves again.
+ */
+export const EBLOCKLISTED = 108;
 /** `EVENT_TYPE_EVENTFD` (rbd/librbd.h): the notification fd is an eventfd. */
 export const EVENT_TYPE_EVENTFD = 2;
 /** `RBD_FEATURE_LAYERING` (rbd/features.h). */
@@ -187,6 +193,36 @@ const RADOS_SYMBOLS = {
   },
   /** void rados_ioctx_destroy(rados_ioctx_t io) */
   rados_ioctx_destroy: { parameters: ["pointer" /* rados_ioctx_t io */], result: "void" },
+  /** int rados_getaddrs(rados_t cluster, char **addrs) — a strdup'ed string, local */
+  rados_getaddrs: {
+    parameters: ["pointer", /* rados_t cluster */ "buffer" /* char **addrs */],
+    result: "i32",
+  },
+  /** void rados_buffer_free(char *buf) */
+  rados_buffer_free: { parameters: ["pointer" /* char *buf */], result: "void" },
+  /** uint64_t rados_get_instance_id(rados_t cluster) */
+  rados_get_instance_id: { parameters: ["pointer" /* rados_t cluster */], result: "u64" },
+  /**
+   * int rados_blocklist_add(rados_t cluster, char *client_address, uint32_t expire_seconds),
+   * on a helper thread: a monitor command, then rados_wait_for_latest_osdmap.
+   */
+  rados_blocklist_add_nonblocking: {
+    name: "rados_blocklist_add",
+    parameters: [
+      "pointer", // rados_t cluster
+      "buffer", // char *client_address
+      "u32", // uint32_t expire_seconds (0: mon_osd_blocklist_default_expire)
+    ],
+    result: "i32",
+    nonblocking: true,
+  },
+  /** int rados_wait_for_latest_osdmap(rados_t cluster), on a helper thread. */
+  rados_wait_for_latest_osdmap_nonblocking: {
+    name: "rados_wait_for_latest_osdmap",
+    parameters: ["pointer" /* rados_t cluster */],
+    result: "i32",
+    nonblocking: true,
+  },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 // rbd_completion_t parameters are declared u64 and passed as BigInt read from a BigUint64Array:
@@ -376,6 +412,27 @@ const RBD_SYMBOLS = {
   rbd_aio_wait_for_complete: { parameters: ["u64" /* rbd_completion_t c */], result: "i32" },
   /** void rbd_aio_release(rbd_completion_t c) */
   rbd_aio_release: { parameters: ["u64" /* rbd_completion_t c */], result: "void" },
+  /** int rbd_update_watch(rbd_image_t image, uint64_t *handle, rbd_update_callback_t watch_cb,
+   *                       void *arg) */
+  rbd_update_watch: {
+    parameters: [
+      "pointer", // rbd_image_t image
+      "buffer", // uint64_t *handle
+      "function", // rbd_update_callback_t watch_cb: void (*)(void *arg)
+      "pointer", // void *arg (NULL)
+    ],
+    result: "i32",
+  },
+  /**
+   * int rbd_update_unwatch(rbd_image_t image, uint64_t handle), on a helper thread: it waits
+   * for a callback under way, which runs on the calling JavaScript thread.
+   */
+  rbd_update_unwatch_nonblocking: {
+    name: "rbd_update_unwatch",
+    parameters: ["pointer", /* rbd_image_t image */ "u64" /* uint64_t handle */],
+    result: "i32",
+    nonblocking: true,
+  },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 type Rados = Deno.DynamicLibrary<typeof RADOS_SYMBOLS>["symbols"];
@@ -659,6 +716,53 @@ export class RadosCluster {
     return decodeCString(buffer, 0);
   }
 
+  /**
+   * This client's addresses as the cluster knows them (rados_getaddrs; no round trip), e.g.
+   * `127.0.0.1:0/2718281828`, what {@link blocklistAsync} takes. The nonce after the slash is
+   * drawn per connection: a client connected anew has a new address.
+   */
+  addresses(): string {
+    const out = new Out64();
+    check(rados().rados_getaddrs(this.#live(), out.bytes), `rados_getaddrs(${this.name})`);
+    const p = out.pointer();
+    if (p === null) return "";
+    try {
+      return Deno.UnsafePointerView.getCString(p);
+    } finally {
+      rados().rados_buffer_free(p);
+    }
+  }
+
+  /** The client's instance id: N of the `client.N` the cluster names this connection. */
+  instanceId(): number {
+    return Number(rados().rados_get_instance_id(this.#live()));
+  }
+
+  /**
+   * Blocklists the client at `address` (one of {@link addresses}' form) for `expireSeconds`
+   * (0: the cluster's `mon_osd_blocklist_default_expire`, an hour by default), without
+   * blocking the calling thread. librados sends `osd blocklist add` to the monitors and then
+   * waits for the OSD map that holds the entry (rados_wait_for_latest_osdmap); this client's
+   * later operations carry that map's epoch, and an OSD does not serve an operation before it
+   * has the map of the operation's epoch: once this resolves, every operation this client
+   * sends is ordered after the blocklist, and the OSDs refuse the blocklisted client's
+   * operations with -EBLOCKLISTED (ESHUTDOWN, 108).
+   */
+  async blocklistAsync(address: string, expireSeconds = 0): Promise<void> {
+    const handle = this.#live();
+    const text = cString(address);
+    const r = await rados().rados_blocklist_add_nonblocking(handle, text, expireSeconds);
+    check(r, `rados_blocklist_add(${address})`, {
+      EINVAL: "not a client address (rados_getaddrs form: IP:PORT/NONCE)",
+      EACCES: `${this.name} may not blocklist: give it 'profile rbd' caps on the monitors`,
+      EPERM: `${this.name} may not blocklist: give it 'profile rbd' caps on the monitors`,
+    });
+    check(
+      await rados().rados_wait_for_latest_osdmap_nonblocking(handle),
+      `rados_wait_for_latest_osdmap(${this.name})`,
+    );
+  }
+
   /** Closes the images still open, the pools, and the connection (blocks briefly). Idempotent. */
   close(): void {
     if (this.#handle === null) return;
@@ -743,6 +847,7 @@ export class RbdImage {
   readonly #cluster: RadosCluster | null;
   #handle: Deno.PointerObject | null;
   #aio: RbdAioContext | null = null;
+  #watch: { handle: bigint; callback: Deno.UnsafeCallback<typeof UPDATE_CALLBACK> } | null = null;
   readonly #out = new Out64();
   /** Calls on helper threads not yet finished: closeAsync waits for them. */
   readonly #calls = new Set<Promise<unknown>>();
@@ -959,9 +1064,48 @@ export class RbdImage {
     );
   }
 
+  /**
+   * Calls `onUpdate` on this thread after the image's header changed: metadata set or removed,
+   * resized, snapshots, whichever client did it (rbd_update_watch; librbd's header watch sees
+   * the other clients' notifications). Not for a read-only open, which has no header watch.
+   *
+   * librbd calls back on its own thread (`rbd_op_threads`, one by default), which waits until
+   * this thread has run `onUpdate` (a thread-safe callback): keep `onUpdate` short, and never
+   * make a blocking librbd call on this thread while a watch is registered (the callback would
+   * wait for it, and it for the callback). One watch per image; closing the image ends it.
+   */
+  watchUpdates(onUpdate: () => void): void {
+    if (this.#watch !== null) throw new Error(`RBD image ${this.label} is already watched`);
+    const callback = Deno.UnsafeCallback.threadSafe(UPDATE_CALLBACK, () => onUpdate());
+    callback.unref(); // a registered watch does not keep the process alive
+    const out = new Out64();
+    const r = rbd().rbd_update_watch(this.#live(), out.bytes, callback.pointer, null);
+    if (r < 0) {
+      callback.close();
+      check(r, `rbd_update_watch(${this.label})`);
+    }
+    this.#watch = { handle: out.value, callback };
+  }
+
+  /** Ends the {@link watchUpdates} watch, if any, without blocking the calling thread. */
+  async unwatchUpdates(): Promise<void> {
+    const watch = this.#watch;
+    if (watch === null || this.#handle === null) return;
+    this.#watch = null;
+    try {
+      const r = await this.#track(rbd().rbd_update_unwatch_nonblocking(this.#handle, watch.handle));
+      check(r, `rbd_update_unwatch(${this.label})`);
+    } finally {
+      watch.callback.close();
+    }
+  }
+
   /** Closes the AIO context (waiting for requests in flight), then the image. Idempotent. */
   close(): void {
     if (this.#handle === null) return;
+    if (this.#watch !== null) {
+      throw new Error(`RBD image ${this.label}: unwatchUpdates() before a blocking close`);
+    }
     this.#aio?.close();
     const handle = this.#handle;
     this.#handle = null;
@@ -976,6 +1120,8 @@ export class RbdImage {
    */
   async closeAsync(): Promise<void> {
     if (this.#handle === null) return;
+    await this.unwatchUpdates().catch(() => {});
+    if (this.#handle === null) return; // closed meanwhile
     this.#aio?.close();
     const handle = this.#handle;
     this.#handle = null;
@@ -985,6 +1131,9 @@ export class RbdImage {
     check(await rbd().rbd_close_nonblocking(handle), `rbd_close(${this.label})`);
   }
 }
+
+/** rbd_update_callback_t: void (*)(void *arg). */
+const UPDATE_CALLBACK = { parameters: ["pointer"], result: "void" } as const;
 
 const ENOENT = 2;
 const ERANGE = 34;
