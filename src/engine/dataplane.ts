@@ -799,6 +799,10 @@ export class DataPlane {
       }
       return;
     }
+    if (r.drop === Drop.STALE) {
+      this.#finish(r); // an error its initiator no longer waits for: never answered
+      return;
+    }
     this.#reply(r);
   };
 

@@ -718,13 +718,22 @@ export class Device implements Target {
   /**
    * Finishes one request of a transfer of `kind` that moved `got` bytes (or -errno). One that
    * failed because this host's Ceph client was fenced goes to the sink marked Drop.FENCED: it
-   * is never answered (the initiator gave up on it or asks again) and never redone.
+   * is never answered (the initiator gave up on it or asks again) and never redone; so is
+   * one that failed and had been received before a stall (Drop.STALE).
    */
   #complete(r: Request, kind: number, got: number): void {
     if (kind === Action.WRITE) this.#writeDone(r.epoch);
     if (this.#fencedResult(got)) {
       r.drop = Drop.FENCED;
       this.stats[DS.rbd_fenced_drops]++;
+    } else if (
+      (got < 0 || (kind !== Action.FLUSH && got !== r.bytes)) && r.arrival < this.staleBefore
+    ) {
+      // It failed after waiting through a stall (an RBD operation that librados timed out,
+      // rados_osd_op_timeout, when the process resumed): its initiator has given up on it or
+      // sends it again, and an error now would fail I/O that the copy can still complete.
+      r.drop = Drop.STALE;
+      this.stats[DS.stall_dropped]++;
     } else {
       completeRequest(r, kind === Action.FLUSH ? (got < 0 ? got : 0) : got, this.stats);
     }

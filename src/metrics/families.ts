@@ -121,7 +121,7 @@ export const DEVICE_FAMILIES: { readonly [K in DeviceStatName]: Family } = {
   ),
   stall_dropped: counter(
     "ggaoed_device_stall_requests_dropped",
-    "Requests received before the loop or the device's I/O stalled longer than max-stall: dropped, never started.",
+    "Requests received before the loop or the device's I/O stalled longer than max-stall: never started, or failed after it; not answered.",
   ),
   rbd_fencings: counter(
     "ggaoed_device_rbd_fencings",
