@@ -168,7 +168,8 @@ const countNew = (path: string, mib: number, seed: string, oldSeed: string, pref
 
 // Waits until the driver lists `paths` interfaces for the device (one target per guest NIC),
 // reports them as netif, and mounts debugfs for the driver's per-target page.
-const waitPaths = (name: string, paths: number) => `n=0
+const waitPaths = (name: string, paths: number) =>
+  `n=0
 while [ "$(tr ',' '\\n' <'/sys/block/etherd!${name}/netif' | grep -c .)" -lt ${paths} ]; do
   [ $n -ge 30 ] && {
     result error "the device has paths on $(cat '/sys/block/etherd!${name}/netif') only"
@@ -238,7 +239,6 @@ exit 0
   ): string {
     const { name, path } = devicePath(device);
     const seed = checkSeed(options.seed ?? "ggaoed");
-    const sys = `/sys/block/etherd!${name}`;
     return `${waitStep(name, 60)}
 ${waitPaths(name, options.paths)}
 result phase write
@@ -293,8 +293,12 @@ exit 0
 ${waitPaths(name, options.paths)}
 result phase write
 ${patternWrite(path, sizeMiB, oldSeed)}
-${options.readBack ? `result phase read
-${readMd5(path, "old_md5")}` : ""}
+${
+      options.readBack
+        ? `result phase read
+${readMd5(path, "old_md5")}`
+        : ""
+    }
 result phase overwrite
 ${patternWrite(path, sizeMiB, newSeed, [0, top], "new_")}
 result phase settle

@@ -57,6 +57,8 @@ interface Outcome {
   aloneReadBytes: number;
   /** Longest time a's counters stood still while b was frozen. */
   survivorStallMs: number;
+  /** From the freeze to a's rbd_fencings counting it (null: a never fenced b). */
+  fencedAfterMs: number | null;
   results: Map<string, string>;
   exported: string | null;
   context: string;
@@ -125,6 +127,8 @@ async function runScenario(
 
     // While b is frozen: a's longest stall (b's frames waiting for the driver to give up).
     let survivorStallMs = 0;
+    let fencedAfterMs: number | null = null;
+    const frozenAt = performance.now();
     {
       let last = aField0;
       let since = performance.now();
@@ -133,7 +137,12 @@ async function runScenario(
         : Infinity;
       while (!guestDone && !phases.has("settle") && performance.now() < thawAt) {
         await sleep(20);
-        const now = (await a.stats())?.[field] ?? last;
+        const sample = await a.stats();
+        if (fencedAfterMs === null && (sample?.rbd_fencings ?? 0) > 0) {
+          fencedAfterMs = performance.now() - frozenAt;
+          note(timeline, "a fenced b");
+        }
+        const now = sample?.[field] ?? last;
         if (now > last) {
           survivorStallMs = Math.max(survivorStallMs, performance.now() - since);
           since = performance.now();
@@ -156,7 +165,11 @@ async function runScenario(
       while (performance.now() < deadline) {
         const s = await b.stats();
         const key = s ? `${s.read_cnt} ${s.write_cnt} ${s.ata_err}` : "";
-        if (s && key === last) {
+        // A fenced host must have reconnected (a new Ceph client) before it can serve again.
+        const log = b.log();
+        const back = !/was fenced by another host/.test(log) ||
+          /reconnected after being fenced/.test(log);
+        if (s && key === last && back) {
           if (performance.now() - stillSince >= 2000) {
             bAfter = s;
             break;
@@ -222,6 +235,7 @@ async function runScenario(
       ],
       aloneReadBytes,
       survivorStallMs,
+      fencedAfterMs,
       results: run.results,
       exported,
       context,
@@ -264,12 +278,41 @@ function assertFreezeNoticed(o: Outcome): { gapS: number; dropped: number } {
   assert.ok((o.bAfter?.stall_dropped ?? 0) >= dropped, o.context);
   assert.equal(o.aAfter?.stall_dropped, 0, o.context);
   assert.equal(o.aAfter?.stale_dropped, 0, o.context);
+  // No error answers: what failed of b's work from before the freeze (librados times out
+  // operations on its own clock when the process resumes) is not answered either.
+  assert.equal(o.aAfter?.ata_err, 0, o.context);
+  assert.equal(o.bAfter?.ata_err, 0, `b answered stale requests with ATA errors${o.context}`);
   console.log(
     `  b's loop did not run for ${gapS} s; it dropped ${dropped} request(s) then, ` +
       `stall_dropped ${o.bAfter?.stall_dropped}, stale_dropped ${o.bAfter?.stale_dropped}, ` +
       `ata_err ${o.bAfter?.ata_err}, io_retries ${o.bAfter?.io_retries}`,
   );
   return { gapS, dropped };
+}
+
+/**
+ * For RBD: a fenced b while it was frozen (its log and counters say so, and when), and b found
+ * itself fenced when it ran again, dropped what librbd still held, and reconnected.
+ */
+function assertFenced(o: Outcome): void {
+  const [aLog, bLog] = o.logs;
+  const m = /has not refreshed its record for ([\d.]+) s .*fencing it/.exec(aLog);
+  assert.ok(m, `a never fenced b${o.context}`);
+  const took = /: fenced host .* in (\d+) ms/.exec(aLog);
+  assert.ok(took, `a did not log the fencing${o.context}`);
+  assert.equal(o.aAfter?.rbd_fencings, 1, o.context);
+  assert.ok(o.fencedAfterMs !== null, `a's counters never showed the fencing${o.context}`);
+  // The fence must be in force before the driver moves b's frames to a (10 s here).
+  assert.ok(o.fencedAfterMs < 10_000, `a fenced b only after ${o.fencedAfterMs} ms${o.context}`);
+  assert.match(bLog, /was fenced by another host/, o.context);
+  assert.match(bLog, /reconnected after being fenced/, o.context);
+  assert.equal(o.bAfter?.rbd_fenced, 1, o.context);
+  assert.equal(o.bAfter?.rbd_fencings, 0, o.context);
+  console.log(
+    `  a fenced b ${(o.fencedAfterMs! / 1000).toFixed(1)} s after the freeze (b silent ` +
+      `${m[1]} s; the blocklist took ${took[1]} ms); b then dropped ` +
+      `${o.bAfter?.rbd_fenced_drops} request(s) refused as fenced, and reconnected`,
+  );
 }
 
 function rbdHosts(dir: string, ns: { netns: string; taps: string[] }, cluster: CephCluster) {
@@ -318,6 +361,7 @@ Deno.test({
     withRbd({ freezeDuring: "write", freezeMs: "until-overwritten", alone: true }, async (o) => {
       await assertNoStaleData(o);
       assertFreezeNoticed(o);
+      assertFenced(o);
       // Both hosts serve again: the check read went through both, and then b alone read all
       // of the newer data right.
       assert.ok(o.checkReadBytes[0] > 0 && o.checkReadBytes[1] > 0, o.context);
@@ -337,6 +381,7 @@ Deno.test({
       assert.equal(o.results.get("old_md5"), patternMd5(SIZE_MIB, OLD), o.context);
       await assertNoStaleData(o);
       assertFreezeNoticed(o);
+      assertFenced(o);
       assert.ok(o.checkReadBytes[0] > 0 && o.checkReadBytes[1] > 0, o.context);
     }),
 });
@@ -353,6 +398,8 @@ Deno.test({
         assert.equal(s?.ata_err, 0, o.context);
         assert.equal(s?.stale_dropped, 0, o.context);
         assert.equal(s?.stall_dropped, 0, o.context);
+        assert.equal(s?.rbd_fencings, 0, o.context);
+        assert.equal(s?.rbd_fenced, 0, o.context);
       }
       for (const log of o.logs) assert.doesNotMatch(log, /did not run for|dropped unanswered/);
       assert.ok(o.checkReadBytes[0] > 0 && o.checkReadBytes[1] > 0, o.context);
