@@ -229,49 +229,59 @@ for (const m of MODES) {
   });
 }
 
-Deno.test({
-  ...OPTS,
-  name:
-    "writes queued behind a write that hangs longer than max-stall are dropped, never started; serving goes on",
-  fn: () =>
-    withFaultyFile(
-      { sizeBytes: 8 * 1024 * 1024 },
-      (f) =>
-        withTarget({ directIo: false, devices: [{ name: "disk1", path: f.path }] }, async (t) => {
-          const ini = t.initiator(STEADY);
-          const disk = ini.find(0, 1, { waitMs: 3000 });
-          // Four writes far apart (not merged): the first hangs in the storage for 3 s.
-          const data = pattern(PER * SECTOR, 5);
-          const sent: { lba: number; tag: number }[] = [];
-          f.setDelay(BOUND_MS + 1000);
-          for (const lba of [0, 512, 1024, 1536]) {
-            const w = writeFrames(ini, disk, lba, pattern(PER * SECTOR, 5, lba));
-            ini.sendRaw(w.frames[0]);
-            sent.push({ lba, tag: w.tags[0] });
-          }
-          const replies = collectReplies(ini, sent.map((s) => s.tag), 1, 15000);
-          f.setDelay(0);
-          assertEquals([...replies.keys()], [sent[0].tag], "only the first write is answered");
-          assertEquals(replies.get(sent[0].tag), DRDY);
-          assertEquals(collectReplies(ini, sent.map((s) => s.tag), 1, 1000).size, 0);
-          assertServes(ini, disk, f.path);
-          // The first write is in the file; the three that waited behind it never started.
-          assertEquals(
-            firstDifference(
-              readFileRange(f.imagePath, 0, data.length),
-              pattern(PER * SECTOR, 5, 0),
-            ),
-            -1,
-          );
-          for (const { lba } of sent.slice(1)) {
-            const got = readFileRange(f.imagePath, lba * SECTOR, data.length);
-            assertEquals(firstDifference(got, new Uint8Array(data.length)), -1, `LBA ${lba}`);
-          }
-          const st = await deviceStats(t, "disk1");
-          assertEquals(st.stall_dropped + st.stale_dropped, 3, JSON.stringify(st));
-        }),
-    ),
-});
+for (const together of [false, true]) {
+  Deno.test({
+    ...OPTS,
+    name: `writes ${
+      together ? "queued together (merge-delay) " : ""
+    }behind a write that hangs longer than max-stall are dropped, never started; serving goes on`,
+    fn: () =>
+      withFaultyFile(
+        { sizeBytes: 8 * 1024 * 1024 },
+        (f) =>
+          withTarget({
+            directIo: false,
+            devices: [{
+              name: "disk1",
+              path: f.path,
+              extra: together ? "merge-delay = 0.2" : undefined,
+            }],
+          }, async (t) => {
+            const ini = t.initiator(STEADY);
+            const disk = ini.find(0, 1, { waitMs: 3000 });
+            // Four writes far apart (not merged): the first hangs in the storage for 3 s.
+            const data = pattern(PER * SECTOR, 5);
+            const sent: { lba: number; tag: number }[] = [];
+            f.setDelay(BOUND_MS + 1000);
+            for (const lba of [0, 512, 1024, 1536]) {
+              const w = writeFrames(ini, disk, lba, pattern(PER * SECTOR, 5, lba));
+              ini.sendRaw(w.frames[0]);
+              sent.push({ lba, tag: w.tags[0] });
+            }
+            const replies = collectReplies(ini, sent.map((s) => s.tag), 1, 15000);
+            f.setDelay(0);
+            assertEquals([...replies.keys()], [sent[0].tag], "only the first write is answered");
+            assertEquals(replies.get(sent[0].tag), DRDY);
+            assertEquals(collectReplies(ini, sent.map((s) => s.tag), 1, 1000).size, 0);
+            assertServes(ini, disk, f.path);
+            // The first write is in the file; the three that waited behind it never started.
+            assertEquals(
+              firstDifference(
+                readFileRange(f.imagePath, 0, data.length),
+                pattern(PER * SECTOR, 5, 0),
+              ),
+              -1,
+            );
+            for (const { lba } of sent.slice(1)) {
+              const got = readFileRange(f.imagePath, lba * SECTOR, data.length);
+              assertEquals(firstDifference(got, new Uint8Array(data.length)), -1, `LBA ${lba}`);
+            }
+            const st = await deviceStats(t, "disk1");
+            assertEquals(st.stall_dropped + st.stale_dropped, 3, JSON.stringify(st));
+          }),
+      ),
+  });
+}
 
 Deno.test({
   ...OPTS,
