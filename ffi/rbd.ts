@@ -216,6 +216,38 @@ const RADOS_SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
+  /** rados_write_op_t rados_create_write_op(void) */
+  rados_create_write_op: { parameters: [], result: "pointer" },
+  /** void rados_release_write_op(rados_write_op_t write_op) */
+  rados_release_write_op: { parameters: ["pointer" /* rados_write_op_t */], result: "void" },
+  /** void rados_write_op_assert_exists(rados_write_op_t write_op) */
+  rados_write_op_assert_exists: { parameters: ["pointer" /* rados_write_op_t */], result: "void" },
+  /** void rados_write_op_omap_set(rados_write_op_t write_op, char const* const* keys,
+   *                              char const* const* vals, const size_t *lens, size_t num) */
+  rados_write_op_omap_set: {
+    parameters: [
+      "pointer", // rados_write_op_t write_op
+      "buffer", // char const* const* keys (NUL-terminated)
+      "buffer", // char const* const* vals
+      "buffer", // const size_t *lens (of the values)
+      "usize", // size_t num
+    ],
+    result: "void",
+  },
+  /** int rados_write_op_operate(rados_write_op_t write_op, rados_ioctx_t io, const char *oid,
+   *                             time_t *mtime, int flags), on a helper thread */
+  rados_write_op_operate_nonblocking: {
+    name: "rados_write_op_operate",
+    parameters: [
+      "pointer", // rados_write_op_t write_op
+      "pointer", // rados_ioctx_t io
+      "buffer", // const char *oid
+      "pointer", // time_t *mtime (NULL: now)
+      "i32", // int flags
+    ],
+    result: "i32",
+    nonblocking: true,
+  },
   /** int rados_wait_for_latest_osdmap(rados_t cluster), on a helper thread. */
   rados_wait_for_latest_osdmap_nonblocking: {
     name: "rados_wait_for_latest_osdmap",
@@ -280,6 +312,11 @@ const RBD_SYMBOLS = {
     parameters: ["pointer", "buffer"],
     result: "i32",
     nonblocking: true,
+  },
+  /** int rbd_get_id(rbd_image_t image, char *id, size_t id_len) */
+  rbd_get_id: {
+    parameters: ["pointer", /* rbd_image_t image */ "buffer", /* char *id */ "usize" /* len */],
+    result: "i32",
   },
   /** int rbd_get_features(rbd_image_t image, uint64_t *features) */
   rbd_get_features: {
@@ -651,6 +688,11 @@ export class RadosCluster {
     return new TextDecoder().decode(buffer.subarray(0, end < 0 ? buffer.length : end));
   }
 
+  /** @internal The pool's I/O context (RbdImage's direct object operations). */
+  _ioctx(pool: string): Deno.PointerObject {
+    return this.#ioctx(pool);
+  }
+
   #ioctx(pool: string): Deno.PointerObject {
     const known = this.#ioctxs.get(pool);
     if (known) return known;
@@ -848,6 +890,7 @@ export class RbdImage {
   #handle: Deno.PointerObject | null;
   #aio: RbdAioContext | null = null;
   #watch: { handle: bigint; callback: Deno.UnsafeCallback<typeof UPDATE_CALLBACK> } | null = null;
+  #id: string | null = null;
   readonly #out = new Out64();
   /** Calls on helper threads not yet finished: closeAsync waits for them. */
   readonly #calls = new Set<Promise<unknown>>();
@@ -932,6 +975,55 @@ export class RbdImage {
       metadataSetCalls(this.label, key, value),
       (name, text) => rbd().rbd_metadata_set(this.#live(), name, text),
     );
+  }
+
+  /**
+   * As {@link metadataSetAsync}, without notifying the image's watchers: a direct write of the
+   * key into the header object's omap (`metadata_KEY` on `rbd_header.ID`, where librbd keeps
+   * image metadata; `rbd image-meta get` and {@link metadataListAsync} read it as any other).
+   * Other clients see it at their next read, not at once; in exchange no write waits for a
+   * watcher that does not answer (a stopped client keeps its watch until the OSD times it out,
+   * `osd_client_watch_timeout`, 30 s, and librbd waits 5 s for each of them at every
+   * notification). Not for a read-only open or a borrowed image.
+   */
+  async metadataSetQuietAsync(key: string, value: string): Promise<void> {
+    if (this.#cluster === null || this.readOnly) {
+      throw new Error(`RBD image ${this.label}: metadataSetQuietAsync needs a read-write open`);
+    }
+    const ioctx = this.#cluster._ioctx(this.pool);
+    const oid = cString(`rbd_header.${this.id()}`);
+    const name = cString(`metadata_${key}`);
+    const text = new TextEncoder().encode(value);
+    const keys = new BigUint64Array([
+      BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(name))),
+    ]);
+    const values = new BigUint64Array([
+      BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(text.length > 0 ? text : name))),
+    ]);
+    const lengths = new BigUint64Array([BigInt(text.length)]);
+    const lib = rados();
+    const op = lib.rados_create_write_op();
+    try {
+      lib.rados_write_op_assert_exists(op);
+      lib.rados_write_op_omap_set(op, keys, values, lengths, 1n);
+      const r = await this.#track(lib.rados_write_op_operate_nonblocking(op, ioctx, oid, null, 0));
+      check(r, `rados_write_op_operate(${this.label} rbd_header, omap set ${key})`);
+    } finally {
+      lib.rados_release_write_op(op);
+      // The buffers the pointers point into stay referenced until the call has returned.
+      void [name, text, keys, values, lengths];
+    }
+  }
+
+  /** The image's id (`rbd info` shows it): its header object is `rbd_header.ID`. */
+  id(): string {
+    if (this.#id === null) {
+      const buffer = new Uint8Array(new ArrayBuffer(128));
+      const r = rbd().rbd_get_id(this.#live(), buffer, BigInt(buffer.length));
+      check(r, `rbd_get_id(${this.label})`);
+      this.#id = decodeCString(buffer, 0);
+    }
+    return this.#id;
   }
 
   /** Removes metadata `key`; false when it was not set. */

@@ -21,8 +21,15 @@
  *   image is listed (one round trip: the keys share a prefix) and what differs from what this
  *   daemon last wrote or read is pushed to the worker (`rbd-state`), which takes it unless it
  *   changed that part itself since. The image's size is re-read at the same time (`rbd-size`):
- *   an `rbd resize` is seen within the interval. Metadata calls on one image run one at a time,
- *   so a listing always reflects the writes that finished before it.
+ *   an `rbd resize` is seen within the interval. A watch on the image's header
+ *   (`rbd_update_watch`) makes every host re-read at once when another one changed the
+ *   metadata: polling is the fallback. Metadata writes on one image run one at a time; reads do
+ *   not wait for them (a write may wait seconds for a stopped host that does not answer
+ *   librbd's notification), and a listing that overlapped a state write of ours is not taken.
+ * - Fencing: each daemon rewrites its record every {@link HOST_REFRESH_MS} (without a
+ *   notification); one whose record another daemon sees unchanged for `fence-after` is fenced
+ *   by that daemon (its client blocklisted), and a fenced daemon reconnects as a new client
+ *   (docs/configuration.md, "Fencing hosts that go silent").
  *
  * @module
  */
@@ -136,6 +143,10 @@ interface Served {
   lastKnown: (string | null)[];
   hosts: Map<string, HostRecord>;
   hostWrittenAt: number;
+  /** This daemon's record being written, if it is. */
+  hostWriting: Promise<void> | null;
+  /** State writes of ours that ended (a listing that overlapped one is not taken). */
+  stateWrites: number;
   /** The record last written, `seen` left out: a change (interfaces) is written at once. */
   hostWritten: string;
   polling: boolean;
@@ -214,7 +225,7 @@ export class RbdImages {
       const size = await image.sizeAsync();
       const bits = image.features();
       const prefix = metadataPrefix(r.snapshot);
-      const metadata = await this.#queue(meta, () => head.metadataListAsync(prefix));
+      const metadata = await head.metadataListAsync(prefix);
       const { state, problems } = stateFromMetadata(d.name, metadata, prefix);
       for (const p of problems) {
         log(
@@ -258,9 +269,8 @@ export class RbdImages {
             "(after object-map, fast-diff and journaling, which need it)",
         );
       }
-      await this.#writeHost(served).catch((e) =>
-        log("warning", `disk/${d.name}: cannot record this host in ${label}: ${message(e)}`)
-      );
+      this.#refreshHost(served);
+      await served.hostWriting;
       this.#startPolling();
     } catch (e) {
       if (image) await image.closeAsync().catch(() => {});
@@ -303,8 +313,9 @@ export class RbdImages {
     }
     if (served.loans.size === 0) {
       if (this.#served.get(served.name) === served) this.#served.delete(served.name);
-      // No longer served by this daemon: its host record goes.
+      // No longer served by this daemon: its host record goes (after a refresh under way).
       try {
+        await served.hostWriting;
         const head = await served.meta.image;
         const key = hostKey(served.prefix, this.#options.hostId);
         await this.#queue(served.meta, () => head.metadataRemoveAsync(key));
@@ -488,6 +499,8 @@ export class RbdImages {
       lastKnown: [null, null, null],
       hosts: new Map(),
       hostWrittenAt: 0,
+      hostWriting: null,
+      stateWrites: 0,
       hostWritten: "",
       polling: false,
       again: false,
@@ -516,8 +529,12 @@ export class RbdImages {
         if (!s) throw new Error("the image is not open");
         const value = encodeStateValue(kind, bytes);
         const head = await s.meta.image;
-        await this.#queue(s.meta, () => head.metadataSetAsync(stateKey(s.prefix, kind), value));
-        s.lastKnown[kind] = value;
+        try {
+          await this.#queue(s.meta, () => head.metadataSetAsync(stateKey(s.prefix, kind), value));
+          s.lastKnown[kind] = value;
+        } finally {
+          s.stateWrites++;
+        }
       },
     };
   }
@@ -544,17 +561,20 @@ export class RbdImages {
     s.again = false;
     try {
       const head = await s.meta.image;
-      let readStart = 0;
-      const metadata = await this.#queue(s.meta, () => {
-        readStart = performance.now();
-        return head.metadataListAsync(s.prefix);
-      });
+      // Reads do not wait in the image's queue: a write there may wait seconds for a host that
+      // does not answer librbd's notification (a stopped one), and fencing that host must not.
+      const readStart = performance.now();
+      const writes = s.stateWrites;
+      const metadata = await head.metadataListAsync(s.prefix);
       const readEnd = performance.now();
-      this.#takeState(s, metadata);
+      // A state write of ours that ended meanwhile may be missing from the listing: the next
+      // poll takes the state.
+      if (writes === s.stateWrites) this.#takeState(s, metadata);
+      else s.again = true;
       s.hosts = hostsFromMetadata(metadata, s.prefix);
       this.#checkPeers(s, readStart, readEnd);
       if (s.rbd.snapshot === null) {
-        const size = await this.#queue(s.meta, () => head.sizeAsync());
+        const size = await head.sizeAsync();
         if (size !== s.size) {
           // librbd's I/O path does not refresh the header after a resize (I/O past the old end
           // fails with EINVAL) until an API call does: ask the lent images, then the worker.
@@ -565,13 +585,7 @@ export class RbdImages {
           this.#options.post({ type: "rbd-size", device: s.name, bytes: size });
         }
       }
-      const record = this.#hostRecord(s);
-      if (
-        Date.now() - s.hostWrittenAt >= HOST_REFRESH_MS ||
-        JSON.stringify({ ...record, seen: 0 }) !== s.hostWritten
-      ) {
-        await this.#writeHost(s, record);
-      }
+      this.#refreshHost(s);
       if (s.pollError !== null) {
         this.#options.log("info", `disk/${s.name}: ${rbdLabel(s.rbd)}: metadata readable again`);
       }
@@ -779,12 +793,45 @@ export class RbdImages {
     return record;
   }
 
+  /**
+   * Rewrites this daemon's record for `s` when {@link HOST_REFRESH_MS} passed or it changed,
+   * in the background (the poll goes on); one write at a time.
+   */
+  #refreshHost(s: Served): void {
+    if (s.hostWriting !== null || this.#closed || this.#served.get(s.name) !== s) return;
+    const record = this.#hostRecord(s);
+    if (
+      Date.now() - s.hostWrittenAt < HOST_REFRESH_MS &&
+      JSON.stringify({ ...record, seen: 0 }) === s.hostWritten
+    ) return;
+    const writing = this.#writeHost(s, record).catch((e) => {
+      if (e instanceof SysError && e.errno === EBLOCKLISTED) {
+        this.#clientFenced(s.meta.connection, `writing this host's record in ${rbdLabel(s.rbd)}`);
+      } else if (s.pollError === null) {
+        this.#options.log(
+          "warning",
+          `disk/${s.name}: cannot refresh this host's record in ${rbdLabel(s.rbd)}: ${
+            message(e)
+          }; other hosts may fence this one if it lasts (fence-after)`,
+        );
+      }
+    }).finally(() => s.hostWriting = null);
+    s.hostWriting = writing;
+    this.#background(writing);
+  }
+
+  /**
+   * Writes this daemon's record for `s`, without notifying the image's watchers (see
+   * RbdImage.metadataSetQuietAsync: a notification would wait for a stopped host), outside the
+   * image's queue (a state write there may wait for one): the record keeps being refreshed
+   * while another host is stopped, so that a third one never takes this one for silent.
+   */
   async #writeHost(s: Served, record = this.#hostRecord(s)): Promise<void> {
     const head = await s.meta.image;
     const key = hostKey(s.prefix, this.#options.hostId);
     s.hostWrittenAt = Date.now();
     s.hostWritten = JSON.stringify({ ...record, seen: 0 });
-    await this.#queue(s.meta, () => head.metadataSetAsync(key, JSON.stringify(record)));
+    await head.metadataSetQuietAsync(key, JSON.stringify(record));
     s.hosts.set(this.#options.hostId, record);
   }
 }

@@ -371,6 +371,23 @@ async function moreImageSteps(t: Deno.TestContext, lab: RbdLab, a: TestTarget) {
   );
 
   await t.step(
+    "a read-only export opens the image read-only: no header watch of its own; writes refused",
+    async () => {
+      // "locked" (read-write) and "locked-ro" share d's connection and metadata handle: the
+      // handle and the read-write open each watch the header; a read-only open does not.
+      const status = JSON.parse(
+        await c.rbd(["status", "--format", "json", `${c.pool}/locked`]),
+      ) as { watchers: { address: string }[] };
+      assert.equal(status.watchers.length, 2, JSON.stringify(status));
+      const info = await d.ctl("--json", "show-rbd", "locked-ro");
+      const client = JSON.parse(info.stdout).devices[0].client as string;
+      for (const w of status.watchers) assert.equal(w.address, client, JSON.stringify(status));
+      const tro = ini.find(2, 3);
+      assert.throws(() => ini.write(tro, 0, new Uint8Array(512)), AtaError);
+    },
+  );
+
+  await t.step(
     "devices with the same ceph-conf, ceph-user and ceph-options share one cluster connection",
     () => {
       // Four devices, two sets of settings ("cached" has its own options): two librados
