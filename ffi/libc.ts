@@ -202,6 +202,15 @@ const LIBC_SYMBOLS = {
     ],
     result: "i32",
   },
+  /** ssize_t recvmsg(int sockfd, struct msghdr *msg, int flags) */
+  recvmsg: {
+    parameters: [
+      "i32", // int sockfd
+      "buffer", // struct msghdr *msg
+      "i32", // int flags
+    ],
+    result: "i32",
+  },
   /** ssize_t send(int sockfd, const void *buf, size_t len, int flags); buf may be NULL */
   send: {
     parameters: [

@@ -53,12 +53,14 @@ import {
   PACKET_VERSION,
   PROT_READ,
   PROT_WRITE,
+  SCM_TIMESTAMPNS,
   SO_ATTACH_FILTER,
   SO_ERROR,
   SO_RCVBUF,
   SO_RCVBUFFORCE,
   SO_SNDBUF,
   SO_SNDBUFFORCE,
+  SO_TIMESTAMPNS,
   SOCK_CLOEXEC,
   SOCK_NONBLOCK,
   SOCK_RAW,
@@ -72,7 +74,16 @@ import {
   TP_STATUS_WRONG_FORMAT,
   TPACKET_V2,
 } from "./constants.ts";
-import { SOCK_FILTER, SOCK_FPROG, SOCKADDR_LL, TPACKET2_HDR, TPACKET_REQ } from "./structs.ts";
+import {
+  CMSGHDR,
+  IOVEC,
+  MSGHDR,
+  SOCK_FILTER,
+  SOCK_FPROG,
+  SOCKADDR_LL,
+  TPACKET2_HDR,
+  TPACKET_REQ,
+} from "./structs.ts";
 import { interfaceInfo } from "./netif.ts";
 
 /** Which frames the socket's BPF filter lets through (all are ethertype 0x88A2). */
@@ -104,6 +115,8 @@ const SEND_FLAGS = MSG_DONTWAIT | MSG_NOSIGNAL;
 const RECV_FLAGS = MSG_DONTWAIT | MSG_TRUNC;
 
 const align16 = (n: number) => (n + 15) & ~15;
+/** Room for the SCM_TIMESTAMPNS control message (CMSG_SPACE(16) = 32) and some spare. */
+const CONTROL_BYTES = 64;
 
 /** Advice for the errors a packet socket gets when its link changes under it. */
 const LINK_ADVICE = {
@@ -143,6 +156,11 @@ function filterProgram(filter: "requests" | "responses"): number[][] {
     [BPF_RET | BPF_K, 0, 0, 0xffffffff],
     [BPF_RET | BPF_K, 0, 0, 0],
   ];
+}
+
+/** The address of `bytes`' memory (an ArrayBuffer's backing store does not move). */
+function address(bytes: ArrayBufferView<ArrayBuffer>): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));
 }
 
 function intOption(value: number): Uint8Array<ArrayBuffer> {
@@ -205,7 +223,11 @@ export class PacketSocket {
   rxLength = 0;
   /** Length of that frame on the wire (larger than rxLength when truncated). */
   rxWireLength = 0;
-  /** Arrival time of that frame, seconds since the epoch (CLOCK_REALTIME). */
+  /**
+   * Arrival time of that frame, seconds since the epoch (CLOCK_REALTIME): when the kernel
+   * received it (the ring's tp_sec/tp_nsec, or SO_TIMESTAMPNS without a ring), not when it was
+   * read, so that a frame that waited while the process was stopped shows its true age.
+   */
   rxTimestamp = 0;
   /** Frames the kernel dropped for lack of room (PACKET_STATISTICS tp_drops). */
   kernelDrops = 0;
@@ -230,6 +252,10 @@ export class PacketSocket {
   readonly #txOffsets: Uint32Array;
   readonly #txViews: Uint8Array[];
   readonly #rxBuffer: Uint8Array<ArrayBuffer>;
+  /** recvmsg's struct msghdr (as u32 words), its iovec and its control buffer, made once. */
+  readonly #msg = new Uint32Array(new ArrayBuffer(MSGHDR.size));
+  readonly #iov = new Uint8Array(new ArrayBuffer(IOVEC.size));
+  readonly #control = new Uint32Array(new ArrayBuffer(CONTROL_BYTES));
   readonly #txBuffer: Uint8Array<ArrayBuffer>;
   readonly #stats = new Uint8Array(new ArrayBuffer(8));
   readonly #statsLength = new Uint8Array(new ArrayBuffer(4));
@@ -289,6 +315,13 @@ export class PacketSocket {
       this.#bytes.subarray(o + TX_DATA_OFFSET, o + TX_DATA_OFFSET + this.frameSize)
     );
     this.#rxBuffer = new Uint8Array(new ArrayBuffer(this.frameSize));
+    const iov = new DataView(this.#iov.buffer);
+    iov.setBigUint64(IOVEC.base, address(this.#rxBuffer), true);
+    iov.setBigUint64(IOVEC.len, BigInt(this.#rxBuffer.length), true);
+    const msg = new DataView(this.#msg.buffer);
+    msg.setBigUint64(MSGHDR.iov, address(this.#iov), true);
+    msg.setBigUint64(MSGHDR.iovlen, 1n, true);
+    msg.setBigUint64(MSGHDR.control, address(this.#control), true);
     this.#txBuffer = new Uint8Array(new ArrayBuffer(Math.max(this.frameSize, ETH_ZLEN)));
   }
 
@@ -349,6 +382,10 @@ export class PacketSocket {
         }
       }
       if (options.filter !== "none") attachFilter(fd, filterProgram(options.filter));
+      // Without an RX ring, recvmsg reads the kernel's receive time from a control message.
+      if (rx === null && !setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, intOption(1))) {
+        throw lastError("setsockopt(SO_TIMESTAMPNS)");
+      }
       bindAoe(fd, info.index, ifname);
       const sendBufferSize = bufferSize(fd, SO_SNDBUF, SO_SNDBUFFORCE, options.sendBuffer ?? 0);
       const receiveBufferSize = bufferSize(
@@ -411,17 +448,38 @@ export class PacketSocket {
 
   #recv(): Uint8Array | null {
     const buffer = this.#rxBuffer;
-    const n = libc().recv(this.fd, buffer, big(buffer.length), RECV_FLAGS);
+    const msg = this.#msg;
+    msg[MSGHDR.controllen / 4] = CONTROL_BYTES; // the kernel overwrites it with what it used
+    msg[MSGHDR.flags / 4] = 0;
+    const n = libc().recvmsg(this.fd, msg, RECV_FLAGS);
     if (n === -1) {
       const e = errno();
       if (e === Errno.EAGAIN || e === Errno.EINTR) return null;
-      throw sysError(`recv(${this.ifname})`, e, LINK_ADVICE);
+      throw sysError(`recvmsg(${this.ifname})`, e, LINK_ADVICE);
     }
     this.rxWireLength = n;
     this.rxLength = Math.min(n, buffer.length);
-    this.rxTimestamp = Date.now() / 1000;
+    this.rxTimestamp = this.#controlTimestamp();
     this.#rxHeld = true;
     return buffer;
+  }
+
+  /**
+   * The SCM_TIMESTAMPNS time of the frame recvmsg just read (seconds since the epoch). The
+   * kernel sends it first and alone (we enable no other control message); without it (the
+   * kernel did not stamp the frame) the time of reading stands in.
+   */
+  #controlTimestamp(): number {
+    const c = this.#control;
+    const used = this.#msg[MSGHDR.controllen / 4];
+    const data = CMSGHDR.size / 4;
+    if (
+      used >= CMSGHDR.size + 16 && c[CMSGHDR.level / 4] === SOL_SOCKET &&
+      c[CMSGHDR.type / 4] === SCM_TIMESTAMPNS
+    ) {
+      return c[data] + c[data + 1] * TWO_32 + c[data + 2] / 1e9;
+    }
+    return Date.now() / 1000;
   }
 
   /** Hands the frame from `receive()` back (to the kernel, for the RX ring). */

@@ -111,6 +111,29 @@ export const IO_EVENT = { size: 32, data: 0, obj: 8, res: 16, res2: 24 } as cons
 /** struct iovec (16 bytes): void *iov_base, size_t iov_len. */
 export const IOVEC = { size: 16, base: 0, len: 8 } as const;
 
+/**
+ * struct msghdr (56 bytes)
+ * ```
+ *  0 void   *msg_name        8 u32 msg_namelen
+ * 16 iovec  *msg_iov        24 size_t msg_iovlen
+ * 32 void   *msg_control    40 size_t msg_controllen
+ * 48 i32    msg_flags
+ * ```
+ */
+export const MSGHDR = {
+  size: 56,
+  name: 0,
+  namelen: 8,
+  iov: 16,
+  iovlen: 24,
+  control: 32,
+  controllen: 40,
+  flags: 48,
+} as const;
+
+/** struct cmsghdr (16 bytes, then the data): size_t cmsg_len, i32 cmsg_level, i32 cmsg_type. */
+export const CMSGHDR = { size: 16, len: 0, level: 8, type: 12 } as const;
+
 /** struct epoll_event (12 bytes, packed on x86-64): u32 events, u64 data. */
 export const EPOLL_EVENT = { size: 12, events: 0, data: 4 } as const;
 

@@ -237,6 +237,8 @@ interface DeviceDefaults {
   traceIo: boolean;
   maxDelay: number;
   mergeDelay: number;
+  maxRequestAge: number;
+  maxStall: number;
   syncWrites: boolean;
   /** `[defaults] admin`, resolved; null when unset (or unresolvable: then already an issue). */
   admin: number[] | null;
@@ -477,6 +479,8 @@ class Builder {
       traceIo: get("trace-io", DEFAULTS.traceIo),
       maxDelay: get("max-delay", DEFAULTS.maxDelay),
       mergeDelay: get("merge-delay", DEFAULTS.mergeDelay),
+      maxRequestAge: get("max-request-age", DEFAULTS.maxRequestAge),
+      maxStall: get("max-stall", DEFAULTS.maxStall),
       syncWrites: get("sync-writes", false),
       admin: null,
       cephConf: get("ceph-conf", DEFAULTS.cephConf),
@@ -673,6 +677,8 @@ class Builder {
       broadcast: bool("broadcast", false),
       maxDelay: num("max-delay", defaults.maxDelay),
       mergeDelay: num("merge-delay", defaults.mergeDelay),
+      maxRequestAge: num("max-request-age", defaults.maxRequestAge),
+      maxStall: num("max-stall", defaults.maxStall),
       interfaces: this.#patterns(v.get("interfaces"), at("interfaces")),
       accept,
       deny,

@@ -98,6 +98,22 @@ const MERGE_DELAY: KeySpec = {
   range: "0 <= x < 1 seconds",
   fix: "give the submission delay in seconds; 0 submits at once",
 };
+const MAX_REQUEST_AGE: KeySpec = {
+  key: "max-request-age",
+  kind: "number",
+  valid: (v) => v === 0 || (v >= 0.1 && v <= 3600),
+  range: "0, or 0.1-3600 seconds",
+  fix: "give the age in seconds after which a request is dropped instead of started, e.g. 2; " +
+    "0 turns the check off",
+};
+const MAX_STALL: KeySpec = {
+  key: "max-stall",
+  kind: "number",
+  valid: (v) => v === 0 || (v >= 0.1 && v <= 3600),
+  range: "0, or 0.1-3600 seconds",
+  fix: "give the pause in seconds after which everything received before it is dropped, " +
+    "e.g. 2; 0 turns the check off",
+};
 const BUFFERS: KeySpec = { key: "buffers", kind: "obsolete", fix: "use ring-buffer-size instead" };
 const ADMIN: KeySpec = { key: "admin", kind: "tokens" };
 const SYNC_WRITES: KeySpec = { key: "sync-writes", kind: "boolean" };
@@ -147,6 +163,8 @@ export const DEFAULTS_KEYS: readonly KeySpec[] = [
   },
   MAX_DELAY,
   MERGE_DELAY,
+  MAX_REQUEST_AGE,
+  MAX_STALL,
   { key: "log-target", kind: "enum", values: ["stderr", "syslog"] },
   { key: "log-level", kind: "enum", values: ["debug", "info", "warning", "error"] },
   { key: "metrics-listen", kind: "listen" },
@@ -188,6 +206,8 @@ export const DEVICE_KEYS: readonly KeySpec[] = [
   { key: "broadcast", kind: "boolean" },
   MAX_DELAY,
   MERGE_DELAY,
+  MAX_REQUEST_AGE,
+  MAX_STALL,
   { key: "interfaces", kind: "patterns" },
   { key: "accept", kind: "tokens" },
   { key: "deny", kind: "tokens" },

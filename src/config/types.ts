@@ -23,6 +23,9 @@ export const DEFAULTS = {
   receiveBufferSizeKiB: 0,
   maxDelay: 0.001,
   mergeDelay: 0,
+  /** Seconds; see docs/configuration.md "Stale requests" for why (the Linux aoe driver's timers). */
+  maxRequestAge: 2,
+  maxStall: 2,
   configPath: "/etc/ggaoed/ggaoed.conf",
   cephConf: "/etc/ceph/ceph.conf",
   cephUser: "admin",
@@ -101,6 +104,17 @@ export interface DeviceConfig {
   maxDelay: number;
   /** Seconds; 0 = submit at once, else the first request on an idle device waits this long. */
   mergeDelay: number;
+  /**
+   * `max-request-age`: seconds; a request older than this when it would start (its I/O
+   * submitted, or its command run) is dropped unanswered; 0 = never.
+   */
+  maxRequestAge: number;
+  /**
+   * `max-stall`: seconds; when the data-path loop did not run, or the device's I/O did not
+   * complete, for longer than this, every request received before it ran again is dropped
+   * unanswered; 0 = never.
+   */
+  maxStall: number;
   /** Glob patterns of interfaces the device is visible on; null = all the daemon listens on. */
   interfaces: string[] | null;
   /** Source MACs served; null = everyone. Never empty (an empty accept list is an error). */

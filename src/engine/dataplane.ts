@@ -18,6 +18,13 @@
  *   (`src/state/writer.ts`); replies that acknowledge a state change wait for it, and become AoE
  *   error 3 if the write fails; serving goes on;
  * - a frame that makes the engine throw (a bug): dropped, counted, logged, its request released;
+ * - a stop of the whole process (SIGSTOP, a frozen VM) or storage that hangs: requests that
+ *   waited through it may have been given up by their initiator and sent to another target of
+ *   the same storage, so they must never start (they would write late over newer data).
+ *   Requests carry the kernel's receive time; one older than its device's `max-request-age`
+ *   when it would start is dropped ({@link Device.dropStale}); when the loop did not run for
+ *   longer than a device's `max-stall`, everything received before it ran again, in the rings,
+ *   the socket queues and the device queues, is dropped ({@link DataPlane.runOnce});
  * - a Ceph RBD image whose cluster is slow or unreachable: images are opened by the main thread
  *   (`src/rbd/images.ts`) and lent to the plane ({@link DataPlane.rbdOpened}); the loop serves
  *   the other devices meanwhile.
@@ -85,8 +92,10 @@ export type LogFn = (level: "debug" | "info" | "warning" | "error", message: str
 const RX_BUDGET = 256;
 /** A retiring device still busy after this long is reported (it keeps waiting). */
 const RETIRE_WARN_SECONDS = 5;
-/** A kernel receive timestamp further back than this is not believed (clock step). */
-const MAX_RING_DELAY = 1;
+/** After a stall, RX_BUDGET passes at most over each interface drain what it received. */
+const STALL_DRAIN_PASSES = 64;
+/** Drops of stale requests are logged at most once per device per this many seconds. */
+const STALE_LOG_SECONDS = 10;
 
 // epoll tokens: kind * 2^20 + index
 const TOKEN_IFACE = 1 << 20;
@@ -211,6 +220,7 @@ export class DataPlane {
     if (this.#ifaces.list.length === 0 && failures.length > 0) {
       throw new Error(`no packet socket could be opened: ${failures.join("; ")}`);
     }
+    this.#tick(); // opening took time, but the loop has not been kept from running
   }
 
   /**
@@ -268,8 +278,21 @@ export class DataPlane {
    */
   runOnce(timeoutMs: number): void {
     this.woken = false;
-    const n = this.#epoll.wait(this.#nextTimeout(timeoutMs));
+    // A pause is looked for twice per turn, so that frames received during a legitimate wait
+    // are never taken for stale: the last turn (and whatever ran between turns) took too long
+    // (the process was stopped, or a system call blocked), or the wait returned later than its
+    // timeout (the process was stopped while it waited).
+    const turnStart = this.#now;
+    const waitStart = monotonic();
+    if (waitStart - turnStart > this.#minStall) {
+      this.#tick();
+      this.#stalled(waitStart - turnStart);
+    }
+    const timeout = this.#nextTimeout(timeoutMs);
+    const n = this.#epoll.wait(timeout);
     this.#tick();
+    const late = this.#now - waitStart - timeout / 1000;
+    if (late > this.#minStall) this.#stalled(late);
     for (let i = 0; i < n; i++) {
       const token = this.#epoll.tokenAt(i);
       const index = token & TOKEN_INDEX;
@@ -312,9 +335,72 @@ export class DataPlane {
       ifc.retryKick();
     }
     this.#states.flush();
+    this.#logDropped();
     this.#ifaces.closeFailed();
     this.#closeRetired();
     if (this.#ifaces.due(this.#now)) this.#rescanInterfaces();
+  }
+
+  /**
+   * The loop did not run for `gap` seconds. For every device whose max-stall that exceeds,
+   * everything received before now is stale: its queue is dropped at once, and so is every
+   * frame for it still in an RX ring or socket queue (drained here, so that the count is known
+   * for the log line; frames received after now are served as usual).
+   */
+  #stalled(gap: number): void {
+    let any = false;
+    let before = 0;
+    for (const dev of this.#devices) {
+      if (!dev || !(gap > dev.maxStall)) continue;
+      any = true;
+      before += dev.stats[DS.stall_dropped];
+      dev.staleBefore = this.#now;
+      dev.dropStale(this.#now);
+    }
+    if (!any) return;
+    if (this.#accepting) {
+      for (const ifc of this.#ifaces.byIndex) {
+        if (!ifc || ifc.failure !== null) continue;
+        // Until the ring or socket queue is empty (bounded: a flood must not hold the loop).
+        for (let pass = 0; pass < STALL_DRAIN_PASSES; pass++) {
+          if (this.#drainRx(ifc) < RX_BUDGET) break;
+        }
+      }
+    }
+    let after = 0;
+    for (const dev of this.#devices) {
+      if (dev && gap > dev.maxStall) after += dev.stats[DS.stall_dropped];
+    }
+    this.#log(
+      "warning",
+      `the data path did not run for ${gap.toFixed(1)} s (longer than max-stall): dropped ${
+        after - before
+      } request(s) received before it ran again, unanswered and never started (their initiators may have sent them elsewhere)`,
+    );
+    for (const dev of this.#devices) {
+      if (dev) dev.droppedLogged = dev.stats[DS.stall_dropped] + dev.stats[DS.stale_dropped];
+    }
+  }
+
+  /** Logs drops of stale requests, at most once per device per STALE_LOG_SECONDS. */
+  #logDropped(): void {
+    const now = this.#now;
+    for (const dev of this.#devices) {
+      if (!dev) continue;
+      const st = dev.stats;
+      const total = st[DS.stale_dropped] + st[DS.stall_dropped];
+      if (total === dev.droppedLogged || now - dev.droppedLoggedAt < STALE_LOG_SECONDS) continue;
+      this.#log(
+        "warning",
+        `disk/${dev.name}: ${
+          total - dev.droppedLogged
+        } request(s) dropped unanswered, never started, because they waited too long (older than max-request-age ${dev.config.maxRequestAge} s, or received before a stall longer than max-stall ${dev.config.maxStall} s); ${
+          st[DS.stale_dropped]
+        } by age and ${st[DS.stall_dropped]} by stall in all`,
+      );
+      dev.droppedLogged = total;
+      dev.droppedLoggedAt = now;
+    }
   }
 
   /** Stops taking requests (shutdown); in-flight I/O still completes and is answered. */
@@ -556,7 +642,8 @@ export class DataPlane {
     if (this.#accepting && ifc.failure === null) this.#drainRx(ifc);
   }
 
-  #drainRx(ifc: Iface): void {
+  /** Takes up to RX_BUDGET frames from `ifc`; returns how many. */
+  #drainRx(ifc: Iface): number {
     const sock = ifc.socket;
     const st = ifc.stats;
     const now = this.#now;
@@ -572,12 +659,15 @@ export class DataPlane {
       }
       if (rx === null) break;
       n++;
-      // The kernel's receive time is on the realtime clock; convert, and distrust a step.
-      let delay = now - (sock.rxTimestamp - offset);
-      if (!(delay >= 0)) delay = 0;
-      else if (delay > MAX_RING_DELAY) delay = MAX_RING_DELAY;
+      // The kernel's receive time is on the realtime clock: converted to the monotonic one
+      // with the offset sampled this turn. Its true age is kept however large (a frame that
+      // waited through a stop is old, and must look it); a time in the future (the realtime
+      // clock stepped back) counts as now. A forward step makes the frames received before it
+      // look older: at worst they are dropped as stale, and the initiator sends them again.
+      let arrival = sock.rxTimestamp - offset;
+      if (!(arrival <= now)) arrival = now;
       try {
-        this.#handleFrame(ifc, rx, sock.rxLength, now - delay);
+        this.#handleFrame(ifc, rx, sock.rxLength, arrival);
       } catch (e) {
         // A bug must not take the target down: drop the frame, count it, say what happened.
         st[IS.dropped]++;
@@ -591,6 +681,7 @@ export class DataPlane {
     } catch (e) {
       ifc.fail((e as Error).message);
     }
+    return n;
   }
 
   #handleFrame(ifc: Iface, rx: Uint8Array, length: number, arrival: number): void {
@@ -628,6 +719,15 @@ export class DataPlane {
   #serve(ifc: Iface, dev: Device, rx: Uint8Array, length: number, arrival: number): void {
     const pool = dev.pool;
     const ds = dev.stats;
+    // Never start stale work (see Device.dropStale), not even a command answered at once.
+    if (arrival < dev.staleBefore) {
+      ds[DS.stall_dropped]++;
+      return;
+    }
+    if (this.#now - arrival > dev.maxRequestAge) {
+      ds[DS.stale_dropped]++;
+      return;
+    }
     ds[DS.queue_length] += pool.inUse;
     const r = pool.get();
     if (r === null) {
@@ -675,7 +775,7 @@ export class DataPlane {
   #reap(dev: Device | null | undefined): void {
     if (!dev) return;
     try {
-      dev.reap();
+      dev.reap(this.#now);
     } catch (e) {
       this.#log("error", `disk/${dev.name}: reaping completions failed: ${(e as Error).message}`);
     }
@@ -721,6 +821,10 @@ export class DataPlane {
       }
       return;
     }
+    if (r.drop === Drop.STALE) {
+      this.#finish(r); // an error its initiator no longer waits for: never answered
+      return;
+    }
     this.#reply(r);
   };
 
@@ -757,6 +861,13 @@ export class DataPlane {
 
   #drainTx(ifc: Iface): void {
     if (ifc.drainQueue(this.#sent) && !ifc.socket.txRing) this.#ifaces.watchOut(ifc, false);
+  }
+
+  /** The smallest max-stall of the devices (Infinity: none looks for stalls). */
+  get #minStall(): number {
+    let min = Infinity;
+    for (const dev of this.#devices) if (dev && dev.maxStall < min) min = dev.maxStall;
+    return min;
   }
 
   #nextTimeout(cap: number): number {

@@ -16,7 +16,13 @@
  *
  * io_submit's EAGAIN stalls the queue until a completion frees room; when nothing of this device
  * is in the kernel (so no completion will come), the data plane retries after
- * {@link STALL_RETRY_MS}. Nothing is dropped.
+ * {@link STALL_RETRY_MS}.
+ *
+ * Stale requests are dropped unanswered, never started (the initiator has given up on them and
+ * may have sent them to another target of the same storage; see docs/configuration.md, "Stale
+ * requests"): one older than `max-request-age` when it would be submitted, and one received
+ * before {@link Device.staleBefore}: the data plane sets it after the loop did not run for
+ * longer than `max-stall`, and the device itself when its I/O did not progress for that long.
  *
  * @module
  */
@@ -46,6 +52,11 @@ import { DS } from "../stats.ts";
 import { type Request, RequestPool } from "./pool.ts";
 import type { IoEngine, RbdStorage } from "./rbd.ts";
 import { TUNING } from "./tuning.ts";
+
+/** Monotonic seconds (the data plane's clock of arrivals). */
+function monotonic(): number {
+  return performance.now() / 1000;
+}
 
 /** Most requests merged into one iocb (iovecs per iocb). */
 export const MAX_MERGE = TUNING.maxMerge;
@@ -106,6 +117,19 @@ export class Device implements Target {
   retiring = false;
   /** When it started retiring (monotonic seconds). */
   retiredAt = 0;
+  /** `max-request-age` in seconds (Infinity: never stale by age). */
+  readonly maxRequestAge: number;
+  /** `max-stall` in seconds (Infinity: stalls are not looked for). */
+  readonly maxStall: number;
+  /**
+   * Requests that arrived before this (monotonic seconds) were received before a stall longer
+   * than max-stall: they are dropped, never started.
+   */
+  staleBefore = 0;
+  /** stale_dropped + stall_dropped when the data plane last logged them (rate limiting). */
+  droppedLogged = 0;
+  /** When the data plane last logged them (monotonic seconds). */
+  droppedLoggedAt = -Infinity;
   /** RBD: its Ceph client was fenced (blocklisted) by another host; a new one is coming. */
   fenced = false;
   /** RBD: the main thread is reopening its image (after a fencing) through a new client. */
@@ -145,6 +169,11 @@ export class Device implements Target {
   #stalled = false;
   #stalledAt = 0;
   #timerArmed = false;
+  /**
+   * Monotonic seconds of the last completion, or of the submission that found nothing in
+   * flight: a completion more than max-stall after it ends a stall of the device's I/O.
+   */
+  #lastProgress = 0;
 
   // Flush epochs: writes carry the epoch current at their arrival; a flush takes the current
   // epoch and starts the next one. pendingWrites[e] counts unfinished writes of epoch e.
@@ -183,6 +212,8 @@ export class Device implements Target {
     this.#sink = sink;
     this.#maxDelay = config.maxDelay;
     this.#mergeDelay = config.mergeDelay;
+    this.maxRequestAge = config.maxRequestAge > 0 ? config.maxRequestAge : Infinity;
+    this.maxStall = config.maxStall > 0 ? config.maxStall : Infinity;
     const rbd = storage !== undefined && "image" in storage ? storage : null;
     this.rbd = rbd;
     // An RBD image has only the asynchronous path (librbd queues to its own threads).
@@ -301,6 +332,8 @@ export class Device implements Target {
   submit(now: number): void {
     const q = this.#deferred;
     while (q.length > 0 && !this.#stalled && this.#freeSlots.length > 0) {
+      this.dropStale(now);
+      if (q.length === 0) break;
       if (q.length > 1) q.sort(this.#compare);
       let taken = 0; // requests placed into prepared iocbs
       let n = 0; // iocbs prepared
@@ -310,6 +343,16 @@ export class Device implements Target {
         if (this.#syncIo) {
           this.stats[DS.io_slots]++;
           if (!this.#queueCopies(slotIndex)) this.#transferNow(slotIndex);
+          // A transfer that blocked longer than max-stall (storage that hangs): what waited
+          // behind it is stale; the outer loop drops it before starting anything more.
+          const after = monotonic();
+          if (after - now > this.maxStall) {
+            this.#stallNoticed(after);
+            now = after;
+            n = 0;
+            break;
+          }
+          now = after;
         } else {
           this.#submitList[n++] = slotIndex;
         }
@@ -319,6 +362,9 @@ export class Device implements Target {
         this.stats[DS.io_runs]++;
         this.#removeFront(taken);
         this.#runFlushes();
+        const after = monotonic(); // reads from the mapping fault pages in, and may hang too
+        if (after - now > this.maxStall) this.#stallNoticed(after);
+        now = after;
       } else {
         this.#submitPrepared(n, taken, now);
       }
@@ -482,6 +528,7 @@ export class Device implements Target {
       const slotIndex = this.#submitList[i];
       if (i < accepted) {
         consumed += this.#slots[slotIndex].requests.length;
+        if (this.#inFlightSlots === 0) this.#lastProgress = now; // the stall clock starts
         this.#inFlightSlots++;
       } else {
         this.#slots[slotIndex].requests.length = 0;
@@ -502,10 +549,16 @@ export class Device implements Target {
   }
 
   /** Reaps completions (the eventfd was readable); finished requests go to the sink. */
-  reap(): void {
+  reap(now: number): void {
     this.events.drain();
     for (;;) {
       const n = this.#aio.reap(AIO_DEPTH);
+      if (n > 0) {
+        // The first completion after I/O that hung longer than max-stall: what waited behind
+        // it (and, for an RBD image, whatever its initiator sent meanwhile) is stale.
+        if (now - this.#lastProgress > this.maxStall) this.#stallNoticed(now);
+        this.#lastProgress = now;
+      }
       for (let i = 0; i < n; i++) {
         this.#inFlightSlots--;
         this.#finishSlot(this.#aio.eventSlot(i), this.#aio.eventResult(i));
@@ -579,6 +632,43 @@ export class Device implements Target {
     }
   }
 
+  /**
+   * Drops the queued requests that must never start: received before {@link staleBefore}
+   * (counted in stall_dropped), or older than max-request-age at `now` (stale_dropped). Their
+   * buffers go back to the pool; no reply is sent. Returns how many were dropped.
+   */
+  dropStale(now: number): number {
+    const oldest = now - this.maxRequestAge;
+    const before = this.staleBefore;
+    let dropped = this.#dropFrom(this.#deferred, oldest, before);
+    dropped += this.#dropFrom(this.#flushWaiters, oldest, before);
+    if (dropped > 0) this.#runFlushes();
+    return dropped;
+  }
+
+  #dropFrom(q: Request[], oldest: number, before: number): number {
+    let keep = 0;
+    for (let i = 0; i < q.length; i++) {
+      const r = q[i];
+      if (r.arrival < before) this.stats[DS.stall_dropped]++;
+      else if (r.arrival < oldest) this.stats[DS.stale_dropped]++;
+      else {
+        q[keep++] = r;
+        continue;
+      }
+      if (r.action === Action.WRITE) this.#writeDone(r.epoch);
+      this.pool.put(r);
+    }
+    const dropped = q.length - keep;
+    q.length = keep;
+    return dropped;
+  }
+
+  /** The device's I/O did not progress for longer than max-stall, up to `now`. */
+  #stallNoticed(now: number): void {
+    if (now > this.staleBefore) this.staleBefore = now;
+  }
+
   /** Requests still queued (not submitted): handed back for dropping (retire, shutdown). */
   takeQueued(): Request[] {
     const out = [...this.#deferred, ...this.#flushWaiters];
@@ -630,13 +720,22 @@ export class Device implements Target {
   /**
    * Finishes one request of a transfer of `kind` that moved `got` bytes (or -errno). One that
    * failed because this host's Ceph client was fenced goes to the sink marked Drop.FENCED: it
-   * is never answered (the initiator gave up on it or asks again) and never redone.
+   * is never answered (the initiator gave up on it or asks again) and never redone; so is
+   * one that failed and had been received before a stall (Drop.STALE).
    */
   #complete(r: Request, kind: number, got: number): void {
     if (kind === Action.WRITE) this.#writeDone(r.epoch);
     if (this.#fencedResult(got)) {
       r.drop = Drop.FENCED;
       this.stats[DS.rbd_fenced_drops]++;
+    } else if (
+      (got < 0 || (kind !== Action.FLUSH && got !== r.bytes)) && r.arrival < this.staleBefore
+    ) {
+      // It failed after waiting through a stall (an RBD operation that librados timed out,
+      // rados_osd_op_timeout, when the process resumed): its initiator has given up on it or
+      // sends it again, and an error now would fail I/O that the copy can still complete.
+      r.drop = Drop.STALE;
+      this.stats[DS.stall_dropped]++;
     } else {
       completeRequest(r, kind === Action.FLUSH ? (got < 0 ? got : 0) : got, this.stats);
     }
@@ -708,6 +807,7 @@ export class Device implements Target {
       accepted = -1; // the kernel cannot sync this file through AIO: do it synchronously
     }
     if (accepted === 1) {
+      if (this.#inFlightSlots === 0) this.#lastProgress = monotonic(); // the stall clock starts
       this.#inFlightSlots++;
       return;
     }

@@ -80,6 +80,10 @@ export const Drop = {
   /** Failed because this host's Ceph client was fenced (blocklisted): never answered, never
    * redone (count in the device's `rbd_fenced_drops`). */
   FENCED: 4,
+  /** Failed after waiting through a stall longer than max-stall (received before it): the
+   * error is an answer its initiator no longer waits for, so none is sent (count in the
+   * device's `stall_dropped`). */
+  STALE: 5,
 } as const;
 export type Drop = typeof Drop[keyof typeof Drop];
 

@@ -164,3 +164,25 @@ for (const rings of [true, false]) {
     });
   });
 }
+
+for (const rings of [true, false]) {
+  Deno.test(`${rings ? "RX ring" : "recvmsg"}: a frame read late carries the time the kernel received it, not the time it was read`, async () => {
+    await withNetLab(async (lab) => {
+      const { a, b, ifA, ifB } = await pair(lab, 1500);
+      const ringBytes = rings ? 1 << 20 : 0;
+      await a.call({ op: "open", ifname: ifA, ringBytes, filter: "none" });
+      const receiver = await b.call({ op: "open", ifname: ifB, ringBytes, filter: "requests" });
+      const spec = { dst: receiver.mac, ethertype: AOE, flags: REQUEST, length: 100, seed: 3 };
+      const before = Date.now() / 1000;
+      await a.call({ op: "send", frames: [spec] });
+      const after = Date.now() / 1000;
+      // The frame waits in the ring or the socket queue for a second before it is read.
+      await new Promise((r) => setTimeout(r, 1000));
+      const [frame] = (await b.call({ op: "receive", count: 1, timeoutMs: 3000 })).frames;
+      assert.ok(
+        frame.timestamp >= before - 0.05 && frame.timestamp <= after + 0.05,
+        `received at ${frame.timestamp}, sent between ${before} and ${after}`,
+      );
+    });
+  });
+}

@@ -138,6 +138,8 @@ export interface NamespacedProcess {
   stop(graceMs?: number): Promise<Deno.CommandStatus>;
   /** Sends `signal` at once (SIGKILL: the process dies as in a crash). */
   kill(signal: Deno.Signal): void;
+  /** Writes `text` to its standard input (only when started with `stdin: true`). */
+  write(text: string): Promise<void>;
 }
 
 async function collect(
@@ -157,11 +159,11 @@ export function spawnInNamespace(
   netns: string,
   command: string,
   args: string[],
-  options: { onOutput?: (text: string) => void } = {},
+  options: { onOutput?: (text: string) => void; stdin?: boolean } = {},
 ): NamespacedProcess {
   const child = new Deno.Command("ip", {
     args: ["netns", "exec", netns, command, ...args],
-    stdin: "null",
+    stdin: options.stdin ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -174,10 +176,16 @@ export function spawnInNamespace(
   const status = readers.then(() => child.status);
   let exited = false;
   status.then(() => (exited = true));
+  const input = options.stdin ? child.stdin.getWriter() : null;
+  if (input) status.then(() => input.close().catch(() => {}));
   return {
     pid: child.pid,
     output: () => text,
     status,
+    async write(t: string) {
+      if (!input) throw new Error(`${command} was started without stdin`);
+      if (!exited) await input.write(new TextEncoder().encode(t));
+    },
     kill(signal: Deno.Signal) {
       if (exited) return;
       try {
@@ -229,6 +237,12 @@ export interface RunGuestOptions {
   files?: Record<string, string | Uint8Array>;
   /** Called with console output as it arrives (e.g. for live debugging). */
   onOutput?: (text: string) => void;
+  /**
+   * Called once qemu runs, with a function that types a line on the guest's serial console:
+   * the guest script reads it with the helper `wait_host WORD SECONDS` (tell the guest that
+   * the host has done its part).
+   */
+  onStart?: (sendLine: (line: string) => Promise<void>) => void;
 }
 
 /** What one guest boot produced. */
@@ -422,6 +436,11 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
         output += t;
         opts.onOutput?.(t);
       },
+      stdin: opts.onStart !== undefined,
+    });
+    opts.onStart?.((line) => {
+      if (!/^[A-Za-z0-9_ .-]*$/.test(line)) throw new Error(`bad line for the guest: ${line}`);
+      return qemu.write(line + "\n");
     });
     const timer = setTimeout(() => {
       timedOut = true;

@@ -124,3 +124,35 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "runGuest's onStart types lines on the guest console, and wait_host waits for its word",
+  ignore: guestSkip !== null,
+  fn: async () => {
+    await withTapNamespace(1500, async (ns) => {
+      let send: ((line: string) => Promise<void>) | null = null;
+      let told = false;
+      let serial = "";
+      const run = await runGuest({
+        netns: ns.netns,
+        tap: ns.tap,
+        mtu: 1500,
+        // Another word first: wait_host must read past it (and not stop at it, or the second
+        // wait_host would get "hello" and, with the check inverted, stop there).
+        guestScript: "result waiting yes\nwait_host hello 60 || exit 3\nresult heard yes\n" +
+          "wait_host other 3 && exit 4\nexit 0\n",
+        timeoutMs: 90_000,
+        onStart: (s) => (send = s),
+        onOutput: (text) => {
+          serial += text;
+          if (told || !/^@@RESULT waiting yes/m.test(serial)) return;
+          told = true;
+          send!("other").then(() => send!("hello"));
+        },
+      });
+      assert.equal(run.timedOut, false, run.output);
+      assert.equal(run.results.get("heard"), "yes", run.output);
+      assert.equal(run.exitCode, 0, run.output);
+    });
+  },
+});

@@ -10,19 +10,10 @@
  * complete without an error, and every byte must be right: the guest's md5 of the device, the
  * pattern's, and that of `rbd export` (the cluster's own client) agree.
  */
-import { DAEMON_FLAGS } from "../../src/permissions.ts";
-import { ControlClient } from "../../src/control/client.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import {
-  hostHas,
-  kernelHarnessUnavailable,
-  type NamespacedProcess,
-  REPO_ROOT,
-  runGuest,
-  spawnInNamespace,
-  withTapNamespace,
-} from "./harness.ts";
+import { hostHas, kernelHarnessUnavailable, runGuest, withTapNamespace } from "./harness.ts";
+import { Host, note, sleep, type Timeline, waitForTraffic, watchSurvivor } from "./hosts.ts";
 import { fileMd5, guestScripts, patternMd5 } from "./scripts.ts";
 import { withCephCluster } from "../helpers/ceph.ts";
 
@@ -34,156 +25,6 @@ const SIZE_MIB = 64;
 const SIZE = SIZE_MIB * 1024 * 1024;
 const MTU = 9000;
 const SEED = "multipath";
-
-type Stats = Record<string, number>;
-
-/** One daemon ("host") serving the image on one tap. */
-class Host {
-  readonly name: string;
-  readonly dir: string;
-  readonly conf: string;
-  readonly socket: string;
-  readonly netns: string;
-  process: NamespacedProcess | null = null;
-  /** Output of earlier runs (it is started twice). */
-  earlier = "";
-  /** Its control socket, kept open: counters in about a millisecond. */
-  #client: ControlClient | null = null;
-
-  constructor(name: string, dir: string, netns: string, tap: string, cephConf: string) {
-    this.name = name;
-    this.dir = join(dir, name);
-    this.netns = netns;
-    this.conf = join(this.dir, "ggaoed.conf");
-    this.socket = join(this.dir, "ggaoed.sock");
-    Deno.mkdirSync(join(this.dir, "state"), { recursive: true });
-    Deno.writeTextFileSync(
-      this.conf,
-      [
-        "[defaults]",
-        `interfaces = ["${tap}"]`,
-        `pid-file = "${this.dir}/ggaoed.pid"`,
-        `control-socket = "${this.socket}"`,
-        `state-directory = "${this.dir}/state"`,
-        `ceph-conf = "${cephConf}"`,
-        "",
-        "[devices.multi]",
-        'path = "rbd:rbd/multi"',
-        "shelf = 1",
-        "slot = 1",
-        "",
-      ].join("\n"),
-    );
-  }
-
-  async start(): Promise<void> {
-    if (this.process) this.earlier += this.process.output();
-    const p = spawnInNamespace(this.netns, Deno.execPath(), [
-      "run",
-      ...DAEMON_FLAGS,
-      join(REPO_ROOT, "ggaoed.ts"),
-      "-c",
-      this.conf,
-    ]);
-    this.process = p;
-    let exited = false;
-    p.status.then(() => (exited = true));
-    const deadline = Date.now() + 30_000;
-    while (!/ggaoed is running/.test(p.output())) {
-      if (exited || Date.now() > deadline) {
-        throw new Error(`daemon ${this.name} did not come up:\n${p.output()}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
-  /** The device's counters, or null when the daemon does not answer. */
-  async stats(): Promise<Stats | null> {
-    try {
-      this.#client ??= await ControlClient.connect(this.socket);
-      return (await this.#client.request("stats", {})).devices[0].stats;
-    } catch {
-      this.#client?.close();
-      this.#client = null;
-      return null;
-    }
-  }
-
-  /** Kills it as in a crash (SIGKILL) and waits for the end. */
-  async crash(): Promise<void> {
-    this.process!.kill("SIGKILL");
-    await this.process!.status;
-    this.#client?.close();
-    this.#client = null;
-  }
-
-  async stop(): Promise<void> {
-    this.#client?.close();
-    this.#client = null;
-    await this.process?.stop(5000);
-  }
-
-  log(): string {
-    return this.earlier + (this.process?.output() ?? "");
-  }
-}
-
-/** The host's view of the run: when things happened, and each daemon's counters then. */
-interface Timeline {
-  started: number;
-  events: string[];
-}
-
-function note(t: Timeline, what: string): void {
-  const line = `${((performance.now() - t.started) / 1000).toFixed(1)} s  ${what}`;
-  t.events.push(line);
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/**
- * Waits until `field` of the two hosts together reaches `threshold`, sampling every 5 ms;
- * returns the last samples.
- */
-async function waitForTraffic(
-  hosts: Host[],
-  field: "read_bytes" | "write_bytes",
-  threshold: number,
-  done: () => boolean,
-): Promise<(Stats | null)[]> {
-  for (;;) {
-    const samples = await Promise.all(hosts.map((h) => h.stats()));
-    const total = samples.reduce((sum, s) => sum + (s?.[field] ?? 0), 0);
-    if (total >= threshold || done()) return samples;
-    await sleep(5);
-  }
-}
-
-/**
- * After a kill: samples `survivor`'s `field` every 20 ms until `done`, and returns the longest
- * time it did not grow (the I/O stall the guest saw, approximately) and the bytes it served.
- */
-async function watchSurvivor(
-  survivor: Host,
-  field: "read_bytes" | "write_bytes",
-  done: () => boolean,
-): Promise<{ stallMs: number; bytes: number }> {
-  let last = (await survivor.stats())?.[field] ?? 0;
-  const first = last;
-  let since = performance.now();
-  let stallMs = 0;
-  while (!done()) {
-    await sleep(20);
-    const now = (await survivor.stats())?.[field] ?? last;
-    const t = performance.now();
-    if (now > last) {
-      stallMs = Math.max(stallMs, t - since);
-      since = t;
-      last = now;
-    }
-  }
-  return { stallMs, bytes: last - first };
-}
 
 Deno.test({
   name: "the kernel aoe driver with two paths to one RBD image (two daemons) finds both, " +
@@ -198,8 +39,10 @@ Deno.test({
       await withTapNamespace(MTU, async (ns) => {
         await withCephCluster({ netns: ns.netns }, async (cluster) => {
           await cluster.createImage("multi", { sizeBytes: SIZE });
-          const a = new Host("a", dir, ns.netns, ns.taps[0], cluster.conf);
-          const b = new Host("b", dir, ns.netns, ns.taps[1], cluster.conf);
+          const device = ['path = "rbd:rbd/multi"', "shelf = 1", "slot = 1"];
+          const defaults = [`ceph-conf = "${cluster.conf}"`];
+          const a = new Host("a", dir, ns.netns, ns.taps[0], device, defaults);
+          const b = new Host("b", dir, ns.netns, ns.taps[1], device, defaults);
           const timeline: Timeline = { started: performance.now(), events: [] };
           const phases = new Set<string>();
           let serial = "";

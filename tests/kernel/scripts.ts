@@ -49,6 +49,53 @@ export function patternMd5(sizeMiB: number, seed = "ggaoed"): string {
   return hash.digest("hex");
 }
 
+/**
+ * MD5 (hex) of a device of `sizeMiB` MiB written with one pattern after another: each layer's
+ * seed over MiB `from` to `to`, later layers over earlier ones (layeredOverwrite's end state).
+ */
+export function layeredPatternMd5(
+  sizeMiB: number,
+  layers: { seed: string; from: number; to: number }[],
+): string {
+  const hash = createHash("md5");
+  const enc = new TextEncoder();
+  for (let mib = 0; mib < sizeMiB; mib++) {
+    const layer = layers.findLast((l) => l.from <= mib && mib < l.to);
+    if (!layer) throw new Error(`no layer covers MiB ${mib}`);
+    let batch = "";
+    for (let i = mib * SECTORS_PER_MIB; i < (mib + 1) * SECTORS_PER_MIB; i++) {
+      batch += patternSector(checkSeed(layer.seed), i);
+    }
+    hash.update(enc.encode(batch));
+  }
+  return hash.digest("hex");
+}
+
+/**
+ * Compares the first `mib` MiB of a host file (an image export) with `seed`'s pattern: the
+ * sectors that differ, and how many of those hold `oldSeed`'s pattern instead.
+ */
+export async function countWrongSectors(
+  file: string,
+  mib: number,
+  seed: string,
+  oldSeed: string,
+): Promise<{ wrong: number; stale: number; first: number[] }> {
+  const data = await Deno.readFile(file);
+  const dec = new TextDecoder();
+  let wrong = 0;
+  let stale = 0;
+  const first: number[] = [];
+  for (let n = 0; n < mib * SECTORS_PER_MIB; n++) {
+    const got = dec.decode(data.subarray(n * PATTERN_SECTOR, (n + 1) * PATTERN_SECTOR));
+    if (got === patternSector(seed, n)) continue;
+    wrong++;
+    if (first.length < 5) first.push(n);
+    if (got === patternSector(oldSeed, n)) stale++;
+  }
+  return { wrong, stale, first };
+}
+
 /** MD5 (hex) of a host file, streamed. */
 export async function fileMd5(path: string): Promise<string> {
   const hash = createHash("md5");
@@ -101,6 +148,39 @@ t1=$(cut -d' ' -f1 /proc/uptime)
 result ${key} "$${key}"
 result ${key}_seconds "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')"
 `;
+
+// Reads MiB 0 to `mib` of the device with O_DIRECT and counts the sectors that do not hold
+// `seed`'s pattern (PREFIXwrong_sectors) and those among them that hold `oldSeed`'s
+// (PREFIXstale_sectors); PREFIXchecked_sectors is the number read.
+const countNew = (path: string, mib: number, seed: string, oldSeed: string, prefix: string) =>
+  `dd if=${path} bs=1M count=${mib} iflag=direct 2>/tmp/dd-check.err |
+  awk -v new=${seed} -v old=${oldSeed} '
+    { n = NR - 1
+      if ($0 != sprintf("%-${PATTERN_SECTOR - 1}s", new " sector " n)) {
+        wrong++
+        if ($0 == sprintf("%-${PATTERN_SECTOR - 1}s", old " sector " n)) stale++
+        if (shown++ < 5) print "wrong sector " n ": " substr($0, 1, 40)
+      }
+    }
+    END { print "@@RESULT ${prefix}checked_sectors " NR
+          print "@@RESULT ${prefix}wrong_sectors " wrong + 0
+          print "@@RESULT ${prefix}stale_sectors " stale + 0 }'`;
+
+// Waits until the driver lists `paths` interfaces for the device (one target per guest NIC),
+// reports them as netif, and mounts debugfs for the driver's per-target page.
+const waitPaths = (name: string, paths: number) =>
+  `n=0
+while [ "$(tr ',' '\\n' <'/sys/block/etherd!${name}/netif' | grep -c .)" -lt ${paths} ]; do
+  [ $n -ge 30 ] && {
+    result error "the device has paths on $(cat '/sys/block/etherd!${name}/netif') only"
+    exit 16
+  }
+  echo discover >/dev/etherd/discover 2>/dev/null
+  sleep 1
+  n=$((n + 1))
+done
+result netif "$(cat '/sys/block/etherd!${name}/netif')"
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null`;
 
 /** Guest script recipes. Each exits 0 only when every step succeeded. */
 export const guestScripts = {
@@ -159,20 +239,8 @@ exit 0
   ): string {
     const { name, path } = devicePath(device);
     const seed = checkSeed(options.seed ?? "ggaoed");
-    const sys = `/sys/block/etherd!${name}`;
     return `${waitStep(name, 60)}
-n=0
-while [ "$(tr ',' '\\n' <'${sys}/netif' | grep -c .)" -lt ${options.paths} ]; do
-  [ $n -ge 30 ] && {
-    result error "the device has paths on $(cat '${sys}/netif') only"
-    exit 16
-  }
-  echo discover >/dev/etherd/discover 2>/dev/null
-  sleep 1
-  n=$((n + 1))
-done
-result netif "$(cat '${sys}/netif')"
-mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+${waitPaths(name, options.paths)}
 result phase write
 ${patternWrite(path, sizeMiB, seed)}
 result phase pause
@@ -182,6 +250,81 @@ result phase read
 ${readMd5(path, "md5")}
 result phase done
 cat /sys/kernel/debug/aoe/${name} 2>/dev/null
+exit 0
+`;
+  },
+
+  /**
+   * Newer data over older on a device with several paths, for a host that hangs and comes
+   * back. Waits for `paths` paths, then:
+   *   phase write: the pattern `oldSeed` over the whole device (as patternWriteAndMd5);
+   *   phase read (with `readBack`): reads it all back (result old_md5);
+   *   phase overwrite: the pattern `newSeed` over MiB 0 to `overwriteMiB`;
+   *   phase settle: waits for the host to type `go` (wait_host, at most 300 s);
+   *   phase check: reads MiB 0 to `overwriteMiB` back with O_DIRECT and counts the sectors
+   *     that do not hold `newSeed`'s (wrong_sectors) and those among them that hold
+   *     `oldSeed`'s (stale_sectors), then reads the whole device (md5: compare with
+   *     layeredPatternMd5);
+   *   phase alone (with `alone`): waits for the host's next `go` (it stops a path), then
+   *     reads MiB 0 to `overwriteMiB` again and counts as in check (results prefixed
+   *     `alone_`);
+   *   phase done: the driver's debugfs page of the device, then the number of answers it got
+   *     to frames it no longer waited for (result unexpected_rsp, from /dev/etherd/err).
+   * Results as patternWriteAndMd5, the overwrite's prefixed `new_`.
+   */
+  layeredOverwrite(
+    device: string,
+    sizeMiB: number,
+    options: {
+      paths: number;
+      oldSeed: string;
+      newSeed: string;
+      overwriteMiB: number;
+      readBack?: boolean;
+      alone?: boolean;
+    },
+  ): string {
+    const { name, path } = devicePath(device);
+    const oldSeed = checkSeed(options.oldSeed);
+    const newSeed = checkSeed(options.newSeed);
+    const top = options.overwriteMiB;
+    if (!Number.isInteger(top) || top <= 0 || top > sizeMiB) throw new Error(`bad MiB ${top}`);
+    return `${waitStep(name, 60)}
+${waitPaths(name, options.paths)}
+result phase write
+${patternWrite(path, sizeMiB, oldSeed)}
+${
+      options.readBack
+        ? `result phase read
+${readMd5(path, "old_md5")}`
+        : ""
+    }
+result phase overwrite
+${patternWrite(path, sizeMiB, newSeed, [0, top], "new_")}
+result phase settle
+wait_host go 300 || {
+  result error "the host never said go"
+  exit 17
+}
+result phase check
+drop_caches ${path}
+${countNew(path, top, newSeed, oldSeed, "")}
+${readMd5(path, "md5")}
+${
+      options.alone
+        ? `result phase alone
+wait_host go 300 || {
+  result error "the host never said go"
+  exit 17
+}
+drop_caches ${path}
+${countNew(path, top, newSeed, oldSeed, "alone_")}`
+        : ""
+    }
+result phase done
+cat /sys/kernel/debug/aoe/${name} 2>/dev/null
+# The driver reports answers to frames it no longer waits for on /dev/etherd/err, not in dmesg.
+result unexpected_rsp "$(timeout 2 cat /dev/etherd/err 2>/dev/null | grep -c 'unexpected rsp')"
 exit 0
 `;
   },
@@ -213,12 +356,19 @@ exit 0
 };
 
 /**
- * Writes the pattern over the whole device at `path` (`sizeMiB` MiB), 16 MiB at a time
- * with fsync. Results: write_seconds (dd only), chunk_N_seconds (each chunk, N its first
- * sector), generate_and_write_seconds.
+ * Writes the pattern over the whole device at `path` (`sizeMiB` MiB), or over MiB
+ * `range[0]` to `range[1]` of it, 16 MiB at a time with fsync. Results: write_seconds (dd
+ * only), chunk_N_seconds (each chunk, N its first sector), generate_and_write_seconds (each
+ * with `prefix` in front of the key when given).
  */
-function patternWrite(path: string, sizeMiB: number, seed: string): string {
-  const sectors = (sizeMiB * 1024 * 1024) / PATTERN_SECTOR;
+function patternWrite(
+  path: string,
+  sizeMiB: number,
+  seed: string,
+  range: [number, number] = [0, sizeMiB],
+  prefix = "",
+): string {
+  const sectors = range[1] * SECTORS_PER_MIB;
   return `[ "$(blockdev --getsize64 ${path})" = "${sizeMiB * 1024 * 1024}" ] || {
   result error "device size is not ${sizeMiB} MiB"
   exit 11
@@ -228,7 +378,7 @@ function patternWrite(path: string, sizeMiB: number, seed: string): string {
 # chunks keep guest memory use flat whatever the device size.
 n=${sectors}
 chunk=${CHUNK_SECTORS}
-s=0
+s=${range[0] * SECTORS_PER_MIB}
 wt=0
 t0=$(cut -d' ' -f1 /proc/uptime)
 while [ $s -lt $n ]; do
@@ -246,11 +396,11 @@ while [ $s -lt $n ]; do
   }
   w1=$(cut -d' ' -f1 /proc/uptime)
   wt=$(awk -v t="$wt" -v a="$w0" -v b="$w1" 'BEGIN{printf "%.2f", t+b-a}')
-  result chunk_\${s}_seconds "$(awk -v a="$w0" -v b="$w1" 'BEGIN{printf "%.2f", b-a}')"
+  result ${prefix}chunk_\${s}_seconds "$(awk -v a="$w0" -v b="$w1" 'BEGIN{printf "%.2f", b-a}')"
   s=$e
 done
 rm -f /tmp/chunk
 t1=$(cut -d' ' -f1 /proc/uptime)
-result write_seconds "$wt"
-result generate_and_write_seconds "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')"`;
+result ${prefix}write_seconds "$wt"
+result ${prefix}generate_and_write_seconds "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')"`;
 }

@@ -34,3 +34,15 @@ drop_caches() {
   sync
   echo 3 >/proc/sys/vm/drop_caches
 }
+
+# wait_host WORD SECONDS: waits until the host types the line WORD on the serial console
+# (runGuest's onStart), at most SECONDS; returns 1 on timeout.
+wait_host() {
+  _end=$(($(cut -d. -f1 /proc/uptime) + $2))
+  while [ "$(cut -d. -f1 /proc/uptime)" -lt "$_end" ]; do
+    _line=
+    read -r -t 5 _line </dev/console || continue
+    [ "$(echo "$_line" | tr -d '\r')" = "$1" ] && return 0
+  done
+  return 1
+}
