@@ -126,7 +126,7 @@ export class Device implements Target {
    * than max-stall: they are dropped, never started.
    */
   staleBefore = 0;
-  /** stale_dropped + stall_dropped when the data plane last logged them (rate limiting). */
+  /** stale_drop + stall_drop when the data plane last logged them (rate limiting). */
   droppedLogged = 0;
   /** When the data plane last logged them (monotonic seconds). */
   droppedLoggedAt = -Infinity;
@@ -634,7 +634,7 @@ export class Device implements Target {
 
   /**
    * Drops the queued requests that must never start: received before {@link staleBefore}
-   * (counted in stall_dropped), or older than max-request-age at `now` (stale_dropped). Their
+   * (counted in stall_drop), or older than max-request-age at `now` (stale_drop). Their
    * buffers go back to the pool; no reply is sent. Returns how many were dropped.
    */
   dropStale(now: number): number {
@@ -650,8 +650,8 @@ export class Device implements Target {
     let keep = 0;
     for (let i = 0; i < q.length; i++) {
       const r = q[i];
-      if (r.arrival < before) this.stats[DS.stall_dropped]++;
-      else if (r.arrival < oldest) this.stats[DS.stale_dropped]++;
+      if (r.arrival < before) this.stats[DS.stall_drop]++;
+      else if (r.arrival < oldest) this.stats[DS.stale_drop]++;
       else {
         q[keep++] = r;
         continue;
@@ -735,7 +735,7 @@ export class Device implements Target {
       // rados_osd_op_timeout, when the process resumed): its initiator has given up on it or
       // sends it again, and an error now would fail I/O that the copy can still complete.
       r.drop = Drop.STALE;
-      this.stats[DS.stall_dropped]++;
+      this.stats[DS.stall_drop]++;
     } else {
       completeRequest(r, kind === Action.FLUSH ? (got < 0 ? got : 0) : got, this.stats);
     }

@@ -82,7 +82,7 @@ export const Drop = {
   FENCED: 4,
   /** Failed after waiting through a stall longer than max-stall (received before it): the
    * error is an answer its initiator no longer waits for, so none is sent (count in the
-   * device's `stall_dropped`). */
+   * device's `stall_drop`). */
   STALE: 5,
 } as const;
 export type Drop = typeof Drop[keyof typeof Drop];

@@ -275,16 +275,16 @@ function assertFreezeNoticed(o: Outcome): { gapS: number; dropped: number } {
   const dropped = Number(m[2]);
   assert.ok(gapS >= 10, `b's stall of ${gapS} s is shorter than the freeze${o.context}`);
   assert.ok(dropped > 0, `b dropped nothing when it woke up${o.context}`);
-  assert.ok((o.bAfter?.stall_dropped ?? 0) >= dropped, o.context);
-  assert.equal(o.aAfter?.stall_dropped, 0, o.context);
-  assert.equal(o.aAfter?.stale_dropped, 0, o.context);
+  assert.ok((o.bAfter?.stall_drop ?? 0) >= dropped, o.context);
+  assert.equal(o.aAfter?.stall_drop, 0, o.context);
+  assert.equal(o.aAfter?.stale_drop, 0, o.context);
   // No error answers: what failed of b's work from before the freeze (librados times out
   // operations on its own clock when the process resumes) is not answered either.
   assert.equal(o.aAfter?.ata_err, 0, o.context);
   assert.equal(o.bAfter?.ata_err, 0, `b answered stale requests with ATA errors${o.context}`);
   console.log(
     `  b's loop did not run for ${gapS} s; it dropped ${dropped} request(s) then, ` +
-      `stall_dropped ${o.bAfter?.stall_dropped}, stale_dropped ${o.bAfter?.stale_dropped}, ` +
+      `stall_drop ${o.bAfter?.stall_drop}, stale_drop ${o.bAfter?.stale_drop}, ` +
       `ata_err ${o.bAfter?.ata_err}, io_retries ${o.bAfter?.io_retries}`,
   );
   return { gapS, dropped };
@@ -396,8 +396,8 @@ Deno.test({
       await assertNoStaleData(o);
       for (const s of [o.aAfter, o.bAfter]) {
         assert.equal(s?.ata_err, 0, o.context);
-        assert.equal(s?.stale_dropped, 0, o.context);
-        assert.equal(s?.stall_dropped, 0, o.context);
+        assert.equal(s?.stale_drop, 0, o.context);
+        assert.equal(s?.stall_drop, 0, o.context);
         assert.equal(s?.rbd_fencings, 0, o.context);
         assert.equal(s?.rbd_fenced, 0, o.context);
       }
