@@ -34,11 +34,14 @@ export {
 } from "./aio.ts";
 export type { AioBackend, AioOptions } from "./aio.ts";
 export {
+  chmodCreatedFile,
   closeFd,
   dupStorage,
+  effectiveIds,
   fdatasync,
+  fileStatus,
   fsyncPath,
-  lockPidFile,
+  openPidFile,
   openStorage,
   pathIdentity,
   pread,
@@ -47,8 +50,9 @@ export {
   setDirect,
   statPath,
   storageSize,
+  writePidFile,
 } from "./storage.ts";
-export type { PathInfo, Storage, StorageOptions } from "./storage.ts";
+export type { FileStatus, PathInfo, PidFile, Storage, StorageOptions } from "./storage.ts";
 export { interfaceInfo, listInterfaces } from "./netif.ts";
 export type { InterfaceInfo } from "./netif.ts";
 export { FileMap, MapCopies } from "./filemap.ts";

@@ -111,6 +111,7 @@ Deno.test(
       accept: null,
       deny: null,
       admin: null,
+      adminConfigString: true,
       offsetSectors: 0,
       lengthSectors: null,
       syncWrites: false,
@@ -520,6 +521,40 @@ Deno.test(
     // No probe file is left behind by the writability check.
     load(env, "");
     assert.deepEqual([...Deno.readDirSync(env.state)], []);
+  }),
+);
+
+Deno.test(
+  "a state directory others may write is refused with the fix: world-writable, or writable by a group not the daemon's",
+  withEnv((env) => {
+    const text = `[defaults]\nstate-directory = "${env.state}"\n`;
+    const check = () => {
+      try {
+        parseConfigText(text, "perm.conf", env.options);
+        return [];
+      } catch (e) {
+        if (!(e instanceof ConfigError)) throw e;
+        return e.issues;
+      }
+    };
+    Deno.chmodSync(env.state, 0o777);
+    let issues = check();
+    assert.match(issues[0].message, /writable by every user/);
+    assert.match(issues[0].fix!, /chmod o-w/);
+    // Group-writable, the group not ours: refused, the fix names chmod g-w and the chown.
+    const ours = Deno.statSync(env.state).gid!;
+    Deno.chmodSync(env.state, 0o770);
+    Deno.chownSync(env.state, null, ours + 4242);
+    issues = check();
+    assert.equal(issues.length, 1, JSON.stringify(issues));
+    assert.match(issues[0].message, new RegExp(`writable by group ${ours + 4242}, which is not`));
+    assert.match(issues[0].fix!, /chmod g-w .*chown :/);
+    // The same group without write, or our own group with write: accepted.
+    Deno.chmodSync(env.state, 0o750);
+    assert.deepEqual(check(), []);
+    Deno.chownSync(env.state, null, ours);
+    Deno.chmodSync(env.state, 0o770);
+    assert.deepEqual(check(), []);
   }),
 );
 
