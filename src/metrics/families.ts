@@ -115,6 +115,10 @@ export const DEVICE_FAMILIES: { readonly [K in DeviceStatName]: Family } = {
     "ggaoed_device_state_write_errors",
     "State file writes that failed (retried; the change stays in effect in memory).",
   ),
+  state_drop: counter(
+    "ggaoed_device_state_drops",
+    "State changes dropped unanswered while a quarter of queue-length replies waited for state writes; the initiator retransmits.",
+  ),
 };
 
 /** Per-device service time histogram, label `op` = read, write or other. */

@@ -94,6 +94,7 @@ denied: 6
 io_retries: 0
 state_writes: 0
 state_errors: 0
+state_drop: 0
 
 # Statistics for interface eth0
 rx_cnt: 1207
