@@ -70,6 +70,11 @@ const LIBC_SYMBOLS = {
     parameters: ["i32", /* int fd */ "i32", /* int cmd */ "i64" /* off_t len */],
     result: "i32",
   },
+  /** ssize_t readlink(const char *pathname, char *buf, size_t bufsiz) */
+  readlink: {
+    parameters: ["buffer", /* const char *pathname */ "buffer", /* char *buf */ "usize"],
+    result: "isize",
+  },
   /** uid_t geteuid(void) */
   geteuid: { parameters: [], result: "u32" },
   /** gid_t getegid(void) */

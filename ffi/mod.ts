@@ -45,6 +45,7 @@ export {
   openStorage,
   pathIdentity,
   pread,
+  processInfo,
   pwrite,
   realPath,
   setDirect,

@@ -343,6 +343,29 @@ export function effectiveIds(): { uid: number; gid: number } {
   return { uid: libc().geteuid(), gid: libc().getegid() };
 }
 
+/**
+ * What runs as process `pid`: its executable (readlink of /proc/PID/exe; null when it cannot be
+ * read, e.g. a kernel thread or another user's process without the privilege) and its command
+ * name (/proc/PID/comm). Null when there is no such process. Through libc: Deno itself refuses
+ * to read /proc/PID without --allow-all.
+ */
+export function processInfo(pid: number): { exe: string | null; comm: string } | null {
+  const out = new Uint8Array(new ArrayBuffer(PATH_MAX));
+  const n = Number(libc().readlink(cString(`/proc/${pid}/exe`), out, BigInt(PATH_MAX)));
+  let exe: string | null = null;
+  if (n >= 0) exe = new TextDecoder().decode(out.subarray(0, n));
+  else if (errno() === Errno.ENOENT) return null;
+  const fd = libc().open(cString(`/proc/${pid}/comm`), O_RDONLY | O_CLOEXEC, 0);
+  if (fd === -1) return errno() === Errno.ENOENT ? null : { exe, comm: "?" };
+  try {
+    const name = new Uint8Array(new ArrayBuffer(64));
+    const got = pread(fd, name, 0);
+    return { exe, comm: new TextDecoder().decode(name.subarray(0, got)).trim() };
+  } finally {
+    libc().close(fd);
+  }
+}
+
 /** An open, locked pid file and what it held before. */
 export interface PidFile {
   fd: number;

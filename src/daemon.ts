@@ -14,6 +14,7 @@ import {
   EventFd,
   fileStatus,
   openPidFile,
+  processInfo,
   SyslogWriter,
   writePidFile,
 } from "../ffi/mod.ts";
@@ -526,18 +527,10 @@ function foreignProcess(previous: string): string | null {
   if (!m) return `its contents ${JSON.stringify(previous.slice(0, 32))} are not a process id`;
   const pid = Number(m[1]);
   if (pid === Deno.pid || pid === 0) return null;
-  let exe: string;
-  try {
-    exe = Deno.readLinkSync(`/proc/${pid}/exe`);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null; // not running: a stale file
-    exe = "?";
-  }
-  if (exe === Deno.execPath()) return null;
-  let name = exe;
-  try {
-    name = Deno.readTextFileSync(`/proc/${pid}/comm`).trim();
-  } catch { /* gone meanwhile */ }
+  const other = processInfo(pid);
+  if (other === null) return null; // not running: a stale file
+  if (other.exe !== null && other.exe === processInfo(Deno.pid)?.exe) return null;
+  const name = other.comm;
   return `it names process ${pid} (${name}), which is running, does not lock the file and is not a daemon like this one`;
 }
 
