@@ -42,7 +42,7 @@ export const DEVICE_STAT_FIELDS = [
   "io_retries", // merged transfers that failed or came back short: their requests went again one by one
   "state_writes", // state files (config string, mask list, reserve list) written to disk
   "state_errors", // state file writes that failed (retried; the change stays in memory)
-  "state_drop", // state changes dropped: a quarter of queue-length replies already wait for writes
+  "state_drop", // state changes dropped to keep buffers for I/O (see docs/configuration.md, admin)
 ] as const;
 
 /** Per-interface counters, in print order. */

@@ -583,14 +583,18 @@ export class DataPlane {
   #serve(ifc: Iface, dev: Device, rx: Uint8Array, length: number, arrival: number): void {
     const pool = dev.pool;
     const ds = dev.stats;
-    if (
-      setsState(rx, length) && this.#states.held(dev.name) >= maxStateWaiters(pool.size)
-    ) {
-      // A flood of state changes must not take the buffers the device's I/O needs: while this
-      // many replies wait for their change to be written, further changes are dropped (the
-      // initiator retransmits) before they take a buffer or change anything.
-      ds[DS.state_drop]++;
-      return;
+    if (setsState(rx, length)) {
+      // A flood of state changes must not take the buffers the device's I/O needs: changes
+      // use at most a quarter of them, and only while another quarter is free; beyond that
+      // they are dropped (the initiator retransmits) before they take a buffer or change
+      // anything.
+      const share = pool.size >> 2;
+      if (
+        this.#states.held(dev.name) >= Math.max(1, share) || pool.size - pool.inUse <= share
+      ) {
+        ds[DS.state_drop]++;
+        return;
+      }
     }
     ds[DS.queue_length] += pool.inUse;
     const r = pool.get();
@@ -911,12 +915,4 @@ export function humanSize(bytes: number): string {
     u++;
   }
   return `${v} ${units[u]}`;
-}
-
-/**
- * How many replies of a device may wait for their state change to be written (each holds one of
- * the device's `queueLength` request buffers): a quarter of them, at least one.
- */
-export function maxStateWaiters(queueLength: number): number {
-  return Math.max(1, queueLength >> 2);
 }

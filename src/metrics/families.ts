@@ -117,7 +117,7 @@ export const DEVICE_FAMILIES: { readonly [K in DeviceStatName]: Family } = {
   ),
   state_drop: counter(
     "ggaoed_device_state_drops",
-    "State changes dropped unanswered while a quarter of queue-length replies waited for state writes; the initiator retransmits.",
+    "State changes dropped unanswered to keep request buffers for I/O; the initiator retransmits.",
   ),
 };
 

@@ -146,6 +146,7 @@ log-level = "debug"
 metrics-listen = "[::1]:9100"
 sync-writes = true
 admin = ["02:00:00:00:00:0a"]
+admin-config-string = false
 
 [interfaces.eth1]
 mtu = 1500
@@ -166,6 +167,7 @@ interfaces = "eth0, eth1"
 accept = ["00:11:22:33:44:55"]
 deny = "02:00:00:00:00:01"
 admin = ["00:11:22:33:44:55", "host1"]
+admin-config-string = true
 offset = 2
 length = 6
 sync-writes = false
@@ -219,6 +221,7 @@ slot = 0
       accept: [mac("00:11:22:33:44:55")],
       deny: [mac("02:00:00:00:00:01")],
       admin: [mac("00:11:22:33:44:55")], // host1 is that MAC in the ethers file
+      adminConfigString: true,
       offsetSectors: 2,
       lengthSectors: 6,
       syncWrites: false,
@@ -228,6 +231,7 @@ slot = 0
     // A device's admin replaces the defaults' list; sync-writes comes from [defaults].
     assert.deepEqual(d2.admin, [mac("02:00:00:00:00:0a")]);
     assert.equal(d2.syncWrites, true);
+    assert.equal(d2.adminConfigString, false, "from [defaults]");
     assert.equal(d2.serial, "0.0:storage1");
     assert.deepEqual(c.warnings, [], "every device has an admin list");
     // Device defaults come from [defaults].
