@@ -9,9 +9,17 @@
  * @module
  */
 
-import { assert, assertEquals } from "../helpers/assert.ts";
-import { AOE_CFG_FORCE_SET, AOE_CFG_READ } from "../../src/protocol/constants.ts";
-import { type TestTarget, withTarget } from "./target.ts";
+import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
+import {
+  AOE_CFG_FORCE_SET,
+  AOE_CFG_READ,
+  AOE_CFG_SET,
+  AOE_ERR_RESERVED,
+} from "../../src/protocol/constants.ts";
+import { AoeError } from "../../src/initiator/mod.ts";
+import { formatMac } from "../../src/mac.ts";
+import { decodeConfigFile } from "../../src/state/store.ts";
+import { targetConfig, type TestTarget, withTarget } from "./target.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 
@@ -115,8 +123,13 @@ Deno.test({
         try {
           Deno.writeTextFileSync(pid, `${holder.pid}\n`);
           const reader = holder.stdout.getReader();
-          const first = await reader.read();
-          assertEquals(new TextDecoder().decode(first.value), "locked\n");
+          let said = "";
+          while (!said.includes("\n")) {
+            const chunk = await reader.read();
+            if (chunk.done) break;
+            said += new TextDecoder().decode(chunk.value);
+          }
+          assertEquals(said, "locked\n");
           reader.releaseLock();
           await startRefused(t, /already running \(pid file .* is locked\)/);
           assertEquals(Deno.readTextFileSync(pid), `${holder.pid}\n`, lock);
@@ -230,3 +243,36 @@ async function traceConfigChange(t: TestTarget, trace: string): Promise<void> {
   assert(dirSync > rename, `no directory fsync after the rename:\n${shown}`);
   assertEquals(ini.queryConfig(disk, AOE_CFG_READ)!.config, "durable");
 }
+
+Deno.test({
+  ...opts,
+  name:
+    "admin covers the config string: another host's set and force set get AoE error 6 and change nothing on disk; the admin host sets it; admin-config-string = false opens it",
+  fn: () =>
+    withTarget({ links: 2, devices: [{ name: "disk1", sizeMiB: 4 }] }, async (t) => {
+      const admin = t.initiator({}, t.links[0].hostIf);
+      const other = t.initiator({}, t.links[1].hostIf);
+      const configure = async (extra: string) => {
+        t.writeConfig(targetConfig(t, { devices: [{ name: "disk1", extra }] }));
+        const r = await t.ctl("reload");
+        assertEquals(r.code, 0, r.stderr);
+      };
+      await configure(`admin = ["${formatMac(admin.mac)}"]`);
+      const a = admin.find(0, 1, { waitMs: 3000 });
+      const o = other.find(0, 1, { waitMs: 3000 });
+      const file = `${t.dir}/state/disk1.config`;
+      for (const ccmd of [AOE_CFG_SET, AOE_CFG_FORCE_SET]) {
+        const e = assertThrows(() => other.queryConfig(o, ccmd, "other's"), AoeError);
+        assertEquals((e as AoeError).code, AOE_ERR_RESERVED, e.message);
+      }
+      assert(!existsPath(file), "nothing written");
+      assertEquals(admin.queryConfig(a, AOE_CFG_FORCE_SET, "admin's")!.config, "admin's");
+      assertEquals(other.queryConfig(o, AOE_CFG_READ)!.config, "admin's", "reads stay open");
+      assertEquals(
+        new TextDecoder().decode(decodeConfigFile(Deno.readFileSync(file)) as Uint8Array),
+        "admin's",
+      );
+      await configure(`admin = ["${formatMac(admin.mac)}"]\nadmin-config-string = false`);
+      assertEquals(other.queryConfig(o, AOE_CFG_FORCE_SET, "other's")!.config, "other's");
+    }),
+});
