@@ -174,7 +174,7 @@ Deno.test({
     }, async (t) => {
       const ini = t.initiator();
       assertEquals(ini.discover({ waitMs: 2000 }).map((d) => `${d.shelf}.${d.slot}`), ["0.1"]);
-      assert(/disk1\.config\.tmp-4242 is named like a temp file/.test(t.log), t.log);
+      await t.waitForLog(/disk1\.config\.tmp-4242 is named like a temp file/);
       assertEquals(Deno.readTextFileSync(`${t.dir}/state/disk1.config.tmp-4242/inside/f`), "x");
       // The config string is still written next to it.
       const disk = ini.find(0, 1);
@@ -204,7 +204,7 @@ Deno.test({
         ],
       }, async (t) => {
         try {
-          await traceConfigChange(t, trace);
+          traceConfigChange(t, trace);
         } finally {
           // Killing strace (as closing the target does) would leave the daemon running, holding
           // the log pipes: stop the daemon itself, and strace exits with it.
@@ -223,7 +223,7 @@ Deno.test({
   },
 });
 
-async function traceConfigChange(t: TestTarget, trace: string): Promise<void> {
+function traceConfigChange(t: TestTarget, trace: string): void {
   const ini = t.initiator();
   const disk = ini.find(0, 1, { waitMs: 5000 });
   const before = Deno.readTextFileSync(trace).length;
