@@ -9,6 +9,8 @@
 export const O_RDONLY = 0;
 export const O_RDWR = 0o2;
 export const O_EXCL = 0o200;
+export const O_NOFOLLOW = 0o400000;
+export const O_NONBLOCK = 0o4000;
 export const O_DIRECT = 0o40000;
 export const O_DSYNC = 0o10000;
 export const O_CLOEXEC = 0o2000000;

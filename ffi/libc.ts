@@ -65,6 +65,22 @@ const LIBC_SYMBOLS = {
   if_freenameindex: { parameters: ["pointer" /* struct if_nameindex *ptr */], result: "void" },
   /** int flock(int fd, int operation) */
   flock: { parameters: ["i32", /* int fd */ "i32" /* int operation */], result: "i32" },
+  /** int lockf(int fd, int cmd, off_t len) */
+  lockf: {
+    parameters: ["i32", /* int fd */ "i32", /* int cmd */ "i64" /* off_t len */],
+    result: "i32",
+  },
+  /** ssize_t readlink(const char *pathname, char *buf, size_t bufsiz) */
+  readlink: {
+    parameters: ["buffer", /* const char *pathname */ "buffer", /* char *buf */ "usize"],
+    result: "isize",
+  },
+  /** uid_t geteuid(void) */
+  geteuid: { parameters: [], result: "u32" },
+  /** gid_t getegid(void) */
+  getegid: { parameters: [], result: "u32" },
+  /** int fchmod(int fd, mode_t mode) */
+  fchmod: { parameters: ["i32", /* int fd */ "u32" /* mode_t mode */], result: "i32" },
   /** int ftruncate(int fd, off_t length) */
   ftruncate: { parameters: ["i32", /* int fd */ "i64" /* off_t length */], result: "i32" },
   /** char *realpath(const char *path, char *resolved_path) */

@@ -34,21 +34,26 @@ export {
 } from "./aio.ts";
 export type { AioBackend, AioOptions } from "./aio.ts";
 export {
+  chmodCreatedFile,
   closeFd,
   dupStorage,
+  effectiveIds,
   fdatasync,
+  fileStatus,
   fsyncPath,
-  lockPidFile,
+  openPidFile,
   openStorage,
   pathIdentity,
   pread,
+  processInfo,
   pwrite,
   realPath,
   setDirect,
   statPath,
   storageSize,
+  writePidFile,
 } from "./storage.ts";
-export type { PathInfo, Storage, StorageOptions } from "./storage.ts";
+export type { FileStatus, PathInfo, PidFile, Storage, StorageOptions } from "./storage.ts";
 export { interfaceInfo, listInterfaces } from "./netif.ts";
 export type { InterfaceInfo } from "./netif.ts";
 export { FileMap, MapCopies } from "./filemap.ts";

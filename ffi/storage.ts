@@ -17,6 +17,8 @@ import {
   O_DIRECT,
   O_DSYNC,
   O_EXCL,
+  O_NOFOLLOW,
+  O_NONBLOCK,
   O_RDONLY,
   O_RDWR,
   S_IFBLK,
@@ -273,32 +275,157 @@ export function realPath(path: string): string {
 }
 
 const O_CREAT = 0o100;
-const O_WRONLY = 0o1;
 const LOCK_EX = 2;
 const LOCK_NB = 4;
+/** lockf(3): try to lock, fail at once if another process holds the lock. */
+const F_TLOCK = 2;
+
+/** What fstat(2) says of an open file. */
+export interface FileStatus {
+  kind: "block" | "file" | "directory" | "other";
+  size: number;
+  /** Hard links (st_nlink). */
+  links: number;
+  uid: number;
+  dev: number;
+  ino: number;
+}
+
+/** fstat(2) of descriptor `fd` (`path` names it in errors). */
+export function fileStatus(fd: number, path: string): FileStatus {
+  const buffer = new Uint8Array(new ArrayBuffer(STAT.size));
+  check(libc().fstat(fd, buffer), `fstat(${path})`);
+  const view = new DataView(buffer.buffer);
+  const type = view.getUint32(STAT.mode, true) & S_IFMT;
+  return {
+    kind: type === S_IFBLK
+      ? "block"
+      : type === S_IFREG
+      ? "file"
+      : type === S_IFDIR
+      ? "directory"
+      : "other",
+    size: readU64(view, STAT.stSize),
+    links: readU64(view, STAT.nlink),
+    uid: view.getUint32(STAT.uid, true),
+    dev: readU64(view, STAT.dev),
+    ino: readU64(view, STAT.ino),
+  };
+}
 
 /**
- * Takes the daemon's pid file: opens (creating, mode 0644) and locks it with
- * flock(LOCK_EX | LOCK_NB), then writes `pid`. Returns the descriptor, which must stay open for
- * the life of the process (closing it, or exiting, releases the lock), or null when another
- * process holds the lock. The lock, not the file's content, says whether a daemon is running,
- * so a stale file from a crash is simply taken over.
+ * Sets the mode of a file this process has just created at `path` (device `dev`, inode `ino`)
+ * through a descriptor: the path is opened with O_NOFOLLOW (a symlink put in its place is
+ * refused, never followed), checked to be that very file, then fchmod(2)'ed. chmod(2) by path
+ * would follow a symlink to whatever it points at.
  */
-export function lockPidFile(path: string, pid: number): number | null {
+export function chmodCreatedFile(path: string, mode: number, dev: number, ino: number): void {
   const fd = check(
-    libc().open(cString(path), O_WRONLY | O_CREAT | O_CLOEXEC, 0o644),
+    libc().open(cString(path), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0),
     `open(${path})`,
-    { EACCES: "run as root, or set pid-file to a writable path" },
+    { ELOOP: "a symlink replaced the file just created: something else writes in this directory" },
   );
-  if (libc().flock(fd, LOCK_EX | LOCK_NB) === -1) {
-    const e = errno();
+  try {
+    const st = fileStatus(fd, path);
+    if (st.kind !== "file" || st.dev !== dev || st.ino !== ino) {
+      throw new Error(
+        `${path} was replaced after it was created: something else writes in this directory`,
+      );
+    }
+    check(libc().fchmod(fd, mode), `fchmod(${path})`);
+  } finally {
     libc().close(fd);
-    if (e === Errno.EAGAIN) return null; // EWOULDBLOCK: held by another process
-    throw lastError(`flock(${path})`);
   }
+}
+
+/** The process's effective user and group ids (without Deno's --allow-sys). */
+export function effectiveIds(): { uid: number; gid: number } {
+  return { uid: libc().geteuid(), gid: libc().getegid() };
+}
+
+/**
+ * What runs as process `pid`: its executable (readlink of /proc/PID/exe; null when it cannot be
+ * read, e.g. a kernel thread or another user's process without the privilege) and its command
+ * name (/proc/PID/comm). Null when there is no such process. Through libc: Deno itself refuses
+ * to read /proc/PID without --allow-all.
+ */
+export function processInfo(pid: number): { exe: string | null; comm: string } | null {
+  const out = new Uint8Array(new ArrayBuffer(PATH_MAX));
+  const n = Number(libc().readlink(cString(`/proc/${pid}/exe`), out, BigInt(PATH_MAX)));
+  let exe: string | null = null;
+  if (n >= 0) exe = new TextDecoder().decode(out.subarray(0, n));
+  else if (errno() === Errno.ENOENT) return null;
+  const fd = libc().open(cString(`/proc/${pid}/comm`), O_RDONLY | O_CLOEXEC, 0);
+  if (fd === -1) return errno() === Errno.ENOENT ? null : { exe, comm: "?" };
+  try {
+    const name = new Uint8Array(new ArrayBuffer(64));
+    const got = pread(fd, name, 0);
+    return { exe, comm: new TextDecoder().decode(name.subarray(0, got)).trim() };
+  } finally {
+    libc().close(fd);
+  }
+}
+
+/** An open, locked pid file and what it held before. */
+export interface PidFile {
+  fd: number;
+  /** Its contents when it was opened (at most 64 bytes; "" for a new file). */
+  previous: string;
+}
+
+/**
+ * Opens (creating, mode 0644) and locks the daemon's pid file, without changing it. Refused
+ * (thrown, with the fix) when the path is a symlink (O_NOFOLLOW), not a regular file (a FIFO
+ * cannot block the open: O_NONBLOCK), has other hard links, or belongs to another user: the
+ * daemon writes only a file that is its own. Locked twice: flock(LOCK_EX | LOCK_NB), which
+ * daemons of this kind hold, and lockf(F_TLOCK), a POSIX record lock as the original C daemon
+ * held. Returns null when another process holds either lock (a daemon is running), else the
+ * descriptor, which must stay open for the life of the process (closing it releases the
+ * locks); the caller decides from `previous` and writes with {@link writePidFile}.
+ */
+export function openPidFile(path: string): PidFile | null {
+  const fd = check(
+    libc().open(cString(path), O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0o644),
+    `open(${path})`,
+    {
+      EACCES: "run as root, or set pid-file to a writable path",
+      ELOOP: "it is a symlink: remove it (the daemon creates its pid file itself), or set pid-file",
+    },
+  );
+  try {
+    const st = fileStatus(fd, path);
+    const notOurs = st.kind !== "file"
+      ? "is not a regular file"
+      : st.links !== 1
+      ? `has ${st.links} hard links`
+      : st.uid !== effectiveIds().uid
+      ? `belongs to uid ${st.uid}, not to the daemon's uid ${effectiveIds().uid}`
+      : null;
+    if (notOurs !== null) {
+      throw new Error(
+        `${path} ${notOurs}: it is not this daemon's pid file; remove it (the daemon creates ` +
+          "its own), or set pid-file to another path",
+      );
+    }
+    if (libc().flock(fd, LOCK_EX | LOCK_NB) === -1 || libc().lockf(fd, F_TLOCK, 0n) === -1) {
+      const e = errno();
+      if (e !== Errno.EAGAIN && e !== Errno.EACCES) throw lastError(`locking ${path}`);
+      libc().close(fd); // held by another process
+      return null;
+    }
+    const head = new Uint8Array(new ArrayBuffer(64));
+    const n = pread(fd, head, 0);
+    return { fd, previous: new TextDecoder().decode(head.subarray(0, n)) };
+  } catch (e) {
+    libc().close(fd);
+    throw e;
+  }
+}
+
+/** Replaces the contents of the pid file opened by {@link openPidFile} with `pid` and a newline. */
+export function writePidFile(fd: number, path: string, pid: number): void {
   check(libc().ftruncate(fd, 0n), `ftruncate(${path})`);
   pwrite(fd, new TextEncoder().encode(`${pid}\n`), 0);
-  return fd;
 }
 
 /** close(2). */

@@ -164,7 +164,17 @@ export const SOCK_FILTER = { size: 8, code: 0, jt: 2, jf: 3, k: 4 } as const;
 export const SOCK_FPROG = { size: 16, len: 0, filter: 8 } as const;
 
 /** The fields of struct stat (144 bytes on x86-64) that we read. */
-export const STAT = { size: 144, dev: 0, ino: 8, mode: 24, rdev: 40, stSize: 48 } as const;
+export const STAT = {
+  size: 144,
+  dev: 0,
+  ino: 8,
+  nlink: 16,
+  mode: 24,
+  uid: 28,
+  gid: 32,
+  rdev: 40,
+  stSize: 48,
+} as const;
 
 /**
  * struct sockaddr_nl (12 bytes), linux/netlink.h

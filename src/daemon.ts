@@ -9,7 +9,15 @@
  * @module
  */
 
-import { closeFd, EventFd, lockPidFile, SyslogWriter } from "../ffi/mod.ts";
+import {
+  closeFd,
+  EventFd,
+  fileStatus,
+  openPidFile,
+  processInfo,
+  SyslogWriter,
+  writePidFile,
+} from "../ffi/mod.ts";
 import { loadConfig } from "./config/load.ts";
 import { type Config, ConfigError, DEFAULTS } from "./config/types.ts";
 import { type ControlServer, startControlServer } from "./control/server.ts";
@@ -176,7 +184,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     await writer.close();
     await rbd.close();
     wake.close();
-    removePidFile(pidFile);
+    removePidFile(pidFile, pidLock);
     closeFd(pidLock);
   }
 }
@@ -479,19 +487,55 @@ function waitForStop(onHup: () => void): Promise<string> {
 }
 
 /**
- * Takes the pid file (an flock held for the life of the process): refuses when another daemon
- * holds it. Returns the locked descriptor or an error message.
+ * Takes the pid file (locks held for the life of the process): refuses when another daemon
+ * holds it, and never writes a file that is not ours (see openPidFile). A file left by a daemon
+ * that died is taken over, unless it names a process that is running and is not a daemon like
+ * this one (another program's pid file, configured by mistake). Returns the locked descriptor or
+ * an error message.
  */
 function claimPidFile(path: string): number | string {
+  let pidFile;
   try {
-    const fd = lockPidFile(path, Deno.pid);
-    if (fd === null) {
-      return `Another instance of the daemon seems to be already running (pid file ${path} is locked), exiting`;
-    }
-    return fd;
+    pidFile = openPidFile(path);
   } catch (e) {
     return `cannot take the pid file: ${(e as Error).message}`;
   }
+  if (pidFile === null) {
+    return `Another instance of the daemon seems to be already running (pid file ${path} is locked), exiting`;
+  }
+  const foreign = foreignProcess(pidFile.previous);
+  try {
+    if (foreign !== null) {
+      throw new Error(
+        `${path}: ${foreign}: it looks like another program's pid file; set pid-file to a ` +
+          "path of the daemon's own (or remove the file, if that process has nothing to do with it)",
+      );
+    }
+    writePidFile(pidFile.fd, path, Deno.pid);
+    return pidFile.fd;
+  } catch (e) {
+    closeFd(pidFile.fd);
+    return `cannot take the pid file: ${(e as Error).message}`;
+  }
+}
+
+/**
+ * Why a pid file's old contents show it belongs to another program: they are not a process id,
+ * or they name a running process of another executable than this one (its /proc/PID/exe
+ * differs, or cannot be read). Null when they name no running process (a stale file), this
+ * process, or a process of the same executable.
+ */
+function foreignProcess(previous: string): string | null {
+  if (previous === "") return null;
+  const m = /^\s*(\d+)\s*$/.exec(previous);
+  if (!m) return `its contents ${JSON.stringify(previous.slice(0, 32))} are not a process id`;
+  const pid = Number(m[1]);
+  if (pid === Deno.pid || pid === 0) return null;
+  const other = processInfo(pid);
+  if (other === null) return null; // not running: a stale file
+  if (other.exe !== null && other.exe === processInfo(Deno.pid)?.exe) return null;
+  const name = other.comm;
+  return `it names process ${pid} (${name}), which is running, does not lock the file and is not a daemon like this one`;
 }
 
 /**
@@ -508,8 +552,11 @@ function makeParentDirectories(paths: string[]): void {
   }
 }
 
-function removePidFile(path: string): void {
+/** Removes the pid file if the path still names the file we hold. */
+function removePidFile(path: string, fd: number): void {
   try {
-    if (Deno.readTextFileSync(path).trim() === String(Deno.pid)) Deno.removeSync(path);
+    const ours = fileStatus(fd, path);
+    const info = Deno.lstatSync(path);
+    if (info.dev === ours.dev && info.ino === ours.ino) Deno.removeSync(path);
   } catch { /* already gone */ }
 }

@@ -47,6 +47,7 @@ export const DEVICE_STAT_FIELDS = [
   "rbd_fencings", // other hosts of the RBD image this daemon fenced (blocklisted their client)
   "rbd_fenced", // times this daemon found its own client fenced (it reconnected)
   "rbd_fenced_drops", // requests dropped unanswered because the client was fenced
+  "state_drop", // state changes dropped to keep buffers for I/O (see docs/configuration.md, admin)
 ] as const;
 
 /** Per-interface counters, in print order. */

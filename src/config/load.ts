@@ -17,7 +17,14 @@
  * @module
  */
 
-import { parseImageSpec, type PathInfo, realPath, statPath, SysError } from "../../ffi/mod.ts";
+import {
+  effectiveIds,
+  parseImageSpec,
+  type PathInfo,
+  realPath,
+  statPath,
+  SysError,
+} from "../../ffi/mod.ts";
 import { parse as parseToml, TomlError } from "smol-toml";
 import { AclResolver, type EthersTable, parseEthers } from "./acl.ts";
 import { type KeyFileGroup, parseKeyFile } from "./gkeyfile.ts";
@@ -242,6 +249,7 @@ interface DeviceDefaults {
   syncWrites: boolean;
   /** `[defaults] admin`, resolved; null when unset (or unresolvable: then already an issue). */
   admin: number[] | null;
+  adminConfigString: boolean;
   cephConf: string;
   cephUser: string;
   cephOptions: Record<string, string>;
@@ -483,6 +491,7 @@ class Builder {
       maxStall: get("max-stall", DEFAULTS.maxStall),
       syncWrites: get("sync-writes", false),
       admin: null,
+      adminConfigString: get("admin-config-string", true),
       cephConf: get("ceph-conf", DEFAULTS.cephConf),
       cephUser: get("ceph-user", DEFAULTS.cephUser),
       cephOptions: get<Record<string, string>>("ceph-options", {}),
@@ -683,6 +692,7 @@ class Builder {
       accept,
       deny,
       admin,
+      adminConfigString: bool("admin-config-string", defaults.adminConfigString),
       offsetSectors,
       lengthSectors,
       syncWrites: bool("sync-writes", defaults.syncWrites),
@@ -856,6 +866,16 @@ class Builder {
           key,
           `state directory ${dir} is writable by every user`,
           `chmod o-w ${dir} (a directory of its own, e.g. /var/lib/ggaoed, mode 0700)`,
+        );
+        return;
+      }
+      const gid = effectiveIds().gid;
+      if (info.mode !== null && (info.mode & 0o020) !== 0 && info.gid !== gid) {
+        // Every member of that group could plant files or symlinks there, as above.
+        this.issue(
+          key,
+          `state directory ${dir} is writable by group ${info.gid}, which is not the daemon's own group (${gid})`,
+          `chmod g-w ${dir}, or chown :${gid} ${dir} if that group may write there`,
         );
         return;
       }

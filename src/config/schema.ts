@@ -116,6 +116,7 @@ const MAX_STALL: KeySpec = {
 };
 const BUFFERS: KeySpec = { key: "buffers", kind: "obsolete", fix: "use ring-buffer-size instead" };
 const ADMIN: KeySpec = { key: "admin", kind: "tokens" };
+const ADMIN_CONFIG: KeySpec = { key: "admin-config-string", kind: "boolean" };
 const SYNC_WRITES: KeySpec = { key: "sync-writes", kind: "boolean" };
 // Ceph RBD devices (`path = "rbd:POOL/IMAGE"`): the cluster to connect to, and as whom.
 const CEPH_CONF: KeySpec = { key: "ceph-conf", kind: "string" };
@@ -171,6 +172,7 @@ export const DEFAULTS_KEYS: readonly KeySpec[] = [
   BUFFERS,
   SYNC_WRITES,
   ADMIN,
+  ADMIN_CONFIG,
   CEPH_CONF,
   CEPH_USER,
   CEPH_OPTIONS,
@@ -212,6 +214,7 @@ export const DEVICE_KEYS: readonly KeySpec[] = [
   { key: "accept", kind: "tokens" },
   { key: "deny", kind: "tokens" },
   ADMIN,
+  ADMIN_CONFIG,
   {
     key: "offset",
     kind: "integer",

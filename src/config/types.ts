@@ -126,6 +126,11 @@ export interface DeviceConfig {
    * (the others get AoE error 6); null = every host served may make them. May be empty.
    */
   admin: number[] | null;
+  /**
+   * `admin-config-string`: `admin` covers Query Config set and force set too (the others get
+   * AoE error 6). No effect without `admin`.
+   */
+  adminConfigString: boolean;
   /** `offset`: the first sector of the file or device that is exported (its sector 0). */
   offsetSectors: number;
   /** `length`: sectors exported from offsetSectors on; null = all that follow it. */

@@ -59,6 +59,7 @@ import {
   frameSlot,
   handleRequest,
   isBroadcastAddress,
+  setsState,
   targetMatches,
 } from "../protocol/engine.ts";
 import { Action, Drop, WORK_FRAME_SIZE } from "../protocol/types.ts";
@@ -727,6 +728,19 @@ export class DataPlane {
     if (this.#now - arrival > dev.maxRequestAge) {
       ds[DS.stale_drop]++;
       return;
+    }
+    if (setsState(rx, length)) {
+      // A flood of state changes must not take the buffers the device's I/O needs: changes
+      // use at most a quarter of them, and only while another quarter is free; beyond that
+      // they are dropped (the initiator retransmits) before they take a buffer or change
+      // anything.
+      const share = pool.size >> 2;
+      if (
+        this.#states.held(dev.name) >= Math.max(1, share) || pool.size - pool.inUse <= share
+      ) {
+        ds[DS.state_drop]++;
+        return;
+      }
     }
     ds[DS.queue_length] += pool.inUse;
     const r = pool.get();

@@ -98,6 +98,7 @@ export class Device implements Target {
   readonly accept: ReadonlySet<number> | null;
   readonly deny: ReadonlySet<number> | null;
   readonly admin: ReadonlySet<number> | null;
+  readonly configAdmin: ReadonlySet<number> | null;
   readonly base: number;
   readonly serial: string;
   readonly state: DeviceState;
@@ -205,6 +206,7 @@ export class Device implements Target {
     this.accept = config.accept ? new Set(config.accept) : null;
     this.deny = config.deny ? new Set(config.deny) : null;
     this.admin = config.admin ? new Set(config.admin) : null;
+    this.configAdmin = config.adminConfigString ? this.admin : null;
     this.base = config.offsetSectors * 512;
     this.serial = config.serial;
     this.state = state;

@@ -98,6 +98,11 @@ export class DeviceStates {
     return this.#record(name).state;
   }
 
+  /** How many replies of device `name` wait for a state change to be written. */
+  held(name: string): number {
+    return this.#records.get(name)?.waiters.length ?? 0;
+  }
+
   /**
    * Holds reply `r`, which acknowledges change `seq` of state `kind` of `dev`, until that change
    * is on disk.

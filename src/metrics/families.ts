@@ -130,6 +130,10 @@ export const DEVICE_FAMILIES: { readonly [K in DeviceStatName]: Family } = {
     "ggaoed_device_rbd_fenced_drops",
     "Requests dropped unanswered because this daemon's Ceph client was blocklisted.",
   ),
+  state_drop: counter(
+    "ggaoed_device_state_drops",
+    "State changes dropped unanswered to keep request buffers for I/O; the initiator retransmits.",
+  ),
 };
 
 /** Per-device service time histogram, label `op` = read, write or other. */

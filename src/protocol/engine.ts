@@ -49,6 +49,8 @@
  * - `admin` (target.admin): a Mac Mask List edit or a Reserve/Release set or force set from a
  *   source not on it gets AoE error 6 (target is reserved: administration is reserved to the
  *   hosts listed) and changes nothing; reads stay open. Malformed requests get error 2 first.
+ *   A Query Config set or force set likewise (target.configAdmin, `admin-config-string`);
+ *   read, test and test prefix, which discovery uses, stay open.
  * - READ/WRITE offsets start at target.base (the `offset` setting); `sectors` is the exported
  *   length, so nothing outside [base, base + sectors * 512) is ever read or written.
  * - A command that sets state (config set/force set, mask edit, reserve set/force set) marks
@@ -214,6 +216,32 @@ export function answersWildcard(rx: Uint8Array, length: number): boolean {
   return ccmd === AOE_CFG_READ || ccmd === AOE_CFG_TEST || ccmd === AOE_CFG_TEST_PREFIX;
 }
 
+/**
+ * True if `rx` asks to change persistent state: a Query Config set or force set, a Mac Mask List
+ * edit, a Reserve/Release set or force set (whether it would change anything or be refused is
+ * for {@link handleRequest} to say). Lets the data path refuse such a request before it takes a
+ * request buffer, when too many replies of the device already wait for their state to be
+ * written. Allocates nothing.
+ */
+export function setsState(rx: Uint8Array, length: number): boolean {
+  switch (rx[OFF_COMMAND]) {
+    case AOE_CMD_CFG: {
+      if (length < AOE_CFG_HDR_LEN) return false;
+      const ccmd = cfgCcmd(rx);
+      return ccmd === AOE_CFG_SET || ccmd === AOE_CFG_FORCE_SET;
+    }
+    case AOE_CMD_MASK:
+      return length >= AOE_MASK_HDR_LEN && rx[OFF_MASK_MCMD] === AOE_MCMD_EDIT;
+    case AOE_CMD_RESERVE: {
+      if (length < AOE_RESERVE_HDR_LEN) return false;
+      const rcmd = rx[OFF_RESERVE_RCMD];
+      return rcmd === AOE_RCMD_SET || rcmd === AOE_RCMD_FORCE_SET;
+    }
+    default:
+      return false;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reply building blocks
 
@@ -347,7 +375,7 @@ export function handleRequest(
     case AOE_CMD_CFG:
       if (length < AOE_CFG_HDR_LEN) return drop(work, Drop.SHORT);
       target.stats[DS.other_cnt]++;
-      return handleConfig(rx, length, port, target, work);
+      return handleConfig(rx, length, port, target, work, src);
     case AOE_CMD_MASK:
       if (length < AOE_MASK_HDR_LEN) return drop(work, Drop.SHORT);
       target.stats[DS.other_cnt]++;
@@ -519,6 +547,7 @@ function handleConfig(
   port: Port,
   target: Target,
   work: Work,
+  src: number,
 ): Action {
   const state = target.state;
   const ccmd = cfgCcmd(rx);
@@ -537,6 +566,9 @@ function handleConfig(
       break;
     case AOE_CFG_SET:
     case AOE_CFG_FORCE_SET:
+      if (target.configAdmin !== null && !target.configAdmin.has(src)) {
+        return aoeError(rx, length, port, target, work, AOE_ERR_RESERVED);
+      }
       work.stateKind = StateKind.CONFIG;
       if (state.configEquals(rx, AOE_CFG_HDR_LEN, n)) break;
       if (ccmd === AOE_CFG_SET && state.configLength !== 0) {

@@ -41,6 +41,11 @@ export interface Target {
    * error 6. null = every host served.
    */
   readonly admin: ReadonlySet<number> | null;
+  /**
+   * Source MACs whose Query Config set and force set are obeyed; others get AoE error 6. null =
+   * every host served (no `admin`, or `admin-config-string = false`).
+   */
+  readonly configAdmin: ReadonlySet<number> | null;
   /** Byte offset of sector 0 in the file or device (the `offset` setting × 512). */
   readonly base: number;
   /** IDENTIFY serial number (at most 20 ASCII characters). */

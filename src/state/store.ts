@@ -13,9 +13,11 @@
  * `<file>.tmp-<pid>` is created exclusively (never through a symlink), written and fsynced,
  * renamed over the file, and the directory fsynced. A crash leaves either the old or the new
  * file, never a torn one. On load a damaged file is reported, moved aside as
- * `<file>.damaged-<UTC time>` and replaced by an empty one; leftover temp files are removed; a
- * missing file is an empty state (files are written on the first change); anything but a
- * regular file (a symlink, say) is refused.
+ * `<file>.damaged-<UTC time>` and replaced by an empty one, a file of the wrong size without
+ * being read (its size is taken from the open descriptor first); leftover temp files are
+ * removed (only regular files and symlinks: anything else named like one is reported and left
+ * alone, and loading goes on); a missing file is an empty state (files are written on the first
+ * change); anything but a regular file (a symlink, say) at the state file's own name is refused.
  *
  * Everything here runs on the daemon's main thread, asynchronously (Deno runs the file system
  * calls on its blocking-call threads): the data path never waits for a disk (see writer.ts).
@@ -25,6 +27,7 @@
 
 import { DeviceState, MAX_CONFIG_LENGTH, MAX_MAC_LIST, StateKind } from "./device_state.ts";
 import { macAt, putMac } from "../mac.ts";
+import { chmodCreatedFile } from "../../ffi/mod.ts";
 
 /** Magic of `<name>.config`. */
 export const CONFIG_MAGIC = 0x38a0bfae;
@@ -125,8 +128,10 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
     } finally {
       file.close();
     }
-    // The umask can only remove bits from `mode`: make the result exact before it is visible.
-    await Deno.chmod(tmp, 0o600);
+    // The umask can only remove bits from `mode`: make the result exact before it is visible,
+    // through a descriptor (chmod by path would follow a symlink put at the temp file's name).
+    const info = await Deno.lstat(tmp);
+    chmodCreatedFile(tmp, 0o600, info.dev, info.ino ?? -1);
     await Deno.rename(tmp, path);
   } catch (e) {
     if (created) await Deno.remove(tmp).catch(() => {});
@@ -152,18 +157,14 @@ function utcStamp(): string {
 async function loadStateFile<T>(
   directory: string,
   fileName: string,
+  size: number,
   decode: (bytes: Uint8Array) => T | string,
   empty: T,
   encodeEmpty: () => Uint8Array,
   log: StateLog,
 ): Promise<T> {
   const path = `${directory}/${fileName}`;
-  for await (const entry of Deno.readDir(directory)) {
-    if (entry.name.startsWith(`${fileName}.tmp-`)) {
-      await Deno.remove(`${directory}/${entry.name}`);
-      log("info", `${path}: removed ${entry.name}, left over from an interrupted write`);
-    }
-  }
+  await removeLeftovers(directory, fileName, log);
   let info: Deno.FileInfo;
   try {
     info = await Deno.lstat(path);
@@ -171,16 +172,9 @@ async function loadStateFile<T>(
     if (e instanceof Deno.errors.NotFound) return empty;
     throw e;
   }
-  if (!info.isFile) {
-    throw new Error(
-      `${path} is not a regular file (${
-        info.isSymlink ? "a symlink" : "a directory or device"
-      }); ` +
-        "remove it, the daemon writes its state files itself",
-    );
-  }
-  const bytes = await Deno.readFile(path);
-  const decoded = decode(bytes);
+  if (!info.isFile) throw notRegular(path, info);
+  const read = await readBounded(path, size);
+  const decoded = typeof read === "string" ? read : decode(read);
   if (typeof decoded !== "string") return decoded;
   let aside = `${path}.damaged-${utcStamp()}`;
   for (let n = 1; await exists(aside); n++) aside = `${path}.damaged-${utcStamp()}-${n}`;
@@ -192,6 +186,64 @@ async function loadStateFile<T>(
     log("error", `${path}: cannot write the empty file: ${(e as Error).message}`);
   }
   return empty;
+}
+
+function notRegular(path: string, info: Deno.FileInfo): Error {
+  const what = info.isSymlink ? "a symlink" : info.isDirectory ? "a directory" : "a device or FIFO";
+  return new Error(
+    `${path} is not a regular file (${what}); remove it, the daemon writes its state files itself`,
+  );
+}
+
+/**
+ * The contents of `path` when it holds exactly `size` bytes, else what is wrong with it. The size
+ * comes from the open descriptor before anything is read, so a huge file costs no time or memory.
+ */
+async function readBounded(path: string, size: number): Promise<Uint8Array | string> {
+  const file = await Deno.open(path, { read: true });
+  try {
+    const info = await file.stat();
+    if (!info.isFile) return "not a regular file";
+    if (info.size !== size) return `size is ${info.size} bytes, expected ${size}`;
+    const bytes = new Uint8Array(size + 1); // one more: a file that grew meanwhile shows
+    let done = 0;
+    for (let n; done < bytes.length && (n = await file.read(bytes.subarray(done))) !== null;) {
+      done += n;
+    }
+    if (done !== size) return `size is ${done} bytes, expected ${size}`;
+    return bytes.subarray(0, size);
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * Removes the temp files an interrupted write of `fileName` left (`<fileName>.tmp-*`): regular
+ * files and symlinks (unlinking a symlink never touches its target). Anything else named like
+ * one, or a removal that fails, is reported and left: it never stops the device from loading.
+ */
+async function removeLeftovers(directory: string, fileName: string, log: StateLog): Promise<void> {
+  for await (const entry of Deno.readDir(directory)) {
+    if (!entry.name.startsWith(`${fileName}.tmp-`)) continue;
+    const leftover = `${directory}/${entry.name}`;
+    if (!entry.isFile && !entry.isSymlink) {
+      log(
+        "warning",
+        `${leftover} is named like a temp file of ${fileName} but is not a file; left alone ` +
+          "(remove it: nothing but the daemon belongs in the state directory)",
+      );
+      continue;
+    }
+    try {
+      await Deno.remove(leftover);
+      log(
+        "info",
+        `${directory}/${fileName}: removed ${entry.name}, left over from an interrupted write`,
+      );
+    } catch (e) {
+      log("warning", `${leftover}: cannot remove this leftover temp file: ${(e as Error).message}`);
+    }
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -224,6 +276,7 @@ export async function loadDeviceState(
   const config = await loadStateFile(
     directory,
     `${name}.config`,
+    CONFIG_FILE_SIZE,
     decodeConfigFile,
     new Uint8Array(0),
     () => encodeConfigFile(new Uint8Array(0)),
@@ -233,6 +286,7 @@ export async function loadDeviceState(
     loadStateFile(
       directory,
       `${name}.${suffix}`,
+      MAC_LIST_FILE_SIZE,
       decodeMacListFile,
       [] as number[],
       () => encodeMacListFile([]),

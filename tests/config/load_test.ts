@@ -110,6 +110,7 @@ Deno.test(
       accept: null,
       deny: null,
       admin: null,
+      adminConfigString: true,
       offsetSectors: 0,
       lengthSectors: null,
       syncWrites: false,
@@ -143,6 +144,7 @@ log-level = "debug"
 metrics-listen = "[::1]:9100"
 sync-writes = true
 admin = ["02:00:00:00:00:0a"]
+admin-config-string = false
 
 [interfaces.eth1]
 mtu = 1500
@@ -163,6 +165,7 @@ interfaces = "eth0, eth1"
 accept = ["00:11:22:33:44:55"]
 deny = "02:00:00:00:00:01"
 admin = ["00:11:22:33:44:55", "host1"]
+admin-config-string = true
 offset = 2
 length = 6
 sync-writes = false
@@ -216,6 +219,7 @@ slot = 0
       accept: [mac("00:11:22:33:44:55")],
       deny: [mac("02:00:00:00:00:01")],
       admin: [mac("00:11:22:33:44:55")], // host1 is that MAC in the ethers file
+      adminConfigString: true,
       offsetSectors: 2,
       lengthSectors: 6,
       syncWrites: false,
@@ -225,6 +229,7 @@ slot = 0
     // A device's admin replaces the defaults' list; sync-writes comes from [defaults].
     assert.deepEqual(d2.admin, [mac("02:00:00:00:00:0a")]);
     assert.equal(d2.syncWrites, true);
+    assert.equal(d2.adminConfigString, false, "from [defaults]");
     assert.equal(d2.serial, "0.0:storage1");
     assert.deepEqual(c.warnings, [], "every device has an admin list");
     // Device defaults come from [defaults].
@@ -525,6 +530,40 @@ Deno.test(
     // No probe file is left behind by the writability check.
     load(env, "");
     assert.deepEqual([...Deno.readDirSync(env.state)], []);
+  }),
+);
+
+Deno.test(
+  "a state directory others may write is refused with the fix: world-writable, or writable by a group not the daemon's",
+  withEnv((env) => {
+    const text = `[defaults]\nstate-directory = "${env.state}"\n`;
+    const check = () => {
+      try {
+        parseConfigText(text, "perm.conf", env.options);
+        return [];
+      } catch (e) {
+        if (!(e instanceof ConfigError)) throw e;
+        return e.issues;
+      }
+    };
+    Deno.chmodSync(env.state, 0o777);
+    let issues = check();
+    assert.match(issues[0].message, /writable by every user/);
+    assert.match(issues[0].fix!, /chmod o-w/);
+    // Group-writable, the group not ours: refused, the fix names chmod g-w and the chown.
+    const ours = Deno.statSync(env.state).gid!;
+    Deno.chmodSync(env.state, 0o770);
+    Deno.chownSync(env.state, null, ours + 4242);
+    issues = check();
+    assert.equal(issues.length, 1, JSON.stringify(issues));
+    assert.match(issues[0].message, new RegExp(`writable by group ${ours + 4242}, which is not`));
+    assert.match(issues[0].fix!, /chmod g-w .*chown :/);
+    // The same group without write, or our own group with write: accepted.
+    Deno.chmodSync(env.state, 0o750);
+    assert.deepEqual(check(), []);
+    Deno.chownSync(env.state, null, ours);
+    Deno.chmodSync(env.state, 0o770);
+    assert.deepEqual(check(), []);
   }),
 );
 

@@ -99,6 +99,7 @@ stall_drop: 0
 rbd_fencings: 0
 rbd_fenced: 0
 rbd_fenced_drops: 0
+state_drop: 0
 
 # Statistics for interface eth0
 rx_cnt: 1207

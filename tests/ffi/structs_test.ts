@@ -79,7 +79,10 @@ const LAYOUTS: [string, string, Record<string, string>][] = [
   ["STAT", "struct stat", {
     dev: "st_dev",
     ino: "st_ino",
+    nlink: "st_nlink",
     mode: "st_mode",
+    uid: "st_uid",
+    gid: "st_gid",
     rdev: "st_rdev",
     stSize: "st_size",
   }],

@@ -11,6 +11,7 @@ import {
   isBroadcastAddress,
   MAX_MTU,
   maxSectorsForMtu,
+  setsState,
   targetMatches,
 } from "../../src/protocol/engine.ts";
 import { Action, Drop, type Port, type Target, Work } from "../../src/protocol/types.ts";
@@ -193,6 +194,20 @@ Deno.test("sources on the accept list and on the mask list are served", () => {
   });
   const o = run(...rw(false, 0, 1), t);
   assertEquals(o.action, Action.READ);
+});
+
+Deno.test("a host on both the accept and the deny list is denied: deny wins", () => {
+  const t = makeTarget({ accept: [HOST_MAC, OTHER_MAC], deny: [HOST_MAC] });
+  for (const cmd of [0, 1, 2, 3]) {
+    const f = frameBuffer();
+    buildAtaRequest(f, env(), ataReadWriteFields(false, 0, 1));
+    f[19] = cmd;
+    const o = run(f, 60, t);
+    assertEquals([o.action, o.work.drop], [Action.DROP, Drop.DENIED], `command ${cmd}`);
+  }
+  assertEquals(t.stats[DS.denied], 4);
+  // The other host, on the accept list only, is served.
+  assertEquals(run(...rw(false, 0, 1, OTHER_MAC), t).action, Action.READ);
 });
 
 // ---- unknown commands and short frames ----
@@ -784,6 +799,63 @@ Deno.test("admin: a malformed edit from a non-admin still answers AoE error 2", 
   const t = makeTarget({ admin: [OTHER_MAC] });
   const r = mask(2, [], t);
   assertAoeError(r.o, C.AOE_ERR_BADARG, r.f, r.n, t);
+});
+
+Deno.test("admin: config set and force set from a host not on it answer AoE error 6 and change nothing", () => {
+  for (const ccmd of [C.AOE_CFG_SET, C.AOE_CFG_FORCE_SET]) {
+    const p = new CountingListener();
+    const state = new DeviceState(p, ccmd === C.AOE_CFG_SET ? {} : { config: text("old") });
+    const t = makeTarget({ admin: [OTHER_MAC], state });
+    const f = frameBuffer();
+    const n = buildConfigRequest(f, env(), ccmd, text("mine"));
+    const o = run(f, n, t);
+    assertAoeError(o, C.AOE_ERR_RESERVED, f, n, t);
+    assertEquals([p.config, o.work.stateKind], [0, -1], "nothing changed, nothing to persist");
+    assertEquals(state.config, ccmd === C.AOE_CFG_SET ? text("") : text("old"));
+    // Read, test and test prefix (discovery) stay open.
+    for (const open of [C.AOE_CFG_READ, C.AOE_CFG_TEST_PREFIX]) {
+      const g = frameBuffer();
+      const m = buildConfigRequest(
+        g,
+        env(),
+        open,
+        open === C.AOE_CFG_READ ? text("") : state.config,
+      );
+      assertEquals(run(g, m, t).action, Action.REPLY);
+    }
+    // An admin host sets it.
+    const h = frameBuffer();
+    const k = buildConfigRequest(h, env({ src: OTHER_MAC }), ccmd, text("theirs"));
+    assertEquals(run(h, k, t).action, Action.REPLY);
+    assertEquals(state.config, text("theirs"));
+  }
+});
+
+Deno.test("admin-config-string = false: admin leaves Query Config set open to every host served", () => {
+  const state = new DeviceState();
+  const t = makeTarget({ admin: [OTHER_MAC], adminConfigString: false, state });
+  const f = frameBuffer();
+  const n = buildConfigRequest(f, env(), C.AOE_CFG_FORCE_SET, text("any host"));
+  assertEquals(run(f, n, t).action, Action.REPLY);
+  assertEquals(state.config, text("any host"));
+});
+
+Deno.test("setsState: config set/force set, mask edit, reserve set/force set; not reads or ATA", () => {
+  const f = frameBuffer();
+  assert(setsState(f, buildConfigRequest(f, env(), C.AOE_CFG_SET, text("x"))));
+  for (const ccmd of [C.AOE_CFG_READ, C.AOE_CFG_TEST, C.AOE_CFG_TEST_PREFIX]) {
+    assert(!setsState(f, buildConfigRequest(f, env(), ccmd, text("x"))), `ccmd ${ccmd}`);
+  }
+  assert(setsState(f, buildConfigRequest(f, env(), C.AOE_CFG_FORCE_SET, text(""))));
+  assert(setsState(f, buildMaskRequest(f, env(), C.AOE_MCMD_EDIT, [])));
+  assert(!setsState(f, buildMaskRequest(f, env(), C.AOE_MCMD_READ, [])));
+  assert(setsState(f, buildReserveRequest(f, env(), C.AOE_RCMD_SET, [])));
+  assert(setsState(f, buildReserveRequest(f, env(), C.AOE_RCMD_FORCE_SET, [HOST_MAC])));
+  assert(!setsState(f, buildReserveRequest(f, env(), C.AOE_RCMD_READ, [])));
+  buildAtaRequest(f, env(), ataReadWriteFields(true, 0, 1));
+  assert(!setsState(f, 60));
+  buildConfigRequest(f, env(), C.AOE_CFG_SET, text("x"));
+  assert(!setsState(f, 31), "a short frame is left to the engine");
 });
 
 // ---- advertisement and trace ----

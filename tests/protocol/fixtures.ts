@@ -33,6 +33,8 @@ export interface TargetOptions {
   accept?: number[] | null;
   deny?: number[] | null;
   admin?: number[] | null;
+  /** `admin-config-string` (default true). */
+  adminConfigString?: boolean;
   /** Byte offset of sector 0 (the `offset` setting × 512). */
   base?: number;
   serial?: string;
@@ -50,6 +52,7 @@ export function makeTarget(o: TargetOptions = {}): Target {
     accept: o.accept ? new Set(o.accept) : null,
     deny: o.deny ? new Set(o.deny) : null,
     admin: o.admin ? new Set(o.admin) : null,
+    configAdmin: o.admin && o.adminConfigString !== false ? new Set(o.admin) : null,
     base: o.base ?? 0,
     serial: o.serial ?? `${o.shelf ?? 7}.${o.slot ?? 3}:testhost`,
     state: o.state ?? new DeviceState(),

@@ -3,6 +3,7 @@ import {
   CONFIG_FILE_SIZE,
   decodeConfigFile,
   decodeMacListFile,
+  encodeConfigFile,
   encodeState,
   loadDeviceState,
   MAC_LIST_FILE_SIZE,
@@ -10,6 +11,7 @@ import {
 } from "../../src/state/store.ts";
 import { type DeviceState, STATE_SUFFIX, StateKind } from "../../src/state/device_state.ts";
 import { parseMac } from "../../src/mac.ts";
+import { chmodCreatedFile } from "../../ffi/mod.ts";
 
 type Entry = { level: "info" | "warning" | "error"; message: string };
 
@@ -260,17 +262,82 @@ Deno.test(
 );
 
 Deno.test(
-  "a failed write throws and leaves the old file and no temp file",
+  "a failed rename throws, leaves what is at the path as it was, and removes the temp file",
   withDir(async (dir) => {
-    const path = `${dir}/f`;
-    Deno.writeFileSync(path, new Uint8Array([9]));
     // The rename cannot replace a non-empty directory: the write fails after the temp file.
     Deno.mkdirSync(`${dir}/sub/d`, { recursive: true });
     Deno.writeFileSync(`${dir}/sub/d/x`, new Uint8Array([1]));
     await assert.rejects(() => writeFileAtomic(`${dir}/sub/d`, new Uint8Array([1])));
     assert.deepEqual(names(`${dir}/sub`), ["d"]);
-    assert.deepEqual(Deno.readFileSync(path), new Uint8Array([9]));
+    assert.deepEqual(names(`${dir}/sub/d`), ["x"]);
+    assert.deepEqual(Deno.readFileSync(`${dir}/sub/d/x`), new Uint8Array([1]));
   }),
+);
+
+/** Runs `body` on a fresh tmpfs of `bytes`, unmounted afterwards. Needs root. */
+async function withTinyTmpfs(bytes: number, body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = Deno.makeTempDirSync({ prefix: "ggaoed-tinyfs-" });
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", `size=${bytes},mode=0700`, "tmpfs", dir],
+    stderr: "piped",
+  }).output();
+  assert.ok(mount.success, new TextDecoder().decode(mount.stderr));
+  try {
+    await body(dir);
+  } finally {
+    await new Deno.Command("umount", { args: [dir] }).output();
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+/** Fills the file system of `dir` to the last byte with `dir/filler`. */
+function fillUp(dir: string): void {
+  const f = Deno.openSync(`${dir}/filler`, { create: true, write: true });
+  try {
+    for (const size of [65536, 4096, 512, 1]) {
+      const chunk = new Uint8Array(size).fill(1);
+      try {
+        for (;;) f.writeSync(chunk);
+      } catch (e) {
+        if (!(e instanceof Error) || !/No space left/.test(e.message)) throw e;
+      }
+    }
+  } finally {
+    f.close();
+  }
+}
+
+Deno.test(
+  "a write that fails on a full file system throws and leaves the old file whole, no temp file",
+  () =>
+    withTinyTmpfs(256 * 1024, async (dir) => {
+      // A state file: the same size again; a longer file: the new contents would not all fit.
+      const path = `${dir}/d.config`;
+      const old = encodeConfigFile(new TextEncoder().encode("old"));
+      await writeFileAtomic(path, old);
+      const big = `${dir}/big`;
+      const bigOld = new Uint8Array(16384).fill(0xaa);
+      await writeFileAtomic(big, bigOld);
+      fillUp(dir);
+      await assert.rejects(
+        () => writeFileAtomic(path, encodeConfigFile(new TextEncoder().encode("new"))),
+        /No space left/,
+      );
+      assert.deepEqual(Deno.readFileSync(path), old);
+      await assert.rejects(
+        () => writeFileAtomic(big, new Uint8Array(65536).fill(0x55)),
+        /No space left/,
+      );
+      assert.deepEqual(Deno.readFileSync(big), bigOld);
+      assert.deepEqual(names(dir), ["big", "d.config", "filler"]);
+      // Room again: the same writes go through.
+      Deno.removeSync(`${dir}/filler`);
+      await writeFileAtomic(path, encodeConfigFile(new TextEncoder().encode("new")));
+      assert.equal(
+        new TextDecoder().decode(decodeConfigFile(Deno.readFileSync(path)) as Uint8Array),
+        "new",
+      );
+    }),
 );
 
 Deno.test(
@@ -305,5 +372,80 @@ Deno.test(
   withDir(async (dir, log) => {
     await assert.rejects(() => loadDeviceState(dir, "../x", logger(log)), RangeError);
     await assert.rejects(() => loadDeviceState(dir, "", logger(log)), RangeError);
+  }),
+);
+
+Deno.test(
+  "an oversized state file is moved aside by its size, without being read",
+  withDir(async (dir, log) => {
+    // 1 GiB, sparse: reading it would cost a second and a gigabyte of memory.
+    const path = `${dir}/big.config`;
+    const f = Deno.openSync(path, { create: true, write: true });
+    f.truncateSync(1 << 30);
+    f.close();
+    const rssBefore = Deno.memoryUsage().rss;
+    const t0 = performance.now();
+    const state = await loadDeviceState(dir, "big", logger(log));
+    const ms = performance.now() - t0;
+    const grown = Deno.memoryUsage().rss - rssBefore;
+    assert.equal(state.config.length, 0);
+    assert.ok(grown < 64 * 1024 * 1024, `memory grew by ${grown} bytes: the file was read`);
+    assert.ok(ms < 5000, `${ms} ms`);
+    const aside = names(dir).find((n) => n.startsWith("big.config.damaged-"))!;
+    assert.equal(Deno.statSync(`${dir}/${aside}`).size, 1 << 30, "moved aside as it was");
+    assert.equal(Deno.statSync(path).size, CONFIG_FILE_SIZE, "reset to an empty file");
+    assert.ok(log.some((e) => e.level === "warning" && /size is 1073741824 bytes/.test(e.message)));
+  }),
+);
+
+Deno.test(
+  "a directory named like a temp file is reported and left alone; the state loads",
+  withDir(async (dir, log) => {
+    await writeFileAtomic(`${dir}/t.config`, encodeConfigFile(new TextEncoder().encode("kept")));
+    Deno.mkdirSync(`${dir}/t.config.tmp-4242/inner`, { recursive: true });
+    Deno.writeFileSync(`${dir}/t.config.tmp-4242/inner/x`, new Uint8Array([1]));
+    Deno.mkdirSync(`${dir}/t.reserve.tmp-1`);
+    Deno.writeFileSync(`${dir}/t.mac_mask.tmp-7`, new Uint8Array([1])); // a real leftover
+    const state = await loadDeviceState(dir, "t", logger(log));
+    assert.equal(new TextDecoder().decode(state.config), "kept");
+    assert.deepEqual(Deno.readFileSync(`${dir}/t.config.tmp-4242/inner/x`), new Uint8Array([1]));
+    assert.ok(Deno.statSync(`${dir}/t.reserve.tmp-1`).isDirectory);
+    assert.ok(!names(dir).includes("t.mac_mask.tmp-7"), "the leftover file is removed");
+    const warned = log.filter((e) => e.level === "warning").map((e) => e.message);
+    assert.equal(warned.length, 2, JSON.stringify(log));
+    assert.ok(
+      warned.some((m) => /t\.config\.tmp-4242 is named like a temp file.*not a file/.test(m)),
+    );
+  }),
+);
+
+Deno.test(
+  "the mode is set through the descriptor: exact under any umask, never through a symlink",
+  withDir(async (dir) => {
+    const old = Deno.umask(0o277);
+    try {
+      await writeFileAtomic(`${dir}/f`, new Uint8Array([1]));
+    } finally {
+      Deno.umask(old);
+    }
+    assert.equal(Deno.statSync(`${dir}/f`).mode! & 0o777, 0o600);
+    // A file created here, then replaced by a symlink before its mode is set: refused, and the
+    // symlink's target keeps its mode.
+    const victim = `${dir}/victim`;
+    Deno.writeFileSync(victim, new Uint8Array([7]), { mode: 0o644 });
+    Deno.chmodSync(victim, 0o644);
+    const tmp = `${dir}/g.tmp`;
+    Deno.writeFileSync(tmp, new Uint8Array([1]));
+    const created = Deno.lstatSync(tmp);
+    Deno.removeSync(tmp);
+    Deno.symlinkSync(victim, tmp);
+    assert.throws(() => chmodCreatedFile(tmp, 0o600, created.dev, created.ino!), /symlink/);
+    assert.equal(Deno.statSync(victim).mode! & 0o777, 0o644);
+    // Replaced by another file: refused too.
+    Deno.removeSync(tmp);
+    Deno.writeFileSync(tmp, new Uint8Array([2]), { mode: 0o644 });
+    Deno.chmodSync(tmp, 0o644);
+    assert.throws(() => chmodCreatedFile(tmp, 0o600, created.dev, created.ino! + 1), /replaced/);
+    assert.equal(Deno.statSync(tmp).mode! & 0o777, 0o644);
   }),
 );
