@@ -26,6 +26,7 @@ export const DEFAULTS = {
   configPath: "/etc/ggaoed/ggaoed.conf",
   cephConf: "/etc/ceph/ceph.conf",
   cephUser: "admin",
+  metricsMaxConnections: 16,
 } as const;
 
 /** The `path` prefix of a Ceph RBD image: `rbd:POOL/IMAGE` or `rbd:POOL/IMAGE@SNAP`. */
@@ -63,6 +64,8 @@ export interface GlobalConfig {
   logLevel: "debug" | "info" | "warning" | "error";
   /** `metrics-listen`: where to serve Prometheus metrics over HTTP; null = not at all. */
   metricsListen: ListenAddress | null;
+  /** `metrics-max-connections`: connections the metrics endpoint serves at once. */
+  metricsMaxConnections: number;
 }
 
 /** Settings of one network interface (an `[interfaces.NAME]` table, or the defaults). */
