@@ -89,6 +89,11 @@ export const METRICS_LIMITS = {
 export const MAX_HEADER_BYTES = 8192;
 /** Back-off after a failed accept: doubles from the first to the last, reset by a success. */
 const ACCEPT_BACKOFF_MS = [10, 1000] as const;
+/**
+ * Refusals whose 503 is still being written; beyond this many, a refused connection is closed
+ * without one, so that a burst of connections never holds more descriptors than this.
+ */
+const MAX_REFUSING = 32;
 /** Repeated warnings (refusals, accept errors) are logged at most this often. */
 const WARN_INTERVAL_MS = 60_000;
 
@@ -345,14 +350,21 @@ export function startMetricsServer(options: MetricsServerOptions): Promise<Metri
       : "")
   );
 
+  let refusing = 0;
   const refuse = (conn: Deno.TcpConn) => {
     stats.refused++;
     warnRefused();
-    // 503 fits in the socket's send buffer: the write completes at once, then the close.
-    conn.write(REFUSAL).catch(() => {}).finally(() => {
+    const close = () => {
       try {
         conn.close();
       } catch { /* already closed */ }
+    };
+    if (refusing >= MAX_REFUSING) return close();
+    // 503 fits in the socket's send buffer: the write completes at once, then the close.
+    refusing++;
+    conn.write(REFUSAL).catch(() => {}).finally(() => {
+      refusing--;
+      close();
     });
   };
 
