@@ -141,14 +141,19 @@ export interface Answer {
 
 const TEXT = "text/plain; charset=utf-8";
 
-/** Answers one request: `method`, the request target's path (query ignored), Accept header. */
+/**
+ * Answers one request: `method`, the request target (origin form `/metrics?...` or absolute form
+ * `http://host/metrics`; the query is ignored), the Accept header.
+ */
 export function answerMetricsRequest(
   method: string,
-  target: string,
+  requestTarget: string,
   accept: string | null,
   snapshot: () => MetricsSnapshot,
   log: LogFn,
 ): Answer {
+  const absolute = /^https?:\/\/[^/?]*([/?].*)?$/i.exec(requestTarget);
+  const target = absolute ? absolute[1] ?? "/" : requestTarget;
   const query = target.indexOf("?");
   const path = query >= 0 ? target.slice(0, query) : target;
   if (path !== "/metrics") {

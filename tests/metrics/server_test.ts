@@ -346,7 +346,7 @@ Deno.test("keep-alive and pipelined requests are answered in order; bad ones get
   await withServer(async (server) => {
     const c = await Raw.open(server);
     await c.send(
-      "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics?a=b HTTP/1.1\r\nHost: x\r\n\r\n" +
+      "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET http://x:9642/metrics?a=b HTTP/1.1\r\nHost: x\r\n\r\n" +
         "GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     const answers = await c.answers(3);
