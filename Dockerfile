@@ -10,7 +10,9 @@
 # open packet sockets (NET_RAW; add NET_ADMIN only for send/receive-buffer-size above the
 # kernel's rmem_max/wmem_max). Exported block devices are passed with --device; exported files
 # live in a mounted volume. The configuration is /etc/ggaoed/ggaoed.conf. Reload with
-# `docker kill -s HUP ggaoed`; `docker stop` shuts down cleanly (SIGTERM).
+# `docker kill -s HUP ggaoed`; `docker stop` shuts down cleanly (SIGTERM). Ceph RBD images
+# (path = "rbd:POOL/IMAGE") are served through the image's librbd: mount the cluster's
+# configuration and keyring read-only, e.g. -v /etc/ceph:/etc/ceph:ro.
 #
 # Deno comes from npm (the version pinned in package.json) for the build platform, so the same
 # file builds amd64 and arm64 images (the daemon's FFI layer itself runs on x86-64 only).
@@ -31,10 +33,10 @@ COPY ffi ./ffi
 ENV DENO_DIR=/opt/deno-dir
 RUN deno cache ggaoed.ts ggaoectl.ts src/engine/worker.ts
 
-# ---- run stage: Debian slim, libaio, Deno, the sources and their cached dependencies ----
+# ---- run stage: Debian slim, libaio, librbd, Deno, the sources and their cached dependencies ----
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libaio1 \
+ && apt-get install -y --no-install-recommends libaio1 librbd1 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/deno /usr/local/bin/deno
 COPY --from=build /opt/deno-dir /opt/deno-dir

@@ -78,6 +78,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     sink: syslog ? (level, message) => syslog!.write(level, message) : undefined,
   });
   if (syslogError) log("warning", `cannot log to syslog, logging to stderr: ${syslogError}`);
+  const survived = surviveStrayErrors();
   for (const w of config.warnings) log("warning", w);
   log("info", `ggaoed ${VERSION} starting (config ${config.file})`);
 
@@ -147,7 +148,16 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       control = await startControlServer(config.global.controlSocket, handler, log);
       const listen = config.global.metricsListen;
       const startTime = (performance.timeOrigin + started) / 1000;
-      if (listen) metrics = await startMetricsServer({ listen, counters: link, startTime, log });
+      if (listen) {
+        metrics = await startMetricsServer({
+          listen,
+          counters: link,
+          startTime,
+          log,
+          maxConnections: config.global.metricsMaxConnections,
+          mainThreadErrors: () => survived.count,
+        });
+      }
     } catch (e) {
       log("error", (e as Error).message);
       code = 1;
@@ -186,7 +196,49 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     wake.close();
     removePidFile(pidFile, pidLock);
     closeFd(pidLock);
+    survived.remove();
   }
+}
+
+/**
+ * Keeps a stray error on the main thread from ending the daemon: an unhandled promise rejection
+ * or an uncaught exception (in a timer, an event handler, a forgotten promise of the control or
+ * metrics side) is logged at error level with its stack, counted
+ * (`ggaoed_main_thread_errors_total`), and survived. Without this, Deno ends the process on the
+ * first one, data path included, leaving the pid file and the control socket behind. The data
+ * path's own failures arrive as the worker's error event and still stop the daemon (a daemon
+ * without its data path must not pretend to serve).
+ */
+function surviveStrayErrors(): { readonly count: number; remove(): void } {
+  const state = { count: 0, remove: () => {} };
+  const describe = (e: unknown) => (e instanceof Error ? e.stack ?? e.message : String(e));
+  const onRejection = (event: PromiseRejectionEvent) => {
+    event.preventDefault();
+    state.count++;
+    log(
+      "error",
+      `unhandled promise rejection on the main thread (survived, ${state.count} so far): ${
+        describe(event.reason)
+      }`,
+    );
+  };
+  const onError = (event: ErrorEvent) => {
+    event.preventDefault();
+    state.count++;
+    log(
+      "error",
+      `uncaught exception on the main thread (survived, ${state.count} so far): ${
+        describe(event.error ?? event.message)
+      }`,
+    );
+  };
+  globalThis.addEventListener("unhandledrejection", onRejection);
+  globalThis.addEventListener("error", onError);
+  state.remove = () => {
+    globalThis.removeEventListener("unhandledrejection", onRejection);
+    globalThis.removeEventListener("error", onError);
+  };
+  return state;
 }
 
 /**

@@ -4,8 +4,10 @@
  * container runs as the README says with nothing but CAP_NET_RAW and a read-only root, inside
  * a network namespace joined to the test by a veth pair, and serves `aoeping` and the project's
  * initiator; then the same image with systemd added boots systemd, which runs
- * `contrib/ggaoed.service` as it is (Type=notify, its own user, the whole sandbox). About 1.5
- * minutes with cached base images (the first run adds debootstrap, ~30 s).
+ * `contrib/ggaoed.service` as it is (Type=notify, its own user, the whole sandbox), with the
+ * metrics endpoint on 127.0.0.1 and then on [::1], scraped from outside the unit. The image also
+ * serves a Ceph RBD image of a one-node cluster through its librbd. About 2.5 minutes with cached
+ * base images (the first run adds debootstrap, ~30 s).
  */
 
 import { assert, assertEquals } from "./helpers/assert.ts";
@@ -13,13 +15,15 @@ import { NetLab } from "./helpers/netns.ts";
 import { have, run } from "./helpers/command.ts";
 import { Podman } from "./helpers/podman.ts";
 import { Initiator } from "../src/initiator/mod.ts";
-import { assertRoundTrip, DAEMON_FLAGS } from "./e2e/target.ts";
+import { withCephCluster } from "./helpers/ceph.ts";
+import { assertRoundTrip, DAEMON_FLAGS, firstDifference, pattern } from "./e2e/target.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
 const CACHE = Deno.env.get("GGAOED_CONTAINER_CACHE") ?? `${REPO}.cache/container`;
 const TAG = "localhost/ggaoed:test";
-/** The image is Debian slim (~78 MB) + libaio + one Deno (~96 MB) + sources and npm deps. */
-const MAX_IMAGE_BYTES = 200e6;
+/** The image is Debian slim (~78 MB) + libaio + librbd and its libraries + one Deno (~96 MB) +
+ * sources and npm deps. */
+const MAX_IMAGE_BYTES = 280e6;
 
 Deno.test({
   name: "the container image and the systemd unit, built and run for real",
@@ -81,8 +85,15 @@ Deno.test({
       );
 
       await t.step(
+        "an RBD image of a one-node Ceph cluster served from the container: bytes verified " +
+          "against rbd export",
+        () => rbdImage(podman, lab, ulimits),
+      );
+
+      await t.step(
         "contrib/ggaoed.service under systemd: ready when serving, its own user with " +
-          "CAP_NET_RAW only, watchdog, reload, refused reload, clean stop, verify",
+          "CAP_NET_RAW only, watchdog, reload, refused reload, clean stop, verify, metrics on " +
+          "127.0.0.1 and [::1]",
         () => systemdUnit(podman, lab, ulimits),
       );
     } finally {
@@ -225,6 +236,92 @@ async function serves(hostIf: string, image: string): Promise<void> {
   }
 }
 
+/**
+ * The image as the README runs it, serving `rbd:rbd/disk` of a one-node cluster running in the
+ * container's network namespace (the host's network, for the container), its configuration and
+ * keyring mounted read-only: 1 MiB written through AoE and flushed is what `rbd export` reads.
+ */
+async function rbdImage(podman: Podman, lab: NetLab, ulimits: string[]): Promise<void> {
+  const ns = await lab.namespace();
+  const [hostIf, targetIf] = await lab.hostVethPair(ns);
+  await withCephCluster({ netns: ns }, async (cluster) => {
+    await cluster.createImage("disk", { sizeBytes: 64 << 20 });
+    const etc = `${podman.work}/etc-rbd`;
+    const state = `${podman.work}/var-rbd`;
+    Deno.mkdirSync(etc);
+    Deno.mkdirSync(state);
+    Deno.writeTextFileSync(
+      `${etc}/ggaoed.conf`,
+      `[defaults]\ninterfaces = ["${targetIf}"]\nceph-conf = "${cluster.conf}"\n` +
+        `ceph-user = "${cluster.user}"\n\n[devices.disk1]\npath = "rbd:${cluster.pool}/disk"\n` +
+        `shelf = 0\nslot = 1\n`,
+    );
+    const name = `ggaoed-rbd-${Deno.pid}`;
+    let logs = "";
+    try {
+      await podman.run([
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        `ns:/run/netns/${ns}`,
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "NET_RAW",
+        "--read-only",
+        "--tmpfs",
+        "/run",
+        ...ulimits,
+        "-v",
+        `${etc}:/etc/ggaoed:ro`,
+        "-v",
+        `${state}:/var/lib/ggaoed`,
+        "-v",
+        `${cluster.dir}:${cluster.dir}:ro`,
+        TAG,
+      ]);
+      const deadline = Date.now() + 60_000;
+      while (!/ggaoed is running/.test(logs)) {
+        assert(Date.now() < deadline, "the daemon did not start within 60 s");
+        logs = await containerLog(podman, name);
+        const running = await containerState(podman, name, "Running");
+        assert(running === "true" || /ggaoed is running/.test(logs), "exited");
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      assert(!/NOT exported/.test(logs), logs);
+      const ini = Initiator.open(hostIf);
+      const data = pattern(1 << 20, 23);
+      try {
+        const disk = ini.find(0, 1, { waitMs: 10_000 });
+        assertEquals(ini.identify(disk).sectors, (64 << 20) / 512);
+        ini.writeRange(disk, 2048, data);
+        assertEquals(firstDifference(ini.readRange(disk, 2048, data.length / 512), data), -1);
+        ini.flush(disk);
+      } finally {
+        ini.close();
+      }
+      await podman.run(["stop", "-t", "10", name], { timeoutMs: 30_000 });
+      assertEquals(await containerState(podman, name, "ExitCode"), "0");
+      const exported = `${podman.work}/rbd-export.raw`;
+      await cluster.exportImage("disk", exported);
+      const bytes = Deno.readFileSync(exported);
+      assertEquals(bytes.length, 64 << 20);
+      assertEquals(firstDifference(bytes.subarray(2048 * 512, 2048 * 512 + data.length), data), -1);
+      assert(bytes.subarray(0, 2048 * 512).every((b) => b === 0), "bytes before the write");
+    } catch (e) {
+      console.error(
+        `--- container log ---\n${await containerLog(podman, name).catch(() => logs)}` +
+          "--- end of container log ---",
+      );
+      throw e;
+    } finally {
+      await podman.run(["rm", "-f", "-t", "2", name], { check: false });
+    }
+  });
+}
+
 /** The service user of the systemd image (any free system uid; fixed so files can be chowned). */
 const SERVICE_UID = 990;
 
@@ -267,9 +364,12 @@ CMD []
   Deno.mkdirSync(etc);
   Deno.mkdirSync(srv);
   // The unit's user cannot write /run itself: pid file and socket go to its RuntimeDirectory.
-  const config = `[defaults]\ninterfaces = ["${targetIf}"]\n` +
-    `pid-file = "/run/ggaoed/ggaoed.pid"\ncontrol-socket = "/run/ggaoed/ggaoed.sock"\n\n` +
+  const configWith = (metrics: string) =>
+    `[defaults]\ninterfaces = ["${targetIf}"]\n` +
+    `pid-file = "/run/ggaoed/ggaoed.pid"\ncontrol-socket = "/run/ggaoed/ggaoed.sock"\n` +
+    `metrics-listen = "${metrics}"\n\n` +
     `[devices.disk1]\npath = "/srv/aoe/disk1.img"\nshelf = 0\nslot = 1\n`;
+  const config = configWith("127.0.0.1:9642");
   Deno.writeTextFileSync(`${etc}/ggaoed.conf`, config);
   const image = `${srv}/disk1.img`;
   await run(["truncate", "-s", "64M", image]);
@@ -320,6 +420,8 @@ CMD []
     assertEquals(up.StatusText, "serving 1 device(s) on 1 interface(s)");
     assertEquals(up.WatchdogUSec, "2s");
     await serves(hostIf, image);
+    // The metrics endpoint on loopback answers a scraper outside the unit (IPAddressAllow).
+    await scrapes(lab, ns, "http://127.0.0.1:9642/metrics");
 
     // The process: the unit's user, CAP_NET_RAW alone, no new privileges, a seccomp filter.
     const status = (await exec("cat", `/proc/${up.MainPID}/status`)).stdout;
@@ -350,6 +452,13 @@ CMD []
     assert(refused.code !== 0, "a broken configuration was reloaded");
     Deno.writeTextFileSync(`${etc}/ggaoed.conf`, config);
     assertEquals((await show("ActiveState")).ActiveState, "active");
+    await serves(hostIf, image);
+
+    // On IPv6 loopback (AF_INET6, ::1 allowed): metrics-listen is read at start, so restart.
+    Deno.writeTextFileSync(`${etc}/ggaoed.conf`, configWith("[::1]:9642"));
+    const restart = await exec("systemctl", "restart", "ggaoed");
+    assertEquals(restart.code, 0, restart.stderr + (await journal()));
+    await scrapes(lab, ns, "http://[::1]:9642/metrics");
     await serves(hostIf, image);
 
     // SIGTERM: a clean stop, exit status 0.
@@ -393,6 +502,21 @@ CMD []
   } finally {
     await podman.run(["rm", "-f", "-t", "2", name], { check: false, timeoutMs: 60_000 });
   }
+}
+
+/** A scrape of `url` from namespace `ns` (outside the container) is answered with metrics. */
+async function scrapes(lab: NetLab, ns: string, url: string): Promise<void> {
+  const r = await lab.exec(ns, [
+    Deno.execPath(),
+    "run",
+    "--allow-net",
+    `${REPO}tests/e2e/fixtures/scrape.ts`,
+    "get",
+    url,
+  ], { check: true, timeoutMs: 60_000 });
+  const answer = JSON.parse(r.stdout);
+  assertEquals(answer.status, 200, `${url}: ${r.stdout}`);
+  assert(/^ggaoed_up 1$/m.test(answer.body), answer.body);
 }
 
 /** The container's stdout and stderr (the daemon logs to stderr). */

@@ -46,6 +46,7 @@ Deno.test("configuration and state are volumes; the base images are pinned to a 
     assert(/:[a-z0-9.-]+(\s|$)/.test(from) && !/:latest/.test(from), `unpinned: ${from}`);
   }
   assert(instructions.some((l) => /apt-get install .*libaio1/.test(l)), "libaio1 not installed");
+  assert(instructions.some((l) => /apt-get install .*librbd1/.test(l)), "librbd1 not installed");
   assert(instructions.some((l) => l === `CMD ["-c", "${DEFAULTS.configPath}"]`));
 });
 

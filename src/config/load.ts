@@ -474,6 +474,7 @@ class Builder {
       logTarget: get("log-target", "stderr"),
       logLevel: get("log-level", "info"),
       metricsListen: get<ListenAddress | null>("metrics-listen", null),
+      metricsMaxConnections: get("metrics-max-connections", DEFAULTS.metricsMaxConnections),
     };
     const interfaceDefaults: InterfaceConfig = {
       mtu: get("mtu", DEFAULTS.mtu),

@@ -169,6 +169,13 @@ export const DEFAULTS_KEYS: readonly KeySpec[] = [
   { key: "log-target", kind: "enum", values: ["stderr", "syslog"] },
   { key: "log-level", kind: "enum", values: ["debug", "info", "warning", "error"] },
   { key: "metrics-listen", kind: "listen" },
+  {
+    key: "metrics-max-connections",
+    kind: "integer",
+    valid: between(1, 4096),
+    range: "1-4096",
+    fix: "a few per Prometheus server scraping the daemon; the default is 16",
+  },
   BUFFERS,
   SYNC_WRITES,
   ADMIN,

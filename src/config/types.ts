@@ -31,6 +31,7 @@ export const DEFAULTS = {
   cephUser: "admin",
   fence: true,
   fenceAfter: 2.5,
+  metricsMaxConnections: 16,
 } as const;
 
 /** The `path` prefix of a Ceph RBD image: `rbd:POOL/IMAGE` or `rbd:POOL/IMAGE@SNAP`. */
@@ -73,6 +74,8 @@ export interface GlobalConfig {
   logLevel: "debug" | "info" | "warning" | "error";
   /** `metrics-listen`: where to serve Prometheus metrics over HTTP; null = not at all. */
   metricsListen: ListenAddress | null;
+  /** `metrics-max-connections`: connections the metrics endpoint serves at once. */
+  metricsMaxConnections: number;
 }
 
 /** Settings of one network interface (an `[interfaces.NAME]` table, or the defaults). */

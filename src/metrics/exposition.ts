@@ -25,6 +25,7 @@ import { VERSION } from "../version.ts";
 import {
   BUILD_INFO,
   DEVICE_FAMILIES,
+  ENDPOINT_FAMILIES,
   type Family,
   INTERFACE_FAMILIES,
   REQUEST_DURATION,
@@ -50,6 +51,17 @@ export interface MetricsSnapshot {
   startTime: number;
   /** Now, seconds since the Unix epoch. */
   now: number;
+  /** The metrics endpoint's own counters and the main thread's survived errors. */
+  endpoint: EndpointSnapshot;
+}
+
+/** What the metrics endpoint counted (`src/metrics/server.ts`), and the main thread's errors. */
+export interface EndpointSnapshot {
+  connections: number;
+  refused: number;
+  timedOut: number;
+  acceptErrors: number;
+  mainThreadErrors: number;
 }
 
 type Labels = readonly (readonly [string, string])[];
@@ -159,6 +171,16 @@ export function renderMetrics(snapshot: MetricsSnapshot, format: ExpositionForma
   w.sample(START_TIME.name, [], snapshot.startTime);
   w.header(UPTIME);
   w.sample(UPTIME.name, [], Math.max(0, snapshot.now - snapshot.startTime));
+  const e = snapshot.endpoint;
+  const F = ENDPOINT_FAMILIES;
+  w.header(F.mainThreadErrors);
+  w.sample(`${F.mainThreadErrors.name}_total`, [], e.mainThreadErrors);
+  w.header(F.connections);
+  w.sample(F.connections.name, [], e.connections);
+  for (const k of ["refused", "timedOut", "acceptErrors"] as const) {
+    w.header(F[k]);
+    w.sample(`${F[k].name}_total`, [], e[k]);
+  }
 
   DEVICE_STAT_FIELDS.forEach((field, i) => {
     const f = DEVICE_FAMILIES[field];

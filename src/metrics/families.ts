@@ -52,6 +52,31 @@ export const UPTIME = family(
   "Seconds since the daemon started.",
 );
 
+/** The main thread's survived errors and the metrics endpoint's own counters. */
+export const ENDPOINT_FAMILIES = {
+  mainThreadErrors: counter(
+    "ggaoed_main_thread_errors",
+    "Unhandled promise rejections and uncaught exceptions on the main thread: logged, survived.",
+  ),
+  connections: family(
+    "gauge",
+    "ggaoed_metrics_connections",
+    "Connections to the metrics endpoint open now.",
+  ),
+  refused: counter(
+    "ggaoed_metrics_connections_refused",
+    "Connections to the metrics endpoint refused (503) because metrics-max-connections were open.",
+  ),
+  timedOut: counter(
+    "ggaoed_metrics_connections_timed_out",
+    "Connections to the metrics endpoint closed by the idle, header or write timeout.",
+  ),
+  acceptErrors: counter(
+    "ggaoed_metrics_accept_errors",
+    "Failed accepts on the metrics endpoint (e.g. out of file descriptors), each retried later.",
+  ),
+} as const;
+
 /** The device counters of `src/stats.ts`; the compiler makes sure that none is left out. */
 export const DEVICE_FAMILIES: { readonly [K in DeviceStatName]: Family } = {
   read_cnt: counter("ggaoed_device_reads", "ATA READ requests accepted for I/O."),
@@ -195,6 +220,7 @@ export const ALL_FAMILIES: readonly Family[] = [
   UP,
   START_TIME,
   UPTIME,
+  ...Object.values(ENDPOINT_FAMILIES),
   ...Object.values(DEVICE_FAMILIES),
   REQUEST_DURATION,
   ...Object.values(INTERFACE_FAMILIES),

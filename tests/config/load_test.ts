@@ -85,6 +85,7 @@ Deno.test(
       logTarget: "stderr",
       logLevel: "info",
       metricsListen: null,
+      metricsMaxConnections: 16,
     });
     assert.deepEqual(c.interfaceDefaults, {
       mtu: 0,
@@ -142,6 +143,7 @@ merge-delay = 0.0005
 log-target = "syslog"
 log-level = "debug"
 metrics-listen = "[::1]:9100"
+metrics-max-connections = 4
 sync-writes = true
 admin = ["02:00:00:00:00:0a"]
 admin-config-string = false
@@ -185,6 +187,7 @@ slot = 0
       logTarget: "syslog",
       logLevel: "debug",
       metricsListen: { text: "[::1]:9100", hostname: "::1", port: 9100 },
+      metricsMaxConnections: 4,
     });
     assert.deepEqual(c.interfaceDefaults, {
       mtu: 9000,
@@ -381,6 +384,13 @@ Deno.test(
     }
     const typed = issuesOf(() => load(env, `metrics-listen = 9642\n`));
     assert.match(typed.issues[0].message, /expected a string/);
+    for (const max of ["0", "4097", "1.5", '"16"']) {
+      const bad = issuesOf(() => load(env, `metrics-max-connections = ${max}\nqueue-length = 0\n`));
+      const issue = bad.issues.find((i) => i.key === "defaults.metrics-max-connections");
+      assert.ok(issue, `${max}: ${JSON.stringify(bad.issues)}`);
+      assert.equal(issue.file, "test.conf");
+      assert.ok(bad.issues.some((i) => i.key === "defaults.queue-length"), max);
+    }
   }),
 );
 

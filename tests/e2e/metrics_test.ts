@@ -3,7 +3,9 @@
  * network namespace (where its loopback listener is) while the project's initiator loads a device
  * over the veth pair. The numbers must move exactly as the load says, every scrape must be valid
  * exposition text (the strict parser, and Prometheus' promtool when installed), and the listener
- * must exist only when configured and be gone after SIGTERM.
+ * must exist only when configured and be gone after SIGTERM. Under attack (a flood of idle
+ * connections past the open-file limit) and after stray errors on its main thread, the daemon
+ * keeps serving AoE with every byte right.
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
@@ -18,6 +20,7 @@ import { promtool } from "../helpers/promtool.ts";
 import { CONTENT_TYPES } from "../../src/metrics/exposition.ts";
 import { VERSION } from "../../src/version.ts";
 import {
+  assertRoundTrip,
   DENO,
   firstDifference,
   pattern,
@@ -38,7 +41,9 @@ const PROMETHEUS_ACCEPT =
 const DISK1 = { device: "disk1", shelf: "0", slot: "1" };
 const DURATION = "ggaoed_device_request_duration_seconds";
 
-type Answer = { status: number; contentType: string; body: string } | { error: string };
+type Answer =
+  | { status: number; contentType: string; body: string; ms: number }
+  | { error: string; ms: number };
 
 /** One HTTP request from inside the daemon's namespace. */
 async function get(t: TestTarget, url: string, accept = "", method = "GET"): Promise<Answer> {
@@ -364,4 +369,201 @@ Deno.test({
         assert(!left, `${p} was left behind`);
       }
     }),
+});
+
+/** The daemon's open file descriptors. */
+function openFds(t: TestTarget): number {
+  return [...Deno.readDirSync(`/proc/${t.process!.pid}/fd`)].length;
+}
+
+function assertAlive(t: TestTarget): void {
+  for (const p of [t.pidPath, t.socketPath]) Deno.statSync(p);
+  assert(!/Uncaught/.test(t.log), t.log);
+}
+
+/** Scrapes until `check` holds on a 200 answer (bounded); returns the exposition. */
+async function scrapeUntil(
+  t: TestTarget,
+  check: (e: Exposition) => boolean,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<Exposition> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < deadline) {
+    const r = await get(t, METRICS_URL, "text/plain");
+    if (!("error" in r) && r.status === 200) {
+      const e = parseExposition(r.body, "prometheus");
+      if (check(e)) return e;
+      last = r.body.split("\n").filter((l) => l.startsWith("ggaoed_m")).join("; ");
+    } else last = JSON.stringify(r);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`never saw ${what}; last: ${last}`);
+}
+
+/**
+ * Floods the metrics port with `count` idle connections from inside the daemon's namespace;
+ * `most` is the most descriptors the daemon held while they were being opened.
+ */
+async function flood(t: TestTarget, count: number) {
+  const child = t.lab.spawn(t.ns, [
+    DENO,
+    "run",
+    "--allow-net",
+    SCRAPE,
+    "flood",
+    "127.0.0.1",
+    "9642",
+    String(count),
+  ]);
+  const out = watch(child);
+  let most = 0;
+  let opening = true;
+  const sampling = (async () => {
+    while (opening) {
+      most = Math.max(most, openFds(t));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  try {
+    await out.waitFor(/opened \d+/, 90_000);
+  } finally {
+    opening = false;
+    await sampling;
+  }
+  return {
+    most,
+    async release() {
+      await child.stdin.close();
+      await child.status;
+      await out.done;
+    },
+  };
+}
+
+const LIMITED = ["prlimit", "--nofile=256:256", "--"];
+
+Deno.test({
+  ...opts,
+  name:
+    "under an open-file limit of 256, 600 idle metrics connections are refused past the cap and time out; AoE I/O, scrapes, pid file and socket carry on",
+  fn: () =>
+    withTarget({
+      devices: [{ name: "disk1", sizeMiB: 16 }],
+      defaults: `metrics-listen = "${LISTEN}"`,
+      wrapper: LIMITED,
+    }, async (t) => {
+      await t.waitForLog(/metrics: serving/);
+      const ini = t.initiator();
+      const disk = ini.find(0, 1, { waitMs: 5000 });
+      const attack = await flood(t, 600);
+      try {
+        const fds = openFds(t);
+        assert(attack.most < 200 && fds < 200, `${attack.most}, then ${fds} descriptors open`);
+        // A scrape during the flood is answered, or refused at once (503 or reset), never hangs.
+        const r = await get(t, METRICS_URL);
+        console.log(
+          `flood of 600: at most ${attack.most}, then ${fds} descriptors open; a scrape: ${
+            "error" in r ? r.error : r.status
+          } in ${r.ms} ms`,
+        );
+        assert(r.ms < 3000, `the scrape took ${r.ms} ms: ${JSON.stringify(r)}`);
+        assert("error" in r || r.status === 200 || r.status === 503, JSON.stringify(r));
+        // The data path never noticed: every byte written comes back, and is in the file.
+        assertRoundTrip(ini, disk, t.images.get("disk1")!);
+        assertAlive(t);
+        assertEquals((await t.ctl("stats")).code, 0);
+        // The idle connections holding the cap are closed after the idle timeout (10 s); then
+        // scrapes are answered again, and show what was refused.
+        const e = await scrapeUntil(
+          t,
+          (e) => valueOf(e, "ggaoed_metrics_connections_timed_out_total") >= 16,
+          "the 16 idle connections timed out",
+        );
+        assert(valueOf(e, "ggaoed_metrics_connections_refused_total") >= 500, "refusals counted");
+        assertEquals(valueOf(e, "ggaoed_metrics_accept_errors_total"), 0);
+        assert(/warning: metrics: refused \d+ connection\(s\): 16 were open/.test(t.log), t.log);
+      } finally {
+        await attack.release();
+      }
+      assertRoundTrip(ini, disk, t.images.get("disk1")!);
+      assertAlive(t);
+      assertEquals((await t.stop("SIGTERM")).code, 0, t.log);
+    }),
+});
+
+Deno.test({
+  ...opts,
+  name:
+    "out of descriptors (metrics-max-connections above the open-file limit) the accept errors are logged and survived; AoE I/O carries on",
+  fn: () =>
+    withTarget({
+      devices: [{ name: "disk1", sizeMiB: 16 }],
+      defaults: `metrics-listen = "${LISTEN}"\nmetrics-max-connections = 4096`,
+      wrapper: LIMITED,
+    }, async (t) => {
+      await t.waitForLog(/metrics: serving/);
+      const ini = t.initiator();
+      const disk = ini.find(0, 1, { waitMs: 5000 });
+      const attack = await flood(t, 600);
+      try {
+        await t.waitForLog(/accept\(s\) failed \(Too many open files[^]*LimitNOFILE/, 30_000);
+        assertRoundTrip(ini, disk, t.images.get("disk1")!);
+        assertAlive(t);
+      } finally {
+        await attack.release();
+      }
+      // The flood's connections closed, descriptors are free: scrapes are answered again.
+      const e = await scrapeUntil(
+        t,
+        (e) => valueOf(e, "ggaoed_metrics_accept_errors_total") > 0,
+        "accept errors counted",
+      );
+      assertEquals(valueOf(e, "ggaoed_main_thread_errors_total"), 0);
+      assertRoundTrip(ini, disk, t.images.get("disk1")!);
+      assertEquals((await t.ctl("stats")).code, 0);
+      assertAlive(t);
+      assertEquals((await t.stop("SIGTERM")).code, 0, t.log);
+    }),
+});
+
+Deno.test({
+  ...opts,
+  name:
+    "stray errors on the main thread are logged at error level, counted, and survived; AoE I/O carries on",
+  fn: async () => {
+    const dir = Deno.makeTempDirSync({ prefix: "ggaoed-stray-" });
+    const trigger = `${dir}/now`;
+    try {
+      await withTarget({
+        devices: [{ name: "disk1", sizeMiB: 16 }],
+        defaults: `metrics-listen = "${LISTEN}"`,
+        entry: `${REPO}tests/e2e/fixtures/stray.ts`,
+        env: { STRAY_TRIGGER: trigger },
+      }, async (t) => {
+        await t.waitForLog(/metrics: serving/);
+        const ini = t.initiator();
+        const disk = ini.find(0, 1, { waitMs: 5000 });
+        const before = await scrape(t, "prometheus");
+        assertEquals(valueOf(before, "ggaoed_main_thread_errors_total"), 0);
+        Deno.writeTextFileSync(trigger, "");
+        for (
+          const m of [
+            /error: unhandled promise rejection on the main thread \(survived, \d so far\): Error: stray rejection from the test\n\s+at /,
+            /error: unhandled promise rejection on the main thread \(survived, \d so far\): Error: stray async throw from the test/,
+            /error: uncaught exception on the main thread \(survived, \d so far\): Error: stray timer exception from the test/,
+          ]
+        ) await t.waitForLog(m);
+        const after = await scrape(t, "openmetrics");
+        assertEquals(valueOf(after, "ggaoed_main_thread_errors_total"), 3);
+        assertRoundTrip(ini, disk, t.images.get("disk1")!);
+        assertAlive(t);
+        assertEquals((await t.ctl("stats")).code, 0);
+        assertEquals((await t.stop("SIGTERM")).code, 0, t.log);
+      });
+    } finally {
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
 });

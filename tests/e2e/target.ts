@@ -65,6 +65,8 @@ export interface TargetOptions {
   wrapper?: string[];
   /** Runs once the files exist, before the daemon starts (e.g. to chown them). */
   beforeStart?: (t: TestTarget) => void | Promise<void>;
+  /** The program run instead of ggaoed.ts, given the same arguments (a fixture around it). */
+  entry?: string;
 }
 
 /** A running test target. */
@@ -86,6 +88,8 @@ export class TestTarget {
   /** See {@link TargetOptions.env} and {@link TargetOptions.wrapper}. */
   env: Record<string, string> = {};
   wrapper: string[] = [];
+  /** See {@link TargetOptions.entry}. */
+  entry = `${REPO}ggaoed.ts`;
   #log = "";
   #logDone: Promise<void> = Promise.resolve();
   #initiators: Initiator[] = [];
@@ -129,7 +133,7 @@ export class TestTarget {
         // Extra Deno flags for the daemon, e.g. GGAOED_DENO_FLAGS="--cpu-prof --cpu-prof-dir=DIR".
         ...(Deno.env.get("GGAOED_DENO_FLAGS") ?? "").split(" ").filter(Boolean),
         ...DAEMON_FLAGS,
-        `${REPO}ggaoed.ts`,
+        this.entry,
         "-c",
         this.configPath,
         ...args,
@@ -260,6 +264,7 @@ export async function withTarget<T>(
     target.writeConfig(targetConfig(target, options));
     target.env = options.env ?? {};
     target.wrapper = options.wrapper ?? [];
+    if (options.entry) target.entry = options.entry;
     await options.beforeStart?.(target);
     target.start(options.args ?? []);
     if (options.waitReady ?? true) await target.waitForLog(/ggaoed is running/);

@@ -131,6 +131,7 @@ function snapshot(): MetricsSnapshot {
     }],
     startTime: 1_700_000_000.25,
     now: 1_700_000_100.75,
+    endpoint: { connections: 3, refused: 4, timedOut: 5, acceptErrors: 6, mainThreadErrors: 7 },
   };
 }
 
@@ -168,6 +169,11 @@ for (const format of ["prometheus", "openmetrics"] as Format[]) {
     assertEquals(valueOf(e, "ggaoed_up"), 1);
     assertEquals(valueOf(e, "ggaoed_start_time_seconds"), 1_700_000_000.25);
     assertEquals(valueOf(e, "ggaoed_uptime_seconds"), 100.5);
+    assertEquals(valueOf(e, "ggaoed_metrics_connections"), 3);
+    assertEquals(valueOf(e, "ggaoed_metrics_connections_refused_total"), 4);
+    assertEquals(valueOf(e, "ggaoed_metrics_connections_timed_out_total"), 5);
+    assertEquals(valueOf(e, "ggaoed_metrics_accept_errors_total"), 6);
+    assertEquals(valueOf(e, "ggaoed_main_thread_errors_total"), 7);
     // Every family of the table is there, with its help text, and nothing else.
     const exposed = new Set(e.samples.map((s) => s.name));
     const promised = new Set(ALL_FAMILIES.flatMap(sampleNames));

@@ -62,6 +62,7 @@ function exposedNames(): Set<string> {
     interfaces: [{ name: "eth0", stats: new Float64Array(IFACE_STAT_COUNT) }],
     startTime: 0,
     now: 1,
+    endpoint: { connections: 0, refused: 0, timedOut: 0, acceptErrors: 0, mainThreadErrors: 0 },
   }, "prometheus");
   return new Set(parseExposition(text, "prometheus").samples.map((s) => s.name));
 }
