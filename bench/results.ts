@@ -17,6 +17,7 @@ import {
 } from "./report.ts";
 import { CLK_TCK, command, GGAOED_C, IMAGE_BYTES, REPO, WINDOW } from "./common.ts";
 import type { MemoryResult } from "./memory.ts";
+import { cpuInfo } from "./machine.ts";
 import type { Options } from "./options.ts";
 import type { VerifyResult } from "./rows.ts";
 
@@ -28,16 +29,12 @@ export interface Results {
   memory: MemoryResult | null;
 }
 
-function machine() {
-  const cpuinfo = (() => {
-    try {
-      return Deno.readTextFileSync("/proc/cpuinfo");
-    } catch {
-      return "";
-    }
-  })();
+/** The machine: CPU (model, identification, mitigations), cores, kernel, memory. */
+export function machine() {
+  const cpu = cpuInfo();
   return {
-    cpu: cpuinfo.match(/^model name\s*:\s*(.*)$/m)?.[1] ?? "unknown",
+    cpu: cpu.model,
+    cpuInfo: cpu,
     cores: navigator.hardwareConcurrency,
     kernel: Deno.osRelease(),
     memoryMiB: Math.round(Deno.systemMemoryInfo().total / 1048576),
