@@ -470,9 +470,9 @@ export function printRow(r: Row, tag = ""): void {
         : "") +
       (r.error ? `  (${r.error})` : "");
   console.log(
-    `  MTU ${r.mtu}  ${r.series.padEnd(5)} ${LABELS[r.workload].padEnd(17)} ${r.target.padEnd(8)} ${
-      tag ? `${tag.padEnd(19)} ` : ""
-    }${v}${extra}`,
+    `  MTU ${r.mtu}  ${r.series.padEnd(5)} ${LABELS[r.workload].padEnd(17)} ${
+      r.target.padEnd(10)
+    } ${tag ? `${tag.padEnd(19)} ` : ""}${v}${extra}`,
   );
 }
 
