@@ -152,10 +152,10 @@ function printTables(opts: Options, res: Results): void {
     WORKLOADS.indexOf(a.workload) - WORKLOADS.indexOf(b.workload) ||
     TARGETS.indexOf(a.target) - TARGETS.indexOf(b.target)
   );
-  for (const s of opts.series) console.log(`\n${SERIES_LABELS[s]}; ${cpu}:\n\n${table(rows, s)}`);
-  if (many.length) console.log(`\nMany initiators; ${cpu}:\n\n${manyTable(many)}`);
+  for (const s of opts.series) console.log(`\n${SERIES_LABELS[s]}\n${cpu}\n\n${table(rows, s)}`);
+  if (many.length) console.log(`\nMany initiators\n${cpu}\n\n${manyTable(many)}`);
   if (rows.some((r) => r.syscalls)) {
-    console.log(`\nPer request; ${cpu}:\n\n${syscallTable(rows)}`);
+    console.log(`\nPer request\n${cpu}\n\n${syscallTable(rows)}`);
   }
   if (memory) {
     const [a, b] = memory.points;

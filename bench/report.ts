@@ -650,15 +650,15 @@ if (import.meta.main) {
   const series = SERIES.filter((x) => rows.some((r) => (r.series ?? "ring") === x));
   const cpu = json.machine ? cpuHeading(json.machine) : "CPU: not recorded in this file";
   for (const x of series) {
-    console.log(`${SERIES_LABELS[x]}; ${cpu}:\n\n${table(rows, x)}\n`);
+    console.log(`${SERIES_LABELS[x]}\n${cpu}\n\n${table(rows, x)}\n`);
   }
   if (json.many?.length) {
     console.log(
       `${json.many[0].initiators} kernel-like initiators on ${json.many[0].initiators} links at ` +
-        `once (window ${json.many[0].window} each); ${cpu}:\n\n${manyTable(json.many)}\n`,
+        `once (window ${json.many[0].window} each)\n${cpu}\n\n${manyTable(json.many)}\n`,
     );
   }
   if (rows.some((r) => r.syscalls)) {
-    console.log(`Per request (perf stat over each window); ${cpu}:\n\n${syscallTable(rows)}\n`);
+    console.log(`Per request (perf stat over each window)\n${cpu}\n\n${syscallTable(rows)}\n`);
   }
 }
