@@ -3,8 +3,10 @@
  * `buildTools` with gcc, against each other, the real daemon and vblade over veth pairs; its
  * verifying workload must pass on targets that store data and fail on one that does not; its
  * retransmission must recover a target that stops for a while; perf's control FIFO must bound
- * the counts to kinit's window; and `deno task bench` must produce both series, the
- * many-initiator rows and the JSON that bench/report.ts turns into tables.
+ * the counts to kinit's window; kecho --per-frame must answer with one recvfrom and one sendto
+ * per request; and `deno task bench` must produce both series, the many-initiator rows in both
+ * layouts, the CPU in the JSON and the headings, and the JSON that bench/report.ts turns into
+ * tables.
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
