@@ -120,9 +120,14 @@ export function writeResults(opts: Options, res: Results, started: Date, idleLoa
       "ggaoed-c": GGAOED_C
         ? `${GGAOED_C} -n, queue-length 64, direct-io false (true for seq_write_direct)`
         : null,
-      echo: "bench/kecho.c: reads from one buffer, writes acked at once",
+      echo: "bench/kecho.c: reads from one buffer, writes acked at once; recvmmsg/sendmmsg batches",
+      "echo-frame": "bench/kecho.c --per-frame: the same, one recvfrom and one sendto per frame",
+      ceiling: "the better of echo and echo-frame in each row",
       mixedReadPercent: 70,
       manyInitiators: opts.many.length ? opts.manyCount : 0,
+      manyLayouts: opts.many.length ? opts.manyLayouts : [],
+      /** ggaoed's `workers` key in its many-initiator rows (null: not set). */
+      workers: opts.workers,
     },
     ...provenance(started, idleLoad),
   };
