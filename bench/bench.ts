@@ -34,6 +34,7 @@
 
 import type { ManyRow, Row } from "./report.ts";
 import {
+  cpuHeading,
   manyTable,
   SERIES,
   SERIES_LABELS,
@@ -62,7 +63,7 @@ import { mainRows, type VerifyResult } from "./rows.ts";
 import { manyRows } from "./many.ts";
 import { memoryCheck, type MemoryResult } from "./memory.ts";
 import { runMechanisms } from "./mechanism_runs.ts";
-import { type Results, writeResults } from "./results.ts";
+import { machine, type Results, writeResults } from "./results.ts";
 
 function createImage(path: string): void {
   // Real data (not a sparse file): every block allocated and in the page cache.
@@ -127,7 +128,7 @@ async function measureAll(setup: Setup): Promise<Results> {
     if (opts.many.length && !interrupted()) {
       console.log(
         `  many initiators: ${opts.manyCount} kinit on ${opts.manyCount} links at once, ` +
-          `window ${WINDOW} each`,
+          `window ${WINDOW} each (${opts.manyLayouts.join(", ")})`,
       );
       many.push(...await manyRows(lab, setup));
     }
@@ -142,17 +143,20 @@ async function measureAll(setup: Setup): Promise<Results> {
   return { rows, many, verify, memory };
 }
 
-/** The tables: one per series, the many-initiator rows, per-request counts, memory. */
+/** The tables (each heading names the CPU): one per series, many initiators, per request, memory. */
 function printTables(opts: Options, res: Results): void {
   const { rows, many, memory } = res;
+  const cpu = cpuHeading(machine());
   rows.sort((a, b) =>
     SERIES.indexOf(a.series) - SERIES.indexOf(b.series) || a.mtu - b.mtu ||
     WORKLOADS.indexOf(a.workload) - WORKLOADS.indexOf(b.workload) ||
     TARGETS.indexOf(a.target) - TARGETS.indexOf(b.target)
   );
-  for (const s of opts.series) console.log(`\n${SERIES_LABELS[s]}:\n\n${table(rows, s)}`);
-  if (many.length) console.log(`\nMany initiators:\n\n${manyTable(many)}`);
-  if (rows.some((r) => r.syscalls)) console.log(`\nPer request:\n\n${syscallTable(rows)}`);
+  for (const s of opts.series) console.log(`\n${SERIES_LABELS[s]}\n${cpu}\n\n${table(rows, s)}`);
+  if (many.length) console.log(`\nMany initiators\n${cpu}\n\n${manyTable(many)}`);
+  if (rows.some((r) => r.syscalls)) {
+    console.log(`\nPer request\n${cpu}\n\n${syscallTable(rows)}`);
+  }
   if (memory) {
     const [a, b] = memory.points;
     console.log(
@@ -205,7 +209,7 @@ async function main(): Promise<number> {
     `ggaoed bench: ${opts.only.join(", ")} on a 64 MiB image in /var/tmp; initiators ${
       opts.series.join(", ")
     }, window ${WINDOW}, ${opts.seconds} s per measurement after ${opts.warmup} s warm-up, ` +
-      `${opts.repeat} round(s); MTU ${opts.mtus.join(", ")}`,
+      `${opts.repeat} round(s); MTU ${opts.mtus.join(", ")}\n${cpuHeading(machine())}`,
   );
   const res = await measureAll(setup);
   if (interrupted()) return 130;

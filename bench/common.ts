@@ -18,7 +18,14 @@ export const SLOTS: Record<TargetName, number> = {
   echo: 3,
   "ggaoed-c": 4,
   "echo-ts": 5,
+  "echo-frame": 6,
 };
+
+/**
+ * The slot of device `i` (0-based) of `target` when each initiator of a many-initiator row has
+ * its own device: the target's slot for the first, then 16 apart (at most 15 initiators).
+ */
+export const deviceSlot = (target: TargetName, i: number): number => SLOTS[target] + 16 * i;
 /** The original C ggaoed's binary, from the environment (never built by this repository). */
 export const GGAOED_C = Deno.env.get("GGAOED_C") || null;
 

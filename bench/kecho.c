@@ -9,11 +9,16 @@
  * IDENTIFY DEVICE are answered like a target's. No disk, no queue, no threads: the least any
  * target can do per request on this link.
  *
+ * With --per-frame it answers frame by frame the way vblade's loop does: one recvfrom that blocks
+ * for one request, then one sendto of its reply, and again. Beside the batched loop it is the other
+ * ceiling: with few frames per turn (MTU 1500, small requests) two plain system calls per request
+ * can cost less than a batch that makes the initiator wait for the whole of it.
+ *
  * With --store it is a RAM disk instead: reads come from an image of SECTORS in memory and
  * writes are copied into it, so that a verifying initiator (kinit --workload verify) can check
  * what it wrote. That costs more per request (memory traffic): not the ceiling.
  *
- *   kecho IFACE SHELF SLOT SECTORS [--store] [--bufcnt N] [--batch N]
+ *   kecho IFACE SHELF SLOT SECTORS [--per-frame] [--store] [--bufcnt N] [--batch N]
  *
  * Prints "kecho is running on IFACE ..." once the socket is open; stops on SIGTERM/SIGINT.
  * Build: gcc -O2 -Wall -Wextra -o kecho kecho.c (bench/bench.ts does it).
@@ -23,8 +28,9 @@
 #include <sys/uio.h>
 
 static const char USAGE[] =
-	"kecho IFACE SHELF SLOT SECTORS [--store] [--bufcnt N] [--batch N]\n"
+	"kecho IFACE SHELF SLOT SECTORS [--per-frame] [--store] [--bufcnt N] [--batch N]\n"
 	"  an AoE echo target on a plain packet socket: reads from one buffer, writes acked at once\n"
+	"  --per-frame one recvfrom and one sendto per frame (vblade's loop) instead of batches\n"
 	"  --store     a RAM disk instead: reads from an image of SECTORS, writes stored in it\n"
 	"  --bufcnt N  Buffer Count advertised in Query Config (default 64)\n"
 	"  --batch N   most frames per recvmmsg/sendmmsg (default 64)\n";
@@ -44,11 +50,13 @@ static long arg(const char *s, const char *what, long min, long max)
 int main(int argc, char **argv)
 {
 	const char *pos[4];
-	int npos = 0, store = 0;
+	int npos = 0, store = 0, per_frame = 0;
 	long bufcnt = 64, batch = 64;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--store"))
 			store = 1;
+		else if (!strcmp(argv[i], "--per-frame"))
+			per_frame = 1;
 		else if (!strcmp(argv[i], "--bufcnt") && i + 1 < argc)
 			bufcnt = arg(argv[++i], "--bufcnt", 1, 65535);
 		else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
@@ -116,7 +124,8 @@ int main(int argc, char **argv)
 	struct mmsghdr *smsg = calloc((size_t)batch, sizeof(*smsg));
 	struct iovec *riov = calloc((size_t)batch, sizeof(*riov));
 	struct iovec *siov = calloc((size_t)batch * 2, sizeof(*siov));
-	if (!rbuf || !hdrs || !rmsg || !smsg || !riov || !siov)
+	unsigned char *sbuf = malloc(frame);
+	if (!rbuf || !hdrs || !rmsg || !smsg || !riov || !siov || !sbuf)
 		die("kecho", "out of memory", NULL);
 	for (long i = 0; i < batch; i++) {
 		riov[i].iov_base = rbuf + frame * (size_t)i;
@@ -124,12 +133,23 @@ int main(int argc, char **argv)
 		rmsg[i].msg_hdr.msg_iov = &riov[i];
 		rmsg[i].msg_hdr.msg_iovlen = 1;
 	}
-	printf("kecho is running on %s (e%d.%d, %d sectors per request, %llu sectors%s)\n", l.name,
-	       shelf, slot, max_sectors, (unsigned long long)sectors, store ? ", storing writes" : "");
+	if (per_frame)
+		batch = 1;
+	printf("kecho is running on %s (e%d.%d, %d sectors per request, %llu sectors%s%s)\n", l.name,
+	       shelf, slot, max_sectors, (unsigned long long)sectors, store ? ", storing writes" : "",
+	       per_frame ? ", frame by frame" : "");
 	fflush(stdout);
 
 	for (;;) {
-		int n = recvmmsg(l.fd, rmsg, (unsigned)batch, MSG_WAITFORONE, NULL);
+		int n;
+		if (per_frame) {
+			ssize_t got = recvfrom(l.fd, riov[0].iov_base, frame, 0, NULL, NULL);
+			n = got < 0 ? -1 : 1;
+			if (got >= 0)
+				rmsg[0].msg_len = (unsigned)got;
+		} else {
+			n = recvmmsg(l.fd, rmsg, (unsigned)batch, MSG_WAITFORONE, NULL);
+		}
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -202,6 +222,19 @@ int main(int argc, char **argv)
 			smsg[out].msg_hdr.msg_iov = v;
 			smsg[out].msg_hdr.msg_iovlen = 2;
 			out++;
+		}
+		if (per_frame) {
+			/* One reply: gathered into one buffer for a plain sendto, as vblade sends. */
+			if (out == 1) {
+				size_t len = 0;
+				for (int k = 0; k < 2; k++) {
+					memcpy(sbuf + len, siov[k].iov_base, siov[k].iov_len);
+					len += siov[k].iov_len;
+				}
+				while (sendto(l.fd, sbuf, len, 0, NULL, 0) < 0 && errno == EINTR)
+					;
+			}
+			continue;
 		}
 		for (int done = 0; done < out;) {
 			int m = sendmmsg(l.fd, smsg + done, (unsigned)(out - done), 0);

@@ -1,12 +1,17 @@
 /**
  * The many-initiator rows: `--initiators` kinit processes at once, each on its own link into
- * one target, started at the same instant; the total, each initiator's share, min/max.
+ * one target, started at the same instant; the total, each initiator's share, min/max (the
+ * fairness) and the retransmits. Two layouts (`--many-layout`): `devices`, each initiator its own
+ * device (4 devices × 4 initiators), and `shared`, every initiator on the same device (4
+ * initiators on 1 device). ggaoed's rows run once per `--workers` value.
  *
  * @module
  */
 
 import {
+  ECHOES,
   LABELS,
+  layoutLabel,
   type ManyRow,
   type ManyShare,
   type TargetName,
@@ -17,12 +22,15 @@ import { isDataPathWorker, type KinitResult, KinitRun, totalUse } from "./kernel
 import { interrupted, median, message, WINDOW } from "./common.ts";
 import { kinitArgs } from "./measure.ts";
 import {
+  DEFAULT_VARIANT,
   type Instance,
   type Lab,
   type Link,
   makeLink,
   pidsOf,
   type Setup,
+  type Shape,
+  slotOf,
   startInstance,
   stopInstance,
 } from "./targets.ts";
@@ -37,6 +45,7 @@ async function manyRow(
   setup: Setup,
   t: TargetName,
   w: WorkloadName,
+  shape: Shape,
 ): Promise<ManyRow> {
   const o = setup.opts;
   const unit = UNITS[w];
@@ -44,6 +53,8 @@ async function manyRow(
     mtu: lab.mtu,
     workload: w,
     target: t,
+    layout: shape.layout,
+    workers: shape.workers,
     initiators: links.length,
     window: WINDOW,
     value: null,
@@ -65,13 +76,23 @@ async function manyRow(
   let inst: Instance | null = null;
   const runs: KinitRun[] = [];
   try {
-    inst = await startInstance(lab, setup, t, w === "seq_write_direct", links);
+    inst = await startInstance(
+      lab,
+      setup,
+      t,
+      w === "seq_write_direct",
+      links,
+      DEFAULT_VARIANT,
+      null,
+      shape,
+    );
     const pids = pidsOf(inst);
+    const started = inst;
     const startAt = Date.now() + 3000; // discovery of every initiator fits well before
     links.forEach((l, i) => {
       runs.push(
         new KinitRun(setup.tools.kinit, [
-          ...kinitArgs(l.host, t, w, o),
+          ...kinitArgs(l.host, slotOf(started, i), w, o),
           "--start-at",
           String(startAt),
           "--discover-ms",
@@ -155,9 +176,9 @@ function printMany(r: ManyRow): void {
   const show = (v: number | null) =>
     v === null ? "-" : r.unit === "IOPS" ? `${Math.round(v)} IOPS` : `${v.toFixed(1)} MB/s`;
   console.log(
-    `  MTU ${r.mtu}  ${r.initiators}×kinit ${LABELS[r.workload].padEnd(17)} ${
-      r.target.padEnd(8)
-    } ` +
+    `  MTU ${r.mtu}  ${layoutLabel(r).padEnd(15)} ${LABELS[r.workload].padEnd(17)} ${
+      r.target.padEnd(10)
+    }${r.workers ? ` workers ${r.workers}` : ""} ` +
       (r.value === null
         ? `FAILED ${r.error}`
         : `${show(r.value)} (${r.perInitiator.map((p) => show(p.value)).join(" / ")})  min/max ${
@@ -176,20 +197,27 @@ export async function manyRows(lab: Lab, setup: Setup): Promise<ManyRow[]> {
   const all: ManyRow[][] = [];
   for (let round = 1; round <= o.repeat && !interrupted(); round++) {
     const rows: ManyRow[] = [];
-    for (const w of o.many) {
-      for (const t of o.only) {
-        if (interrupted()) break;
-        if (t === "echo-ts" || (w === "seq_write_direct" && t === "echo")) continue;
-        const r = await manyRow(lab, links, setup, t, w);
-        printMany(r);
-        rows.push(r);
+    for (const layout of o.manyLayouts) {
+      for (const w of o.many) {
+        for (const t of o.only) {
+          if (t === "echo-ts" || (w === "seq_write_direct" && ECHOES.includes(t))) continue;
+          for (const workers of t === "ggaoed" ? o.workers : [null]) {
+            if (interrupted()) break;
+            const r = await manyRow(lab, links, setup, t, w, { layout, workers });
+            printMany(r);
+            rows.push(r);
+          }
+        }
       }
     }
     all.push(rows);
   }
   if (all.length <= 1) return all[0] ?? [];
+  const sameCell = (a: ManyRow, b: ManyRow) =>
+    a.workload === b.workload && a.target === b.target && a.layout === b.layout &&
+    a.workers === b.workers;
   return all[0].map((r) => {
-    const same = all.map((rs) => rs.find((x) => x.workload === r.workload && x.target === r.target))
+    const same = all.map((rs) => rs.find((x) => sameCell(x, r)))
       .filter((x): x is ManyRow => x !== undefined);
     const ok = same.filter((x) => x.value !== null);
     return {

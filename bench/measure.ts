@@ -38,11 +38,10 @@ import {
   nextSeed,
   SHELF,
   sleep,
-  SLOTS,
   WINDOW,
 } from "./common.ts";
 import type { Options } from "./options.ts";
-import { discover, type Instance, instanceError, pidsOf, type Setup } from "./targets.ts";
+import { discover, type Instance, instanceError, pidsOf, type Setup, slotOf } from "./targets.ts";
 
 interface Spec {
   kind: WorkloadKind;
@@ -163,10 +162,10 @@ function workerTids(pids: number[]): Set<number> {
   );
 }
 
-/** kinit's arguments for `workload` against `target` over link end `host` (a fresh seed each). */
+/** kinit's arguments for `workload` against `slot` over link end `host` (a fresh seed each). */
 export function kinitArgs(
   host: string,
-  target: TargetName,
+  slot: number,
   workload: WorkloadName,
   o: Options,
 ): string[] {
@@ -177,7 +176,7 @@ export function kinitArgs(
     "--shelf",
     String(SHELF),
     "--slot",
-    String(SLOTS[target]),
+    String(slot),
     "--workload",
     spec.kinit,
     "--window",
@@ -199,7 +198,7 @@ async function measureKinit(inst: Instance, m: Measure, series: Series): Promise
   const pids = pidsOf(inst);
   const perf = await perfFor(m);
   const args = [
-    ...kinitArgs(inst.links[0].host, inst.target, workload, o),
+    ...kinitArgs(inst.links[0].host, slotOf(inst, 0), workload, o),
     "--watch",
     pids.join(","),
     "--discover-ms",
@@ -471,9 +470,9 @@ export function printRow(r: Row, tag = ""): void {
         : "") +
       (r.error ? `  (${r.error})` : "");
   console.log(
-    `  MTU ${r.mtu}  ${r.series.padEnd(5)} ${LABELS[r.workload].padEnd(17)} ${r.target.padEnd(8)} ${
-      tag ? `${tag.padEnd(19)} ` : ""
-    }${v}${extra}`,
+    `  MTU ${r.mtu}  ${r.series.padEnd(5)} ${LABELS[r.workload].padEnd(17)} ${
+      r.target.padEnd(10)
+    } ${tag ? `${tag.padEnd(19)} ` : ""}${v}${extra}`,
   );
 }
 

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { SERIES_LABELS, type TargetName, UNITS, type WorkloadName } from "./report.ts";
+import { cpuHeading, SERIES_LABELS, type TargetName, UNITS, type WorkloadName } from "./report.ts";
 import {
   cells,
   MECH_WORKLOADS,
@@ -16,7 +16,7 @@ import {
 } from "./mechanisms.ts";
 import { command, interrupted, message, sleep } from "./common.ts";
 import { emptyRow, isWrite, measure, printRow } from "./measure.ts";
-import { commonSettings, provenance } from "./results.ts";
+import { commonSettings, machine, provenance } from "./results.ts";
 import {
   DEFAULT_VARIANT,
   type Instance,
@@ -131,7 +131,8 @@ function report(
   const cs = cells(runs);
   const text = mechTable(cs, chosen ? variants.map((v) => v.id) : null);
   console.log(`
-MTU ${mtu}, ${series} initiator, median of ${opts.repeat} rounds:
+MTU ${mtu}, ${series} initiator, median of ${opts.repeat} rounds
+${cpuHeading(machine())}
 
 ${text}`);
   if (opts.write) {

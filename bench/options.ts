@@ -5,6 +5,8 @@
  */
 
 import {
+  type Layout,
+  LAYOUTS,
   SERIES,
   type Series,
   type TargetName,
@@ -13,12 +15,13 @@ import {
   WORKLOADS,
 } from "./report.ts";
 import { VARIANTS } from "./mechanisms.ts";
+import { DEFAULTS_KEYS, findKey } from "../src/config/schema.ts";
 import { GGAOED_C, REPO, WINDOW } from "./common.ts";
 
 export const HELP = `deno task bench [options]   (as root)
 
 ggaoed, vblade, the original C ggaoed (with GGAOED_C set) and an echo responder (bench/kecho.c,
-the ceiling) on one 64 MiB image in /var/tmp, each target on its own veth pair into a network
+the ceiling, answering in batches and, as echo-frame, frame by frame) on one 64 MiB image in /var/tmp, each target on its own veth pair into a network
 namespace. Two initiators measure every row, interleaved (per workload: each initiator, each
 target), ${WINDOW} requests outstanding, no congestion control:
 
@@ -34,26 +37,37 @@ stale. Workloads: sequential read and write (largest request for the MTU: 8.5 Ki
 1 KiB at 1500), 4 KiB random read, 4 KiB mixed 70/30, sequential write with direct I/O. At MTU
 1500 kinit's 4K requests are 1 KiB (one frame; the note column says so); the ring initiator
 splits a 4 KiB I/O into 4 requests. Then the many-initiator rows: 4 kinit processes on 4 links
-at once into one target (ggaoed and the C ggaoed: one process on all links; vblade and echo:
-one process per link), window ${WINDOW} each: total, each initiator's share and min/max.
+at once into one target (ggaoed and the C ggaoed: one process on all links; vblade and the
+echoes: one process per link), window ${WINDOW} each, in two layouts: 4 devices × 4 initiators
+(each initiator its own device) and 4 initiators on 1 device; total, each initiator's share,
+min/max (fairness), retransmits.
 
 Per row: throughput, p50/p99 latency, retransmits, the target's CPU per request (every thread,
 from /proc/PID/task/*/schedstat; ggaoed's data-path worker thread alone too), the initiator's,
-context switches per request, and × vblade, × C ggaoed, × echo (same initiator and MTU).
+context switches per request, and × vblade, × C ggaoed, × ceiling (the better of the two echoes
+in that row), p99 × vblade (same initiator and MTU). Every table's heading names the CPU; the
+results file records its model, family/model/stepping, mitigations and the kernel release.
 
   --quick            smoke run: MTU 9000 only, 1 s per measurement, writes results/quick.*
   --seconds N        seconds per measurement (default 2.5)
   --warmup N         seconds of warm-up before each measurement (default 0.5)
   --mtu LIST         MTUs, comma-separated (default 1500,9000)
   --only LIST        targets among ${TARGETS.join(",")}
-                     (default ggaoed,vblade,echo, and ggaoed-c when GGAOED_C is set;
-                     echo-ts is bench/echo.ts, the TypeScript echo on TPACKET rings)
+                     (default ggaoed,vblade,echo,echo-frame, and ggaoed-c when GGAOED_C is set;
+                     echo is bench/kecho.c answering in batches (recvmmsg/sendmmsg),
+                     echo-frame the same answering frame by frame (recvfrom/sendto, like
+                     vblade); echo-ts is bench/echo.ts, the TypeScript echo on TPACKET rings)
   --workloads LIST   among ${WORKLOADS.join(",")} (default all)
   --initiator LIST   series among kinit,ring,kinit-ring (default kinit,ring; --mechanisms: kinit)
   --repeat N         rounds, interleaved; each cell is the median round, each × column the
                      median of the ratios within a round (default 1; --mechanisms: 3)
   --many LIST        workloads of the many-initiator rows (default rand_read_4k; none: skip)
-  --initiators N     initiators (and links) of the many-initiator rows (default 4)
+  --initiators N     initiators (and links) of the many-initiator rows (default 4, at most 15)
+  --many-layout LIST among devices (each initiator its own device), shared (all on one
+                     device) (default devices,shared)
+  --workers LIST     ggaoed's many-initiator rows once per value, with workers = N in its
+                     configuration (default: the key not set, the daemon's default); a daemon
+                     without the key runs one data-path worker: there only 1 is accepted
   --verify           also run kinit's verifying workload (random 4 KiB reads and writes, every
                      read of a sector written in the run checked) against each target but echo
   --syscalls         count system calls (by name), context switches and CPU per request of the
@@ -97,6 +111,10 @@ export interface Options {
   repeat: number;
   many: WorkloadName[];
   manyCount: number;
+  /** The many-initiator rows' layouts. */
+  manyLayouts: Layout[];
+  /** --workers: ggaoed's many-initiator rows once per value (null: the key not set). */
+  workers: (number | null)[];
   verify: boolean;
   syscalls: boolean;
   perfRecord: string | null;
@@ -117,12 +135,16 @@ function defaults(): Options {
     mtus: [1500, 9000],
     seconds: 2.5,
     warmup: 0.5,
-    only: GGAOED_C ? ["ggaoed", "vblade", "ggaoed-c", "echo"] : ["ggaoed", "vblade", "echo"],
+    only: GGAOED_C
+      ? ["ggaoed", "vblade", "ggaoed-c", "echo", "echo-frame"]
+      : ["ggaoed", "vblade", "echo", "echo-frame"],
     workloads: [...WORKLOADS],
     series: ["kinit", "ring"],
     repeat: 1,
     many: ["rand_read_4k"],
     manyCount: 4,
+    manyLayouts: ["devices", "shared"],
+    workers: [null],
     verify: false,
     syscalls: false,
     perfRecord: null,
@@ -170,6 +192,37 @@ function among<T extends string>(
   });
 }
 
+/** Whether ggaoed's configuration knows the `workers` key (several data-path workers). */
+export const DAEMON_HAS_WORKERS = findKey(DEFAULTS_KEYS, "workers") !== undefined;
+
+/**
+ * --workers' values: whole numbers >= 1, each once. A daemon without the `workers` key has one
+ * data-path worker: 1 is then measured without the key, anything else is refused up front.
+ */
+export function workerCounts(
+  values: string[],
+  flag: string,
+  daemonHasWorkers = DAEMON_HAS_WORKERS,
+): (number | null)[] {
+  if (values.length === 0) throw new Error(`${flag} needs at least one number`);
+  const out: (number | null)[] = [];
+  for (const v of values) {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > 1024) {
+      throw new Error(`${flag}: ${v} is not a number of workers (a whole number, 1 to 1024)`);
+    }
+    if (!daemonHasWorkers && n !== 1) {
+      throw new Error(
+        `${flag} ${v}: this ggaoed has no "workers" key (one data-path worker only); ` +
+          `leave ${flag} out or give ${flag} 1`,
+      );
+    }
+    const w = daemonHasWorkers ? n : null;
+    if (!out.includes(w)) out.push(w);
+  }
+  return out;
+}
+
 /** Flags without a value; `given` holds the flags seen so far. */
 const SWITCHES: Record<string, (o: Options, given: Set<string>) => void> = {
   "--quick": (o, given) => {
@@ -203,7 +256,12 @@ const VALUED: Record<string, (o: Options, v: string | undefined, flag: string) =
   "--initiator": (o, v, flag) => o.series = among(v, flag, SERIES, "initiator"),
   "--repeat": (o, v, flag) => o.repeat = Math.round(positive(v, flag)),
   "--many": (o, v, flag) => o.many = v === "none" ? [] : among(v, flag, WORKLOADS, "workload"),
-  "--initiators": (o, v, flag) => o.manyCount = Math.round(positive(v, flag)),
+  "--initiators": (o, v, flag) => {
+    o.manyCount = Math.round(positive(v, flag));
+    if (o.manyCount > 15) throw new Error(`${flag}: at most 15 (one slot each, 16 apart)`);
+  },
+  "--many-layout": (o, v, flag) => o.manyLayouts = among(v, flag, LAYOUTS, "layout"),
+  "--workers": (o, v, flag) => o.workers = workerCounts(list(v, flag), flag),
   "--perf-record": (o, v, flag) => o.perfRecord = directory(v, flag),
   "--memory-requests": (o, v, flag) => {
     o.memoryRequests = Math.round(positive(v, flag));

@@ -12,7 +12,7 @@
  */
 
 /** The targets, in table order. */
-export const TARGETS = ["ggaoed", "vblade", "ggaoed-c", "echo", "echo-ts"] as const;
+export const TARGETS = ["ggaoed", "vblade", "ggaoed-c", "echo", "echo-frame", "echo-ts"] as const;
 export type TargetName = typeof TARGETS[number];
 
 /** What the tables call each target. */
@@ -21,8 +21,73 @@ export const TARGET_LABELS: Record<TargetName, string> = {
   vblade: "vblade",
   "ggaoed-c": "C ggaoed",
   echo: "echo",
+  "echo-frame": "echo 1/turn",
   "echo-ts": "echo.ts",
 };
+
+/**
+ * The echo responders that make the ceiling: `echo` (bench/kecho.c answering in batches, one
+ * recvmmsg and one sendmmsg per turn) and `echo-frame` (the same answering frame by frame, one
+ * recvfrom and one sendto per frame, like vblade's loop). The ceiling of a row is the better of
+ * the two in it.
+ */
+export const ECHOES: readonly TargetName[] = ["echo", "echo-frame"];
+
+/** The CPU of the machine a results file was measured on (bench/machine.ts). */
+export interface CpuInfo {
+  /** lscpu's Model name. */
+  model: string;
+  vendor: string | null;
+  family: number | null;
+  modelNumber: number | null;
+  stepping: number | null;
+  mhz: number | null;
+  /** Every file of /sys/devices/system/cpu/vulnerabilities: name → content. */
+  vulnerabilities: Record<string, string>;
+}
+
+/** The machine part of a results file (older files have `cpu` and `kernel` only). */
+export interface MachineInfo {
+  cpu: string;
+  cpuInfo?: CpuInfo;
+  cores?: number;
+  kernel?: string;
+}
+
+/**
+ * The line naming the CPU above every table: model, vendor, family/model/stepping, MHz, cores,
+ * kernel, and the mitigations in force (the vulnerabilities that are not "Not affected"; the
+ * results file has them all).
+ */
+export function cpuHeading(m: MachineInfo): string {
+  const c = m.cpuInfo;
+  const id = c
+    ? [
+      c.vendor,
+      c.family !== null ? `family ${c.family}` : null,
+      c.modelNumber !== null ? `model ${c.modelNumber}` : null,
+      c.stepping !== null ? `stepping ${c.stepping}` : null,
+      c.mhz !== null ? `${Math.round(c.mhz)} MHz` : null,
+    ].filter((x) => x !== null).join(", ")
+    : "";
+  const parts = [
+    `CPU: ${c?.model ?? m.cpu}${id ? ` (${id})` : ""}`,
+    m.cores ? `${m.cores} cores` : null,
+    m.kernel ? `Linux ${m.kernel}` : null,
+  ].filter((x) => x !== null);
+  let line = parts.join(", ");
+  if (c) {
+    const affected = Object.entries(c.vulnerabilities).filter(([, v]) =>
+      !/^Not affected$/i.test(v)
+    );
+    line += affected.length
+      ? `; mitigations: ${affected.map(([k, v]) => `${k}: ${v}`).join("; ")}`
+      : Object.keys(c.vulnerabilities).length
+      ? "; mitigations: none needed (not affected)"
+      : "; mitigations: unknown";
+  }
+  return line;
+}
 
 /**
  * The initiators, one series each: `kinit` (bench/kinit.c, a plain packet socket with batched
@@ -161,11 +226,22 @@ export interface ManyShare {
   initiatorUsPerRequest: number;
 }
 
+/**
+ * How the initiators of a many-initiator row share the target: `devices`, each its own device
+ * (one per initiator, on its own link); `shared`, all the same device (one device on every link).
+ */
+export const LAYOUTS = ["devices", "shared"] as const;
+export type Layout = typeof LAYOUTS[number];
+
 /** N initiators on N links at once against one target (process per link for vblade, echo). */
 export interface ManyRow {
   mtu: number;
   workload: WorkloadName;
   target: TargetName;
+  /** Absent in files written before there were two layouts: those were `shared`. */
+  layout?: Layout;
+  /** ggaoed's `workers` key in that run; null (or absent): not set, the daemon's default. */
+  workers?: number | null;
   initiators: number;
   window: number;
   /** Total MB/s or IOPS; null when it failed. */
@@ -239,16 +315,47 @@ export function find(
   );
 }
 
-/** Value ratios of a row to vblade, the C ggaoed and echo (same series, MTU and workload). */
+/**
+ * The ceiling among `echoes` (measured rows of the echo responders): the better of them, round by
+ * round when they have rounds (so that × ceiling pairs each round with that round's best echo).
+ */
+export function ceiling(echoes: (Measured | undefined)[]): Measured | undefined {
+  const have = echoes.filter((e): e is Measured => e !== undefined);
+  if (have.length <= 1) return have[0];
+  const best = (vs: (number | null)[]) => {
+    const ok = vs.filter((v): v is number => v !== null);
+    return ok.length ? Math.max(...ok) : null;
+  };
+  const n = have[0].runs?.length ?? 0;
+  const paired = n > 1 && have.every((e) => e.runs?.length === n);
+  return {
+    value: best(have.map((e) => e.value)),
+    ...(paired ? { runs: have[0].runs!.map((_, i) => best(have.map((e) => e.runs![i]))) } : {}),
+  };
+}
+
+/** `a`'s p99 over `b`'s (null when either is missing). */
+export function p99Ratio(
+  a: { p99Ms: number | null } | undefined,
+  b: { p99Ms: number | null } | undefined,
+): number | null {
+  return a && b ? ratio(a.p99Ms, b.p99Ms) : null;
+}
+
+/**
+ * Ratios of a row to vblade, the C ggaoed and the ceiling (the better echo), and its p99 over
+ * vblade's (same series, MTU and workload).
+ */
 export function ratios(
   rows: Row[],
   r: Row,
-): { vblade: number | null; ggaoedC: number | null; echo: number | null } {
+): { vblade: number | null; ggaoedC: number | null; echo: number | null; p99: number | null } {
   const of = (t: TargetName) => find(rows, r.mtu, r.workload, t, r.series);
   return {
     vblade: pairedRatio(r, of("vblade")),
     ggaoedC: pairedRatio(r, of("ggaoed-c")),
-    echo: pairedRatio(r, of("echo")),
+    echo: pairedRatio(r, ceiling(ECHOES.map(of))),
+    p99: p99Ratio(r, of("vblade")),
   };
 }
 
@@ -292,7 +399,8 @@ export function table(rows: Row[], series: Series = "kinit"): string {
     "initiator µs/req",
     "× vblade",
     "× C ggaoed",
-    "× echo",
+    "× ceiling",
+    "p99 × vblade",
     "note",
   ];
   const body = mine.map((r) => {
@@ -310,19 +418,33 @@ export function table(rows: Row[], series: Series = "kinit"): string {
       fmt(r.initiatorUsPerRequest, 2),
       r.target === "vblade" ? "" : fmt(q.vblade, 2),
       r.target === "ggaoed-c" ? "" : fmt(q.ggaoedC, 2),
-      r.target === "echo" ? "" : fmt(q.echo, 2),
+      ECHOES.includes(r.target) ? "" : fmt(q.echo, 2),
+      r.target === "vblade" ? "" : fmt(q.p99, 2),
       note([r.error, r.note ? "1 KiB requests" : null].filter(Boolean).join("; ")),
     ];
   });
-  return markdown(head, body, new Set([3, 4, 5, 6, 7, 8, 9, 10, 11, 12]));
+  return markdown(head, body, new Set([3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]));
 }
 
-/** The many-initiator rows as Markdown. */
+/** What the many table says of a row's layout: "4 × 4 devices" or "4 on 1 device". */
+export function layoutLabel(r: ManyRow): string {
+  return (r.layout ?? "shared") === "devices"
+    ? `${r.initiators} × ${r.initiators} devices`
+    : `${r.initiators} on 1 device`;
+}
+
+/**
+ * The many-initiator rows as Markdown: per layout, each target, ggaoed once per `workers` value
+ * ("-": the daemon's default); × vblade, × C ggaoed and × ceiling (the better echo) against the
+ * same MTU, workload and layout, and the worst initiator's p99 over vblade's.
+ */
 export function manyTable(rows: ManyRow[]): string {
   const head = [
     "MTU",
     "workload",
+    "initiators",
     "target",
+    "workers",
     "total",
     "per initiator",
     "min/max",
@@ -331,15 +453,21 @@ export function manyTable(rows: ManyRow[]): string {
     "target µs/req",
     "× vblade",
     "× C ggaoed",
-    "× echo",
+    "× ceiling",
+    "p99 × vblade",
     "note",
   ];
   const of = (r: ManyRow, t: TargetName) =>
-    rows.find((x) => x.mtu === r.mtu && x.workload === r.workload && x.target === t);
+    rows.find((x) =>
+      x.mtu === r.mtu && x.workload === r.workload && x.target === t &&
+      (x.layout ?? "shared") === (r.layout ?? "shared") && x.initiators === r.initiators
+    );
   const body = rows.map((r) => [
     String(r.mtu),
     LABELS[r.workload],
+    layoutLabel(r),
     TARGET_LABELS[r.target] ?? r.target,
+    r.target === "ggaoed" && r.workers ? String(r.workers) : "-",
     showValue(r.value, r.unit),
     r.perInitiator.map((p) =>
       p.value === null
@@ -354,10 +482,11 @@ export function manyTable(rows: ManyRow[]): string {
     fmt(r.targetUsPerRequest, 2),
     r.target === "vblade" ? "" : fmt(pairedRatio(r, of(r, "vblade")), 2),
     r.target === "ggaoed-c" ? "" : fmt(pairedRatio(r, of(r, "ggaoed-c")), 2),
-    r.target === "echo" ? "" : fmt(pairedRatio(r, of(r, "echo")), 2),
+    ECHOES.includes(r.target) ? "" : fmt(pairedRatio(r, ceiling(ECHOES.map((t) => of(r, t)))), 2),
+    r.target === "vblade" ? "" : fmt(p99Ratio(r, of(r, "vblade")), 2),
     note(r.error),
   ]);
-  return markdown(head, body, new Set([3, 5, 6, 7, 8, 9, 10, 11]));
+  return markdown(head, body, new Set([4, 5, 7, 8, 9, 10, 11, 12, 13, 14]));
 }
 
 /** Per-request system calls, context switches and CPU of each side (rows measured with --syscalls). */
@@ -422,7 +551,7 @@ export function chart(
   for (const mtu of mtus) {
     for (const w of WORKLOADS) {
       if (w === "seq_write_direct") continue;
-      const echo = find(rows, mtu, w, "echo", series);
+      const echo = ceiling(ECHOES.map((t) => find(rows, mtu, w, t, series)));
       const bars = shown.map((t) => pairedRatio(find(rows, mtu, w, t, series), echo));
       if (bars.every((b) => b === null)) continue;
       groups.push({ label: LABELS[w], mtu, bars });
@@ -463,7 +592,7 @@ export function chart(
     `<line x1="${left}" y1="${top}" x2="${left}" y2="${top + plotH}" stroke="#333"/>`,
     `<line x1="${left}" y1="${top + plotH}" x2="${W - right}" y2="${top + plotH}" stroke="#333"/>`,
     `<text transform="translate(18 ${top + plotH / 2}) rotate(-90)" text-anchor="middle">` +
-      `target ÷ echo (same workload and MTU)</text>`,
+      `target ÷ the better echo (same workload and MTU)</text>`,
   );
   // Bars.
   const slot = groups.length ? plotW / groups.length : plotW;
@@ -504,7 +633,7 @@ export function chart(
     const x = W / 2 - 260 + j * 150;
     out.push(
       `<rect x="${x}" y="${ly - 11}" width="14" height="14" fill="${colors[shown.indexOf(t)]}"/>`,
-      `<text x="${x + 20}" y="${ly}">${esc(TARGET_LABELS[t])} ÷ echo</text>`,
+      `<text x="${x + 20}" y="${ly}">${esc(TARGET_LABELS[t])} ÷ ceiling</text>`,
     );
   });
   out.push(
@@ -519,16 +648,17 @@ if (import.meta.main) {
   const json = JSON.parse(Deno.readTextFileSync(file));
   const rows: Row[] = json.details ?? [];
   const series = SERIES.filter((x) => rows.some((r) => (r.series ?? "ring") === x));
+  const cpu = json.machine ? cpuHeading(json.machine) : "CPU: not recorded in this file";
   for (const x of series) {
-    console.log(`${SERIES_LABELS[x]}:\n\n${table(rows, x)}\n`);
+    console.log(`${SERIES_LABELS[x]}\n${cpu}\n\n${table(rows, x)}\n`);
   }
   if (json.many?.length) {
     console.log(
       `${json.many[0].initiators} kernel-like initiators on ${json.many[0].initiators} links at ` +
-        `once (window ${json.many[0].window} each):\n\n${manyTable(json.many)}\n`,
+        `once (window ${json.many[0].window} each)\n${cpu}\n\n${manyTable(json.many)}\n`,
     );
   }
   if (rows.some((r) => r.syscalls)) {
-    console.log(`Per request (perf stat over each window):\n\n${syscallTable(rows)}\n`);
+    console.log(`Per request (perf stat over each window)\n${cpu}\n\n${syscallTable(rows)}\n`);
   }
 }

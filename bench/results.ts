@@ -17,6 +17,7 @@ import {
 } from "./report.ts";
 import { CLK_TCK, command, GGAOED_C, IMAGE_BYTES, REPO, WINDOW } from "./common.ts";
 import type { MemoryResult } from "./memory.ts";
+import { cpuInfo } from "./machine.ts";
 import type { Options } from "./options.ts";
 import type { VerifyResult } from "./rows.ts";
 
@@ -28,16 +29,12 @@ export interface Results {
   memory: MemoryResult | null;
 }
 
-function machine() {
-  const cpuinfo = (() => {
-    try {
-      return Deno.readTextFileSync("/proc/cpuinfo");
-    } catch {
-      return "";
-    }
-  })();
+/** The machine: CPU (model, identification, mitigations), cores, kernel, memory. */
+export function machine() {
+  const cpu = cpuInfo();
   return {
-    cpu: cpuinfo.match(/^model name\s*:\s*(.*)$/m)?.[1] ?? "unknown",
+    cpu: cpu.model,
+    cpuInfo: cpu,
     cores: navigator.hardwareConcurrency,
     kernel: Deno.osRelease(),
     memoryMiB: Math.round(Deno.systemMemoryInfo().total / 1048576),
@@ -123,9 +120,14 @@ export function writeResults(opts: Options, res: Results, started: Date, idleLoa
       "ggaoed-c": GGAOED_C
         ? `${GGAOED_C} -n, queue-length 64, direct-io false (true for seq_write_direct)`
         : null,
-      echo: "bench/kecho.c: reads from one buffer, writes acked at once",
+      echo: "bench/kecho.c: reads from one buffer, writes acked at once; recvmmsg/sendmmsg batches",
+      "echo-frame": "bench/kecho.c --per-frame: the same, one recvfrom and one sendto per frame",
+      ceiling: "the better of echo and echo-frame in each row",
       mixedReadPercent: 70,
       manyInitiators: opts.many.length ? opts.manyCount : 0,
+      manyLayouts: opts.many.length ? opts.manyLayouts : [],
+      /** ggaoed's `workers` key in its many-initiator rows (null: not set). */
+      workers: opts.workers,
     },
     ...provenance(started, idleLoad),
   };

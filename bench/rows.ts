@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { Row, TargetName } from "./report.ts";
+import { ECHOES, type Row, type TargetName } from "./report.ts";
 import { KinitRun } from "./kernel.ts";
 import {
   command,
@@ -101,7 +101,7 @@ export async function mainRows(
     const verify: VerifyResult[] = [];
     if (o.verify && !interrupted()) {
       for (const t of o.only) {
-        if (t === "echo" || t === "echo-ts") continue;
+        if (ECHOES.includes(t) || t === "echo-ts") continue;
         try {
           verify.push(await verifyTarget(await targets.get(t, false), setup, lab.mtu));
         } catch (e) {
@@ -125,7 +125,7 @@ async function oneRound(lab: Lab, setup: Setup, targets: Targets, round: number)
     for (const series of o.series) {
       for (const t of o.only) {
         if (interrupted()) break;
-        if (direct && (t === "echo" || t === "echo-ts")) continue;
+        if (direct && (ECHOES.includes(t) || t === "echo-ts")) continue;
         await sleep(0); // let a pending Ctrl-C run
         const tag = `mtu${lab.mtu}-${w}-${series}-${t}${o.repeat > 1 ? `-r${round}` : ""}`;
         const m: Measure = { setup, mtu: lab.mtu, workload: w, tag };

@@ -10,12 +10,13 @@ import { DAEMON_FLAGS } from "../src/permissions.ts";
 import { NetLab } from "../tests/helpers/netns.ts";
 import type { Tools } from "./kernel.ts";
 import { type Variant, VARIANTS } from "./mechanisms.ts";
-import type { TargetName } from "./report.ts";
+import type { Layout, TargetName } from "./report.ts";
 import type { Options } from "./options.ts";
 import {
   cleanups,
   command,
   DENO,
+  deviceSlot,
   extraDenoFlags,
   GGAOED_C,
   REPO,
@@ -146,6 +147,18 @@ function spawn(
 /** The daemon's defaults: no extra environment, no extra configuration. */
 export const DEFAULT_VARIANT: Variant = VARIANTS.find((v) => v.id === "default")!;
 
+/**
+ * How a target serves its links: `shared`, one device on every link; `devices`, one device per
+ * link (slot {@link deviceSlot}, the same image behind each), for a many-initiator row whose
+ * initiators each have their own. `workers`: ggaoed's `workers` key (null: not written).
+ */
+export interface Shape {
+  layout: Layout;
+  workers: number | null;
+}
+
+const SHARED: Shape = { layout: "shared", workers: null };
+
 /** A target serving the image on its links: one process, or one per link (vblade, echo). */
 export interface Instance {
   target: TargetName;
@@ -153,7 +166,12 @@ export interface Instance {
   variant: Variant;
   links: Link[];
   procs: RunningTarget[];
+  shape: Shape;
 }
+
+/** The slot the initiator on link `i` of `inst` addresses. */
+export const slotOf = (inst: Instance, i: number): number =>
+  inst.shape.layout === "devices" ? deviceSlot(inst.target, i) : SLOTS[inst.target];
 
 let instanceCounter = 0;
 
@@ -164,7 +182,8 @@ interface Start {
   inst: Instance;
   dir: string;
   ifaces: string[];
-  slot: number;
+  /** The slot served on each of `ifaces` (all equal in the shared layout). */
+  slots: number[];
 }
 
 /**
@@ -180,8 +199,9 @@ export async function startInstance(
   links: Link[],
   variant: Variant = DEFAULT_VARIANT,
   profileDir: string | null = null,
+  shape: Shape = SHARED,
 ): Promise<Instance> {
-  const inst: Instance = { target: name, direct, variant, links, procs: [] };
+  const inst: Instance = { target: name, direct, variant, links, procs: [], shape };
   const dir = `${setup.dir}/${name}-${lab.mtu}-${
     direct ? "direct" : "cached"
   }-${variant.id}-${instanceCounter++}`;
@@ -192,7 +212,7 @@ export async function startInstance(
     inst,
     dir,
     ifaces: links.map((l) => l.target),
-    slot: SLOTS[name],
+    slots: links.map((_, i) => slotOf(inst, i)),
   };
   try {
     switch (name) {
@@ -206,7 +226,10 @@ export async function startInstance(
         await startVblade(start);
         break;
       case "echo":
-        await startKecho(start);
+        await startKecho(start, false);
+        break;
+      case "echo-frame":
+        await startKecho(start, true);
         break;
       default:
         await startEchoTs(start);
@@ -220,8 +243,18 @@ export async function startInstance(
 
 /** ggaoed (this repository's), with the variant's environment and `[defaults]` keys. */
 async function startGgaoed(s: Start, profileDir: string | null): Promise<void> {
-  const { lab, setup, inst, dir, ifaces, slot } = s;
-  const { direct, links, variant } = inst;
+  const { lab, setup, inst, dir, ifaces, slots } = s;
+  const { direct, links, variant, shape } = inst;
+  const devices = shape.layout === "devices"
+    ? ifaces.flatMap((iface, i) => [
+      `[devices.bench${i}]`,
+      `path = "${setup.image}"`,
+      `shelf = ${SHELF}`,
+      `slot = ${slots[i]}`,
+      `interfaces = ["${iface}"]`,
+      "",
+    ])
+    : ["[devices.bench]", `path = "${setup.image}"`, `shelf = ${SHELF}`, `slot = ${slots[0]}`, ""];
   const conf = `${dir}/ggaoed.conf`;
   Deno.writeTextFileSync(
     conf,
@@ -234,14 +267,13 @@ async function startGgaoed(s: Start, profileDir: string | null): Promise<void> {
       `direct-io = ${direct}`,
       // Several initiators at once (the many-initiator rows): a Buffer Count for all of
       // them, 32 each, as an administrator sizes it; beyond it AoE r11 lets frames drop.
-      ...(links.length > 1 ? [`queue-length = ${32 * links.length}`] : []),
+      ...(links.length > 1 && shape.layout === "shared"
+        ? [`queue-length = ${32 * links.length}`]
+        : []),
+      ...(shape.workers !== null ? [`workers = ${shape.workers}`] : []),
       ...Object.entries(variant.config).map(([k, v]) => `${k} = ${v}`),
       "",
-      "[devices.bench]",
-      `path = "${setup.image}"`,
-      `shelf = ${SHELF}`,
-      `slot = ${slot}`,
-      "",
+      ...devices,
     ].join("\n"),
   );
   const prof = profileDir ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : [];
@@ -266,25 +298,29 @@ async function startGgaoed(s: Start, profileDir: string | null): Promise<void> {
 
 /** The original C ggaoed ($GGAOED_C), in the foreground. */
 async function startGgaoedC(s: Start): Promise<void> {
-  const { lab, setup, inst, dir, ifaces, slot } = s;
+  const { lab, setup, inst, dir, ifaces, slots } = s;
+  const perLink = inst.shape.layout === "devices";
   // GKeyFile syntax; lists separated by ',' (the C ggaoed sets that separator).
   const conf = `${dir}/ggaoed-c.conf`;
   Deno.writeTextFileSync(
     conf,
     [
       "[defaults]",
-      `queue-length = ${Math.max(64, 32 * inst.links.length)}`,
+      `queue-length = ${Math.max(64, perLink ? 32 : 32 * inst.links.length)}`,
       `interfaces = ${ifaces.join(",")}`,
       `state-directory = ${dir}/state`,
       `pid-file = ${dir}/ggaoed.pid`,
       `control-socket = ${dir}/ggaoed.sock`,
       `direct-io = ${inst.direct}`,
       "",
-      `[e${SHELF}.${slot}]`,
-      `path = ${setup.image}`,
-      `shelf = ${SHELF}`,
-      `slot = ${slot}`,
-      "",
+      ...(perLink ? ifaces : [null]).flatMap((iface, i) => [
+        `[e${SHELF}.${slots[i]}]`,
+        `path = ${setup.image}`,
+        `shelf = ${SHELF}`,
+        `slot = ${slots[i]}`,
+        ...(iface ? [`interfaces = ${iface}`] : []),
+        "",
+      ]),
     ].join("\n"),
   );
   const t = spawn(lab, inst.target, [GGAOED_C!, "-c", conf, "-n"]);
@@ -296,15 +332,15 @@ async function startGgaoedC(s: Start): Promise<void> {
 
 /** vblade, one process per link. */
 async function startVblade(s: Start): Promise<void> {
-  const { lab, setup, inst, ifaces, slot } = s;
-  for (const i of ifaces) {
+  const { lab, setup, inst, ifaces, slots } = s;
+  for (const [n, i] of ifaces.entries()) {
     inst.procs.push(spawn(lab, inst.target, [
       "vblade",
       "-b",
       "64",
       ...(inst.direct ? ["-d"] : []),
       String(SHELF),
-      String(slot),
+      String(slots[n]),
       i,
       setup.image,
     ]));
@@ -313,16 +349,17 @@ async function startVblade(s: Start): Promise<void> {
   for (const t of inst.procs) if (t.exited) throw new Error(`vblade exited: ${t.tail()}`);
 }
 
-/** bench/kecho.c, one process per link. */
-async function startKecho(s: Start): Promise<void> {
-  const { lab, setup, inst, ifaces, slot } = s;
-  for (const i of ifaces) {
+/** bench/kecho.c, one process per link; `perFrame`: one recvfrom/sendto per frame. */
+async function startKecho(s: Start, perFrame: boolean): Promise<void> {
+  const { lab, setup, inst, ifaces, slots } = s;
+  for (const [n, i] of ifaces.entries()) {
     const t = spawn(lab, inst.target, [
       setup.tools.kecho,
       i,
       String(SHELF),
-      String(slot),
+      String(slots[n]),
       String(setup.sectors),
+      ...(perFrame ? ["--per-frame"] : []),
     ]);
     inst.procs.push(t);
     await t.waitForLog(/kecho is running/, 10_000);
@@ -331,8 +368,8 @@ async function startKecho(s: Start): Promise<void> {
 
 /** bench/echo.ts (the TypeScript echo on TPACKET rings), one process per link. */
 async function startEchoTs(s: Start): Promise<void> {
-  const { lab, setup, inst, ifaces, slot } = s;
-  for (const i of ifaces) {
+  const { lab, setup, inst, ifaces, slots } = s;
+  for (const [n, i] of ifaces.entries()) {
     const t = spawn(lab, inst.target, [
       DENO,
       "run",
@@ -340,7 +377,7 @@ async function startEchoTs(s: Start): Promise<void> {
       `${REPO}bench/echo.ts`,
       i,
       String(SHELF),
-      String(slot),
+      String(slots[n]),
       String(setup.sectors),
       "64",
     ]);
@@ -372,10 +409,9 @@ export async function discover(
   while (Date.now() < deadline) {
     const dead = instanceError(inst);
     if (dead) throw new Error(dead);
-    const found =
-      ini.discover({ shelf: SHELF, slot: SLOTS[inst.target], waitMs: 200, first: true })[
-        0
-      ];
+    const found = ini.discover({ shelf: SHELF, slot: slotOf(inst, 0), waitMs: 200, first: true })[
+      0
+    ];
     if (found) return found;
     await sleep(50);
   }

@@ -3,8 +3,10 @@
  * `buildTools` with gcc, against each other, the real daemon and vblade over veth pairs; its
  * verifying workload must pass on targets that store data and fail on one that does not; its
  * retransmission must recover a target that stops for a while; perf's control FIFO must bound
- * the counts to kinit's window; and `deno task bench` must produce both series, the
- * many-initiator rows and the JSON that bench/report.ts turns into tables.
+ * the counts to kinit's window; kecho --per-frame must answer with one recvfrom and one sendto
+ * per request; and `deno task bench` must produce both series, the many-initiator rows in both
+ * layouts, the CPU in the JSON and the headings, and the JSON that bench/report.ts turns into
+ * tables.
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
@@ -44,7 +46,7 @@ async function built(): Promise<Tools> {
 /** A namespace with kecho processes on one end of a veth pair, the other end here. */
 async function withEcho<T>(
   mtu: number,
-  echoes: { slot: number; store: boolean }[],
+  echoes: { slot: number; store: boolean; perFrame?: boolean }[],
   body: (hostIf: string, pids: number[]) => Promise<T>,
 ): Promise<T> {
   const t = await built();
@@ -61,6 +63,7 @@ async function withEcho<T>(
         String(e.slot),
         String(SECTORS),
         ...(e.store ? ["--store"] : []),
+        ...(e.perFrame ? ["--per-frame"] : []),
       ]);
       const reader = child.stdout.getReader();
       const { value } = await reader.read();
@@ -331,6 +334,49 @@ Deno.test({
 });
 
 Deno.test({
+  name: "kecho --per-frame: one recvfrom and one sendto per request, data stored like the batched",
+  ignore: skip !== null ||
+    !new Deno.Command("sh", { args: ["-c", "command -v perf"], stdout: "null" }).outputSync()
+      .success,
+  ...OPTS,
+  fn: async () => {
+    await withEcho(9000, [{ slot: 3, store: true, perFrame: true }], async (ifname, [pid]) => {
+      const good = await kinit(["-i", ifname, "--workload", "verify", ...VERIFY_WINDOW]);
+      assert(good.verify!.checkedReads > 1000, `${good.verify!.checkedReads} reads checked`);
+      assertEquals(good.verify!.mismatches, 0, good.firstError ?? "");
+      assertEquals(good.errors, 0, good.firstError ?? "");
+      const t = await built();
+      const perf = await PerfSession.create("stat");
+      const run = new KinitRun(t.kinit, [
+        "-i",
+        ifname,
+        "--workload",
+        "rand-read",
+        "--io-bytes",
+        "4096",
+        ...window(3000),
+        "--warmup",
+        "0.2",
+        "--perf-fifo",
+        perf.fifos,
+      ], 90_000);
+      await perf.attach([pid]);
+      const r = await run.result;
+      const counts = await perf.stop();
+      assertEquals(r.errors, 0, r.firstError ?? "");
+      const echo = perRequest(counts, threadIds([pid]), r.requests);
+      assert(echo, "perf counted the echo's thread");
+      // Exactly one of each per request (retransmits and the window's edges aside), no batches.
+      const by = echo.byName;
+      assertEquals([by.recvmmsg ?? 0, by.sendmmsg ?? 0], [0, 0], JSON.stringify(by));
+      for (const call of ["recvfrom", "sendto"]) {
+        assert(Math.abs((by[call] ?? 0) - 1) < 0.05, `${call} per request: ${JSON.stringify(by)}`);
+      }
+    });
+  },
+});
+
+Deno.test({
   name: "deno task bench: both series, the many-initiator rows, the JSON and report.ts tables",
   ignore: skip !== null,
   ...OPTS,
@@ -344,7 +390,7 @@ Deno.test({
           `${REPO}bench/bench.ts`,
           "--quick",
           "--only",
-          "ggaoed,echo",
+          "ggaoed,echo,echo-frame",
           "--workloads",
           "rand_read_4k,seq_write_direct",
           "--seconds",
@@ -374,7 +420,7 @@ Deno.test({
         workerUsPerRequest: number | null;
       }[];
       for (const series of ["kinit", "ring"]) {
-        for (const target of ["ggaoed", "echo"]) {
+        for (const target of ["ggaoed", "echo", "echo-frame"]) {
           const r = rows.find((x) =>
             x.series === series && x.target === target && x.workload === "rand_read_4k"
           );
@@ -388,18 +434,45 @@ Deno.test({
         );
       }
       assertEquals(json.mtu["9000"].rand_read_4k.ggaoed > 0, true);
-      assertEquals(json.many.length, 2);
+      // Both layouts (each initiator its own device, and all on one) for each target.
+      assertEquals(
+        json.many.map((m: { layout: string; target: string }) => `${m.layout} ${m.target}`),
+        [
+          "devices ggaoed",
+          "devices echo",
+          "devices echo-frame",
+          "shared ggaoed",
+          "shared echo",
+          "shared echo-frame",
+        ],
+      );
       for (const m of json.many) {
         assertEquals(m.perInitiator.length, 2);
         assert(m.value > 0 && m.fairness > 0 && m.fairness <= 1, JSON.stringify(m));
+        assertEquals(m.errors, 0, JSON.stringify(m));
+        assert(m.retransmits >= 0, JSON.stringify(m));
       }
+      // The CPU: model, identification, every vulnerabilities file, the kernel.
+      const cpu = json.machine.cpuInfo;
+      assert(cpu.model && cpu.model !== "unknown", JSON.stringify(cpu));
+      assertEquals(json.machine.cpu, cpu.model);
+      const vulns = [...Deno.readDirSync("/sys/devices/system/cpu/vulnerabilities")].length;
+      assertEquals(Object.keys(cpu.vulnerabilities).length, vulns);
+      assertEquals(json.machine.kernel, Deno.osRelease());
+      assert(text.includes(`CPU: ${cpu.model}`), "the printed tables name the CPU");
       const report = await new Deno.Command(Deno.execPath(), {
         args: ["run", "--allow-read", `${REPO}bench/report.ts`, `${out}/quick.json`],
         stdout: "piped",
       }).output();
       const tables = new TextDecoder().decode(report.stdout);
-      assert(tables.includes("× echo") && tables.includes("min/max"), tables);
-      assert(Deno.readTextFileSync(`${out}/quick.svg`).includes("ggaoed ÷ echo"));
+      for (
+        const head of ["× ceiling", "p99 × vblade", "min/max", "2 × 2 devices", "2 on 1 device"]
+      ) {
+        assert(tables.includes(head), `${head} in:\n${tables}`);
+      }
+      // Both series' tables and the many-initiator table: each heading names the CPU.
+      assertEquals(tables.split(`CPU: ${cpu.model}`).length - 1, 3, tables);
+      assert(Deno.readTextFileSync(`${out}/quick.svg`).includes("ggaoed ÷ ceiling"));
     } finally {
       Deno.removeSync(out, { recursive: true });
     }

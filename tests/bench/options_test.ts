@@ -4,7 +4,7 @@
  */
 
 import { assertEquals, assertThrows } from "../helpers/assert.ts";
-import { parseArgs } from "../../bench/options.ts";
+import { DAEMON_HAS_WORKERS, parseArgs, workerCounts } from "../../bench/options.ts";
 
 Deno.test("bench options: defaults, and flags with values", () => {
   const d = parseArgs([]);
@@ -76,4 +76,34 @@ Deno.test("bench options: bad values are errors naming the flag or the value", (
     Error,
     "--syscalls and --perf-record each attach perf",
   );
+});
+
+Deno.test("bench options: both echoes by default, the many-initiator layouts and their bounds", () => {
+  const d = parseArgs([]);
+  assertEquals(d.only.filter((t) => t.startsWith("echo")), ["echo", "echo-frame"]);
+  assertEquals([d.manyLayouts, d.workers], [["devices", "shared"], [null]]);
+  const o = parseArgs(["--many-layout", "shared", "--initiators", "15", "--only", "echo-frame"]);
+  assertEquals([o.manyLayouts, o.manyCount, o.only], [["shared"], 15, ["echo-frame"]]);
+  assertThrows(() => parseArgs(["--many-layout", "mesh"]), Error, "unknown layout mesh");
+  assertThrows(() => parseArgs(["--initiators", "16"]), Error, "--initiators: at most 15");
+});
+
+Deno.test("bench options: --workers, with and without the daemon's workers key", () => {
+  // A daemon with the key: each value written as workers = N, duplicates once.
+  assertEquals(workerCounts(["1", "2", "2", "4"], "--workers", true), [1, 2, 4]);
+  // Without it there is one data-path worker: 1 is measured without the key, more is refused.
+  assertEquals(workerCounts(["1"], "--workers", false), [null]);
+  assertThrows(
+    () => workerCounts(["1", "2"], "--workers", false),
+    Error,
+    '--workers 2: this ggaoed has no "workers" key (one data-path worker only)',
+  );
+  for (const bad of ["0", "1.5", "x", "-2"]) {
+    assertThrows(() => workerCounts([bad], "--workers", true), Error, `${bad} is not a number`);
+  }
+  assertThrows(() => parseArgs(["--workers"]), Error, "--workers needs a value");
+  // This checkout's daemon, through the command line.
+  assertEquals(parseArgs(["--workers", "1"]).workers, DAEMON_HAS_WORKERS ? [1] : [null]);
+  if (DAEMON_HAS_WORKERS) assertEquals(parseArgs(["--workers", "1,2"]).workers, [1, 2]);
+  else assertThrows(() => parseArgs(["--workers", "1,2"]), Error, 'no "workers" key');
 });
