@@ -20,7 +20,8 @@ const opts = { sanitizeResources: false, sanitizeOps: false };
 
 Deno.test({
   ...opts,
-  name: "SIGTERM under write load exits 0 within a second and keeps every acknowledged write",
+  name:
+    "SIGTERM under write load exits 0 without waiting out a timer and keeps every acknowledged write",
   fn: () =>
     withTarget({ mtu: 9000 }, async (t) => {
       const seed = 77;
@@ -47,8 +48,13 @@ Deno.test({
       await load.status;
       await reading;
       assertEquals(status.code, 0, t.log);
-      assert(took < 1000, `shutdown took ${took.toFixed(0)} ms`);
+      // What a slow shutdown would be: the data path not taking the stop at once (it then
+      // misses it, and the daemon exits 2.8 s later without its answer) or in-flight requests
+      // never finishing (it waits out the 800 ms grace period). The daemon says both; how long
+      // the whole exit took on this machine is only reported.
+      console.log(`shutdown under load took ${took.toFixed(0)} ms`);
       assert(/SIGTERM received, shutting down/.test(t.log));
+      assert(!/did not confirm the stop|still in flight at exit/.test(t.log), t.log);
       for (const line of text.split("\n")) {
         const m = /^acked (\d+) (\d+)$/.exec(line);
         if (m) acked.push([Number(m[1]), Number(m[2])]);
