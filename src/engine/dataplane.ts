@@ -311,7 +311,11 @@ export class DataPlane {
     this.#states.flush();
     this.#ifaces.closeFailed();
     this.#closeRetired();
-    if (this.#ifaces.due(this.#now)) this.#rescanInterfaces();
+    const rescan = this.#ifaces.due(this.#now);
+    if (rescan !== null) {
+      this.#log("debug", `net: rescanning the interfaces after ${rescan}`);
+      this.#rescanInterfaces();
+    }
   }
 
   /** Stops taking requests (shutdown); in-flight I/O still completes and is answered. */
