@@ -55,6 +55,9 @@ function load(options: DaemonOptions): Config {
   return options.load ? options.load() : loadConfig(options.configPath);
 }
 
+/** How long after its grace period a stopping data path may take to confirm the stop, ms. */
+const STOP_ANSWER_MS = 2000;
+
 /** Runs the daemon until a stop signal; resolves to the process exit status. */
 export async function runDaemon(options: DaemonOptions): Promise<number> {
   let config: Config;
@@ -183,8 +186,17 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     }
     log("info", `${stopSignal} received, shutting down`);
     service.stopping(`${stopSignal} received, shutting down`);
-    const left = await link.stop(options.stopGraceMs ?? 800);
+    const grace = options.stopGraceMs ?? 800;
+    const left = await link.stop(grace);
     if (left > 0) log("warning", `${left} request(s) were still in flight at exit`);
+    if (left < 0) {
+      log(
+        "warning",
+        `the data path did not confirm the stop within ${
+          grace + STOP_ANSWER_MS
+        } ms; exiting without it`,
+      );
+    }
     return code;
   } finally {
     service.close();
@@ -470,7 +482,7 @@ class WorkerLink {
       this.#worker.postMessage({ type: "stop", id: this.#nextId++, graceMs } as ToWorker);
       this.#wake.signal(1);
       // A worker that does not answer is not waited for forever.
-      setTimeout(() => resolve(-1), graceMs + 2000);
+      setTimeout(() => resolve(-1), graceMs + STOP_ANSWER_MS);
     });
   }
 

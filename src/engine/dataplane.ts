@@ -339,7 +339,11 @@ export class DataPlane {
     this.#logDropped();
     this.#ifaces.closeFailed();
     this.#closeRetired();
-    if (this.#ifaces.due(this.#now)) this.#rescanInterfaces();
+    const rescan = this.#ifaces.due(this.#now);
+    if (rescan !== null) {
+      this.#log("debug", `net: rescanning the interfaces after ${rescan}`);
+      this.#rescanInterfaces();
+    }
   }
 
   /**

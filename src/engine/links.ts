@@ -95,9 +95,13 @@ export class Interfaces {
     }
   }
 
-  /** True when a rescan is due at monotonic time `now`. */
-  due(now: number): boolean {
-    return this.#rescanSoon || now - this.#lastRescan >= this.#interval;
+  /**
+   * Why a rescan is due at monotonic time `now` ("a link notification", or "the periodic
+   * check" every RESCAN_INTERVAL s), or null when none is.
+   */
+  due(now: number): string | null {
+    if (this.#rescanSoon) return "a link notification";
+    return now - this.#lastRescan >= this.#interval ? "the periodic check" : null;
   }
 
   /**

@@ -168,7 +168,11 @@ export class FaultyFile {
     };
   }
 
-  /** Makes every later read and write of the file take at least `ms` milliseconds (0: none). */
+  /**
+   * Makes every read and write of the file take at least `ms` milliseconds from its start, also
+   * those sleeping already: a long delay holds requests until a shorter one (0: none) lets them
+   * go.
+   */
   setDelay(ms: number): void {
     if (!Number.isInteger(ms) || ms < 0) throw new RangeError(`bad delay ${ms}`);
     this.#control(`delay ${ms}\n`);

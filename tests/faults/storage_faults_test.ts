@@ -227,7 +227,7 @@ for (const direct of [true, false]) {
 
 Deno.test({
   name:
-    "faulty file: setDelay holds every read that long, and the `delayed` gauge counts the requests held now",
+    "faulty file: setDelay holds every read that long, setDelay(0) releases the reads held, and the `delayed` gauge counts the requests held now",
   ...OPTS,
   fn: () =>
     withFaultyFile({ sizeBytes: MIB }, async (f) => {
@@ -245,6 +245,22 @@ Deno.test({
         assertEquals(await reading, SECTOR);
         const took = performance.now() - started;
         assert(took >= 1000, `the read took ${took.toFixed(0)} ms`);
+        assertEquals(f.counters().delayed, 0);
+        // Held for as long as the test likes: a read under a delay of ten minutes stays held
+        // until setDelay(0) releases it.
+        f.setDelay(600_000);
+        let done = false;
+        const held = file.read(new Uint8Array(SECTOR)).then((n) => (done = true, n));
+        while (f.counters().delayed !== 1) {
+          assert(performance.now() < deadline + 30_000, "the second read was never held");
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        assert(!done, "a held read completed");
+        f.setDelay(0);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<string>((r) => timer = setTimeout(() => r("still held"), 30_000));
+        assertEquals(await Promise.race([held, late]), SECTOR, "setDelay(0) released no read");
+        clearTimeout(timer);
         assertEquals(f.counters().delayed, 0);
       } finally {
         file.close();
