@@ -3,7 +3,7 @@
  * (the ceiling librbd gives on this machine), and what the exclusive-lock feature costs when
  * several hosts serve one image.
  *
- * A throw-away network namespace holds a one-node Ceph cluster (tests/helpers/ceph.ts: one
+ * A throw-away network namespace holds a one-node Ceph cluster (lab/ceph.ts: one
  * monitor, one memstore OSD, at the namespace's own 127.0.0.1) and the daemons; veth pairs join
  * it to this process, which runs the project's initiator (window 32, no congestion control, as
  * `deno task bench`). Rows:
@@ -28,8 +28,8 @@ import {
   type WorkloadKind,
   type WorkloadResult,
 } from "../src/initiator/mod.ts";
-import { NetLab } from "../tests/helpers/netns.ts";
-import { type CephCluster, withCephCluster } from "../tests/helpers/ceph.ts";
+import { NetLab } from "../lab/netns.ts";
+import { type CephCluster, withCephCluster } from "../lab/ceph.ts";
 import { DAEMON_FLAGS } from "../src/permissions.ts";
 import { MAX_MERGE } from "../src/engine/device.ts";
 

@@ -7,7 +7,7 @@
 
 import type { Initiator, TargetInfo } from "../src/initiator/mod.ts";
 import { DAEMON_FLAGS } from "../src/permissions.ts";
-import { NetLab } from "../tests/helpers/netns.ts";
+import { NetLab } from "../lab/netns.ts";
 import type { Tools } from "./kernel.ts";
 import { type Variant, VARIANTS } from "./mechanisms.ts";
 import type { Layout, TargetName } from "./report.ts";

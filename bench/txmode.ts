@@ -9,7 +9,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { withNetLab } from "../tests/helpers/netns.ts";
+import { withNetLab } from "../lab/netns.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

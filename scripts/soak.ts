@@ -3,7 +3,7 @@
  *
  *     sudo npx deno task soak [--minutes N] [--mtu 1500|9000] [--no-rings] [--seed S] [--json FILE]
  *
- * The daemon serves three devices in a throw-away lab (tests/faults/lab.ts: a target namespace,
+ * The daemon serves three devices in a throw-away lab (lab/fault_lab.ts: a target namespace,
  * a switch namespace with a bridge per link, an initiator namespace per link): disk1 (a file),
  * disk2 (a file on a FUSE file system that can fail sectors with EIO) and disk3 (a file), on two
  * links. Three loads write, read back and compare patterns all the time: on disk1 and disk3 over
@@ -29,8 +29,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { type FaultLab, type Load, withFaultLab } from "../tests/faults/lab.ts";
-import { withFaultyFile } from "../tests/faults/storage_faults.ts";
+import { type FaultLab, type Load, withFaultLab } from "../lab/fault_lab.ts";
+import { withFaultyFile } from "../lab/storage_faults.ts";
 
 const USAGE =
   `Usage: deno task soak [--minutes N] [--mtu 1500|9000] [--no-rings] [--seed S] [--json FILE]

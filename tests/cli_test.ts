@@ -5,7 +5,7 @@
 
 import { assert, assertEquals } from "./helpers/assert.ts";
 import { parseConfigText } from "../src/config/load.ts";
-import { DAEMON_FLAGS, DENO, REPO } from "./e2e/target.ts";
+import { DAEMON_FLAGS, DENO, REPO } from "../lab/target.ts";
 import { VERSION } from "../src/version.ts";
 
 async function ggaoed(...args: string[]): Promise<{ code: number; out: string; err: string }> {

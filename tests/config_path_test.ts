@@ -6,7 +6,7 @@
  */
 
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { run } from "./helpers/command.ts";
+import { run } from "../lab/command.ts";
 import { DEFAULTS } from "../src/config/types.ts";
 import { CTL_FLAGS, DAEMON_FLAGS } from "../src/permissions.ts";
 

@@ -11,12 +11,12 @@
  */
 
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { NetLab } from "./helpers/netns.ts";
-import { have, run } from "./helpers/command.ts";
+import { NetLab } from "../lab/netns.ts";
+import { have, run } from "../lab/command.ts";
 import { Podman } from "./helpers/podman.ts";
 import { Initiator } from "../src/initiator/mod.ts";
-import { withCephCluster } from "./helpers/ceph.ts";
-import { assertRoundTrip, DAEMON_FLAGS, firstDifference, pattern } from "./e2e/target.ts";
+import { withCephCluster } from "../lab/ceph.ts";
+import { assertRoundTrip, DAEMON_FLAGS, firstDifference, pattern } from "../lab/target.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;
 const CACHE = Deno.env.get("GGAOED_CONTAINER_CACHE") ?? `${REPO}.cache/container`;

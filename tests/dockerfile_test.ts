@@ -6,8 +6,8 @@
  */
 
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { exists } from "./helpers/files.ts";
-import { DAEMON_FLAGS } from "./e2e/target.ts";
+import { exists } from "../lab/files.ts";
+import { DAEMON_FLAGS } from "../lab/target.ts";
 import { DEFAULTS } from "../src/config/types.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;

@@ -6,7 +6,7 @@
  */
 
 import { assert, assertEquals } from "./helpers/assert.ts";
-import { have, run } from "./helpers/command.ts";
+import { have, run } from "../lab/command.ts";
 import { DEFAULTS } from "../src/config/types.ts";
 
 const REPO = new URL("../", import.meta.url).pathname;

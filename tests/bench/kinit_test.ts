@@ -10,8 +10,8 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { NetLab } from "../helpers/netns.ts";
-import { withTarget } from "../e2e/target.ts";
+import { NetLab } from "../../lab/netns.ts";
+import { withTarget } from "../../lab/target.ts";
 import {
   buildTools,
   type KinitResult,

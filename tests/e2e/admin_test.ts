@@ -16,7 +16,7 @@ import {
   AOE_DCMD_DELETE,
   AOE_ERR_RESERVED,
 } from "../../src/protocol/constants.ts";
-import { pattern, targetConfig, withTarget } from "./target.ts";
+import { pattern, targetConfig, withTarget } from "../../lab/target.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
 const WARNING = /devices\.disk1: served to every host \(no accept list\) and no admin list/g;

@@ -6,7 +6,7 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { firstDifference, pattern, withTarget } from "./target.ts";
+import { firstDifference, pattern, withTarget } from "../../lab/target.ts";
 
 Deno.test({
   name: "with 7-frame rings and a window of 32, kernel drops are counted and every byte arrives",

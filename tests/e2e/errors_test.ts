@@ -42,7 +42,7 @@ import {
   ETH_P_AOE,
 } from "../../src/protocol/constants.ts";
 import { defaultSerial } from "../../src/config/load.ts";
-import { pattern, readFileRange, type TestTarget, withTarget } from "./target.ts";
+import { pattern, readFileRange, type TestTarget, withTarget } from "../../lab/target.ts";
 
 const MIB = 1024 * 1024;
 /** The default IDENTIFY serial of e0.1: vblade's `shelf.slot:hostname`. */

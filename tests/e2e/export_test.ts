@@ -6,16 +6,16 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { type Output, run, show, stopProcess } from "../helpers/command.ts";
-import { exists } from "../helpers/files.ts";
+import { type Output, run, show, stopProcess } from "../../lab/command.ts";
+import { exists } from "../../lab/files.ts";
 import { discoverSet } from "../helpers/discovery.ts";
-import { NetLab } from "../helpers/netns.ts";
+import { NetLab } from "../../lab/netns.ts";
 import { O_DSYNC } from "../../ffi/constants.ts";
 import { formatMac } from "../../src/mac.ts";
 import { interfaceInfo } from "../../ffi/netif.ts";
 import { Initiator } from "../../src/initiator/mod.ts";
 import { EXPORT_DEFAULTS } from "../../src/config/export.ts";
-import { DAEMON_FLAGS, DENO, pattern, readFileRange, REPO } from "./target.ts";
+import { DAEMON_FLAGS, DENO, pattern, readFileRange, REPO } from "../../lab/target.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
 const S = 512;

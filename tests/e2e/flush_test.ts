@@ -11,7 +11,7 @@ import {
   ATA_CMD_FLUSH_EXT,
   ATA_CMD_WRITE_EXT,
 } from "../../src/protocol/constants.ts";
-import { firstDifference, pattern, readFileRange, withTarget } from "./target.ts";
+import { firstDifference, pattern, readFileRange, withTarget } from "../../lab/target.ts";
 
 Deno.test({
   name: "a FLUSH sent behind 32 pipelined writes is answered after all of them, status 0x40",

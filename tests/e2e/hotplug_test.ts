@@ -5,7 +5,7 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { withTarget } from "./target.ts";
+import { withTarget } from "../../lab/target.ts";
 
 async function until(what: string, check: () => boolean, timeoutMs = 8000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

@@ -7,7 +7,7 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { firstDifference, pattern, readFileRange, withTarget } from "./target.ts";
+import { firstDifference, pattern, readFileRange, withTarget } from "../../lab/target.ts";
 import { burst, type IoRequest } from "../helpers/burst.ts";
 
 const SIZE = 64 * 1024 * 1024;

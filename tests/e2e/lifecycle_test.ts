@@ -4,7 +4,7 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { exists } from "../helpers/files.ts";
+import { exists } from "../../lab/files.ts";
 import { discoverSet } from "../helpers/discovery.ts";
 import {
   DAEMON_FLAGS,
@@ -15,7 +15,7 @@ import {
   REPO,
   targetConfig,
   withTarget,
-} from "./target.ts";
+} from "../../lab/target.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 

@@ -28,7 +28,7 @@ import {
   targetConfig,
   type TestTarget,
   withTarget,
-} from "./target.ts";
+} from "../../lab/target.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 

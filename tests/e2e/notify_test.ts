@@ -8,7 +8,7 @@ import { assert, assertEquals } from "../helpers/assert.ts";
 import { FakeNotifySocket } from "../helpers/notify.ts";
 import { monotonicMicroseconds } from "../../ffi/mod.ts";
 import { ControlClient } from "../../src/control/client.ts";
-import { withTarget } from "./target.ts";
+import { withTarget } from "../../lab/target.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 const WATCHDOG_USEC = 2_000_000;

@@ -5,7 +5,7 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { type Output, run, show, stopProcess } from "../helpers/command.ts";
+import { type Output, run, show, stopProcess } from "../../lab/command.ts";
 import { AoeError } from "../../src/initiator/mod.ts";
 import { VERSION } from "../../src/version.ts";
 import { formatMac } from "../../src/mac.ts";
@@ -21,7 +21,7 @@ import {
   ATA_CMD_ID_ATA,
   ATA_CMD_READ_EXT,
 } from "../../src/protocol/constants.ts";
-import { pattern, withTarget } from "./target.ts";
+import { pattern, withTarget } from "../../lab/target.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
 const OTHER = 0x02_00_00_00_00_77;

@@ -7,8 +7,8 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { run } from "../helpers/command.ts";
-import { exists } from "../helpers/files.ts";
+import { run } from "../../lab/command.ts";
+import { exists } from "../../lab/files.ts";
 import { AOE_CFG_FORCE_SET } from "../../src/protocol/constants.ts";
 import {
   assertRoundTrip,
@@ -16,7 +16,7 @@ import {
   type TargetOptions,
   type TestTarget,
   withTarget,
-} from "./target.ts";
+} from "../../lab/target.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 const UID = 61234;

@@ -6,7 +6,7 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { withTarget } from "./target.ts";
+import { withTarget } from "../../lab/target.ts";
 
 const DEVICES = Array.from({ length: 256 }, (_, i) => ({
   name: `d${i}`,

@@ -19,7 +19,7 @@ import {
 import { AoeError } from "../../src/initiator/mod.ts";
 import { formatMac } from "../../src/mac.ts";
 import { decodeConfigFile } from "../../src/state/store.ts";
-import { targetConfig, type TestTarget, withTarget } from "./target.ts";
+import { targetConfig, type TestTarget, withTarget } from "../../lab/target.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 

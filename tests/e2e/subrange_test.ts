@@ -17,9 +17,9 @@ import {
   ATA_IDNF,
   LBA28_MASK,
 } from "../../src/protocol/constants.ts";
-import { withLoopDevice } from "../helpers/files.ts";
+import { withLoopDevice } from "../../lab/files.ts";
 import { discoverSet } from "../helpers/discovery.ts";
-import { firstDifference, pattern, readFileRange, withTarget } from "./target.ts";
+import { firstDifference, pattern, readFileRange, withTarget } from "../../lab/target.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
 const S = 512;

@@ -7,7 +7,7 @@
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { O_DSYNC } from "../../ffi/constants.ts";
 import { ATA_DRDY, ATA_ERR } from "../../src/protocol/constants.ts";
-import { pattern, readFileRange, withTarget } from "./target.ts";
+import { pattern, readFileRange, withTarget } from "../../lab/target.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
 

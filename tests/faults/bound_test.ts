@@ -6,8 +6,8 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { withFaultyFile } from "./storage_faults.ts";
-import { withFaultLab } from "./lab.ts";
+import { withFaultyFile } from "../../lab/storage_faults.ts";
+import { withFaultLab } from "../../lab/fault_lab.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
 

@@ -9,8 +9,8 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { DAEMON_FLAGS, DENO, REPO } from "../e2e/target.ts";
-import { MATRIX, until, withFaultLab } from "./lab.ts";
+import { DAEMON_FLAGS, DENO, REPO } from "../../lab/target.ts";
+import { MATRIX, until, withFaultLab } from "../../lab/fault_lab.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
 
@@ -137,7 +137,7 @@ Deno.test({
         DENO,
         "run",
         ...DAEMON_FLAGS,
-        `${REPO}tests/faults/fixtures/ops.ts`,
+        `${REPO}lab/fixtures/ops.ts`,
         l.initiator,
         "0",
         "1",

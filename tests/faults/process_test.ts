@@ -11,8 +11,14 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { withFaultyFile, withFillingFile } from "./storage_faults.ts";
-import { type FaultLab, type LabDevice, type Load, MATRIX, withFaultLab } from "./lab.ts";
+import { withFaultyFile, withFillingFile } from "../../lab/storage_faults.ts";
+import {
+  type FaultLab,
+  type LabDevice,
+  type Load,
+  MATRIX,
+  withFaultLab,
+} from "../../lab/fault_lab.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
 

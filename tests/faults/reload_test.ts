@@ -11,8 +11,8 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { withFaultyFile } from "./storage_faults.ts";
-import { type LabDevice, MATRIX, until, withFaultLab } from "./lab.ts";
+import { withFaultyFile } from "../../lab/storage_faults.ts";
+import { type LabDevice, MATRIX, until, withFaultLab } from "../../lab/fault_lab.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
 /** A delay that holds the slow device's requests until the test releases them. */

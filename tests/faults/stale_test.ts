@@ -25,8 +25,8 @@ import {
   readFileRange,
   type TestTarget,
   withTarget,
-} from "../e2e/target.ts";
-import { withFaultyFile } from "./storage_faults.ts";
+} from "../../lab/target.ts";
+import { withFaultyFile } from "../../lab/storage_faults.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
 const SECTOR = 512;

@@ -11,7 +11,7 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { type FaultLab, MATRIX, until, withFaultLab } from "./lab.ts";
+import { type FaultLab, MATRIX, until, withFaultLab } from "../../lab/fault_lab.ts";
 import { decodeMacListFile } from "../../src/state/store.ts";
 import { parseMac } from "../../src/mac.ts";
 

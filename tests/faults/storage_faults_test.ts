@@ -32,14 +32,14 @@ import {
   readFileRange,
   type TestTarget,
   withTarget,
-} from "../e2e/target.ts";
+} from "../../lab/target.ts";
 import {
   faultfsBinary,
   isMounted,
   isNoSpace,
   withFaultyFile,
   withFillingFile,
-} from "./storage_faults.ts";
+} from "../../lab/storage_faults.ts";
 import { PASSES, STOP, talliesLength, TALLY } from "./fixtures/reader_worker.ts";
 
 const MIB = 1024 * 1024;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { withNetLab } from "../helpers/netns.ts";
+import { withNetLab } from "../../lab/netns.ts";
 import { formatMac } from "../../src/mac.ts";
 
 const PROBE = `

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type NetLab, withNetLab } from "../helpers/netns.ts";
+import { type NetLab, withNetLab } from "../../lab/netns.ts";
 import { formatMac, parseMac } from "../../src/mac.ts";
 import { JsonAgent } from "./fixtures/json_agent.ts";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { NetLab, withNetLab } from "../helpers/netns.ts";
+import { NetLab, withNetLab } from "../../lab/netns.ts";
 import { JsonAgent } from "./fixtures/json_agent.ts";
 import { buildFrame, checksum } from "./fixtures/frames.ts";
 import type { FrameSpec, ReceivedFrame } from "./fixtures/frames.ts";

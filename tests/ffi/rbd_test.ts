@@ -1,5 +1,5 @@
 /**
- * The librbd binding (ffi/rbd.ts) against a real one-node Ceph cluster (tests/helpers/ceph.ts):
+ * The librbd binding (ffi/rbd.ts) against a real one-node Ceph cluster (lab/ceph.ts):
  * asynchronous I/O through the eventfd, metadata, features and size, snapshots, the safe
  * defaults for several clients, timeouts, and the errors people see.
  */
@@ -23,9 +23,9 @@ import {
   RbdAioContext,
   RbdImage,
 } from "../../ffi/rbd.ts";
-import { CephCluster, withCephCluster } from "../helpers/ceph.ts";
-import { firstDifference } from "../helpers/files.ts";
-import { withNetLab } from "../helpers/netns.ts";
+import { CephCluster, withCephCluster } from "../../lab/ceph.ts";
+import { firstDifference } from "../../lab/files.ts";
+import { withNetLab } from "../../lab/netns.ts";
 
 const MiB = 1024 * 1024;
 const ETIMEDOUT = 110;

@@ -12,7 +12,7 @@ import {
 import { SysError } from "../../ffi/errno.ts";
 import { libc } from "../../ffi/libc.ts";
 import { F_GETFL, O_DSYNC } from "../../ffi/constants.ts";
-import { withLoopDevice } from "../helpers/files.ts";
+import { withLoopDevice } from "../../lab/files.ts";
 
 // /var/tmp is on a disk file system here (tmpfs only gained O_DIRECT in Linux 6.6).
 const DIR = "/var/tmp";

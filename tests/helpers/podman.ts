@@ -14,8 +14,8 @@
  * @module
  */
 
-import { type Output, run as runCommand } from "./command.ts";
-import { exists } from "./files.ts";
+import { type Output, run as runCommand } from "../../lab/command.ts";
+import { exists } from "../../lab/files.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 const NODE_VERSION = "20.20.2";

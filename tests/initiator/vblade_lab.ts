@@ -9,8 +9,8 @@
  * @module
  */
 
-import { readFileRange } from "../helpers/files.ts";
-import { NetLab } from "../helpers/netns.ts";
+import { readFileRange } from "../../lab/files.ts";
+import { NetLab } from "../../lab/netns.ts";
 import { Initiator } from "../../src/initiator/mod.ts";
 import type { InitiatorOptions, TargetInfo } from "../../src/initiator/mod.ts";
 

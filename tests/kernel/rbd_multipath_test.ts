@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { hostHas, kernelHarnessUnavailable, runGuest, withTapNamespace } from "./harness.ts";
 import { Host, note, sleep, type Timeline, waitForTraffic, watchSurvivor } from "./hosts.ts";
 import { fileMd5, guestScripts, patternMd5 } from "./scripts.ts";
-import { withCephCluster } from "../helpers/ceph.ts";
+import { withCephCluster } from "../../lab/ceph.ts";
 
 const skip = kernelHarnessUnavailable() ??
   (hostHas("ceph-mon") ? null : "needs the Ceph packages (scripts/install-deps.sh --test)");

@@ -22,7 +22,7 @@ import {
   layeredPatternMd5,
   patternMd5,
 } from "./scripts.ts";
-import { type CephCluster, withCephCluster } from "../helpers/ceph.ts";
+import { type CephCluster, withCephCluster } from "../../lab/ceph.ts";
 
 const skip = kernelHarnessUnavailable();
 if (skip) console.warn(`SKIP tests/kernel/shared_freeze_test.ts: ${skip}`);

@@ -13,8 +13,8 @@
  */
 
 import assert from "node:assert/strict";
-import type { TestTarget } from "../e2e/target.ts";
-import { allThreadsStopped } from "../helpers/ceph.ts";
+import type { TestTarget } from "../../lab/target.ts";
+import { allThreadsStopped } from "../../lab/ceph.ts";
 import { type RbdLab, withRbdLab } from "./lab.ts";
 import type { Initiator, TargetInfo } from "../../src/initiator/mod.ts";
 import { ataReadWriteFields, buildAtaRequest, parseAtaResponse } from "../../src/protocol/ata.ts";

@@ -18,9 +18,9 @@
  * @module
  */
 
-import { NetLab } from "../helpers/netns.ts";
-import { type CephCluster, withCephCluster } from "../helpers/ceph.ts";
-import { TestTarget } from "../e2e/target.ts";
+import { NetLab } from "../../lab/netns.ts";
+import { type CephCluster, withCephCluster } from "../../lab/ceph.ts";
+import { TestTarget } from "../../lab/target.ts";
 
 /** One device of a lab daemon. */
 export interface RbdDeviceSpec {

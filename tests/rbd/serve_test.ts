@@ -6,10 +6,10 @@
  */
 
 import assert from "node:assert/strict";
-import { pattern } from "../e2e/target.ts";
-import { type Output, run } from "../helpers/command.ts";
-import { firstDifference } from "../helpers/files.ts";
-import type { TestTarget } from "../e2e/target.ts";
+import { pattern } from "../../lab/target.ts";
+import { type Output, run } from "../../lab/command.ts";
+import { firstDifference } from "../../lab/files.ts";
+import type { TestTarget } from "../../lab/target.ts";
 import { type RbdLab, withRbdLab } from "./lab.ts";
 import { AoeError, AoeTimeoutError, AtaError, type Initiator } from "../../src/initiator/mod.ts";
 import type { TargetInfo } from "../../src/initiator/mod.ts";

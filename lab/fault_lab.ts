@@ -18,9 +18,9 @@
  */
 
 import assert, { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { stopProcess } from "../helpers/command.ts";
-import { NetLab } from "../helpers/netns.ts";
-import { DAEMON_FLAGS, DENO, pattern, readFileRange, REPO, TestTarget } from "../e2e/target.ts";
+import { stopProcess } from "./command.ts";
+import { NetLab } from "./netns.ts";
+import { DAEMON_FLAGS, DENO, pattern, readFileRange, REPO, TestTarget } from "./target.ts";
 
 /** A device of the lab's daemon. */
 export interface LabDevice {
@@ -272,7 +272,7 @@ export class FaultLab {
       DENO,
       "run",
       ...DAEMON_FLAGS,
-      `${REPO}tests/faults/fixtures/load.ts`,
+      `${REPO}lab/fixtures/load.ts`,
       link.initiator,
       String(options.shelf ?? 0),
       String(options.slot ?? 1),
@@ -334,7 +334,7 @@ export class FaultLab {
       DENO,
       "run",
       ...DAEMON_FLAGS,
-      `${REPO}tests/faults/fixtures/ops.ts`,
+      `${REPO}lab/fixtures/ops.ts`,
       l.initiator,
       String(shelf),
       String(slot),

@@ -37,7 +37,7 @@
  * @module
  */
 
-import { exists } from "../helpers/files.ts";
+import { exists } from "./files.ts";
 
 const SECTOR = 512;
 

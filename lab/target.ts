@@ -17,16 +17,16 @@
  * @module
  */
 
-import { Initiator, type TargetInfo } from "../../src/initiator/mod.ts";
+import { Initiator, type TargetInfo } from "../src/initiator/mod.ts";
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { type Output, run, stopProcess } from "../helpers/command.ts";
-import { NetLab } from "../helpers/netns.ts";
-import { DAEMON_FLAGS } from "../../src/permissions.ts";
+import { type Output, run, stopProcess } from "./command.ts";
+import { NetLab } from "./netns.ts";
+import { DAEMON_FLAGS } from "../src/permissions.ts";
 
-export const REPO = new URL("../../", import.meta.url).pathname;
+export const REPO = new URL("../", import.meta.url).pathname;
 export const DENO = Deno.execPath();
-export { DAEMON_FLAGS } from "../../src/permissions.ts";
-import { firstDifference, readFileRange } from "../helpers/files.ts";
+export { DAEMON_FLAGS } from "../src/permissions.ts";
+import { firstDifference, readFileRange } from "./files.ts";
 export { firstDifference, readFileRange };
 
 /** One exported device of a test target. */
