@@ -353,16 +353,11 @@ export class DataPlane {
    * for the log line; frames received after now are served as usual).
    */
   #stalled(gap: number): void {
-    let any = false;
     let before = 0;
     for (const dev of this.#devices) {
-      if (!dev || !(gap > dev.maxStall)) continue;
-      any = true;
-      before += dev.stats[DS.stall_drop];
-      dev.staleBefore = this.#now;
-      dev.dropStale(this.#now);
+      if (dev && gap > dev.maxStall) before += dev.stats[DS.stall_drop];
     }
-    if (!any) return;
+    if (!this.#markStalled(gap)) return;
     if (this.#accepting) {
       for (const ifc of this.#ifaces.byIndex) {
         if (!ifc || ifc.failure !== null) continue;
@@ -385,6 +380,45 @@ export class DataPlane {
     for (const dev of this.#devices) {
       if (dev) dev.droppedLogged = dev.stats[DS.stall_drop] + dev.stats[DS.stale_drop];
     }
+  }
+
+  /**
+   * Marks everything received before now as stale on every device whose max-stall `gap`
+   * exceeds (its queue is dropped at once; frames still to be read are dropped as they are
+   * read). Returns whether any device was.
+   */
+  #markStalled(gap: number): boolean {
+    let any = false;
+    for (const dev of this.#devices) {
+      if (!dev || !(gap > dev.maxStall)) continue;
+      any = true;
+      dev.staleBefore = this.#now;
+      dev.dropStale(this.#now);
+    }
+    return any;
+  }
+
+  /**
+   * The time now, for work done later in a turn than the turn's clock reading. A turn that was
+   * itself held up longer than max-stall (the process was stopped while it drained a ring or
+   * submitted I/O, not while it waited) makes what was received before now stale, exactly as
+   * a pause between turns does: without this, frames read after such a stop would be dated
+   * no later than the turn's old clock reading, and look fresh.
+   */
+  #heldUp(): number {
+    const t = monotonic();
+    const gap = t - this.#now;
+    if (!(gap > this.#minStall)) return t;
+    this.#tick();
+    if (this.#markStalled(gap)) {
+      this.#log(
+        "warning",
+        `the data path was held up for ${
+          gap.toFixed(1)
+        } s within a turn (longer than max-stall): what it received before it ran again is dropped, unanswered and never started (their initiators may have sent them elsewhere)`,
+      );
+    }
+    return this.#now;
   }
 
   /** Logs drops of stale requests, at most once per device per STALE_LOG_SECONDS. */
@@ -651,7 +685,7 @@ export class DataPlane {
   #drainRx(ifc: Iface): number {
     const sock = ifc.socket;
     const st = ifc.stats;
-    const now = this.#now;
+    let now = this.#now;
     const offset = this.#realtimeOffset;
     let n = 0;
     while (n < RX_BUDGET) {
@@ -670,7 +704,11 @@ export class DataPlane {
       // clock stepped back) counts as now. A forward step makes the frames received before it
       // look older: at worst they are dropped as stale, and the initiator sends them again.
       let arrival = sock.rxTimestamp - offset;
-      if (!(arrival <= now)) arrival = now;
+      if (!(arrival <= now)) {
+        // Received after this turn read the clock: was the turn itself held up?
+        now = this.#heldUp();
+        if (!(arrival <= now)) arrival = now;
+      }
       try {
         this.#handleFrame(ifc, rx, sock.rxLength, arrival);
       } catch (e) {
@@ -802,7 +840,9 @@ export class DataPlane {
 
   #runDevices(): void {
     const active = this.#active;
-    const now = this.#now;
+    if (active.length === 0) return;
+    // Nothing is started with the turn's old clock reading if the turn was held up.
+    const now = this.#heldUp();
     let keep = 0;
     for (let i = 0; i < active.length; i++) {
       const dev = active[i];
