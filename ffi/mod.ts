@@ -58,6 +58,7 @@ export { sockaddrUn, SYSLOG_SEVERITY, SyslogWriter } from "./syslog.ts";
 export { dumpLinks, LinkMonitor } from "./netlink.ts";
 export type { DrainResult, LinkEvent, LinkInfo, LinkMonitorOptions } from "./netlink.ts";
 export {
+  EBLOCKLISTED,
   EVENT_TYPE_EVENTFD,
   loadCephLibraries,
   parseImageSpec,

@@ -50,6 +50,12 @@ import { _memoryAddress, _memoryPointerAt, Memory } from "./memory.ts";
 import { IOCB_CMD_PREADV, IOCB_CMD_PWRITEV } from "./constants.ts";
 import { IOVEC } from "./structs.ts";
 
+/**
+ * `EBLOCKLISTED` (librados: ESHUTDOWN): the OSDs refuse this client, blocklisted by another
+ * (`osd blocklist add`). Every later operation of the connection fails with it, opening images
+ * included: only a new connection (a new client address) serves again.
+ */
+export const EBLOCKLISTED = 108;
 /** `EVENT_TYPE_EVENTFD` (rbd/librbd.h): the notification fd is an eventfd. */
 export const EVENT_TYPE_EVENTFD = 2;
 /** `RBD_FEATURE_LAYERING` (rbd/features.h). */
@@ -187,6 +193,68 @@ const RADOS_SYMBOLS = {
   },
   /** void rados_ioctx_destroy(rados_ioctx_t io) */
   rados_ioctx_destroy: { parameters: ["pointer" /* rados_ioctx_t io */], result: "void" },
+  /** int rados_getaddrs(rados_t cluster, char **addrs) — a strdup'ed string, local */
+  rados_getaddrs: {
+    parameters: ["pointer", /* rados_t cluster */ "buffer" /* char **addrs */],
+    result: "i32",
+  },
+  /** void rados_buffer_free(char *buf) */
+  rados_buffer_free: { parameters: ["pointer" /* char *buf */], result: "void" },
+  /** uint64_t rados_get_instance_id(rados_t cluster) */
+  rados_get_instance_id: { parameters: ["pointer" /* rados_t cluster */], result: "u64" },
+  /**
+   * int rados_blocklist_add(rados_t cluster, char *client_address, uint32_t expire_seconds),
+   * on a helper thread: a monitor command, then rados_wait_for_latest_osdmap.
+   */
+  rados_blocklist_add_nonblocking: {
+    name: "rados_blocklist_add",
+    parameters: [
+      "pointer", // rados_t cluster
+      "buffer", // char *client_address
+      "u32", // uint32_t expire_seconds (0: mon_osd_blocklist_default_expire)
+    ],
+    result: "i32",
+    nonblocking: true,
+  },
+  /** rados_write_op_t rados_create_write_op(void) */
+  rados_create_write_op: { parameters: [], result: "pointer" },
+  /** void rados_release_write_op(rados_write_op_t write_op) */
+  rados_release_write_op: { parameters: ["pointer" /* rados_write_op_t */], result: "void" },
+  /** void rados_write_op_assert_exists(rados_write_op_t write_op) */
+  rados_write_op_assert_exists: { parameters: ["pointer" /* rados_write_op_t */], result: "void" },
+  /** void rados_write_op_omap_set(rados_write_op_t write_op, char const* const* keys,
+   *                              char const* const* vals, const size_t *lens, size_t num) */
+  rados_write_op_omap_set: {
+    parameters: [
+      "pointer", // rados_write_op_t write_op
+      "buffer", // char const* const* keys (NUL-terminated)
+      "buffer", // char const* const* vals
+      "buffer", // const size_t *lens (of the values)
+      "usize", // size_t num
+    ],
+    result: "void",
+  },
+  /** int rados_write_op_operate(rados_write_op_t write_op, rados_ioctx_t io, const char *oid,
+   *                             time_t *mtime, int flags), on a helper thread */
+  rados_write_op_operate_nonblocking: {
+    name: "rados_write_op_operate",
+    parameters: [
+      "pointer", // rados_write_op_t write_op
+      "pointer", // rados_ioctx_t io
+      "buffer", // const char *oid
+      "pointer", // time_t *mtime (NULL: now)
+      "i32", // int flags
+    ],
+    result: "i32",
+    nonblocking: true,
+  },
+  /** int rados_wait_for_latest_osdmap(rados_t cluster), on a helper thread. */
+  rados_wait_for_latest_osdmap_nonblocking: {
+    name: "rados_wait_for_latest_osdmap",
+    parameters: ["pointer" /* rados_t cluster */],
+    result: "i32",
+    nonblocking: true,
+  },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 // rbd_completion_t parameters are declared u64 and passed as BigInt read from a BigUint64Array:
@@ -244,6 +312,11 @@ const RBD_SYMBOLS = {
     parameters: ["pointer", "buffer"],
     result: "i32",
     nonblocking: true,
+  },
+  /** int rbd_get_id(rbd_image_t image, char *id, size_t id_len) */
+  rbd_get_id: {
+    parameters: ["pointer", /* rbd_image_t image */ "buffer", /* char *id */ "usize" /* len */],
+    result: "i32",
   },
   /** int rbd_get_features(rbd_image_t image, uint64_t *features) */
   rbd_get_features: {
@@ -376,6 +449,27 @@ const RBD_SYMBOLS = {
   rbd_aio_wait_for_complete: { parameters: ["u64" /* rbd_completion_t c */], result: "i32" },
   /** void rbd_aio_release(rbd_completion_t c) */
   rbd_aio_release: { parameters: ["u64" /* rbd_completion_t c */], result: "void" },
+  /** int rbd_update_watch(rbd_image_t image, uint64_t *handle, rbd_update_callback_t watch_cb,
+   *                       void *arg) */
+  rbd_update_watch: {
+    parameters: [
+      "pointer", // rbd_image_t image
+      "buffer", // uint64_t *handle
+      "function", // rbd_update_callback_t watch_cb: void (*)(void *arg)
+      "pointer", // void *arg (NULL)
+    ],
+    result: "i32",
+  },
+  /**
+   * int rbd_update_unwatch(rbd_image_t image, uint64_t handle), on a helper thread: it waits
+   * for a callback under way, which runs on the calling JavaScript thread.
+   */
+  rbd_update_unwatch_nonblocking: {
+    name: "rbd_update_unwatch",
+    parameters: ["pointer", /* rbd_image_t image */ "u64" /* uint64_t handle */],
+    result: "i32",
+    nonblocking: true,
+  },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 type Rados = Deno.DynamicLibrary<typeof RADOS_SYMBOLS>["symbols"];
@@ -594,6 +688,11 @@ export class RadosCluster {
     return new TextDecoder().decode(buffer.subarray(0, end < 0 ? buffer.length : end));
   }
 
+  /** @internal The pool's I/O context (RbdImage's direct object operations). */
+  _ioctx(pool: string): Deno.PointerObject {
+    return this.#ioctx(pool);
+  }
+
   #ioctx(pool: string): Deno.PointerObject {
     const known = this.#ioctxs.get(pool);
     if (known) return known;
@@ -657,6 +756,53 @@ export class RadosCluster {
     const r = rados().rados_cluster_fsid(this.#live(), buffer, BigInt(buffer.length));
     check(r, "rados_cluster_fsid");
     return decodeCString(buffer, 0);
+  }
+
+  /**
+   * This client's addresses as the cluster knows them (rados_getaddrs; no round trip), e.g.
+   * `127.0.0.1:0/2718281828`, what {@link blocklistAsync} takes. The nonce after the slash is
+   * drawn per connection: a client connected anew has a new address.
+   */
+  addresses(): string {
+    const out = new Out64();
+    check(rados().rados_getaddrs(this.#live(), out.bytes), `rados_getaddrs(${this.name})`);
+    const p = out.pointer();
+    if (p === null) return "";
+    try {
+      return Deno.UnsafePointerView.getCString(p);
+    } finally {
+      rados().rados_buffer_free(p);
+    }
+  }
+
+  /** The client's instance id: N of the `client.N` the cluster names this connection. */
+  instanceId(): number {
+    return Number(rados().rados_get_instance_id(this.#live()));
+  }
+
+  /**
+   * Blocklists the client at `address` (one of {@link addresses}' form) for `expireSeconds`
+   * (0: the cluster's `mon_osd_blocklist_default_expire`, an hour by default), without
+   * blocking the calling thread. librados sends `osd blocklist add` to the monitors and then
+   * waits for the OSD map that holds the entry (rados_wait_for_latest_osdmap); this client's
+   * later operations carry that map's epoch, and an OSD does not serve an operation before it
+   * has the map of the operation's epoch: once this resolves, every operation this client
+   * sends is ordered after the blocklist, and the OSDs refuse the blocklisted client's
+   * operations with -EBLOCKLISTED (ESHUTDOWN, 108).
+   */
+  async blocklistAsync(address: string, expireSeconds = 0): Promise<void> {
+    const handle = this.#live();
+    const text = cString(address);
+    const r = await rados().rados_blocklist_add_nonblocking(handle, text, expireSeconds);
+    check(r, `rados_blocklist_add(${address})`, {
+      EINVAL: "not a client address (rados_getaddrs form: IP:PORT/NONCE)",
+      EACCES: `${this.name} may not blocklist: give it 'profile rbd' caps on the monitors`,
+      EPERM: `${this.name} may not blocklist: give it 'profile rbd' caps on the monitors`,
+    });
+    check(
+      await rados().rados_wait_for_latest_osdmap_nonblocking(handle),
+      `rados_wait_for_latest_osdmap(${this.name})`,
+    );
   }
 
   /** Closes the images still open, the pools, and the connection (blocks briefly). Idempotent. */
@@ -743,6 +889,8 @@ export class RbdImage {
   readonly #cluster: RadosCluster | null;
   #handle: Deno.PointerObject | null;
   #aio: RbdAioContext | null = null;
+  #watch: { handle: bigint; callback: Deno.UnsafeCallback<typeof UPDATE_CALLBACK> } | null = null;
+  #id: string | null = null;
   readonly #out = new Out64();
   /** Calls on helper threads not yet finished: closeAsync waits for them. */
   readonly #calls = new Set<Promise<unknown>>();
@@ -827,6 +975,55 @@ export class RbdImage {
       metadataSetCalls(this.label, key, value),
       (name, text) => rbd().rbd_metadata_set(this.#live(), name, text),
     );
+  }
+
+  /**
+   * As {@link metadataSetAsync}, without notifying the image's watchers: a direct write of the
+   * key into the header object's omap (`metadata_KEY` on `rbd_header.ID`, where librbd keeps
+   * image metadata; `rbd image-meta get` and {@link metadataListAsync} read it as any other).
+   * Other clients see it at their next read, not at once; in exchange no write waits for a
+   * watcher that does not answer (a stopped client keeps its watch until the OSD times it out,
+   * `osd_client_watch_timeout`, 30 s, and librbd waits 5 s for each of them at every
+   * notification). Not for a read-only open or a borrowed image.
+   */
+  async metadataSetQuietAsync(key: string, value: string): Promise<void> {
+    if (this.#cluster === null || this.readOnly) {
+      throw new Error(`RBD image ${this.label}: metadataSetQuietAsync needs a read-write open`);
+    }
+    const ioctx = this.#cluster._ioctx(this.pool);
+    const oid = cString(`rbd_header.${this.id()}`);
+    const name = cString(`metadata_${key}`);
+    const text = new TextEncoder().encode(value);
+    const keys = new BigUint64Array([
+      BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(name))),
+    ]);
+    const values = new BigUint64Array([
+      BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(text.length > 0 ? text : name))),
+    ]);
+    const lengths = new BigUint64Array([BigInt(text.length)]);
+    const lib = rados();
+    const op = lib.rados_create_write_op();
+    try {
+      lib.rados_write_op_assert_exists(op);
+      lib.rados_write_op_omap_set(op, keys, values, lengths, 1n);
+      const r = await this.#track(lib.rados_write_op_operate_nonblocking(op, ioctx, oid, null, 0));
+      check(r, `rados_write_op_operate(${this.label} rbd_header, omap set ${key})`);
+    } finally {
+      lib.rados_release_write_op(op);
+      // The buffers the pointers point into stay referenced until the call has returned.
+      void [name, text, keys, values, lengths];
+    }
+  }
+
+  /** The image's id (`rbd info` shows it): its header object is `rbd_header.ID`. */
+  id(): string {
+    if (this.#id === null) {
+      const buffer = new Uint8Array(new ArrayBuffer(128));
+      const r = rbd().rbd_get_id(this.#live(), buffer, BigInt(buffer.length));
+      check(r, `rbd_get_id(${this.label})`);
+      this.#id = decodeCString(buffer, 0);
+    }
+    return this.#id;
   }
 
   /** Removes metadata `key`; false when it was not set. */
@@ -959,9 +1156,48 @@ export class RbdImage {
     );
   }
 
+  /**
+   * Calls `onUpdate` on this thread after the image's header changed: metadata set or removed,
+   * resized, snapshots, whichever client did it (rbd_update_watch; librbd's header watch sees
+   * the other clients' notifications). Not for a read-only open, which has no header watch.
+   *
+   * librbd calls back on its own thread (`rbd_op_threads`, one by default), which waits until
+   * this thread has run `onUpdate` (a thread-safe callback): keep `onUpdate` short, and never
+   * make a blocking librbd call on this thread while a watch is registered (the callback would
+   * wait for it, and it for the callback). One watch per image; closing the image ends it.
+   */
+  watchUpdates(onUpdate: () => void): void {
+    if (this.#watch !== null) throw new Error(`RBD image ${this.label} is already watched`);
+    const callback = Deno.UnsafeCallback.threadSafe(UPDATE_CALLBACK, () => onUpdate());
+    callback.unref(); // a registered watch does not keep the process alive
+    const out = new Out64();
+    const r = rbd().rbd_update_watch(this.#live(), out.bytes, callback.pointer, null);
+    if (r < 0) {
+      callback.close();
+      check(r, `rbd_update_watch(${this.label})`);
+    }
+    this.#watch = { handle: out.value, callback };
+  }
+
+  /** Ends the {@link watchUpdates} watch, if any, without blocking the calling thread. */
+  async unwatchUpdates(): Promise<void> {
+    const watch = this.#watch;
+    if (watch === null || this.#handle === null) return;
+    this.#watch = null;
+    try {
+      const r = await this.#track(rbd().rbd_update_unwatch_nonblocking(this.#handle, watch.handle));
+      check(r, `rbd_update_unwatch(${this.label})`);
+    } finally {
+      watch.callback.close();
+    }
+  }
+
   /** Closes the AIO context (waiting for requests in flight), then the image. Idempotent. */
   close(): void {
     if (this.#handle === null) return;
+    if (this.#watch !== null) {
+      throw new Error(`RBD image ${this.label}: unwatchUpdates() before a blocking close`);
+    }
     this.#aio?.close();
     const handle = this.#handle;
     this.#handle = null;
@@ -976,6 +1212,8 @@ export class RbdImage {
    */
   async closeAsync(): Promise<void> {
     if (this.#handle === null) return;
+    await this.unwatchUpdates().catch(() => {});
+    if (this.#handle === null) return; // closed meanwhile
     this.#aio?.close();
     const handle = this.#handle;
     this.#handle = null;
@@ -985,6 +1223,9 @@ export class RbdImage {
     check(await rbd().rbd_close_nonblocking(handle), `rbd_close(${this.label})`);
   }
 }
+
+/** rbd_update_callback_t: void (*)(void *arg). */
+const UPDATE_CALLBACK = { parameters: ["pointer"], result: "void" } as const;
 
 const ENOENT = 2;
 const ERANGE = 34;

@@ -331,7 +331,8 @@ function controlHandler(
     clearStats: async (patterns) => {
       await link.request({ type: "clear-stats", id: 0, patterns });
     },
-    rbdDevices: () => Promise.resolve(rbd.info()),
+    rbdDevices: () =>
+      Promise.resolve(rbd.info((name) => link.devices.find((d) => d.name === name)?.stats)),
     clearConfig: (patterns) => names("config", patterns),
     clearMacMask: (patterns) => names("macmask", patterns),
     clearReserve: (patterns) => names("reserve", patterns),
@@ -447,6 +448,9 @@ class WorkerLink {
         break;
       case "rbd-release":
         this.#rbd.release(m.id);
+        break;
+      case "rbd-blocklisted":
+        this.#rbd.blocklisted(m.device);
         break;
       case "stopped":
         this.#onStopped?.(m.inFlight);

@@ -244,6 +244,8 @@ interface DeviceDefaults {
   cephConf: string;
   cephUser: string;
   cephOptions: Record<string, string>;
+  fence: boolean;
+  fenceAfter: number;
 }
 
 /** Collects issues while turning sections into a Config. */
@@ -484,6 +486,8 @@ class Builder {
       cephConf: get("ceph-conf", DEFAULTS.cephConf),
       cephUser: get("ceph-user", DEFAULTS.cephUser),
       cephOptions: get<Record<string, string>>("ceph-options", {}),
+      fence: get("fence", DEFAULTS.fence),
+      fenceAfter: get("fence-after", DEFAULTS.fenceAfter),
     };
     if (this.#options.checkFilesystem !== false) this.#checkStateDirectory(global.stateDirectory);
 
@@ -595,7 +599,7 @@ class Builder {
     }
     const rbd = path?.startsWith(RBD_PATH_PREFIX) ? this.#rbd(path, v, defaults, at) : null;
     if (rbd === null) {
-      for (const key of ["ceph-conf", "ceph-user", "ceph-options"]) {
+      for (const key of ["ceph-conf", "ceph-user", "ceph-options", "fence", "fence-after"]) {
         if (v.has(key)) {
           this.warn(
             at(key),
@@ -724,6 +728,8 @@ class Builder {
         ...defaults.cephOptions,
         ...(v.get("ceph-options") as Record<string, string> | undefined),
       },
+      fence: (v.get("fence") as boolean | undefined) ?? defaults.fence,
+      fenceAfter: (v.get("fence-after") as number | undefined) ?? defaults.fenceAfter,
     };
   }
 

@@ -126,6 +126,16 @@ const CEPH_OPTIONS: KeySpec = {
   fix: 'write ceph-options = { keyring = "/etc/ceph/ceph.client.ggaoed.keyring" } ' +
     "(librados option names as in 'ceph config help')",
 };
+// Fencing of a host that stopped refreshing its record in a shared image (src/rbd/fence.ts).
+const FENCE: KeySpec = { key: "fence", kind: "boolean" };
+const FENCE_AFTER: KeySpec = {
+  key: "fence-after",
+  kind: "number",
+  valid: (v) => v >= 2 && v <= 600,
+  range: "2-600 seconds",
+  fix: "give the seconds without a record refresh after which another host is fenced, " +
+    "e.g. 2.5 (below the aoe driver's failover, aoe_deadsecs / targets)",
+};
 
 /**
  * Sectors an export may reach (offset + length): 2^44 sectors of 512 bytes are 2^53 bytes, the
@@ -160,6 +170,8 @@ export const DEFAULTS_KEYS: readonly KeySpec[] = [
   CEPH_CONF,
   CEPH_USER,
   CEPH_OPTIONS,
+  FENCE,
+  FENCE_AFTER,
 ];
 
 /** Keys of an interface table. */
@@ -215,6 +227,8 @@ export const DEVICE_KEYS: readonly KeySpec[] = [
   CEPH_CONF,
   CEPH_USER,
   CEPH_OPTIONS,
+  FENCE,
+  FENCE_AFTER,
 ];
 
 /** The spec of `key` in `specs`, if any. */

@@ -29,6 +29,8 @@ export const DEFAULTS = {
   configPath: "/etc/ggaoed/ggaoed.conf",
   cephConf: "/etc/ceph/ceph.conf",
   cephUser: "admin",
+  fence: true,
+  fenceAfter: 2.5,
 } as const;
 
 /** The `path` prefix of a Ceph RBD image: `rbd:POOL/IMAGE` or `rbd:POOL/IMAGE@SNAP`. */
@@ -49,6 +51,13 @@ export interface RbdConfig {
    * defaults (which they may override), `[defaults]` first, then the device's own.
    */
   options: Record<string, string>;
+  /**
+   * `fence`: blocklist the Ceph client of another host serving the image whose record went
+   * unrefreshed for {@link fenceAfter} seconds (src/rbd/images.ts).
+   */
+  fence: boolean;
+  /** `fence-after`: seconds, 2 to 600. */
+  fenceAfter: number;
 }
 
 /** Where the daemon's own files live and how it logs. */

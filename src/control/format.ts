@@ -446,7 +446,8 @@ export function formatRbdDevices(devices: RbdDeviceInfo[]): string {
   return devices.map((d) => {
     const lines = [
       `Device ${d.name}: ${d.image}${d.readOnly ? " (read-only)" : ""}, ${binarySize(d.size)}`,
-      `  cluster   fsid ${d.cluster.fsid}, ${d.cluster.conf}, user ${d.cluster.user}`,
+      `  cluster   fsid ${d.cluster.fsid}, ${d.cluster.conf}, user ${d.cluster.user}, ` +
+      `client ${d.client}`,
       `  features  ${d.features.join(", ") || "none"}${
         d.features.includes("exclusive-lock") && !d.readOnly
           ? "  (exclusive-lock: serve read-write from one host only)"
@@ -458,6 +459,10 @@ export function formatRbdDevices(devices: RbdDeviceInfo[]): string {
         : d.polledAgo === null
         ? ""
         : ` (read ${d.polledAgo.toFixed(1)} s ago)`),
+      `  fencing   ${
+        d.fencing.enabled ? `after ${d.fencing.afterSeconds} s without a refresh` : "off"
+      }; fenced ${d.fencing.fencings} other host(s); was fenced ${d.fencing.fenced} time(s), ` +
+      `${d.fencing.droppedRequests} request(s) dropped`,
       `  hosts     ${d.hosts.length}`,
     ];
     for (const h of [...d.hosts].sort((a, b) => a.id.localeCompare(b.id))) {
@@ -466,7 +471,11 @@ export function formatRbdDevices(devices: RbdDeviceInfo[]): string {
         `    ${h.self ? "*" : " "} ${h.id}  ${h.target}${
           h.readOnly ? " R/O" : ""
         }  pid ${h.pid}  ` +
-          `[${ifs}]  seen ${h.ageSeconds.toFixed(0)} s ago${h.stale ? " (STALE)" : ""}`,
+          `[${ifs}]  seen ${h.ageSeconds.toFixed(1)} s ago${h.stale ? " (STALE)" : ""}` +
+          (h.address ? `  client ${h.address}` : "") +
+          (h.fenced && h.fenced.address === h.address
+            ? `  FENCED by ${h.fenced.host} at ${new Date(h.fenced.at * 1000).toISOString()}`
+            : ""),
       );
     }
     return lines.join("\n") + "\n\n";

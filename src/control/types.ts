@@ -127,7 +127,7 @@ export interface RbdHostInfo extends HostRecord {
   id: string;
   /** How long ago it last refreshed its record ({@link HostRecord.seen}), in seconds. */
   ageSeconds: number;
-  /** Not refreshed for 30 s: that daemon stopped (or cannot reach the cluster). */
+  /** Not refreshed for 2 s: that daemon stopped, or is paused or cut off from the cluster. */
   stale: boolean;
   /** The daemon answering. */
   self: boolean;
@@ -147,6 +147,19 @@ export interface RbdDeviceInfo {
   /** The prefix of its metadata keys (`ggaoed.`, or `ggaoed@SNAP.` for a snapshot). */
   prefix: string;
   hosts: RbdHostInfo[];
+  /** This daemon's librados client address (what another host would blocklist). */
+  client: string;
+  /**
+   * Fencing of silent hosts (`fence`, `fence-after`), and the device's counters: other hosts
+   * fenced by this daemon, times this daemon was fenced, requests dropped because it was.
+   */
+  fencing: {
+    enabled: boolean;
+    afterSeconds: number;
+    fencings: number;
+    fenced: number;
+    droppedRequests: number;
+  };
   /** Seconds since its metadata was last read (null: not yet), and that read's error. */
   polledAgo: number | null;
   pollError: string | null;

@@ -71,6 +71,8 @@ import type {
   DeviceCounters,
   PersistAck,
   PersistRequest,
+  RbdBlocklisted,
+  RbdFence,
   RbdOpen,
   RbdOpened,
   RbdRelease,
@@ -127,7 +129,7 @@ export interface DataPlaneOptions {
    * the answers come through {@link DataPlane.rbdOpened}. Without it RBD devices cannot be
    * opened.
    */
-  rbd?: (m: RbdOpen | RbdRelease) => void;
+  rbd?: (m: RbdOpen | RbdRelease | RbdBlocklisted) => void;
 }
 
 /** An RBD device whose image the main thread is opening. */
@@ -143,7 +145,7 @@ export class DataPlane {
   #config: Config;
   readonly #log: LogFn;
   readonly #persist: ((m: PersistRequest) => void) | null;
-  readonly #rbd: ((m: RbdOpen | RbdRelease) => void) | null;
+  readonly #rbd: ((m: RbdOpen | RbdRelease | RbdBlocklisted) => void) | null;
   /** RBD opens asked of the main thread, by request number. */
   readonly #opening = new Map<number, PendingOpen>();
   #nextOpen = 1;
@@ -475,6 +477,7 @@ export class DataPlane {
       return;
     }
     const { config: d, previous } = pending;
+    if (previous) previous.reopening = false;
     const problems: string[] = [];
     let dev: Device | string;
     if (m.ok) {
@@ -506,7 +509,12 @@ export class DataPlane {
       );
       if (live) this.#retireOnClash(previous, problems);
     } else if (previous && !previous.retiring) {
-      this.#log("info", `disk/${d.name}: reopened with the new settings`);
+      this.#log(
+        "info",
+        previous.fenced
+          ? `disk/${d.name}: serving again, through a new Ceph client`
+          : `disk/${d.name}: reopened with the new settings`,
+      );
       this.#retire(previous);
     }
     for (const p of problems) this.#log("error", p);
@@ -527,6 +535,35 @@ export class DataPlane {
       }
     } catch (e) {
       this.#log("error", `disk/${dev.name}: cannot take the new size: ${(e as Error).message}`);
+    }
+  }
+
+  /**
+   * The main thread's word about fencing on an RBD device (see RbdFence): a fencing it did is
+   * counted; when this host's client was fenced, the device drops its queued requests (they
+   * were received before or while it was fenced: never started, never answered) and its
+   * image is reopened through a new client (the old device serves nothing meanwhile: its I/O
+   * fails at once; it retires when the new one is there).
+   */
+  rbdFence(m: RbdFence): void {
+    const dev = this.devices.find((d) => d.name === m.device && d.rbd !== null);
+    if (!dev) return;
+    if (m.event === "fencing") {
+      dev.stats[DS.rbd_fencings]++;
+      return;
+    }
+    if (dev.reopening) return;
+    if (!m.retry) dev.stats[DS.rbd_fenced]++;
+    dev.fenced = true;
+    dev.reopening = true;
+    for (const r of dev.takeQueued()) {
+      dev.stats[DS.rbd_fenced_drops]++;
+      this.#finish(r);
+    }
+    const problem = this.#openDevice(dev.config, dev, false);
+    if (typeof problem === "string") {
+      dev.reopening = false;
+      this.#log("error", `disk/${dev.name}: cannot reopen after being fenced: ${problem}`);
     }
   }
 
@@ -752,6 +789,16 @@ export class DataPlane {
 
   /** A request finished on its device (reply built): send it. */
   readonly #completed = (r: Request): void => {
+    if (r.drop === Drop.FENCED) {
+      // This host's Ceph client was fenced: never answered; the main thread reconnects.
+      this.#finish(r);
+      const dev = r.dev;
+      if (!dev.fenced) {
+        dev.fenced = true;
+        this.#rbd?.({ type: "rbd-blocklisted", device: dev.name });
+      }
+      return;
+    }
     this.#reply(r);
   };
 

@@ -31,6 +31,7 @@
 import {
   AioContext,
   closeFd,
+  EBLOCKLISTED,
   EventFd,
   fdatasync,
   FileMap,
@@ -46,7 +47,7 @@ import {
 } from "../../ffi/mod.ts";
 import { type DeviceConfig, exportedSectors } from "../config/types.ts";
 import { completeRequest } from "../protocol/engine.ts";
-import { Action, ATA_DATA_OFFSET, type Target } from "../protocol/types.ts";
+import { Action, ATA_DATA_OFFSET, Drop, type Target } from "../protocol/types.ts";
 import type { DeviceState } from "../state/device_state.ts";
 import { DS } from "../stats.ts";
 import { type Request, RequestPool } from "./pool.ts";
@@ -130,6 +131,10 @@ export class Device implements Target {
   droppedLogged = 0;
   /** When the data plane last logged them (monotonic seconds). */
   droppedLoggedAt = -Infinity;
+  /** RBD: its Ceph client was fenced (blocklisted) by another host; a new one is coming. */
+  fenced = false;
+  /** RBD: the main thread is reopening its image (after a fencing) through a new client. */
+  reopening = false;
 
   readonly #aio: IoEngine;
   readonly #sink: CompletionSink;
@@ -674,7 +679,10 @@ export class Device implements Target {
   #finishSlot(slotIndex: number, result: number): void {
     const slot = this.#slots[slotIndex];
     const requests = slot.requests;
-    if (requests.length > 1 && slot.kind !== Action.FLUSH && result !== this.#slotBytes(slot)) {
+    if (
+      requests.length > 1 && slot.kind !== Action.FLUSH && result !== this.#slotBytes(slot) &&
+      !this.#fencedResult(result)
+    ) {
       // A merged transfer failed or came back short: which of its requests are at fault is
       // unknown (one bad sector fails the whole preadv). Each goes again on its own, so that
       // only the requests that really fail get an error: at once on the synchronous path (into
@@ -707,11 +715,25 @@ export class Device implements Target {
     this.#freeSlots.push(slotIndex);
   }
 
-  /** Finishes one request of a transfer of `kind` that moved `got` bytes (or -errno). */
+  /**
+   * Finishes one request of a transfer of `kind` that moved `got` bytes (or -errno). One that
+   * failed because this host's Ceph client was fenced goes to the sink marked Drop.FENCED: it
+   * is never answered (the initiator gave up on it or asks again) and never redone.
+   */
   #complete(r: Request, kind: number, got: number): void {
     if (kind === Action.WRITE) this.#writeDone(r.epoch);
-    completeRequest(r, kind === Action.FLUSH ? (got < 0 ? got : 0) : got, this.stats);
+    if (this.#fencedResult(got)) {
+      r.drop = Drop.FENCED;
+      this.stats[DS.rbd_fenced_drops]++;
+    } else {
+      completeRequest(r, kind === Action.FLUSH ? (got < 0 ? got : 0) : got, this.stats);
+    }
     this.#sink(r);
+  }
+
+  /** Whether `result` says the OSDs refused this host's Ceph client (blocklisted by another). */
+  #fencedResult(result: number): boolean {
+    return result === -EBLOCKLISTED && this.rbd !== null;
   }
 
   /** The synchronous path: each request of slot `slotIndex` transferred on its own, now. */

@@ -25,6 +25,7 @@ export type ToWorker =
   | RbdOpened
   | RbdStateChanged
   | RbdSizeChanged
+  | RbdFence
   | { type: "stop"; id: number; graceMs: number };
 
 /**
@@ -71,6 +72,29 @@ export interface RbdSizeChanged {
   type: "rbd-size";
   device: string;
   bytes: number;
+}
+
+/**
+ * Main thread to worker, about RBD device `device`:
+ * - `fencing`: this daemon fenced another host of its image (counted in `rbd_fencings`);
+ * - `fenced`: this daemon's Ceph client was fenced by another host: drop what is queued, count
+ *   it (`rbd_fenced`) and reopen the image (the main thread opens it through a new client);
+ *   again with `retry` while the reopen fails (not counted again).
+ */
+export interface RbdFence {
+  type: "rbd-fence";
+  device: string;
+  event: "fencing" | "fenced";
+  retry?: boolean;
+}
+
+/**
+ * Worker to main thread: I/O on RBD device `device` failed with EBLOCKLISTED (this host's Ceph
+ * client was fenced by another host). Answered with an `rbd-fence` `fenced`.
+ */
+export interface RbdBlocklisted {
+  type: "rbd-blocklisted";
+  device: string;
 }
 
 /**
@@ -126,6 +150,7 @@ export type FromWorker =
   | PersistRequest
   | RbdOpen
   | RbdRelease
+  | RbdBlocklisted
   | { type: "stopped"; inFlight: number };
 
 /** Device state as the control interface shows it, and as the main thread loads it. */

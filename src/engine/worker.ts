@@ -79,6 +79,9 @@ function handle(plane: DataPlane, m: ToWorker): boolean {
     case "rbd-size":
       plane.rbdSizeChanged(m);
       return true;
+    case "rbd-fence":
+      plane.rbdFence(m);
+      return true;
     case "persisted":
       plane.persisted(m);
       return true;
@@ -181,8 +184,9 @@ async function main(): Promise<void> {
     for (const m of await take(wake.drain())) {
       if (m.type === "persisted") plane.persisted(m);
       else if (m.type === "rbd-opened") plane.rbdOpened(m); // not wanted now: given back
-      else if (m.type === "rbd-state" || m.type === "rbd-size") continue;
-      else if ("id" in m) post({ type: "reply", id: m.id, ok: false, message: "stopping" });
+      else if (m.type === "rbd-state" || m.type === "rbd-size" || m.type === "rbd-fence") {
+        continue;
+      } else if ("id" in m) post({ type: "reply", id: m.id, ok: false, message: "stopping" });
     }
   }
   const left = plane.inFlight;

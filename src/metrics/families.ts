@@ -123,6 +123,18 @@ export const DEVICE_FAMILIES: { readonly [K in DeviceStatName]: Family } = {
     "ggaoed_device_stall_requests_dropped",
     "Requests received before the loop or the device's I/O stalled longer than max-stall: dropped, never started.",
   ),
+  rbd_fencings: counter(
+    "ggaoed_device_rbd_fencings",
+    "Other hosts of the RBD image whose Ceph client this daemon blocklisted (fenced).",
+  ),
+  rbd_fenced: counter(
+    "ggaoed_device_rbd_fenced",
+    "Times this daemon found its own Ceph client blocklisted by another host and reconnected.",
+  ),
+  rbd_fenced_drops: counter(
+    "ggaoed_device_rbd_fenced_drops",
+    "Requests dropped unanswered because this daemon's Ceph client was blocklisted.",
+  ),
 };
 
 /** Per-device service time histogram, label `op` = read, write or other. */

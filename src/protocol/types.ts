@@ -77,6 +77,9 @@ export const Drop = {
   /** Query Config test / test-prefix that did not match: no reply by design (already counted
    * in `other_cnt`). */
   CONFIG_MISMATCH: 3,
+  /** Failed because this host's Ceph client was fenced (blocklisted): never answered, never
+   * redone (count in the device's `rbd_fenced_drops`). */
+  FENCED: 4,
 } as const;
 export type Drop = typeof Drop[keyof typeof Drop];
 

@@ -21,19 +21,28 @@
  *   image is listed (one round trip: the keys share a prefix) and what differs from what this
  *   daemon last wrote or read is pushed to the worker (`rbd-state`), which takes it unless it
  *   changed that part itself since. The image's size is re-read at the same time (`rbd-size`):
- *   an `rbd resize` is seen within the interval. Metadata calls on one image run one at a time,
- *   so a listing always reflects the writes that finished before it.
+ *   an `rbd resize` is seen within the interval. A watch on the image's header
+ *   (`rbd_update_watch`) makes every host re-read at once when another one changed the
+ *   metadata: polling is the fallback. Metadata writes on one image run one at a time; reads do
+ *   not wait for them (a write may wait seconds for a stopped host that does not answer
+ *   librbd's notification), and a listing that overlapped a state write of ours is not taken.
+ * - Fencing: each daemon rewrites its record every {@link HOST_REFRESH_MS} (without a
+ *   notification); one whose record another daemon sees unchanged for `fence-after` is fenced
+ *   by that daemon (its client blocklisted), and a fenced daemon reconnects as a new client
+ *   (docs/configuration.md, "Fencing hosts that go silent").
  *
  * @module
  */
 
 import {
+  EBLOCKLISTED,
   interfaceInfo,
   RadosCluster,
   type RadosOptions,
   RBD_FEATURE_EXCLUSIVE_LOCK,
   RBD_FEATURE_NAMES,
   type RbdImage,
+  SysError,
 } from "../../ffi/mod.ts";
 import { matchesAny } from "../config/glob.ts";
 import type { DeviceConfig, RbdConfig } from "../config/types.ts";
@@ -42,6 +51,7 @@ import type { RbdOpen, ToWorker } from "../engine/messages.ts";
 import { formatMac } from "../mac.ts";
 import { StateKind } from "../state/device_state.ts";
 import type { StateSink, StateWriter } from "../state/writer.ts";
+import { DS } from "../stats.ts";
 import { VERSION } from "../version.ts";
 import {
   decodeConfigValue,
@@ -55,12 +65,23 @@ import {
   stateKey,
 } from "./state.ts";
 
-/** How often the metadata (state, host records) and the size of served images are re-read. */
+/**
+ * How often the metadata (state, host records) and the size of served images are re-read
+ * without a notification (the fallback: a change is normally seen at once, through the watch
+ * on the image's header).
+ */
 export const POLL_MS = 250;
-/** How often this daemon's host record is rewritten. */
-export const HOST_REFRESH_MS = 10_000;
+/**
+ * How often this daemon's host record is rewritten: several times within the shortest
+ * `fence-after` (2 s), so that a host that is alive is never taken for a silent one.
+ */
+export const HOST_REFRESH_MS = 500;
 /** A host record older than this is shown as stale (its daemon stopped refreshing it). */
-export const HOST_STALE_MS = 3 * HOST_REFRESH_MS;
+export const HOST_STALE_MS = 4 * HOST_REFRESH_MS;
+/** How long after a failed reconnection of a fenced device it is tried again. */
+const REOPEN_RETRY_MS = 2_000;
+/** How long after a failed fencing it is tried again. */
+const FENCE_RETRY_MS = 1_000;
 /** How long {@link RbdImages.close} waits for the cluster at shutdown. */
 const CLOSE_BOUND_MS = 5_000;
 
@@ -91,6 +112,8 @@ interface Connection {
   key: string;
   cluster: Promise<RadosCluster>;
   users: number;
+  /** Blocklisted by another host: nothing more is opened through it (a new one replaces it). */
+  fenced: boolean;
 }
 
 /** An image's head, open read-write for its metadata; calls on it run one at a time. */
@@ -110,6 +133,8 @@ interface Served {
   meta: MetaHandle;
   prefix: string;
   fsid: string;
+  /** This daemon's librados client address, recorded for the others to fence it by. */
+  address: string;
   features: string[];
   size: number;
   /** Loans of this device in the worker (two while a reload replaces it). */
@@ -118,11 +143,24 @@ interface Served {
   lastKnown: (string | null)[];
   hosts: Map<string, HostRecord>;
   hostWrittenAt: number;
+  /** This daemon's record being written, if it is. */
+  hostWriting: Promise<void> | null;
+  /** State writes of ours that ended (a listing that overlapped one is not taken). */
+  stateWrites: number;
   /** The record last written, `seen` left out: a change (interfaces) is written at once. */
   hostWritten: string;
   polling: boolean;
+  /** A notification came while polling: poll again at once. */
+  again: boolean;
   polledAt: number | null;
   pollError: string | null;
+  /**
+   * Other hosts' records as last read, and since when (performance.now() at the end of the
+   * first read that showed that content) they have not changed.
+   */
+  observed: Map<string, { content: string; since: number }>;
+  /** Its client was fenced: it is being reopened through a new one (no polling). */
+  fenced: boolean;
 }
 
 /** An image lent to the worker. */
@@ -139,6 +177,12 @@ export class RbdImages {
   readonly #metas = new Map<string, MetaHandle>();
   readonly #served = new Map<string, Served>();
   readonly #loans = new Map<number, Loan>();
+  /** Client addresses fenced by this daemon, or being fenced. */
+  readonly #fencing = new Set<string>();
+  /** When fencing an address last failed. */
+  readonly #fenceFailed = new Map<string, number>();
+  /** Devices whose client was fenced and whose reopen has not succeeded yet. */
+  readonly #fencedDevices = new Set<string>();
   /** Opens, releases and closes under way (close waits for them). */
   readonly #work = new Set<Promise<unknown>>();
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -176,11 +220,12 @@ export class RbdImages {
         pool: r.pool,
         image: r.image,
         snapshot: r.snapshot ?? undefined,
+        readOnly: d.readOnly,
       });
       const size = await image.sizeAsync();
       const bits = image.features();
       const prefix = metadataPrefix(r.snapshot);
-      const metadata = await this.#queue(meta, () => head.metadataListAsync(prefix));
+      const metadata = await head.metadataListAsync(prefix);
       const { state, problems } = stateFromMetadata(d.name, metadata, prefix);
       for (const p of problems) {
         log(
@@ -190,7 +235,7 @@ export class RbdImages {
         );
       }
       if (this.#closed) throw new Error("the daemon is stopping");
-      const served = this.#serve(d, meta, prefix, cluster.fsid(), size, bits);
+      const served = this.#serve(d, meta, prefix, cluster, size, bits);
       for (const kind of [StateKind.CONFIG, StateKind.MAC_MASK, StateKind.RESERVE]) {
         served.lastKnown[kind] = metadata.get(stateKey(prefix, kind)) ?? "";
       }
@@ -198,6 +243,7 @@ export class RbdImages {
       served.loans.add(request.id);
       this.#loans.set(request.id, { id: request.id, served, connection, image });
       this.#options.writer.setSink(d.name, this.#sink(d.name));
+      const wasFenced = this.#fencedDevices.delete(d.name);
       this.#options.post({
         type: "rbd-opened",
         id: request.id,
@@ -206,10 +252,11 @@ export class RbdImages {
         state,
       });
       log(
-        "info",
-        `disk/${d.name}: ${label} (cluster ${served.fsid}, ${cluster.name}): features ${
-          served.features.join(", ") || "none"
-        }; AoE state in its metadata (${prefix}*)`,
+        wasFenced ? "warning" : "info",
+        `disk/${d.name}: ${label} (cluster ${served.fsid}, ${cluster.name}, client ${served.address}): ` +
+          `${wasFenced ? "reconnected after being fenced; " : ""}features ${
+            served.features.join(", ") || "none"
+          }; AoE state in its metadata (${prefix}*)`,
       );
       if (!d.readOnly && (bits & RBD_FEATURE_EXCLUSIVE_LOCK) !== 0) {
         log(
@@ -222,9 +269,8 @@ export class RbdImages {
             "(after object-map, fast-diff and journaling, which need it)",
         );
       }
-      await this.#writeHost(served).catch((e) =>
-        log("warning", `disk/${d.name}: cannot record this host in ${label}: ${message(e)}`)
-      );
+      this.#refreshHost(served);
+      await served.hostWriting;
       this.#startPolling();
     } catch (e) {
       if (image) await image.closeAsync().catch(() => {});
@@ -236,6 +282,15 @@ export class RbdImages {
         ok: false,
         message: `${label}: ${message(e)}`,
       });
+      if (this.#fencedDevices.has(d.name) && !this.#closed) {
+        // Fenced and not reconnected yet (the cluster may be out of reach): try again.
+        const timer = setTimeout(() => {
+          if (!this.#closed && this.#fencedDevices.has(d.name)) {
+            this.#options.post({ type: "rbd-fence", device: d.name, event: "fenced", retry: true });
+          }
+        }, REOPEN_RETRY_MS);
+        Deno.unrefTimer(timer);
+      }
     }
   }
 
@@ -258,8 +313,9 @@ export class RbdImages {
     }
     if (served.loans.size === 0) {
       if (this.#served.get(served.name) === served) this.#served.delete(served.name);
-      // No longer served by this daemon: its host record goes.
+      // No longer served by this daemon: its host record goes (after a refresh under way).
       try {
+        await served.hostWriting;
         const head = await served.meta.image;
         const key = hostKey(served.prefix, this.#options.hostId);
         await this.#queue(served.meta, () => head.metadataRemoveAsync(key));
@@ -284,8 +340,8 @@ export class RbdImages {
     await Promise.all([...this.#served.values()].map((s) => this.#poll(s)));
   }
 
-  /** What `ggaoectl show-rbd` shows. */
-  info(): RbdDeviceInfo[] {
+  /** What `ggaoectl show-rbd` shows; `counters` gives a device's counters (src/stats.ts). */
+  info(counters: (device: string) => Float64Array | undefined = () => undefined): RbdDeviceInfo[] {
     const now = Date.now();
     return [...this.#served.values()].map((s) => ({
       name: s.name,
@@ -305,6 +361,14 @@ export class RbdImages {
           stale: age * 1000 > HOST_STALE_MS,
         };
       }),
+      client: s.address,
+      fencing: {
+        enabled: s.rbd.fence && s.rbd.snapshot === null,
+        afterSeconds: s.rbd.fenceAfter,
+        fencings: counters(s.name)?.[DS.rbd_fencings] ?? 0,
+        fenced: counters(s.name)?.[DS.rbd_fenced] ?? 0,
+        droppedRequests: counters(s.name)?.[DS.rbd_fenced_drops] ?? 0,
+      },
       polledAgo: s.polledAt === null ? null : Math.round((now - s.polledAt) / 100) / 10,
       pollError: s.pollError,
     }));
@@ -336,7 +400,12 @@ export class RbdImages {
     const key = JSON.stringify([r.conf, r.user, Object.entries(r.options).sort()]);
     let c = this.#connections.get(key);
     if (!c) {
-      const connection: Connection = { key, cluster: RadosCluster.connect(options), users: 0 };
+      const connection: Connection = {
+        key,
+        cluster: RadosCluster.connect(options),
+        users: 0,
+        fenced: false,
+      };
       // A failed connection is forgotten, so that the next open tries again.
       connection.cluster.catch(() => {
         if (this.#connections.get(key) === connection) this.#connections.delete(key);
@@ -365,7 +434,19 @@ export class RbdImages {
         users: 0,
         queue: Promise.resolve(),
       };
-      meta.image.catch(() => {
+      meta.image.then((head) => {
+        // Other hosts' changes (state, records, size) are seen at once; polling stays the
+        // fallback, for a lost watch or notification.
+        try {
+          head.watchUpdates(() => this.#notified(meta));
+        } catch (e) {
+          this.#options.log(
+            "warning",
+            `rbd:${r.pool}/${r.image}: cannot watch the image for changes (${message(e)}); ` +
+              `other hosts' changes are seen within ${this.#options.pollMs ?? POLL_MS} ms`,
+          );
+        }
+      }, () => {
         if (this.#metas.get(key) === meta) this.#metas.delete(key);
       });
       this.#metas.set(key, meta);
@@ -394,7 +475,7 @@ export class RbdImages {
     d: DeviceConfig,
     meta: MetaHandle,
     prefix: string,
-    fsid: string,
+    cluster: RadosCluster,
     size: number,
     bits: number,
   ): Served {
@@ -410,17 +491,23 @@ export class RbdImages {
       rbd: d.rbd!,
       meta,
       prefix,
-      fsid,
+      fsid: cluster.fsid(),
+      address: cluster.addresses(),
       features: Object.entries(RBD_FEATURE_NAMES).filter(([, bit]) => bits & bit).map(([n]) => n),
       size,
       loans: new Set(),
       lastKnown: [null, null, null],
       hosts: new Map(),
       hostWrittenAt: 0,
+      hostWriting: null,
+      stateWrites: 0,
       hostWritten: "",
       polling: false,
+      again: false,
       polledAt: null,
       pollError: null,
+      observed: new Map(),
+      fenced: false,
     };
     this.#served.set(d.name, served);
     return served;
@@ -442,8 +529,12 @@ export class RbdImages {
         if (!s) throw new Error("the image is not open");
         const value = encodeStateValue(kind, bytes);
         const head = await s.meta.image;
-        await this.#queue(s.meta, () => head.metadataSetAsync(stateKey(s.prefix, kind), value));
-        s.lastKnown[kind] = value;
+        try {
+          await this.#queue(s.meta, () => head.metadataSetAsync(stateKey(s.prefix, kind), value));
+          s.lastKnown[kind] = value;
+        } finally {
+          s.stateWrites++;
+        }
       },
     };
   }
@@ -455,16 +546,35 @@ export class RbdImages {
     }, this.#options.pollMs ?? POLL_MS);
   }
 
+  /** The image's header changed (another host, or this one): re-read what it serves from it. */
+  #notified(meta: MetaHandle): void {
+    for (const s of this.#served.values()) {
+      if (s.meta !== meta) continue;
+      if (s.polling) s.again = true;
+      else this.#poll(s);
+    }
+  }
+
   async #poll(s: Served): Promise<void> {
-    if (s.polling || s.loans.size === 0) return;
+    if (s.polling || s.loans.size === 0 || s.fenced) return;
     s.polling = true;
+    s.again = false;
     try {
       const head = await s.meta.image;
-      const metadata = await this.#queue(s.meta, () => head.metadataListAsync(s.prefix));
-      this.#takeState(s, metadata);
+      // Reads do not wait in the image's queue: a write there may wait seconds for a host that
+      // does not answer librbd's notification (a stopped one), and fencing that host must not.
+      const readStart = performance.now();
+      const writes = s.stateWrites;
+      const metadata = await head.metadataListAsync(s.prefix);
+      const readEnd = performance.now();
+      // A state write of ours that ended meanwhile may be missing from the listing: the next
+      // poll takes the state.
+      if (writes === s.stateWrites) this.#takeState(s, metadata);
+      else s.again = true;
       s.hosts = hostsFromMetadata(metadata, s.prefix);
+      this.#checkPeers(s, readStart, readEnd);
       if (s.rbd.snapshot === null) {
-        const size = await this.#queue(s.meta, () => head.sizeAsync());
+        const size = await head.sizeAsync();
         if (size !== s.size) {
           // librbd's I/O path does not refresh the header after a resize (I/O past the old end
           // fails with EINVAL) until an API call does: ask the lent images, then the worker.
@@ -475,19 +585,17 @@ export class RbdImages {
           this.#options.post({ type: "rbd-size", device: s.name, bytes: size });
         }
       }
-      const record = this.#hostRecord(s);
-      if (
-        Date.now() - s.hostWrittenAt >= HOST_REFRESH_MS ||
-        JSON.stringify({ ...record, seen: 0 }) !== s.hostWritten
-      ) {
-        await this.#writeHost(s, record);
-      }
+      this.#refreshHost(s);
       if (s.pollError !== null) {
         this.#options.log("info", `disk/${s.name}: ${rbdLabel(s.rbd)}: metadata readable again`);
       }
       s.pollError = null;
       s.polledAt = Date.now();
     } catch (e) {
+      if (e instanceof SysError && e.errno === EBLOCKLISTED) {
+        this.#clientFenced(s.meta.connection, `reading the metadata of ${rbdLabel(s.rbd)}`);
+        return;
+      }
       if (s.pollError === null) {
         this.#options.log(
           "warning",
@@ -499,6 +607,135 @@ export class RbdImages {
       s.pollError = message(e);
     } finally {
       s.polling = false;
+      if (s.again && !this.#closed) this.#poll(s);
+    }
+  }
+
+  // ---- fencing ----
+
+  /**
+   * Fences the other hosts of `s`'s image whose records have not changed for `fence-after`:
+   * judged by this daemon's own monotonic clock, from the end of the first read that showed a
+   * record's content to the start of the latest read that still shows it (clocks of other
+   * hosts are never compared). A host that is alive rewrites its record every
+   * {@link HOST_REFRESH_MS}; after a pause of this daemon, its first read shows the others'
+   * newer records, so its own pause never makes it fence anyone.
+   */
+  #checkPeers(s: Served, readStart: number, readEnd: number): void {
+    const self = this.#options.hostId;
+    for (const id of s.observed.keys()) if (!s.hosts.has(id)) s.observed.delete(id);
+    for (const [id, record] of s.hosts) {
+      if (id === self) continue;
+      const content = JSON.stringify(record);
+      const seen = s.observed.get(id);
+      if (!seen || seen.content !== content) {
+        s.observed.set(id, { content, since: readEnd });
+        continue;
+      }
+      const address = record.address;
+      if (!s.rbd.fence || s.rbd.snapshot !== null || !address) continue;
+      if (record.fenced?.address === address) continue; // fenced already
+      const silentMs = readStart - seen.since;
+      if (silentMs >= s.rbd.fenceAfter * 1000) {
+        this.#background(this.#fence(s, id, record, silentMs));
+      }
+    }
+  }
+
+  /** Blocklists the client of host `id` (silent for `silentMs`), then marks its record. */
+  async #fence(s: Served, id: string, record: HostRecord, silentMs: number): Promise<void> {
+    const address = record.address!;
+    if (this.#fencing.has(address)) return; // under way, or done (through another device)
+    const failedAt = this.#fenceFailed.get(address);
+    if (failedAt !== undefined && performance.now() - failedAt < FENCE_RETRY_MS) return;
+    this.#fencing.add(address);
+    const log = this.#options.log;
+    const label = rbdLabel(s.rbd);
+    const who = `host ${record.host} (pid ${record.pid}, id ${id}, client ${address})`;
+    log(
+      "warning",
+      `disk/${s.name}: ${label}: ${who} has not refreshed its record for ${
+        (silentMs / 1000).toFixed(1)
+      } s (fence-after ${s.rbd.fenceAfter} s): fencing it (blocklisting its Ceph client)`,
+    );
+    const started = performance.now();
+    try {
+      const cluster = await s.meta.connection.cluster;
+      await cluster.blocklistAsync(address);
+      const ms = Math.round(performance.now() - started);
+      this.#options.post({ type: "rbd-fence", device: s.name, event: "fencing" });
+      log(
+        "warning",
+        `disk/${s.name}: ${label}: fenced ${who} in ${ms} ms: the OSDs refuse its requests from ` +
+          "now on, so none it still holds can land over newer data; it reconnects as a new " +
+          "client when it runs again",
+      );
+    } catch (e) {
+      this.#fencing.delete(address);
+      this.#fenceFailed.set(address, performance.now());
+      log(
+        "error",
+        `disk/${s.name}: ${label}: cannot fence ${who}: ${message(e)}; its late writes could ` +
+          `land over newer data: trying again (give ${s.rbd.user} 'profile rbd' caps on the ` +
+          "monitors if it is refused)",
+      );
+      return;
+    }
+    try {
+      await this.#markFenced(s, id, address);
+    } catch (e) {
+      log("warning", `disk/${s.name}: ${label}: cannot mark ${who} as fenced: ${message(e)}`);
+    }
+  }
+
+  /** Writes into host `id`'s record who fenced which of its clients, and when. */
+  async #markFenced(s: Served, id: string, address: string): Promise<void> {
+    const head = await s.meta.image;
+    const key = hostKey(s.prefix, id);
+    await this.#queue(s.meta, async () => {
+      const value = await head.metadataGetAsync(key);
+      if (value === undefined) return;
+      const record = JSON.parse(value) as HostRecord;
+      if (record.address !== address) return; // it came back as a new client meanwhile
+      record.fenced = {
+        by: this.#options.hostId,
+        host: this.#options.hostName,
+        at: Math.round(Date.now()) / 1000,
+        address,
+      };
+      await head.metadataSetAsync(key, JSON.stringify(record));
+    });
+  }
+
+  /** The worker's I/O on `device` failed with EBLOCKLISTED: this host's client was fenced. */
+  blocklisted(device: string): void {
+    const s = this.#served.get(device);
+    if (s) this.#clientFenced(s.meta.connection, `I/O on disk/${device}`);
+  }
+
+  /**
+   * Another host fenced connection `c` (the OSDs answer EBLOCKLISTED): nothing more is opened
+   * through it, and every device served through it is reopened through a new connection (a new
+   * client, with a new address), the worker dropping what it had queued meanwhile.
+   */
+  #clientFenced(c: Connection, how: string): void {
+    if (c.fenced) return;
+    c.fenced = true;
+    if (this.#connections.get(c.key) === c) this.#connections.delete(c.key);
+    for (const [key, m] of this.#metas) if (m.connection === c) this.#metas.delete(key);
+    const served = [...this.#served.values()].filter((s) => s.meta.connection === c);
+    for (const s of served) s.fenced = true;
+    const names = served.map((s) => `disk/${s.name}`).join(", ") || "no device";
+    this.#options.log(
+      "error",
+      `${names}: this host's Ceph client ${served[0]?.address ?? ""} was fenced by another ` +
+        `host (the OSDs refused it, ${how}): its record went unrefreshed for longer than ` +
+        "fence-after (this process was stopped or frozen, or cut off from the cluster). The " +
+        "requests it had queued are dropped, never replayed; reconnecting as a new client",
+    );
+    for (const s of served) {
+      this.#fencedDevices.add(s.name);
+      this.#options.post({ type: "rbd-fence", device: s.name, event: "fenced" });
     }
   }
 
@@ -548,19 +785,53 @@ export class RbdImages {
       device: d.name,
       target: `e${d.shelf}.${d.slot}`,
       interfaces,
-      seen: Math.floor(Date.now() / 1000),
+      seen: Math.round(Date.now()) / 1000,
       readOnly: d.readOnly,
       version: VERSION,
+      address: s.address,
     };
     return record;
   }
 
+  /**
+   * Rewrites this daemon's record for `s` when {@link HOST_REFRESH_MS} passed or it changed,
+   * in the background (the poll goes on); one write at a time.
+   */
+  #refreshHost(s: Served): void {
+    if (s.hostWriting !== null || this.#closed || this.#served.get(s.name) !== s) return;
+    const record = this.#hostRecord(s);
+    if (
+      Date.now() - s.hostWrittenAt < HOST_REFRESH_MS &&
+      JSON.stringify({ ...record, seen: 0 }) === s.hostWritten
+    ) return;
+    const writing = this.#writeHost(s, record).catch((e) => {
+      if (e instanceof SysError && e.errno === EBLOCKLISTED) {
+        this.#clientFenced(s.meta.connection, `writing this host's record in ${rbdLabel(s.rbd)}`);
+      } else if (s.pollError === null) {
+        this.#options.log(
+          "warning",
+          `disk/${s.name}: cannot refresh this host's record in ${rbdLabel(s.rbd)}: ${
+            message(e)
+          }; other hosts may fence this one if it lasts (fence-after)`,
+        );
+      }
+    }).finally(() => s.hostWriting = null);
+    s.hostWriting = writing;
+    this.#background(writing);
+  }
+
+  /**
+   * Writes this daemon's record for `s`, without notifying the image's watchers (see
+   * RbdImage.metadataSetQuietAsync: a notification would wait for a stopped host), outside the
+   * image's queue (a state write there may wait for one): the record keeps being refreshed
+   * while another host is stopped, so that a third one never takes this one for silent.
+   */
   async #writeHost(s: Served, record = this.#hostRecord(s)): Promise<void> {
     const head = await s.meta.image;
     const key = hostKey(s.prefix, this.#options.hostId);
     s.hostWrittenAt = Date.now();
     s.hostWritten = JSON.stringify({ ...record, seen: 0 });
-    await this.#queue(s.meta, () => head.metadataSetAsync(key, JSON.stringify(record)));
+    await head.metadataSetQuietAsync(key, JSON.stringify(record));
     s.hosts.set(this.#options.hostId, record);
   }
 }

@@ -51,12 +51,19 @@ export interface HostRecord {
   target: string;
   /** Interfaces it serves on, with their MACs. */
   interfaces: { name: string; mac: string }[];
-  /** When the record was written, Unix seconds. */
+  /** When the record was written, Unix seconds (to the millisecond). */
   seen: number;
   /** Whether it serves the device read-only. */
   readOnly: boolean;
   /** ggaoed's version. */
   version: string;
+  /**
+   * The daemon's librados client address (`IP:PORT/NONCE`), by which another host fences it
+   * (`ceph osd blocklist add`) when the record goes unrefreshed for `fence-after`.
+   */
+  address?: string;
+  /** Written by the host that fenced this one: which host, when (Unix seconds), which client. */
+  fenced?: { by: string; host: string; at: number; address: string };
 }
 
 const PERCENT = 0x25;

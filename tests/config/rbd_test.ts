@@ -59,6 +59,8 @@ slot = 2
       conf: DEFAULTS.cephConf,
       user: DEFAULTS.cephUser,
       options: {},
+      fence: true,
+      fenceAfter: 2.5,
     });
     assert.equal(head.path, "rbd:rbd/vm-disk-1");
     assert.equal(head.readOnly, false);
@@ -115,6 +117,8 @@ ceph-options = "client_mount_timeout=2, debug_rbd=0/5"
         rados_osd_op_timeout: "3",
         rbd_cache: "false",
       },
+      fence: true,
+      fenceAfter: 2.5,
     });
     assert.equal(b.user, "client.other");
     assert.deepEqual(b.options, {
@@ -215,5 +219,64 @@ path = rbd:rbd/vm1
     assert.match(toml, /^ceph-options = \["keyring=\/etc\/ceph\/k", "rados_osd_op_timeout=8"\]$/m);
     const again = parseConfigText(toml, "new.conf", OPTIONS);
     assert.deepEqual(again.devices[0].rbd, c.devices[0].rbd);
+  }),
+);
+
+Deno.test(
+  "fence and fence-after: on after 2.5 s by default, set in [defaults] or per device; out of range is an error",
+  withStateDir((state) => {
+    const c = parseConfigText(
+      `[defaults]
+state-directory = "${state}"
+fence-after = 3
+
+[devices.a]
+path = "rbd:rbd/a"
+shelf = 1
+slot = 1
+
+[devices.b]
+path = "rbd:rbd/b"
+shelf = 1
+slot = 2
+fence = false
+fence-after = 10.5
+`,
+      "test.conf",
+      OPTIONS,
+    );
+    const [a, b] = c.devices.map((d) => d.rbd!);
+    assert.equal(a.fence, true);
+    assert.equal(a.fenceAfter, 3);
+    assert.equal(b.fence, false);
+    assert.equal(b.fenceAfter, 10.5);
+    const bare = parseConfigText(
+      `[defaults]\nstate-directory = "${state}"\n\n[devices.a]\npath = "rbd:rbd/a"\nshelf = 1\nslot = 1\n`,
+      "test.conf",
+      OPTIONS,
+    );
+    assert.equal(bare.devices[0].rbd!.fence, true);
+    assert.equal(bare.devices[0].rbd!.fenceAfter, 2.5);
+    const e = issues(() =>
+      parseConfigText(
+        `[defaults]
+state-directory = "${state}"
+fence-after = 1
+
+[devices.a]
+path = "rbd:rbd/a"
+shelf = 1
+slot = 1
+fence-after = 601
+`,
+        "test.conf",
+        OPTIONS,
+      )
+    );
+    const byKey = new Map(e.issues.map((i) => [i.key, i]));
+    assert.equal(e.issues.length, 2, e.message);
+    assert.match(byKey.get("defaults.fence-after")!.message, /2-600 seconds/);
+    assert.match(byKey.get("devices.a.fence-after")!.message, /2-600 seconds/);
+    assert.match(byKey.get("devices.a.fence-after")!.fix, /aoe_deadsecs/);
   }),
 );

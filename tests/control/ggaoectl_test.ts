@@ -96,6 +96,9 @@ state_writes: 0
 state_errors: 0
 stale_dropped: 0
 stall_dropped: 0
+rbd_fencings: 0
+rbd_fenced: 0
+rbd_fenced_drops: 0
 
 # Statistics for interface eth0
 rx_cnt: 1207
@@ -175,7 +178,7 @@ Deno.test("ggaoectl show-macmask prints four MACs a line; show-reserve the reser
   });
 });
 
-Deno.test("ggaoectl show-rbd prints each RBD device's image, cluster, features and hosts", async () => {
+Deno.test("ggaoectl show-rbd prints each RBD device's image, cluster, features, fencing and hosts", async () => {
   await withDaemon(async ({ sock, handler }) => {
     const host = {
       pid: 4211,
@@ -202,6 +205,8 @@ Deno.test("ggaoectl show-rbd prints each RBD device's image, cluster, features a
           ageSeconds: 41,
           stale: true,
           self: false,
+          address: "192.0.2.2:0/1234",
+          fenced: { by: "storage1", host: "storage1", at: 1700000004, address: "192.0.2.2:0/1234" },
         },
         {
           ...host,
@@ -211,8 +216,11 @@ Deno.test("ggaoectl show-rbd prints each RBD device's image, cluster, features a
           ageSeconds: 3.2,
           stale: false,
           self: true,
+          address: "192.0.2.1:0/5678",
         },
       ],
+      client: "192.0.2.1:0/5678",
+      fencing: { enabled: true, afterSeconds: 2.5, fencings: 1, fenced: 0, droppedRequests: 0 },
       polledAgo: 0.1,
       pollError: null,
     }];
@@ -221,12 +229,16 @@ Deno.test("ggaoectl show-rbd prints each RBD device's image, cluster, features a
     assert.equal(
       text.out,
       "Device shared: rbd:rbd/shared, 16 MiB\n" +
-        "  cluster   fsid 5a3c6e0e-0000-4c1a-9a43, /etc/ceph/ceph.conf, user admin\n" +
+        "  cluster   fsid 5a3c6e0e-0000-4c1a-9a43, /etc/ceph/ceph.conf, user admin, " +
+        "client 192.0.2.1:0/5678\n" +
         "  features  layering, exclusive-lock  (exclusive-lock: serve read-write from one host only)\n" +
         "  state     metadata ggaoed.config, ggaoed.mac_mask, ggaoed.reserve (read 0.1 s ago)\n" +
+        "  fencing   after 2.5 s without a refresh; fenced 1 other host(s); was fenced 0 time(s), " +
+        "0 request(s) dropped\n" +
         "  hosts     2\n" +
-        "    * storage1  e1.1  pid 4211  [eth1 52:54:00:12:34:56]  seen 3 s ago\n" +
-        "      storage2  e1.1  pid 4211  [eth1 52:54:00:65:43:21]  seen 41 s ago (STALE)\n\n",
+        "    * storage1  e1.1  pid 4211  [eth1 52:54:00:12:34:56]  seen 3.2 s ago  client 192.0.2.1:0/5678\n" +
+        "      storage2  e1.1  pid 4211  [eth1 52:54:00:65:43:21]  seen 41.0 s ago (STALE)  " +
+        "client 192.0.2.2:0/1234  FENCED by storage1 at 2023-11-14T22:13:24.000Z\n\n",
     );
     const json = JSON.parse((await ggaoectl("-s", sock, "--json", "show-rbd")).out);
     assert.deepEqual(json, { ok: true, devices: handler.rbd });

@@ -10,6 +10,7 @@ import { Epoll, EPOLLIN, EventFd } from "../../ffi/events.ts";
 import { Memory } from "../../ffi/memory.ts";
 import {
   _setCephLibraryNames,
+  EBLOCKLISTED,
   EVENT_TYPE_EVENTFD,
   parseImageSpec,
   RADOS_DEFAULT_OPTIONS,
@@ -726,6 +727,111 @@ async function imageSteps(t: Deno.TestContext, cluster: CephCluster, client: Rad
         io.close();
         image.close();
         buffer.close();
+      }
+    },
+  );
+
+  await t.step(
+    "watchUpdates: another client's metadata change calls back at once; a quiet set does not; " +
+      "both are read back",
+    async () => {
+      const other = await RadosCluster.connect({ conf: cluster.conf, user: cluster.user });
+      const watched = await client.openImage({ pool: cluster.pool, image: "data" });
+      const writer = await other.openImage({ pool: cluster.pool, image: "data" });
+      let calls = 0;
+      try {
+        watched.watchUpdates(() => calls++);
+        const started = performance.now();
+        await writer.metadataSetAsync("watch.loud", "1");
+        while (calls === 0) {
+          assert.ok(performance.now() - started < 5_000, "no update callback within 5 s");
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        const ms = performance.now() - started;
+        console.log(`  update callback ${ms.toFixed(1)} ms after the set was sent`);
+        const before = calls;
+        await writer.metadataSetQuietAsync("watch.quiet", "héllo");
+        await writer.metadataSetQuietAsync("watch.empty", "");
+        await new Promise((r) => setTimeout(r, 500)); // a notification would have come by now
+        assert.equal(calls, before, "a quiet set notified the watchers");
+        assert.equal(await watched.metadataGetAsync("watch.quiet"), "héllo");
+        assert.equal(await watched.metadataGetAsync("watch.empty"), "");
+        const spec = `${cluster.pool}/data`;
+        assert.equal(
+          (await cluster.rbd(["image-meta", "get", spec, "watch.quiet"])).trim(),
+          "héllo",
+        );
+        assert.match(writer.id(), /^[0-9a-f]+$/);
+        await watched.unwatchUpdates();
+        await writer.metadataSetAsync("watch.loud", "2");
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(calls, before, "called back after unwatchUpdates");
+      } finally {
+        await watched.closeAsync();
+        await writer.closeAsync();
+        await other.closeAsync();
+      }
+    },
+  );
+
+  await t.step("an image opened read-only refuses writes in librbd itself (EROFS)", async () => {
+    const image = await client.openImage({ pool: cluster.pool, image: "data", readOnly: true });
+    const io = new Io(image, 2);
+    const buffer = Memory.allocate(4096);
+    try {
+      assert.equal(image.readOnly, true);
+      assert.equal(io.one(IOCB_CMD_PWRITEV, 0, buffer, 4096), -30 /* EROFS */);
+      assert.equal(io.one(IOCB_CMD_PREADV, 0, buffer, 4096), 4096);
+      await assert.rejects(image.metadataSetAsync("ro.key", "x"), /EROFS/);
+      await assert.rejects(image.metadataSetQuietAsync("ro.key", "x"), /read-write open/);
+    } finally {
+      io.close();
+      image.close();
+      buffer.close();
+    }
+  });
+
+  await t.step(
+    "blocklistAsync fences another client: every operation of it then fails with " +
+      "EBLOCKLISTED, opening images included; a new connection has a new address and works",
+    async () => {
+      const victim = await RadosCluster.connect({ conf: cluster.conf, user: cluster.user });
+      const image = await victim.openImage({ pool: cluster.pool, image: "data" });
+      const io = new Io(image, 2);
+      const buffer = Memory.allocate(4096);
+      try {
+        const address = victim.addresses();
+        assert.match(address, /^127\.0\.0\.1:\d+\/\d+$/);
+        assert.notEqual(address, client.addresses());
+        assert.ok(victim.instanceId() > 0);
+        assert.equal(io.one(IOCB_CMD_PWRITEV, 0, buffer, 4096), 4096);
+        const started = performance.now();
+        await client.blocklistAsync(address);
+        console.log(`  blocklisted in ${(performance.now() - started).toFixed(0)} ms`);
+        assert.ok((await cluster.ceph(["osd", "blocklist", "ls"])).includes(address));
+        assert.equal(io.one(IOCB_CMD_PWRITEV, 0, buffer, 4096), -EBLOCKLISTED);
+        await assert.rejects(image.metadataListAsync(), /E108|ESHUTDOWN/);
+        await assert.rejects(
+          victim.openImage({ pool: cluster.pool, image: "data" }),
+          (e: unknown) => e instanceof SysError && e.errno === EBLOCKLISTED,
+        );
+        const fresh = await RadosCluster.connect({ conf: cluster.conf, user: cluster.user });
+        try {
+          assert.notEqual(fresh.addresses(), address);
+          const again = await fresh.openImage({ pool: cluster.pool, image: "data" });
+          const io2 = new Io(again, 2);
+          assert.equal(io2.one(IOCB_CMD_PWRITEV, 0, buffer, 4096), 4096);
+          io2.close();
+          await again.closeAsync();
+        } finally {
+          await fresh.closeAsync();
+        }
+        await assert.rejects(client.blocklistAsync("not an address"), /EINVAL/);
+      } finally {
+        io.close();
+        buffer.close();
+        await image.closeAsync().catch(() => {});
+        await victim.closeAsync().catch(() => {});
       }
     },
   );

@@ -457,7 +457,7 @@ function overdue(deadline: number, what: string): void {
 }
 
 /** Whether every thread of `pid` is in state T (stopped), per /proc/PID/task/TID/stat. */
-function allThreadsStopped(pid: number): boolean {
+export function allThreadsStopped(pid: number): boolean {
   for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
     try {
       const stat = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/stat`);
