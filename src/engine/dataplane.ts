@@ -33,16 +33,13 @@
  */
 
 import {
-  dupStorage,
   Epoll,
   EPOLLERR,
   EPOLLIN,
   EPOLLOUT,
   type EventFd,
   type Memory,
-  pathIdentity,
   realtimeSeconds,
-  type Storage,
   sysError,
 } from "../../ffi/mod.ts";
 import { matchesAny } from "../config/glob.ts";
@@ -82,7 +79,8 @@ import type {
   StateSnapshot,
 } from "./messages.ts";
 import type { Request } from "./pool.ts";
-import { RbdStorage } from "./rbd.ts";
+import type { BackendIo, BackendModule, StorageLoan } from "../storage/backend.ts";
+import { backendFor } from "../storage/registry.ts";
 
 /** Log sink: the worker forwards these to the main thread's logger. */
 export type LogFn = (level: "debug" | "info" | "warning" | "error", message: string) => void;
@@ -482,14 +480,9 @@ export class DataPlane {
     let dev: Device | string;
     if (m.ok) {
       this.#states.takeRbd(d.name, m.state);
-      const release = (id: number) => this.#rbd?.({ type: "rbd-release", id });
-      let storage: RbdStorage | null = null;
       try {
-        storage = new RbdStorage(m.loan, release);
-        dev = this.#install(d, storage);
+        dev = this.#install(d, backendFor(d), previous, m.loan);
       } catch (e) {
-        storage?.close();
-        if (!storage) release(m.loan.id);
         dev = (e as Error).message;
       }
     } else {
@@ -524,10 +517,12 @@ export class DataPlane {
 
   /** The main thread read a new size of an RBD device's image. */
   rbdSizeChanged(m: RbdSizeChanged): void {
-    const dev = this.devices.find((d) => d.name === m.device && d.rbd !== null);
+    const dev = this.devices.find((d) =>
+      d.name === m.device && d.backend.features.resize === "told"
+    );
     if (!dev) return;
     try {
-      if (dev.setImageSize(m.bytes)) {
+      if (dev.setStorageSize(m.bytes)) {
         this.#log(
           "info",
           `disk/${dev.name}: New size ${humanSize(dev.size)} (sectors ${dev.sectors})`,
@@ -546,7 +541,7 @@ export class DataPlane {
    * fails at once; it retires when the new one is there).
    */
   rbdFence(m: RbdFence): void {
-    const dev = this.devices.find((d) => d.name === m.device && d.rbd !== null);
+    const dev = this.devices.find((d) => d.name === m.device && d.backend.features.fencing);
     if (!dev) return;
     if (m.event === "fencing") {
       dev.stats[DS.rbd_fencings]++;
@@ -864,50 +859,46 @@ export class DataPlane {
   // ---- setup and teardown ----
 
   /**
-   * Opens device `d` (taking over `previous`'s descriptor when it is the same storage with the
-   * same access mode, so that an exclusive claim carries over) and makes it live. Returns the
-   * device, or why it could not be opened (logged).
+   * Opens device `d` through the backend that serves it (which may take over `previous`'s
+   * storage, so that an exclusive claim carries over) and makes it live. Returns the device, or
+   * why it could not be opened (logged), or null when the main thread opens its storage and
+   * lends it ({@link rbdOpened} finishes the job).
    */
   #openDevice(d: DeviceConfig, previous: Device | null, atStart: boolean): Device | string | null {
     const stateError = this.#states.loadError(d.name);
     if (stateError !== undefined) return stateError;
-    if (d.rbd) {
-      // Opening blocks for round trips to the cluster: the main thread does it (rbdOpened).
-      if (!this.#rbd) return "Ceph RBD images are opened by the daemon's main thread (none here)";
+    const module = backendFor(d);
+    if (module.lent) {
+      // Opening may block for round trips to a cluster: the main thread does it.
+      if (!this.#rbd) return `${d.path} is opened by the daemon's main thread (none here)`;
       const id = this.#nextOpen++;
       this.#opening.set(id, { config: d, previous, atStart });
       this.#rbd({ type: "rbd-open", id, device: d });
       return null;
     }
-    let storage: Storage | undefined;
     try {
-      if (
-        previous && previous.storage.readOnly === d.readOnly &&
-        previous.config.syncWrites === d.syncWrites
-      ) {
-        let same = false;
-        try {
-          same = pathIdentity(d.path) === previous.storage.identity;
-        } catch { /* the open below reports it */ }
-        if (same) storage = dupStorage(previous.storage, d.path, d.directIo);
-      }
-      return this.#install(d, storage);
+      return this.#install(d, module, previous, null);
     } catch (e) {
-      let reason = (e as Error).message;
-      if (previous?.blockDevice && (e as { code?: string }).code === "EBUSY") {
-        reason +=
-          ` (it is open read-${previous.readOnly ? "only" : "write"} for the running export: ` +
-          "to change read-only, remove the device, reload, then add it back and reload)";
-      }
-      return reason;
+      return (e as Error).message;
     }
   }
 
+  /** Gives storage lent by the main thread back to it. */
+  readonly #release = (id: number): void => {
+    this.#rbd?.({ type: "rbd-release", id });
+  };
+
   /**
-   * Makes device `d` live on `storage` (a file's descriptor to take over, an RBD image, or
-   * undefined: open `d.path`). Throws when it cannot; what it opened is closed again.
+   * Makes device `d` live on storage opened by `module` (from `loan` when the main thread lent
+   * it; `previous` is the device it replaces). Throws when it cannot; what it opened is closed
+   * again, and a loan given back.
    */
-  #install(d: DeviceConfig, storage: Storage | RbdStorage | undefined): Device {
+  #install(
+    d: DeviceConfig,
+    module: BackendModule,
+    previous: Device | null,
+    loan: StorageLoan | null,
+  ): Device {
     let stats = this.#deviceCounters.get(d.name);
     if (!stats) {
       stats = sharedCounters(DEVICE_SHARED_LENGTH);
@@ -916,7 +907,19 @@ export class DataPlane {
     let index = this.#devices.indexOf(null);
     if (index < 0) index = this.#devices.length;
     const state = this.#states.of(d.name);
-    const dev = new Device(index, d, state, stats, this.#completed, this.#place, storage);
+    let opened = false;
+    const open = (io: BackendIo) => {
+      opened = true;
+      const release = this.#release;
+      return module.open({ config: d, previous: previous?.backend ?? null, loan, release, io });
+    };
+    let dev: Device;
+    try {
+      dev = new Device(index, d, state, stats, this.#completed, this.#place, open);
+    } catch (e) {
+      if (!opened && loan) this.#release(loan.id);
+      throw e;
+    }
     this.#devices[index] = dev;
     try {
       this.#epoll.add(dev.events.fd, EPOLLIN, TOKEN_AIO + index);
@@ -927,7 +930,7 @@ export class DataPlane {
       throw e;
     }
     const size = humanSize(dev.size);
-    const how = dev.rbd ? ", through librbd" : d.directIo ? ", using direct I/O" : "";
+    const how = dev.backend.how;
     this.#log(
       "info",
       `disk/${d.name}: Shelf ${d.shelf}, slot ${d.slot}, path '${d.path}' (size ${size}, sectors ${dev.sectors}) opened${

@@ -12,7 +12,7 @@
  */
 
 import type { Config, DeviceConfig } from "../config/types.ts";
-import type { RbdLoan } from "./rbd.ts";
+import type { RbdLoan } from "../storage/rbd.ts";
 
 /** Main thread to worker. */
 export type ToWorker =
@@ -31,7 +31,7 @@ export type ToWorker =
 /**
  * Worker to main thread: open the Ceph RBD image of `device` (its config) and lend it to the
  * worker. Answered with an {@link RbdOpened} of the same `id`. The worker never opens images
- * itself: that blocks for round trips to the cluster (src/engine/rbd.ts).
+ * itself: that blocks for round trips to the cluster (src/storage/rbd.ts).
  */
 export interface RbdOpen {
   type: "rbd-open";
