@@ -112,7 +112,10 @@ export class Device implements Target {
   droppedLogged = 0;
   /** When the data plane last logged them (monotonic seconds). */
   droppedLoggedAt = -Infinity;
-  /** Another host fenced this one off the storage (RBD: blocklisted its Ceph client); it is being opened anew. */
+  /**
+   * Another host fenced this one off the storage (RBD: blocklisted its Ceph client); it is
+   * being opened anew.
+   */
   fenced = false;
   /** Its storage is being opened anew by the main thread (after a fencing). */
   reopening = false;

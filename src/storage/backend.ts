@@ -73,6 +73,8 @@ export interface StorageLoan {
   id: number;
   /** Size in bytes when it was opened. */
   size: number;
+  /** What the backend takes the storage over with (structured-cloneable: it crosses threads). */
+  token: unknown;
 }
 
 /** How a device's storage is opened (see {@link BackendModule.open}). */
