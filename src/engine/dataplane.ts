@@ -90,6 +90,8 @@ export type LogFn = (level: "debug" | "info" | "warning" | "error", message: str
 const RX_BUDGET = 256;
 /** A retiring device still busy after this long is reported (it keeps waiting). */
 const RETIRE_WARN_SECONDS = 5;
+/** After a stall, RX_BUDGET passes at most over each interface drain what it received. */
+const STALL_DRAIN_PASSES = 64;
 /** Drops of stale requests are logged at most once per device per this many seconds. */
 const STALE_LOG_SECONDS = 10;
 
@@ -275,14 +277,21 @@ export class DataPlane {
    */
   runOnce(timeoutMs: number): void {
     this.woken = false;
+    // A pause is looked for twice per turn, so that frames received during a legitimate wait
+    // are never taken for stale: the last turn (and whatever ran between turns) took too long
+    // (the process was stopped, or a system call blocked), or the wait returned later than its
+    // timeout (the process was stopped while it waited).
+    const turnStart = this.#now;
+    const waitStart = monotonic();
+    if (waitStart - turnStart > this.#minStall) {
+      this.#tick();
+      this.#stalled(waitStart - turnStart);
+    }
     const timeout = this.#nextTimeout(timeoutMs);
-    const last = this.#now;
     const n = this.#epoll.wait(timeout);
     this.#tick();
-    // Since the last turn started, the loop ran that turn and waited at most `timeout`: any
-    // more is time it did not run (the process was stopped, or something blocked it).
-    const gap = this.#now - last - timeout / 1000;
-    if (gap > this.#minStall) this.#stalled(gap);
+    const late = this.#now - waitStart - timeout / 1000;
+    if (late > this.#minStall) this.#stalled(late);
     for (let i = 0; i < n; i++) {
       const token = this.#epoll.tokenAt(i);
       const index = token & TOKEN_INDEX;
@@ -350,7 +359,11 @@ export class DataPlane {
     if (!any) return;
     if (this.#accepting) {
       for (const ifc of this.#ifaces.byIndex) {
-        if (ifc && ifc.failure === null) { while (this.#drainRx(ifc) === RX_BUDGET); }
+        if (!ifc || ifc.failure !== null) continue;
+        // Until the ring or socket queue is empty (bounded: a flood must not hold the loop).
+        for (let pass = 0; pass < STALL_DRAIN_PASSES; pass++) {
+          if (this.#drainRx(ifc) < RX_BUDGET) break;
+        }
       }
     }
     let after = 0;

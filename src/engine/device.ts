@@ -141,7 +141,10 @@ export class Device implements Target {
   #stalled = false;
   #stalledAt = 0;
   #timerArmed = false;
-  /** Monotonic seconds of the last completion, or of the submission that found none in flight. */
+  /**
+   * Monotonic seconds of the last completion, or of the submission that found nothing in
+   * flight: a completion more than max-stall after it ends a stall of the device's I/O.
+   */
   #lastProgress = 0;
 
   // Flush epochs: writes carry the epoch current at their arrival; a flush takes the current
@@ -284,7 +287,6 @@ export class Device implements Target {
    */
   submit(now: number): void {
     const q = this.#deferred;
-    if (this.#inFlightSlots === 0) this.#lastProgress = now;
     while (q.length > 0 && !this.#stalled && this.#freeSlots.length > 0) {
       this.dropStale(now);
       if (q.length === 0) break;
@@ -391,6 +393,7 @@ export class Device implements Target {
       const slotIndex = this.#submitList[i];
       if (i < accepted) {
         consumed += this.#slots[slotIndex].requests.length;
+        if (this.#inFlightSlots === 0) this.#lastProgress = now; // the stall clock starts
         this.#inFlightSlots++;
       } else {
         this.#slots[slotIndex].requests.length = 0;
@@ -646,6 +649,7 @@ export class Device implements Target {
       accepted = -1; // the backend cannot flush asynchronously (the kernel, for this file)
     }
     if (accepted === 1) {
+      if (this.#inFlightSlots === 0) this.#lastProgress = monotonic(); // the stall clock starts
       this.#inFlightSlots++;
       return;
     }

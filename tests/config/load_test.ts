@@ -252,6 +252,8 @@ Deno.test(
 mtu = 1000
 ring-buffer-size = 70000
 max-delay = 0
+max-request-age = 0.05
+max-stall = -1
 [interfaces.eth0]
 mtu = 20000
 send-buffer-size = -1
@@ -262,16 +264,22 @@ slot = 255
 max-delay = 1
 merge-delay = 1.5
 queue-length = 65536
+max-request-age = 4000
+max-stall = "2"
 `,
       )
     );
     const keys = e.issues.map((i) => i.key).sort();
     assert.deepEqual(keys, [
       "defaults.max-delay",
+      "defaults.max-request-age",
+      "defaults.max-stall",
       "defaults.mtu",
       "defaults.queue-length",
       "defaults.ring-buffer-size",
       "devices.disk1.max-delay",
+      "devices.disk1.max-request-age",
+      "devices.disk1.max-stall",
       "devices.disk1.merge-delay",
       "devices.disk1.queue-length",
       "devices.disk1.shelf",
@@ -900,3 +908,28 @@ Deno.test("exportedSectors: length, or the rest after offset; a range past the e
   assert.throws(() => exportedSectors(d(10, 91), 100 * 512), /offset 10 \+ length 91 = 101/);
   assert.throws(() => exportedSectors(d(100, null), 100 * 512), /offset 100 is at or past/);
 });
+
+Deno.test(
+  "max-request-age and max-stall: [defaults] for every device, a device's own, 0 turns them off",
+  withEnv((env) => {
+    const c = load(
+      env,
+      `max-request-age = 5
+max-stall = 0
+[devices.d1]
+path = "${env.disk}"
+shelf = 1
+slot = 1
+[devices.d2]
+path = "${env.disk}"
+shelf = 1
+slot = 2
+max-request-age = 0
+max-stall = 0.5
+`,
+    );
+    const [d1, d2] = c.devices;
+    assert.deepEqual([d1.maxRequestAge, d1.maxStall], [5, 0]);
+    assert.deepEqual([d2.maxRequestAge, d2.maxStall], [0, 0.5]);
+  }),
+);
