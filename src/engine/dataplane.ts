@@ -510,6 +510,14 @@ export class DataPlane {
         return;
       }
       const live = previous && !previous.retiring;
+      if (live && previous.fenced) {
+        // Its client was fenced: nothing is served until a reconnection works (retried).
+        this.#log(
+          "error",
+          `disk/${d.name}: cannot reconnect after being fenced: ${dev}; trying again`,
+        );
+        return;
+      }
       problems.push(
         live
           ? `disk/${d.name}: cannot apply the new settings: ${dev}; it keeps serving with the previous ones`

@@ -79,6 +79,15 @@ Deno.test({
       await servingSteps(t, lab, a, b);
       await stateSteps(t, lab, a, b);
       await imageSteps(t, lab, a, b);
+      await t.step("two hosts alive and connected never fence each other", async () => {
+        // Both served the image under load for every step above (tens of seconds).
+        for (const d of [a, b]) {
+          const s = await stats(d, "shared");
+          assert.equal(s.rbd_fencings, 0, d.log);
+          assert.equal(s.rbd_fenced, 0, d.log);
+          assert.doesNotMatch(d.log, /fencing it|was fenced/);
+        }
+      });
       await reloadSteps(t, lab, a, b);
       await failureSteps(t, lab);
       if (measured.length) console.log(measured.map((m) => `  ${m}`).join("\n"));
@@ -367,6 +376,23 @@ async function moreImageSteps(t: Deno.TestContext, lab: RbdLab, a: TestTarget) {
       const tl = ini.find(2, 2);
       ini.write(tl, 0, new Uint8Array(512).fill(1));
       assert.equal(ini.read(ini.find(2, 3), 0, 1)[0], 1);
+    },
+  );
+
+  await t.step(
+    "a read-only export opens the image read-only: no header watch of its own; writes refused",
+    async () => {
+      // "locked" (read-write) and "locked-ro" share d's connection and metadata handle: the
+      // handle and the read-write open each watch the header; a read-only open does not.
+      const status = JSON.parse(
+        await c.rbd(["status", "--format", "json", `${c.pool}/locked`]),
+      ) as { watchers: { address: string }[] };
+      assert.equal(status.watchers.length, 2, JSON.stringify(status));
+      const info = await d.ctl("--json", "show-rbd", "locked-ro");
+      const client = JSON.parse(info.stdout).devices[0].client as string;
+      for (const w of status.watchers) assert.equal(w.address, client, JSON.stringify(status));
+      const tro = ini.find(2, 3);
+      assert.throws(() => ini.write(tro, 0, new Uint8Array(512)), AtaError);
     },
   );
 
