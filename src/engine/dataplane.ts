@@ -890,7 +890,12 @@ export class DataPlane {
   #openDevice(d: DeviceConfig, previous: Device | null, atStart: boolean): Device | string | null {
     const stateError = this.#states.loadError(d.name);
     if (stateError !== undefined) return stateError;
-    const module = backendFor(d);
+    let module: BackendModule;
+    try {
+      module = backendFor(d);
+    } catch (e) {
+      return (e as Error).message;
+    }
     if (module.lent) {
       // Opening may block for round trips to a cluster: the main thread does it.
       if (!this.#lend) return `${d.path} is opened by the daemon's main thread (none here)`;

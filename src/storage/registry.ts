@@ -22,6 +22,6 @@ const BACKENDS: readonly BackendModule[] = [
 /** The backend that serves device `config`. */
 export function backendFor(config: DeviceConfig): BackendModule {
   const module = BACKENDS.find((b) => b.serves(config));
-  if (!module) throw new Error(`disk/${config.name}: no storage backend serves '${config.path}'`);
+  if (!module) throw new Error(`no storage backend serves '${config.path}'`);
   return module;
 }
