@@ -89,13 +89,18 @@ export class BufferedFile extends FileBackend implements Backend {
   }
 
   transfer(slot: number): void {
-    if (this.#queueCopies(slot)) return;
-    if (this.#queued.length > 0 && this.#write[slot] === 1 && !this.#overlapsQueued(slot)) {
-      this.#held.push(slot, this.transferNow(slot));
-      return;
-    }
+    if (this.#write[slot] === 1) {
+      if (this.#queued.length === 0) {
+        this.#finish(slot, this.aio.runVectorNow(slot));
+        return;
+      }
+      if (!this.#overlapsQueued(slot)) {
+        this.#held.push(slot, this.aio.runVectorNow(slot));
+        return;
+      }
+    } else if (this.#queueCopies(slot)) return;
     this.finishQueued();
-    this.#finish(slot, this.transferNow(slot));
+    this.#finish(slot, this.aio.runVectorNow(slot));
   }
 
   /** The bytes of slot `slot`'s vector. */
@@ -108,12 +113,11 @@ export class BufferedFile extends FileBackend implements Backend {
 
   /**
    * A read served from the mapping: queues a copy per iovec of `slot` and returns true; the slot
-   * finishes in {@link finishQueued}. False (nothing queued) for writes, without a mapping, or
-   * beyond it.
+   * finishes in {@link finishQueued}. False (nothing queued) without a mapping, or beyond it.
    */
   #queueCopies(slot: number): boolean {
     const map = this.#map;
-    if (map === null || this.#write[slot] === 1) return false;
+    if (map === null) return false;
     let offset = this.#offset[slot];
     if (offset + this.#length(slot) > map.length) return false;
     const copies = this.#copies;
