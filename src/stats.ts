@@ -42,8 +42,8 @@ export const DEVICE_STAT_FIELDS = [
   "io_retries", // merged transfers that failed or came back short: their requests went again one by one
   "state_writes", // state files (config string, mask list, reserve list) written to disk
   "state_errors", // state file writes that failed (retried; the change stays in memory)
-  "stale_dropped", // requests older than max-request-age when they would start: dropped unanswered
-  "stall_dropped", // requests received before a stall longer than max-stall: dropped unanswered
+  "stale_drop", // requests older than max-request-age when they would start: dropped unanswered
+  "stall_drop", // requests received before a stall longer than max-stall: dropped unanswered
   "rbd_fencings", // other hosts of the RBD image this daemon fenced (blocklisted their client)
   "rbd_fenced", // times this daemon found its own client fenced (it reconnected)
   "rbd_fenced_drops", // requests dropped unanswered because the client was fenced

@@ -352,7 +352,7 @@ export class DataPlane {
     for (const dev of this.#devices) {
       if (!dev || !(gap > dev.maxStall)) continue;
       any = true;
-      before += dev.stats[DS.stall_dropped];
+      before += dev.stats[DS.stall_drop];
       dev.staleBefore = this.#now;
       dev.dropStale(this.#now);
     }
@@ -368,7 +368,7 @@ export class DataPlane {
     }
     let after = 0;
     for (const dev of this.#devices) {
-      if (dev && gap > dev.maxStall) after += dev.stats[DS.stall_dropped];
+      if (dev && gap > dev.maxStall) after += dev.stats[DS.stall_drop];
     }
     this.#log(
       "warning",
@@ -377,7 +377,7 @@ export class DataPlane {
       } request(s) received before it ran again, unanswered and never started (their initiators may have sent them elsewhere)`,
     );
     for (const dev of this.#devices) {
-      if (dev) dev.droppedLogged = dev.stats[DS.stall_dropped] + dev.stats[DS.stale_dropped];
+      if (dev) dev.droppedLogged = dev.stats[DS.stall_drop] + dev.stats[DS.stale_drop];
     }
   }
 
@@ -387,15 +387,15 @@ export class DataPlane {
     for (const dev of this.#devices) {
       if (!dev) continue;
       const st = dev.stats;
-      const total = st[DS.stale_dropped] + st[DS.stall_dropped];
+      const total = st[DS.stale_drop] + st[DS.stall_drop];
       if (total === dev.droppedLogged || now - dev.droppedLoggedAt < STALE_LOG_SECONDS) continue;
       this.#log(
         "warning",
         `disk/${dev.name}: ${
           total - dev.droppedLogged
         } request(s) dropped unanswered, never started, because they waited too long (older than max-request-age ${dev.config.maxRequestAge} s, or received before a stall longer than max-stall ${dev.config.maxStall} s); ${
-          st[DS.stale_dropped]
-        } by age and ${st[DS.stall_dropped]} by stall in all`,
+          st[DS.stale_drop]
+        } by age and ${st[DS.stall_drop]} by stall in all`,
       );
       dev.droppedLogged = total;
       dev.droppedLoggedAt = now;
@@ -717,11 +717,11 @@ export class DataPlane {
     const ds = dev.stats;
     // Never start stale work (see Device.dropStale), not even a command answered at once.
     if (arrival < dev.staleBefore) {
-      ds[DS.stall_dropped]++;
+      ds[DS.stall_drop]++;
       return;
     }
     if (this.#now - arrival > dev.maxRequestAge) {
-      ds[DS.stale_dropped]++;
+      ds[DS.stale_drop]++;
       return;
     }
     ds[DS.queue_length] += pool.inUse;

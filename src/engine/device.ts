@@ -108,7 +108,7 @@ export class Device implements Target {
    * than max-stall: they are dropped, never started.
    */
   staleBefore = 0;
-  /** stale_dropped + stall_dropped when the data plane last logged them (rate limiting). */
+  /** stale_drop + stall_drop when the data plane last logged them (rate limiting). */
   droppedLogged = 0;
   /** When the data plane last logged them (monotonic seconds). */
   droppedLoggedAt = -Infinity;
@@ -481,7 +481,7 @@ export class Device implements Target {
 
   /**
    * Drops the queued requests that must never start: received before {@link staleBefore}
-   * (counted in stall_dropped), or older than max-request-age at `now` (stale_dropped). Their
+   * (counted in stall_drop), or older than max-request-age at `now` (stale_drop). Their
    * buffers go back to the pool; no reply is sent. Returns how many were dropped.
    */
   dropStale(now: number): number {
@@ -497,8 +497,8 @@ export class Device implements Target {
     let keep = 0;
     for (let i = 0; i < q.length; i++) {
       const r = q[i];
-      if (r.arrival < before) this.stats[DS.stall_dropped]++;
-      else if (r.arrival < oldest) this.stats[DS.stale_dropped]++;
+      if (r.arrival < before) this.stats[DS.stall_drop]++;
+      else if (r.arrival < oldest) this.stats[DS.stale_drop]++;
       else {
         q[keep++] = r;
         continue;

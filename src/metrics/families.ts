@@ -115,12 +115,12 @@ export const DEVICE_FAMILIES: { readonly [K in DeviceStatName]: Family } = {
     "ggaoed_device_state_write_errors",
     "State file writes that failed (retried; the change stays in effect in memory).",
   ),
-  stale_dropped: counter(
-    "ggaoed_device_stale_requests_dropped",
+  stale_drop: counter(
+    "ggaoed_device_stale_drops",
     "Requests older than max-request-age when they would have started: dropped, never started.",
   ),
-  stall_dropped: counter(
-    "ggaoed_device_stall_requests_dropped",
+  stall_drop: counter(
+    "ggaoed_device_stall_drops",
     "Requests received before the loop or the device's I/O stalled longer than max-stall: dropped, never started.",
   ),
   rbd_fencings: counter(

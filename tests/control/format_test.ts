@@ -87,7 +87,7 @@ Deno.test("stats dump: a block per device then per interface, our extra counters
       "write_time: 1.5e-05\nother_cnt: 7\nother_time: 3\nio_slots: 9\nio_runs: 10\n" +
       "queue_length: 11\nqueue_stall: 12\nqueue_over: 13\nata_err: 14\nproto_err: 15\n" +
       "queue_drop: 16\ndenied: 17\nio_retries: 18\nstate_writes: 19\nstate_errors: 20\n" +
-      "stale_dropped: 21\nstall_dropped: 22\n" +
+      "stale_drop: 21\nstall_drop: 22\n" +
       "rbd_fencings: 23\nrbd_fenced: 24\nrbd_fenced_drops: 25\n\n" +
       "# Statistics for interface eth0\n" +
       "rx_cnt: 100\nrx_bytes: 101\nrx_runs: 102\nrx_buffers_full: 103\ntx_cnt: 104\n" +

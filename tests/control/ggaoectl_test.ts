@@ -94,8 +94,8 @@ denied: 6
 io_retries: 0
 state_writes: 0
 state_errors: 0
-stale_dropped: 0
-stall_dropped: 0
+stale_drop: 0
+stall_drop: 0
 rbd_fencings: 0
 rbd_fenced: 0
 rbd_fenced_drops: 0

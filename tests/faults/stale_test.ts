@@ -189,13 +189,13 @@ for (const m of MODES) {
         await t.waitForLog(/did not run for [\d.]+ s \(longer than max-stall\): dropped \d+/);
         const st = await deviceStats(t, "disk1");
         const logged = Number(/dropped (\d+) request/.exec(t.log)![1]);
-        assertEquals(logged, st.stall_dropped);
+        assertEquals(logged, st.stall_drop);
         if (m.overflow) {
-          assert(st.stall_dropped >= 1 && st.stall_dropped < tags.length, JSON.stringify(st));
+          assert(st.stall_drop >= 1 && st.stall_drop < tags.length, JSON.stringify(st));
         } else {
-          assertEquals(st.stall_dropped, tags.length);
+          assertEquals(st.stall_drop, tags.length);
         }
-        assertEquals(st.stale_dropped, 0);
+        assertEquals(st.stale_drop, 0);
       }),
   });
 
@@ -223,7 +223,7 @@ for (const m of MODES) {
         assertEquals(firstDifference(readFileRange(path, 0, REGION), data), -1);
         assertServes(ini, disk, path);
         const st = await deviceStats(t, "disk1");
-        assertEquals([st.stall_dropped, st.stale_dropped], [0, 0]);
+        assertEquals([st.stall_drop, st.stale_drop], [0, 0]);
         assert(!/did not run for/.test(t.log), t.log);
       }),
   });
@@ -277,7 +277,7 @@ for (const together of [false, true]) {
               assertEquals(firstDifference(got, new Uint8Array(data.length)), -1, `LBA ${lba}`);
             }
             const st = await deviceStats(t, "disk1");
-            assertEquals(st.stall_dropped + st.stale_dropped, 3, JSON.stringify(st));
+            assertEquals(st.stall_drop + st.stale_drop, 3, JSON.stringify(st));
           }),
       ),
   });
@@ -314,7 +314,7 @@ Deno.test({
         -1,
       );
       const st = await deviceStats(t, "disk1");
-      assertEquals([st.stale_dropped, st.stall_dropped], [old.tags.length, 0]);
+      assertEquals([st.stale_drop, st.stall_drop], [old.tags.length, 0]);
       await t.waitForLog(/disk\/disk1: 8 request\(s\) dropped unanswered/);
     }),
 });
