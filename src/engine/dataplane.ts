@@ -967,6 +967,11 @@ export class DataPlane {
       if (!opened && loan) this.#release(loan.id);
       throw e;
     }
+    // A write that a device it replaces (or one removed before) still has in the kernel must
+    // not land after a newer write through this one: it waits for them (Device.follow).
+    const identity = dev.backend.identity;
+    for (const old of this.#retiring) if (old.backend.identity === identity) dev.follow(old);
+    if (previous && previous.backend.identity === identity) dev.follow(previous);
     this.#devices[index] = dev;
     try {
       this.#epoll.add(dev.events.fd, EPOLLIN, TOKEN_AIO + index);
@@ -1007,6 +1012,11 @@ export class DataPlane {
     const list = this.#retiring;
     for (let i = 0; i < list.length;) {
       const dev = list[i];
+      if (dev.successors.length > 0 && dev.inKernel === 0) {
+        // Its I/O is done: the devices that replaced it may start theirs.
+        for (const next of dev.successors) this.#activate(next);
+        dev.successors.length = 0;
+      }
       if (dev.inFlight === 0) {
         list.splice(i, 1);
         this.#closeDevice(dev);

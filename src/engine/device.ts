@@ -98,6 +98,11 @@ export class Device implements Target {
   readonly timer: TimerFd | null;
   /** Replaced or removed by a reload: no new requests; closed once nothing is in flight. */
   retiring = false;
+  /**
+   * Devices of the same storage waiting for this one's I/O in the kernel to be done
+   * ({@link follow}); the data plane wakes them when it is.
+   */
+  readonly successors: Device[] = [];
   /** When it started retiring (monotonic seconds). */
   retiredAt = 0;
   /** `max-request-age` in seconds (Infinity: never stale by age). */
@@ -131,6 +136,8 @@ export class Device implements Target {
   /** Its transfers may fail because this host was fenced (`features.fencing`). */
   readonly #fencing: boolean;
 
+  /** Devices it replaced whose I/O in the kernel it waits for (see {@link waiting}). */
+  readonly #predecessors: Device[] = [];
   /** Requests accepted but not yet submitted, in arrival order until sorted. */
   readonly #deferred: Request[] = [];
   /** Requests of failed merged transfers, to go again one by one (see #finishSlot). */
@@ -229,7 +236,32 @@ export class Device implements Target {
 
   /** True when requests wait for submission and neither a stall nor a timer holds them. */
   get runnable(): boolean {
-    return this.#deferred.length > 0 && !this.#stalled && !this.#timerArmed;
+    return this.#deferred.length > 0 && !this.#stalled && !this.#timerArmed && !this.waiting;
+  }
+
+  /**
+   * Has this device wait for `previous`, a device of the same storage that it replaces (or
+   * that was removed before it came), while `previous` has I/O in the kernel: it starts none of
+   * its own until that is done (see {@link waiting}). A fenced device is not waited for: its
+   * writes can never land.
+   */
+  follow(previous: Device): void {
+    if (previous === this || previous.inKernel === 0 || previous.fenced) return;
+    this.#predecessors.push(previous);
+    previous.successors.push(this);
+  }
+
+  /**
+   * Whether a device it replaced still has I/O in the kernel ({@link follow}): until that is
+   * done, this one starts nothing, so that a write the old device started (its initiator gave
+   * up on it and wrote again, maybe newer data) never lands after a write through this one.
+   * Its requests wait in the queue meanwhile.
+   */
+  get waiting(): boolean {
+    const p = this.#predecessors;
+    if (p.length === 0) return false;
+    for (let i = p.length - 1; i >= 0; i--) if (p[i].inKernel === 0) p.splice(i, 1);
+    return p.length > 0;
   }
 
   /** Stalled on EAGAIN with nothing in the kernel: only a retry on a timer gets it going. */
@@ -288,6 +320,7 @@ export class Device implements Target {
    * (monotonic seconds) dates a stall.
    */
   submit(now: number): void {
+    if (this.waiting) return;
     const q = this.#deferred;
     while (q.length > 0 && !this.#stalled && this.#freeSlots.length > 0) {
       this.dropStale(now);
