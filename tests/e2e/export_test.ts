@@ -241,13 +241,16 @@ Deno.test({
       );
 
       const ini = Initiator.open(hostIf);
+      const resent: number[] = []; // per export: copies of its write the initiator sent again
       try {
         const found = ini.discover({ waitMs: 500 }).map((d) => `${d.shelf}.${d.slot}`).sort();
         assertEquals(found, ["0.1", "0.2"]);
         for (const slot of [1, 2]) {
           const d = ini.find(0, slot);
           assertEquals(ini.identify(d).sectors, slot * 2048);
+          const retransmitted = ini.retransmits;
           ini.write(d, 0, pattern(S, slot));
+          resent.push(ini.retransmits - retransmitted);
         }
       } finally {
         ini.close();
@@ -259,7 +262,9 @@ Deno.test({
         assert(Deno.statSync(stateDirs[i]).isDirectory);
         const stats = JSON.parse((await ctl(socket, "--json", "stats")).stdout);
         assertEquals(stats.devices.map((d: { name: string }) => d.name), [`e0.${slot}`]);
-        assertEquals(stats.devices[0].stats.write_cnt, 1);
+        // Once, plus any copy the initiator sent again after a timeout (a busy machine).
+        const writes = stats.devices[0].stats.write_cnt;
+        assert(writes >= 1 && writes <= 1 + resent[i], `${writes} writes, ${resent[i]} resent`);
       }
       for (const e of exports.splice(0)) assertEquals((await e.stop()).code, 0);
       for (const slot of [1, 2]) {
