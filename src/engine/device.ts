@@ -147,6 +147,17 @@ export class Device implements Target {
   readonly #submitList = new Int32Array(SUBMIT_BATCH);
   #inFlightSlots = 0;
   #stalled = false;
+  /**
+   * A queued write overlaps a write still in the kernel: nothing more starts until a
+   * completion (see {@link #overlapsWriteInKernel}).
+   */
+  #ordered = false;
+  /** Write slots in the kernel (asynchronous backends): their indices, and each one's range. */
+  readonly #kernelWrites = new Int32Array(AIO_DEPTH + 1);
+  #kernelWriteCount = 0;
+  readonly #kernelWritePos = new Int32Array(AIO_DEPTH + 1).fill(-1);
+  readonly #writeStart = new Float64Array(AIO_DEPTH + 1);
+  readonly #writeEnd = new Float64Array(AIO_DEPTH + 1);
   #stalledAt = 0;
   #timerArmed = false;
   /**
@@ -236,7 +247,8 @@ export class Device implements Target {
 
   /** True when requests wait for submission and neither a stall nor a timer holds them. */
   get runnable(): boolean {
-    return this.#deferred.length > 0 && !this.#stalled && !this.#timerArmed && !this.waiting;
+    return this.#deferred.length > 0 && !this.#stalled && !this.#ordered && !this.#timerArmed &&
+      !this.waiting;
   }
 
   /**
@@ -322,13 +334,17 @@ export class Device implements Target {
   submit(now: number): void {
     if (this.waiting) return;
     const q = this.#deferred;
-    while (q.length > 0 && !this.#stalled && this.#freeSlots.length > 0) {
+    while (q.length > 0 && !this.#stalled && !this.#ordered && this.#freeSlots.length > 0) {
       this.dropStale(now);
       if (q.length === 0) break;
       if (q.length > 1) q.sort(this.#compare);
       let taken = 0; // requests placed into prepared iocbs
       let n = 0; // iocbs prepared
       while (taken < q.length && n < SUBMIT_BATCH && this.#freeSlots.length > 0) {
+        if (this.#overlapsWriteInKernel(q[taken])) {
+          this.#ordered = true; // a completion lifts it (reap)
+          break;
+        }
         const slotIndex = this.#freeSlots.pop()!;
         taken = this.#prepareRun(q, taken, slotIndex);
         if (this.#syncIo) {
@@ -363,6 +379,43 @@ export class Device implements Target {
     }
   }
 
+  /**
+   * Whether `r` is a write over bytes that a write still in the kernel writes: it must wait
+   * for that one, so that writes to the same sectors land in the order they arrived. (A write
+   * held by slow storage, whose initiator gave up waiting and wrote again, newer data later,
+   * would otherwise land last, over the newer data.) Asynchronous backends only: synchronous
+   * transfers are done before the next starts.
+   */
+  #overlapsWriteInKernel(r: Request): boolean {
+    const count = this.#kernelWriteCount;
+    if (count === 0 || r.action !== Action.WRITE) return false;
+    const start = r.offset;
+    const end = start + r.bytes;
+    for (let i = 0; i < count; i++) {
+      const slot = this.#kernelWrites[i];
+      if (this.#writeStart[slot] < end && start < this.#writeEnd[slot]) return true;
+    }
+    return false;
+  }
+
+  /** Write slot `slotIndex` (carrying `requests`, contiguous) went into the kernel. */
+  #trackWrite(slotIndex: number, requests: Request[]): void {
+    const last = requests[requests.length - 1];
+    this.#writeStart[slotIndex] = requests[0].offset;
+    this.#writeEnd[slotIndex] = last.offset + last.bytes;
+    this.#kernelWritePos[slotIndex] = this.#kernelWriteCount;
+    this.#kernelWrites[this.#kernelWriteCount++] = slotIndex;
+  }
+
+  /** Write slot `slotIndex` completed. */
+  #untrackWrite(slotIndex: number): void {
+    const at = this.#kernelWritePos[slotIndex];
+    const moved = this.#kernelWrites[--this.#kernelWriteCount];
+    this.#kernelWrites[at] = moved;
+    this.#kernelWritePos[moved] = at;
+    this.#kernelWritePos[slotIndex] = -1;
+  }
+
   /** Puts the requests of failed merged transfers back at the front of the queue. */
   #requeueRetries(): void {
     if (this.#retry.length === 0) return;
@@ -385,7 +438,7 @@ export class Device implements Target {
     let k = from + 1;
     while (
       !first.solo && k < q.length && requests.length < MAX_MERGE && !q[k].solo &&
-      q[k].action === first.action && q[k].offset === end
+      q[k].action === first.action && q[k].offset === end && !this.#overlapsWriteInKernel(q[k])
     ) {
       requests.push(q[k]);
       end += q[k].bytes;
@@ -427,7 +480,9 @@ export class Device implements Target {
     for (let i = 0; i < n; i++) {
       const slotIndex = this.#submitList[i];
       if (i < accepted) {
-        consumed += this.#slots[slotIndex].requests.length;
+        const requests = this.#slots[slotIndex].requests;
+        consumed += requests.length;
+        if (this.#slots[slotIndex].kind === Action.WRITE) this.#trackWrite(slotIndex, requests);
         if (this.#inFlightSlots === 0) this.#lastProgress = now; // the stall clock starts
         this.#inFlightSlots++;
       } else {
@@ -461,11 +516,14 @@ export class Device implements Target {
       }
       for (let i = 0; i < n; i++) {
         this.#inFlightSlots--;
-        this.#finishSlot(this.#io.eventSlot(i), this.#io.eventResult(i));
+        const slotIndex = this.#io.eventSlot(i);
+        if (this.#kernelWritePos[slotIndex] >= 0) this.#untrackWrite(slotIndex);
+        this.#finishSlot(slotIndex, this.#io.eventResult(i));
       }
       if (n < AIO_DEPTH) break;
     }
     this.#stalled = false;
+    this.#ordered = false;
     this.#requeueRetries();
     this.#runFlushes();
   }

@@ -201,6 +201,36 @@ Deno.test({
     }),
 });
 
+Deno.test({
+  ...OPTS,
+  name:
+    "a write held by slow storage never lands over a newer write to the same sectors: the newer one waits for it",
+  fn: () =>
+    withFaultyFile({ sizeBytes: 4 * 1024 * 1024 }, async (f) => {
+      await withTarget({ directIo: true, devices: [{ name: "slow", path: f.path }] }, async (t) => {
+        const ini = t.initiator({ adaptive: false, timeoutMs: 1000 });
+        const disk = ini.find(0, 1, { waitMs: 3000 });
+        const lba = 64;
+        ini.write(disk, lba, sectorOf(0xaa));
+        const before = f.counters().bytesWritten;
+        // A write the storage holds for 3 s (its initiator would give up and write again).
+        f.setDelay(3000);
+        sendWrite(ini, disk, lba, sectorOf(0xbb), 0x7e000002);
+        await until("the write is held by the storage", () => f.counters().delayed > 0, 20_000);
+        // The storage is fast again: a newer write over the same sector, acknowledged.
+        f.setDelay(0);
+        ini.write(disk, lba, sectorOf(0xcc));
+        await until(
+          "both writes are done",
+          () => f.counters().bytesWritten - before >= 1024,
+          20_000,
+        );
+        assertEquals(readFileRange(f.path, lba * 512, 512), sectorOf(0xcc), "the file");
+        assertEquals(ini.read(disk, lba, 1), sectorOf(0xcc), "read through the device");
+      });
+    }),
+});
+
 /** One sector of `fill`. */
 function sectorOf(fill: number): Uint8Array {
   return new Uint8Array(512).fill(fill);
