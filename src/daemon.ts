@@ -515,13 +515,13 @@ class WorkerLink {
       case "persist":
         this.#writer.submit(m.device, m.kind as StateKind, m.seq, m.bytes);
         break;
-      case "rbd-open":
+      case "storage-open":
         this.#rbd.open(m);
         break;
-      case "rbd-release":
+      case "storage-release":
         this.#rbd.release(m.id);
         break;
-      case "rbd-blocklisted":
+      case "storage-fenced":
         this.#rbd.blocklisted(m.device);
         break;
       case "stopped":

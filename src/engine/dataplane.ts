@@ -25,24 +25,22 @@
  *   when it would start is dropped ({@link Device.dropStale}); when the loop did not run for
  *   longer than a device's `max-stall`, everything received before it ran again, in the rings,
  *   the socket queues and the device queues, is dropped ({@link DataPlane.runOnce});
- * - a Ceph RBD image whose cluster is slow or unreachable: images are opened by the main thread
- *   (`src/rbd/images.ts`) and lent to the plane ({@link DataPlane.rbdOpened}); the loop serves
- *   the other devices meanwhile.
+ * - storage whose opening may block (a Ceph RBD image whose cluster is slow or unreachable): it
+ *   is opened by the main thread and lent to the plane ({@link DataPlane.storageOpened}); the
+ *   loop serves the other devices meanwhile. Which backend serves a device, and what it
+ *   supports, is `src/storage/`'s business: the plane never asks which one it talks to.
  *
  * @module
  */
 
 import {
-  dupStorage,
   Epoll,
   EPOLLERR,
   EPOLLIN,
   EPOLLOUT,
   type EventFd,
   type Memory,
-  pathIdentity,
   realtimeSeconds,
-  type Storage,
   sysError,
 } from "../../ffi/mod.ts";
 import { matchesAny } from "../config/glob.ts";
@@ -73,18 +71,19 @@ import type {
   DeviceCounters,
   PersistAck,
   PersistRequest,
-  RbdBlocklisted,
-  RbdFence,
-  RbdOpen,
-  RbdOpened,
-  RbdRelease,
-  RbdSizeChanged,
-  RbdStateChanged,
   SharedCounters,
+  SharedStateChanged,
   StateSnapshot,
+  StorageFence,
+  StorageFenced,
+  StorageOpen,
+  StorageOpened,
+  StorageRelease,
+  StorageSizeChanged,
 } from "./messages.ts";
 import type { Request } from "./pool.ts";
-import { RbdStorage } from "./rbd.ts";
+import type { BackendIo, BackendModule, StorageLoan } from "../storage/backend.ts";
+import { backendFor } from "../storage/registry.ts";
 
 /** Log sink: the worker forwards these to the main thread's logger. */
 export type LogFn = (level: "debug" | "info" | "warning" | "error", message: string) => void;
@@ -129,14 +128,15 @@ export interface DataPlaneOptions {
   /** Wakes the loop from another thread (the worker's command channel), if any. */
   wake?: EventFd;
   /**
-   * Asks whoever opens Ceph RBD images (the main thread) to open one, and gives images back;
-   * the answers come through {@link DataPlane.rbdOpened}. Without it RBD devices cannot be
-   * opened.
+   * Asks whoever opens lent storage (the main thread; `BackendModule.lent`) to open one, gives
+   * loans back, and says when a device found this host fenced off its storage; the answers
+   * come through {@link DataPlane.storageOpened} and {@link DataPlane.storageFence}. Without it
+   * such devices cannot be opened.
    */
-  rbd?: (m: RbdOpen | RbdRelease | RbdBlocklisted) => void;
+  lend?: (m: StorageOpen | StorageRelease | StorageFenced) => void;
 }
 
-/** An RBD device whose image the main thread is opening. */
+/** A device whose storage the main thread is opening to lend it. */
 interface PendingOpen {
   config: DeviceConfig;
   /** The device it replaces (reload), which serves on until the new one is ready. */
@@ -149,13 +149,13 @@ export class DataPlane {
   #config: Config;
   readonly #log: LogFn;
   readonly #persist: ((m: PersistRequest) => void) | null;
-  readonly #rbd: ((m: RbdOpen | RbdRelease | RbdBlocklisted) => void) | null;
-  /** RBD opens asked of the main thread, by request number. */
+  readonly #lend: ((m: StorageOpen | StorageRelease | StorageFenced) => void) | null;
+  /** Opens asked of the main thread, by request number. */
   readonly #opening = new Map<number, PendingOpen>();
   #nextOpen = 1;
   /** Loop turns: which interface kicks first (runOnce). */
   #turns = 0;
-  /** Problems of RBD opens that ended since the last {@link takeOpenProblems}. */
+  /** Problems of the main thread's opens that ended since the last {@link takeOpenProblems}. */
   readonly #openProblems: string[] = [];
   readonly #epoll = Epoll.open(64);
   /** Indexed by Device.index / Iface.index; null where one was closed. Retiring ones included. */
@@ -181,7 +181,7 @@ export class DataPlane {
     this.#config = options.config;
     this.#log = options.log;
     this.#persist = options.persist ?? null;
-    this.#rbd = options.rbd ?? null;
+    this.#lend = options.lend ?? null;
     if (options.wake) this.#epoll.add(options.wake.fd, EPOLLIN, TOKEN_WAKE);
     this.#ifaces = new Interfaces({
       epoll: this.#epoll,
@@ -225,15 +225,15 @@ export class DataPlane {
   }
 
   /**
-   * True while RBD images are being opened by the main thread: their devices start serving
-   * (or are reported as failed) when the answers come ({@link rbdOpened}). The loop keeps
+   * True while storage is being opened by the main thread: its devices start serving (or are
+   * reported as failed) when the answers come ({@link storageOpened}). The loop keeps
    * serving the other devices meanwhile.
    */
   get opening(): boolean {
     return this.#opening.size > 0;
   }
 
-  /** The problems of RBD opens that ended since the last call (for the reload's answer). */
+  /** The problems of the main thread's opens that ended since the last call (the reload's answer). */
   takeOpenProblems(): string[] {
     return this.#openProblems.splice(0);
   }
@@ -476,7 +476,7 @@ export class DataPlane {
         continue;
       }
       const dev = this.#openDevice(d, cur ?? null, false);
-      if (dev === null) continue; // an RBD image being opened: rbdOpened finishes the job
+      if (dev === null) continue; // being opened by the main thread: storageOpened finishes
       if (typeof dev === "string") {
         problems.push(
           cur
@@ -517,16 +517,16 @@ export class DataPlane {
   }
 
   /**
-   * The main thread's answer to an RBD open: the device starts serving (replacing the one it
+   * The main thread's answer to an open: the device starts serving (replacing the one it
    * was opened for, on reload) and is advertised, or the failure is reported (start: among the
    * failed devices; reload: the previous device keeps serving, as for files).
    */
-  rbdOpened(m: RbdOpened): void {
+  storageOpened(m: StorageOpened): void {
     const pending = this.#opening.get(m.id);
     this.#opening.delete(m.id);
     if (!pending || !this.#accepting) {
       // Not wanted any more (stopping): give the image straight back.
-      if (m.ok) this.#rbd?.({ type: "rbd-release", id: m.loan.id });
+      if (m.ok) this.#release(m.loan.id);
       return;
     }
     const { config: d, previous } = pending;
@@ -534,15 +534,10 @@ export class DataPlane {
     const problems: string[] = [];
     let dev: Device | string;
     if (m.ok) {
-      this.#states.takeRbd(d.name, m.state);
-      const release = (id: number) => this.#rbd?.({ type: "rbd-release", id });
-      let storage: RbdStorage | null = null;
+      this.#states.takeShared(d.name, m.state);
       try {
-        storage = new RbdStorage(m.loan, release);
-        dev = this.#install(d, storage);
+        dev = this.#install(d, backendFor(d), previous, m.loan);
       } catch (e) {
-        storage?.close();
-        if (!storage) release(m.loan.id);
         dev = (e as Error).message;
       }
     } else {
@@ -583,12 +578,14 @@ export class DataPlane {
     this.#attachAll(false, []);
   }
 
-  /** The main thread read a new size of an RBD device's image. */
-  rbdSizeChanged(m: RbdSizeChanged): void {
-    const dev = this.devices.find((d) => d.name === m.device && d.rbd !== null);
+  /** The main thread read a new size of a device's lent storage. */
+  storageSizeChanged(m: StorageSizeChanged): void {
+    const dev = this.devices.find((d) =>
+      d.name === m.device && d.backend.features.resize === "told"
+    );
     if (!dev) return;
     try {
-      if (dev.setImageSize(m.bytes)) {
+      if (dev.setStorageSize(m.bytes)) {
         this.#log(
           "info",
           `disk/${dev.name}: New size ${humanSize(dev.size)} (sectors ${dev.sectors})`,
@@ -600,14 +597,14 @@ export class DataPlane {
   }
 
   /**
-   * The main thread's word about fencing on an RBD device (see RbdFence): a fencing it did is
-   * counted; when this host's client was fenced, the device drops its queued requests (they
-   * were received before or while it was fenced: never started, never answered) and its
-   * image is reopened through a new client (the old device serves nothing meanwhile: its I/O
-   * fails at once; it retires when the new one is there).
+   * The main thread's word about fencing on a device (see StorageFence): a fencing it did is
+   * counted; when this host was fenced, the device drops its queued requests (they were
+   * received before or while it was fenced: never started, never answered) and its storage is
+   * opened anew (an RBD image through a new client; the old device serves nothing meanwhile:
+   * its I/O fails at once; it retires when the new one is there).
    */
-  rbdFence(m: RbdFence): void {
-    const dev = this.devices.find((d) => d.name === m.device && d.rbd !== null);
+  storageFence(m: StorageFence): void {
+    const dev = this.devices.find((d) => d.name === m.device && d.backend.features.fencing);
     if (!dev) return;
     if (m.event === "fencing") {
       dev.stats[DS.rbd_fencings]++;
@@ -650,9 +647,9 @@ export class DataPlane {
     for (const ifc of this.#ifaces.byIndex) ifc?.flush();
   }
 
-  /** Another host changed state of an RBD device (read from the image's metadata). */
-  rbdStateChanged(m: RbdStateChanged): void {
-    this.#states.rbdChanged(m);
+  /** Another host changed state kept with a device's storage (read by the main thread). */
+  sharedStateChanged(m: SharedStateChanged): void {
+    this.#states.sharedChanged(m);
   }
 
   /**
@@ -870,12 +867,12 @@ export class DataPlane {
   /** A request finished on its device (reply built): send it. */
   readonly #completed = (r: Request): void => {
     if (r.drop === Drop.FENCED) {
-      // This host's Ceph client was fenced: never answered; the main thread reconnects.
+      // This host was fenced off the storage: never answered; the main thread opens it anew.
       this.#finish(r);
       const dev = r.dev;
       if (!dev.fenced) {
         dev.fenced = true;
-        this.#rbd?.({ type: "rbd-blocklisted", device: dev.name });
+        this.#lend?.({ type: "storage-fenced", device: dev.name });
       }
       return;
     }
@@ -948,50 +945,51 @@ export class DataPlane {
   // ---- setup and teardown ----
 
   /**
-   * Opens device `d` (taking over `previous`'s descriptor when it is the same storage with the
-   * same access mode, so that an exclusive claim carries over) and makes it live. Returns the
-   * device, or why it could not be opened (logged).
+   * Opens device `d` through the backend that serves it (which may take over `previous`'s
+   * storage, so that an exclusive claim carries over) and makes it live. Returns the device, or
+   * why it could not be opened (logged), or null when the main thread opens its storage and
+   * lends it ({@link storageOpened} finishes the job).
    */
   #openDevice(d: DeviceConfig, previous: Device | null, atStart: boolean): Device | string | null {
     const stateError = this.#states.loadError(d.name);
     if (stateError !== undefined) return stateError;
-    if (d.rbd) {
-      // Opening blocks for round trips to the cluster: the main thread does it (rbdOpened).
-      if (!this.#rbd) return "Ceph RBD images are opened by the daemon's main thread (none here)";
+    let module: BackendModule;
+    try {
+      module = backendFor(d);
+    } catch (e) {
+      return (e as Error).message;
+    }
+    if (module.lent) {
+      // Opening may block for round trips to a cluster: the main thread does it.
+      if (!this.#lend) return `${d.path} is opened by the daemon's main thread (none here)`;
       const id = this.#nextOpen++;
       this.#opening.set(id, { config: d, previous, atStart });
-      this.#rbd({ type: "rbd-open", id, device: d });
+      this.#lend({ type: "storage-open", id, device: d });
       return null;
     }
-    let storage: Storage | undefined;
     try {
-      if (
-        previous && previous.storage.readOnly === d.readOnly &&
-        previous.config.syncWrites === d.syncWrites
-      ) {
-        let same = false;
-        try {
-          same = pathIdentity(d.path) === previous.storage.identity;
-        } catch { /* the open below reports it */ }
-        if (same) storage = dupStorage(previous.storage, d.path, d.directIo);
-      }
-      return this.#install(d, storage);
+      return this.#install(d, module, previous, null);
     } catch (e) {
-      let reason = (e as Error).message;
-      if (previous?.blockDevice && (e as { code?: string }).code === "EBUSY") {
-        reason +=
-          ` (it is open read-${previous.readOnly ? "only" : "write"} for the running export: ` +
-          "to change read-only, remove the device, reload, then add it back and reload)";
-      }
-      return reason;
+      return (e as Error).message;
     }
   }
 
+  /** Gives storage lent by the main thread back to it. */
+  readonly #release = (id: number): void => {
+    this.#lend?.({ type: "storage-release", id });
+  };
+
   /**
-   * Makes device `d` live on `storage` (a file's descriptor to take over, an RBD image, or
-   * undefined: open `d.path`). Throws when it cannot; what it opened is closed again.
+   * Makes device `d` live on storage opened by `module` (from `loan` when the main thread lent
+   * it; `previous` is the device it replaces). Throws when it cannot; what it opened is closed
+   * again, and a loan given back.
    */
-  #install(d: DeviceConfig, storage: Storage | RbdStorage | undefined): Device {
+  #install(
+    d: DeviceConfig,
+    module: BackendModule,
+    previous: Device | null,
+    loan: StorageLoan | null,
+  ): Device {
     let stats = this.#deviceCounters.get(d.name);
     if (!stats) {
       stats = sharedCounters(DEVICE_SHARED_LENGTH);
@@ -1000,7 +998,24 @@ export class DataPlane {
     let index = this.#devices.indexOf(null);
     if (index < 0) index = this.#devices.length;
     const state = this.#states.of(d.name);
-    const dev = new Device(index, d, state, stats, this.#completed, this.#place, storage);
+    let opened = false;
+    const open = (io: BackendIo) => {
+      opened = true;
+      const release = this.#release;
+      return module.open({ config: d, previous: previous?.backend ?? null, loan, release, io });
+    };
+    let dev: Device;
+    try {
+      dev = new Device(index, d, state, stats, this.#completed, this.#place, open);
+    } catch (e) {
+      if (!opened && loan) this.#release(loan.id);
+      throw e;
+    }
+    // A write that a device it replaces (or one removed before) still has in the kernel must
+    // not land after a newer write through this one: it waits for them (Device.follow).
+    const identity = dev.backend.identity;
+    for (const old of this.#retiring) if (old.backend.identity === identity) dev.follow(old);
+    if (previous && previous.backend.identity === identity) dev.follow(previous);
     this.#devices[index] = dev;
     try {
       this.#epoll.add(dev.events.fd, EPOLLIN, TOKEN_AIO + index);
@@ -1011,7 +1026,7 @@ export class DataPlane {
       throw e;
     }
     const size = humanSize(dev.size);
-    const how = dev.rbd ? ", through librbd" : d.directIo ? ", using direct I/O" : "";
+    const how = dev.backend.how;
     this.#log(
       "info",
       `disk/${d.name}: Shelf ${d.shelf}, slot ${d.slot}, path '${d.path}' (size ${size}, sectors ${dev.sectors}) opened${
@@ -1041,6 +1056,11 @@ export class DataPlane {
     const list = this.#retiring;
     for (let i = 0; i < list.length;) {
       const dev = list[i];
+      if (dev.successors.length > 0 && dev.inKernel === 0) {
+        // Its I/O is done: the devices that replaced it may start theirs.
+        for (const next of dev.successors) this.#activate(next);
+        dev.successors.length = 0;
+      }
       if (dev.inFlight === 0) {
         list.splice(i, 1);
         this.#closeDevice(dev);

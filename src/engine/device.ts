@@ -1,22 +1,24 @@
 /**
- * One exported device on the data path: its storage, its request pool (its own Buffer Count of
- * requests, see pool.ts), its kernel AIO context and its request queue (docs/decisions.md §3).
+ * One exported device on the data path: its request pool (its own Buffer Count of requests, see
+ * pool.ts), its request queue (docs/decisions.md §3) and its storage backend
+ * (`src/storage/`), which moves the bytes; Device never asks which backend it is, only what it
+ * supports (its `features`).
  *
  * Life of a read or write: the engine accepts it ({@link Device.enqueue}), it waits in the
  * deferred queue until the end of the loop iteration (or the merge-delay timer), then
  * {@link Device.submit} sorts the queue (by offset within the max-delay window), merges exactly
- * contiguous same-direction requests into one vectored iocb (up to 32 per iocb), and either runs
- * each iocb at once with preadv/pwritev (buffered files: the synchronous path) or submits up to
- * 32 iocbs per io_submit (O_DIRECT). AIO completions arrive on the device's eventfd;
+ * contiguous same-direction requests into one vectored slot (up to 32 per slot), and either has
+ * each slot transferred at once (a synchronous backend: buffered files) or submits up to 32
+ * slots at once (kernel AIO, librbd). Their completions signal the device's eventfd;
  * {@link Device.reap} finishes each request and hands it to the data plane to send.
  *
  * FLUSH waits for every write that arrived before it (flush epochs: each flush closes an epoch,
- * and runs once no write of that epoch or an earlier one is pending), then syncs with an AIO
- * FDSYNC iocb, or fdatasync(2) where the kernel refuses that.
+ * and runs once no write of that epoch or an earlier one is pending), then asks the backend to
+ * make them durable.
  *
- * io_submit's EAGAIN stalls the queue until a completion frees room; when nothing of this device
- * is in the kernel (so no completion will come), the data plane retries after
- * {@link STALL_RETRY_MS}.
+ * A backend that runs out of room (io_submit's EAGAIN) stalls the queue until a completion
+ * frees some; when nothing of this device is in flight (so no completion will come), the data
+ * plane retries after {@link STALL_RETRY_MS}.
  *
  * Stale requests are dropped unanswered, never started (the initiator has given up on them and
  * may have sent them to another target of the same storage; see docs/configuration.md, "Stale
@@ -27,30 +29,14 @@
  * @module
  */
 
-import {
-  AioContext,
-  closeFd,
-  EBLOCKLISTED,
-  EventFd,
-  fdatasync,
-  FileMap,
-  IOCB_CMD_PREADV,
-  IOCB_CMD_PWRITEV,
-  MapCopies,
-  type Memory,
-  openStorage,
-  setDirect,
-  type Storage,
-  storageSize,
-  TimerFd,
-} from "../../ffi/mod.ts";
+import { EventFd, type Memory, TimerFd } from "../../ffi/mod.ts";
 import { type DeviceConfig, exportedSectors } from "../config/types.ts";
 import { completeRequest } from "../protocol/engine.ts";
 import { Action, ATA_DATA_OFFSET, Drop, type Target } from "../protocol/types.ts";
 import type { DeviceState } from "../state/device_state.ts";
 import { DS } from "../stats.ts";
+import type { Backend, BackendIo } from "../storage/backend.ts";
 import { type Request, RequestPool } from "./pool.ts";
-import type { IoEngine, RbdStorage } from "./rbd.ts";
 import { TUNING } from "./tuning.ts";
 
 /** Monotonic seconds (the data plane's clock of arrivals). */
@@ -62,14 +48,14 @@ function monotonic(): number {
 export const MAX_MERGE = TUNING.maxMerge;
 /** Most iocbs per io_submit call. */
 export const SUBMIT_BATCH = TUNING.submitBatch;
-/** iocbs one device may have in flight (io_setup size). */
+/** Slots one device may have in flight (the backend's size, io_setup for kernel AIO). */
 export const AIO_DEPTH = 128;
 /** After io_submit said EAGAIN with none of our iocbs in the kernel: retry after this, ms. */
 export const STALL_RETRY_MS = 5;
 
 const EINVAL = 22;
 
-/** An iocb in flight: the requests it carries. */
+/** A slot in flight: the requests it carries. */
 class AioSlot {
   readonly requests: Request[] = [];
   /** Action.READ, Action.WRITE or Action.FLUSH. */
@@ -81,8 +67,8 @@ export type CompletionSink = (r: Request) => void;
 
 /**
  * Finds a TX ring frame for the reply to read `r` (Iface.reserveReply): returns the ring memory
- * with `r.txFrame` set, or null (the data then goes to the request's own slot). Used by the
- * synchronous buffered path only, whose replies are sent in order within the same turn.
+ * with `r.txFrame` set, or null (the data then goes to the request's own slot). Used with
+ * synchronous backends only, whose replies are sent in order within the same turn.
  */
 export type ReplyPlacer = (r: Request) => Memory | null;
 
@@ -106,16 +92,17 @@ export class Device implements Target {
   /** Its requests: exactly `bufferCount` of them can be in flight. */
   readonly pool: RequestPool;
 
-  /** The open device or file (its descriptor, identity, access mode). */
-  readonly storage: Storage;
-  /** The Ceph RBD image served instead of a file (then `fd` is -1), or null. */
-  readonly rbd: RbdStorage | null;
-  readonly fd: number;
-  readonly blockDevice: boolean;
+  /** The storage and its I/O. */
+  readonly backend: Backend;
   readonly events: EventFd;
   readonly timer: TimerFd | null;
   /** Replaced or removed by a reload: no new requests; closed once nothing is in flight. */
   retiring = false;
+  /**
+   * Devices of the same storage waiting for this one's I/O in the kernel to be done
+   * ({@link follow}); the data plane wakes them when it is.
+   */
+  readonly successors: Device[] = [];
   /** When it started retiring (monotonic seconds). */
   retiredAt = 0;
   /** `max-request-age` in seconds (Infinity: never stale by age). */
@@ -131,43 +118,46 @@ export class Device implements Target {
   droppedLogged = 0;
   /** When the data plane last logged them (monotonic seconds). */
   droppedLoggedAt = -Infinity;
-  /** RBD: its Ceph client was fenced (blocklisted) by another host; a new one is coming. */
+  /**
+   * Another host fenced this one off the storage (RBD: blocklisted its Ceph client); it is
+   * being opened anew.
+   */
   fenced = false;
-  /** RBD: the main thread is reopening its image (after a fencing) through a new client. */
+  /** Its storage is being opened anew by the main thread (after a fencing). */
   reopening = false;
 
-  readonly #aio: IoEngine;
+  readonly #io: Backend;
   readonly #sink: CompletionSink;
   readonly #placer: ReplyPlacer | null;
   readonly #maxDelay: number;
   readonly #mergeDelay: number;
-  /**
-   * Buffered files (no O_DIRECT) do their reads and writes with preadv/pwritev right away:
-   * io_submit copies from and to the page cache synchronously for them anyway, so kernel AIO
-   * would only add its round trip (eventfd, io_getevents, one more loop turn). O_DIRECT devices
-   * use kernel AIO. (TUNING.bufferedAio forces AIO for every device, to measure the difference.)
-   */
+  /** The backend transfers at once (`features.synchronous`). */
   readonly #syncIo: boolean;
+  /** Its transfers may fail because this host was fenced (`features.fencing`). */
+  readonly #fencing: boolean;
 
+  /** Devices it replaced whose I/O in the kernel it waits for (see {@link waiting}). */
+  readonly #predecessors: Device[] = [];
   /** Requests accepted but not yet submitted, in arrival order until sorted. */
   readonly #deferred: Request[] = [];
   /** Requests of failed merged transfers, to go again one by one (see #finishSlot). */
   readonly #retry: Request[] = [];
-  /**
-   * Buffered devices: the file mapped read-only, so that reads are copies out of the page cache
-   * run in one batch per turn instead of a preadv each (ffi/filemap.ts); null when unmapped.
-   */
-  #map: FileMap | null = null;
-  readonly #copies = new MapCopies(SUBMIT_BATCH * MAX_MERGE);
-  /** Slots whose reads are queued in #copies, in request order. */
-  readonly #mappedSlots: number[] = [];
-  /** Writes done after the queued reads, completed after them: slot index, result, ... */
-  readonly #heldWrites: number[] = [];
   readonly #slots: AioSlot[] = [];
   readonly #freeSlots: number[] = [];
   readonly #submitList = new Int32Array(SUBMIT_BATCH);
   #inFlightSlots = 0;
   #stalled = false;
+  /**
+   * A queued write overlaps a write still in the kernel: nothing more starts until a
+   * completion (see {@link #overlapsWriteInKernel}).
+   */
+  #ordered = false;
+  /** Write slots in the kernel (asynchronous backends): their indices, and each one's range. */
+  readonly #kernelWrites = new Int32Array(AIO_DEPTH + 1);
+  #kernelWriteCount = 0;
+  readonly #kernelWritePos = new Int32Array(AIO_DEPTH + 1).fill(-1);
+  readonly #writeStart = new Float64Array(AIO_DEPTH + 1);
+  readonly #writeEnd = new Float64Array(AIO_DEPTH + 1);
   #stalledAt = 0;
   #timerArmed = false;
   /**
@@ -183,9 +173,8 @@ export class Device implements Target {
   readonly #flushWaiters: Request[] = [];
 
   /**
-   * Opens `config.path` (or takes over `storage`, an already open descriptor of it, or the RBD
-   * image the main thread lent) and sets up the AIO context and the request pool. Throws with
-   * advice when the storage cannot be opened.
+   * Opens its storage with `open` (a backend module's opener, see `src/storage/registry.ts`)
+   * and sets up the request pool. Throws with advice when the storage cannot be opened.
    */
   constructor(
     index: number,
@@ -193,8 +182,8 @@ export class Device implements Target {
     state: DeviceState,
     stats: Float64Array,
     sink: CompletionSink,
-    placer: ReplyPlacer | null = null,
-    storage?: Storage | RbdStorage,
+    placer: ReplyPlacer | null,
+    open: (io: BackendIo) => Backend,
   ) {
     this.index = index;
     this.config = config;
@@ -216,37 +205,27 @@ export class Device implements Target {
     this.#mergeDelay = config.mergeDelay;
     this.maxRequestAge = config.maxRequestAge > 0 ? config.maxRequestAge : Infinity;
     this.maxStall = config.maxStall > 0 ? config.maxStall : Infinity;
-    const rbd = storage !== undefined && "image" in storage ? storage : null;
-    this.rbd = rbd;
-    // An RBD image has only the asynchronous path (librbd queues to its own threads).
-    this.#syncIo = !config.directIo && !TUNING.bufferedAio && rbd === null;
-    this.#placer = this.#syncIo && TUNING.readInRing ? placer : null;
 
-    storage = rbd ? rbd.asStorage() : (storage as Storage | undefined) ?? openStorage(config.path, {
-      readOnly: config.readOnly,
-      direct: config.directIo,
-      exclusive: true,
-      sync: config.syncWrites,
-    });
-    this.storage = storage;
-    this.fd = storage.fd;
-    this.blockDevice = storage.blockDevice;
-    let events: EventFd | null = null;
+    const events = EventFd.open();
+    let backend: Backend | null = null;
     let pool: RequestPool | null = null;
     try {
-      this.sectors = exportedSectors(config, storage.size);
-      pool = new RequestPool(config.queueLength, this);
-      events = EventFd.open();
       // One slot more than AIO_DEPTH: the spare of #redoEach.
-      this.#aio = rbd ? rbd.openIo(AIO_DEPTH + 1, events) : AioContext.open(AIO_DEPTH + 1, events);
+      backend = open({ slots: AIO_DEPTH + 1, events, finish: this.#finishSlot });
+      this.sectors = exportedSectors(config, backend.size);
+      pool = new RequestPool(config.queueLength, this);
       this.timer = config.mergeDelay > 0 ? TimerFd.open() : null;
     } catch (e) {
-      events?.close();
       pool?.close();
-      if (rbd) rbd.close();
-      else closeFd(this.fd);
+      backend?.close();
+      events.close();
       throw e;
     }
+    this.backend = backend;
+    this.#io = backend;
+    this.#syncIo = backend.features.synchronous;
+    this.#fencing = backend.features.fencing;
+    this.#placer = this.#syncIo && TUNING.readInRing ? placer : null;
     this.pool = pool;
     this.events = events;
     this.#remap();
@@ -261,11 +240,6 @@ export class Device implements Target {
     return this.sectors * 512;
   }
 
-  /** Which AIO backend serves this device ("libaio", "syscall" or "librbd"). */
-  get aioBackend(): string {
-    return this.#aio.backend;
-  }
-
   /** Requests alive for this device, arrival to reply handed off (its pool in use). */
   get inFlight(): number {
     return this.pool.inUse;
@@ -273,7 +247,33 @@ export class Device implements Target {
 
   /** True when requests wait for submission and neither a stall nor a timer holds them. */
   get runnable(): boolean {
-    return this.#deferred.length > 0 && !this.#stalled && !this.#timerArmed;
+    return this.#deferred.length > 0 && !this.#stalled && !this.#ordered && !this.#timerArmed &&
+      !this.waiting;
+  }
+
+  /**
+   * Has this device wait for `previous`, a device of the same storage that it replaces (or
+   * that was removed before it came), while `previous` has I/O in the kernel: it starts none of
+   * its own until that is done (see {@link waiting}). A fenced device is not waited for: its
+   * writes can never land.
+   */
+  follow(previous: Device): void {
+    if (previous === this || previous.inKernel === 0 || previous.fenced) return;
+    this.#predecessors.push(previous);
+    previous.successors.push(this);
+  }
+
+  /**
+   * Whether a device it replaced still has I/O in the kernel ({@link follow}): until that is
+   * done, this one starts nothing, so that a write the old device started (its initiator gave
+   * up on it and wrote again, maybe newer data) never lands after a write through this one.
+   * Its requests wait in the queue meanwhile.
+   */
+  get waiting(): boolean {
+    const p = this.#predecessors;
+    if (p.length === 0) return false;
+    for (let i = p.length - 1; i >= 0; i--) if (p[i].inKernel === 0) p.splice(i, 1);
+    return p.length > 0;
   }
 
   /** Stalled on EAGAIN with nothing in the kernel: only a retry on a timer gets it going. */
@@ -332,19 +332,24 @@ export class Device implements Target {
    * (monotonic seconds) dates a stall.
    */
   submit(now: number): void {
+    if (this.waiting) return;
     const q = this.#deferred;
-    while (q.length > 0 && !this.#stalled && this.#freeSlots.length > 0) {
+    while (q.length > 0 && !this.#stalled && !this.#ordered && this.#freeSlots.length > 0) {
       this.dropStale(now);
       if (q.length === 0) break;
       if (q.length > 1) q.sort(this.#compare);
       let taken = 0; // requests placed into prepared iocbs
       let n = 0; // iocbs prepared
       while (taken < q.length && n < SUBMIT_BATCH && this.#freeSlots.length > 0) {
+        if (this.#overlapsWriteInKernel(q[taken])) {
+          this.#ordered = true; // a completion lifts it (reap)
+          break;
+        }
         const slotIndex = this.#freeSlots.pop()!;
         taken = this.#prepareRun(q, taken, slotIndex);
         if (this.#syncIo) {
           this.stats[DS.io_slots]++;
-          if (!this.#queueCopies(slotIndex)) this.#transferNow(slotIndex);
+          this.#io.transfer(slotIndex);
           // A transfer that blocked longer than max-stall (storage that hangs): what waited
           // behind it is stale; the outer loop drops it before starting anything more.
           const after = monotonic();
@@ -360,7 +365,7 @@ export class Device implements Target {
         }
       }
       if (this.#syncIo) {
-        this.#runCopies();
+        this.#io.finishQueued();
         this.stats[DS.io_runs]++;
         this.#removeFront(taken);
         this.#runFlushes();
@@ -375,93 +380,40 @@ export class Device implements Target {
   }
 
   /**
-   * A read of the synchronous path, served from the file's mapping: queues a copy per request
-   * of `slotIndex` (into its TX frame or its slot) and returns true; the slot completes in
-   * {@link #runCopies}. False (nothing queued) for writes, without a mapping, or beyond it.
+   * Whether `r` is a write over bytes that a write still in the kernel writes: it must wait
+   * for that one, so that writes to the same sectors land in the order they arrived. (A write
+   * held by slow storage, whose initiator gave up waiting and wrote again, newer data later,
+   * would otherwise land last, over the newer data.) Asynchronous backends only: synchronous
+   * transfers are done before the next starts.
    */
-  #queueCopies(slotIndex: number): boolean {
-    const map = this.#map;
-    const slot = this.#slots[slotIndex];
-    if (map === null || slot.kind !== Action.READ) return false;
-    const requests = slot.requests;
-    const last = requests[requests.length - 1];
-    if (last.offset + last.bytes > map.length) return false;
-    const copies = this.#copies;
-    if (copies.count + requests.length > copies.capacity) this.#runCopies();
-    for (let j = 0; j < requests.length; j++) {
-      const r = requests[j];
-      r.copyIndex = r.txMemory !== null
-        ? copies.add(map, r.offset, r.txMemory, r.txFrame + ATA_DATA_OFFSET, r.bytes)
-        : copies.add(map, r.offset, this.pool.memory, r.dataOffset, r.bytes);
-    }
-    this.#mappedSlots.push(slotIndex);
-    return true;
-  }
-
-  /**
-   * The synchronous path's transfer of slot `slotIndex`, now. Replies leave in request order
-   * (reads queued in #copies hold TX frames reserved in that order), so a transfer after queued
-   * reads completes after them: a write that overlaps none of them is written at once and its
-   * completion held until they are done (one batch of copies for the whole turn, not one per
-   * write); anything else runs the queued copies first.
-   */
-  #transferNow(slotIndex: number): void {
-    if (
-      this.#mappedSlots.length > 0 && this.#slots[slotIndex].kind === Action.WRITE &&
-      !this.#copiesOverlap(slotIndex)
-    ) {
-      this.#heldWrites.push(slotIndex, this.#aio.runVectorNow(slotIndex));
-      return;
-    }
-    this.#runCopies();
-    this.#finishSlot(slotIndex, this.#aio.runVectorNow(slotIndex));
-  }
-
-  /** Whether a read queued in #copies touches the bytes of slot `slotIndex`'s transfer. */
-  #copiesOverlap(slotIndex: number): boolean {
-    const slots = this.#mappedSlots;
-    const requests = this.#slots[slotIndex].requests;
-    const start = requests[0].offset;
-    const last = requests[requests.length - 1];
-    const end = last.offset + last.bytes;
-    for (let i = 0; i < slots.length; i++) {
-      const queued = this.#slots[slots[i]].requests;
-      const qLast = queued[queued.length - 1];
-      if (queued[0].offset < end && start < qLast.offset + qLast.bytes) return true;
+  #overlapsWriteInKernel(r: Request): boolean {
+    const count = this.#kernelWriteCount;
+    if (count === 0 || r.action !== Action.WRITE) return false;
+    const start = r.offset;
+    const end = start + r.bytes;
+    for (let i = 0; i < count; i++) {
+      const slot = this.#kernelWrites[i];
+      if (this.#writeStart[slot] < end && start < this.#writeEnd[slot]) return true;
     }
     return false;
   }
 
-  /**
-   * Runs the queued copies with one call and completes their slots in order. A slot one of
-   * whose copies faulted (the file shrank, or a page could not be read) is read again with
-   * preadv, which reports the error (and a merged one is then redone request by request).
-   */
-  #runCopies(): void {
-    const slots = this.#mappedSlots;
-    if (slots.length === 0) return;
-    const copies = this.#copies;
-    const faults = copies.run();
-    for (let i = 0; i < slots.length; i++) {
-      const slotIndex = slots[i];
-      const requests = this.#slots[slotIndex].requests;
-      let bytes = 0;
-      let faulted = false;
-      for (let j = 0; j < requests.length; j++) {
-        bytes += requests[j].bytes;
-        if (faults > 0 && copies.faulted(requests[j].copyIndex)) faulted = true;
-      }
-      if (!faulted) this.#finishSlot(slotIndex, bytes);
-      else if (requests.length > 1) {
-        this.stats[DS.io_retries]++;
-        this.#redoEach(slotIndex);
-      } else this.#finishSlot(slotIndex, this.#aio.runVectorNow(slotIndex));
-    }
-    slots.length = 0;
-    copies.clear();
-    const held = this.#heldWrites;
-    for (let i = 0; i < held.length; i += 2) this.#finishSlot(held[i], held[i + 1]);
-    held.length = 0;
+  /** Write slot `slotIndex` (carrying `requests`, contiguous) went into the kernel. */
+  #trackWrite(slotIndex: number, requests: Request[]): void {
+    const last = requests[requests.length - 1];
+    this.#writeStart[slotIndex] = requests[0].offset;
+    this.#writeEnd[slotIndex] = last.offset + last.bytes;
+    this.#kernelWritePos[slotIndex] = this.#kernelWriteCount;
+    this.#kernelWrites[this.#kernelWriteCount++] = slotIndex;
+  }
+
+  /** Write slot `slotIndex` completed. */
+  #untrackWrite(slotIndex: number): void {
+    const at = this.#kernelWritePos[slotIndex];
+    const moved = this.#kernelWrites[--this.#kernelWriteCount];
+    this.#kernelWrites[at] = moved;
+    this.#kernelWritePos[moved] = at;
+    this.#kernelWritePos[slotIndex] = -1;
   }
 
   /** Puts the requests of failed merged transfers back at the front of the queue. */
@@ -486,15 +438,14 @@ export class Device implements Target {
     let k = from + 1;
     while (
       !first.solo && k < q.length && requests.length < MAX_MERGE && !q[k].solo &&
-      q[k].action === first.action && q[k].offset === end
+      q[k].action === first.action && q[k].offset === end && !this.#overlapsWriteInKernel(q[k])
     ) {
       requests.push(q[k]);
       end += q[k].bytes;
       k++;
     }
     const count = requests.length;
-    const opcode = first.action === Action.READ ? IOCB_CMD_PREADV : IOCB_CMD_PWRITEV;
-    this.#aio.prepareVector(slotIndex, opcode, this.fd, first.offset, count);
+    this.#io.prepare(slotIndex, first.action === Action.WRITE, first.offset, count);
     // Reads of the synchronous path go straight into their replies' TX frames where the
     // interface has them free, in order; from the first that finds none, into their slots.
     let placing = this.#placer !== null && first.action === Action.READ;
@@ -503,20 +454,20 @@ export class Device implements Target {
       const ring = placing ? this.#placer!(r) : null;
       r.txMemory = ring;
       if (ring !== null) {
-        this.#aio.setIovec(slotIndex, j, ring, r.txFrame + ATA_DATA_OFFSET, r.bytes);
+        this.#io.setIovec(slotIndex, j, ring, r.txFrame + ATA_DATA_OFFSET, r.bytes);
       } else {
         placing = false;
-        this.#aio.setIovec(slotIndex, j, this.pool.memory, r.dataOffset, r.bytes);
+        this.#io.setIovec(slotIndex, j, this.pool.memory, r.dataOffset, r.bytes);
       }
     }
     return k;
   }
 
-  /** io_submit of the `n` prepared iocbs that carry the first `taken` queued requests. */
+  /** Submission of the `n` prepared slots that carry the first `taken` queued requests. */
   #submitPrepared(n: number, taken: number, now: number): void {
     let accepted: number;
     try {
-      accepted = this.#aio.submit(this.#submitList, n);
+      accepted = this.#io.submit(this.#submitList, n);
     } catch (e) {
       // A hard submission error: every prepared request fails with ABRT.
       const errno = (e as { errno?: number }).errno ?? EINVAL;
@@ -529,7 +480,9 @@ export class Device implements Target {
     for (let i = 0; i < n; i++) {
       const slotIndex = this.#submitList[i];
       if (i < accepted) {
-        consumed += this.#slots[slotIndex].requests.length;
+        const requests = this.#slots[slotIndex].requests;
+        consumed += requests.length;
+        if (this.#slots[slotIndex].kind === Action.WRITE) this.#trackWrite(slotIndex, requests);
         if (this.#inFlightSlots === 0) this.#lastProgress = now; // the stall clock starts
         this.#inFlightSlots++;
       } else {
@@ -554,38 +507,41 @@ export class Device implements Target {
   reap(now: number): void {
     this.events.drain();
     for (;;) {
-      const n = this.#aio.reap(AIO_DEPTH);
+      const n = this.#io.reap(AIO_DEPTH);
       if (n > 0) {
         // The first completion after I/O that hung longer than max-stall: what waited behind
-        // it (and, for an RBD image, whatever its initiator sent meanwhile) is stale.
+        // it (and, for networked storage, whatever its initiator sent meanwhile) is stale.
         if (now - this.#lastProgress > this.maxStall) this.#stallNoticed(now);
         this.#lastProgress = now;
       }
       for (let i = 0; i < n; i++) {
         this.#inFlightSlots--;
-        this.#finishSlot(this.#aio.eventSlot(i), this.#aio.eventResult(i));
+        const slotIndex = this.#io.eventSlot(i);
+        if (this.#kernelWritePos[slotIndex] >= 0) this.#untrackWrite(slotIndex);
+        this.#finishSlot(slotIndex, this.#io.eventResult(i));
       }
       if (n < AIO_DEPTH) break;
     }
     this.#stalled = false;
+    this.#ordered = false;
     this.#requeueRetries();
     this.#runFlushes();
   }
 
   /**
-   * Re-reads the size of the export (reload); returns true if it changed. An RBD image's size
-   * is not read here (librbd may block to refresh its header): the main thread reads it and
-   * tells ({@link setImageSize}).
+   * Re-reads the size of the export (reload); returns true if it changed. A backend whose size
+   * is measured by whoever lent it (`resize: "told"`) is not asked: that may block; the size
+   * comes through {@link setStorageSize}.
    */
   refreshSize(): boolean {
-    if (this.rbd) return false;
-    return this.#resize(storageSize(this, this.config.path));
+    if (this.#io.features.resize !== "reread") return false;
+    return this.#resize(this.#io.refreshSize());
   }
 
-  /** The RBD image is now `bytes` long (read by the main thread); true if the export changed. */
-  setImageSize(bytes: number): boolean {
-    if (!this.rbd) return false;
-    this.rbd.size = bytes;
+  /** The storage is now `bytes` long, as measured by whoever lent it; true if the export changed. */
+  setStorageSize(bytes: number): boolean {
+    if (this.#io.features.resize !== "told") return false;
+    this.#io.setSize(bytes);
     return this.#resize(bytes);
   }
 
@@ -597,39 +553,21 @@ export class Device implements Target {
     return true;
   }
 
-  /**
-   * Maps the exported bytes of a buffered device (TUNING.mapReads); a failure only means reads
-   * go through preadv (some file systems cannot be mapped).
-   */
+  /** Tells the backend where the exported bytes end (a buffered file maps them). */
   #remap(): void {
-    this.#runCopies();
-    this.#map?.close();
-    this.#map = null;
-    const end = this.config.offsetSectors * 512 + this.sectors * 512;
-    if (!this.#syncIo || !TUNING.mapReads || end === 0) return;
-    try {
-      this.#map = FileMap.open(this.fd, end, this.config.path);
-    } catch { /* preadv it is */ }
-  }
-
-  /** Changes O_DIRECT on the open file (reload). */
-  setDirect(on: boolean): void {
-    if (!this.rbd) setDirect(this.fd, on);
+    this.#io.setExportEnd(this.config.offsetSectors * 512 + this.sectors * 512);
   }
 
   /**
-   * Closes the storage, the AIO context and the pool. Call only once nothing is in the kernel
+   * Closes the storage, its I/O and the pool. Call only once nothing is in the kernel
    * ({@link inKernel} 0): io_destroy would wait for it, and the pool's memory is unmapped.
    */
   close(): void {
     try {
-      this.#map?.close();
-      this.#aio.close();
+      this.#io.close();
     } finally {
       this.events.close();
       this.timer?.close();
-      if (this.rbd) this.rbd.close();
-      else closeFd(this.fd);
       this.pool.close();
     }
   }
@@ -680,7 +618,7 @@ export class Device implements Target {
     return out;
   }
 
-  #finishSlot(slotIndex: number, result: number): void {
+  readonly #finishSlot = (slotIndex: number, result: number): void => {
     const slot = this.#slots[slotIndex];
     const requests = slot.requests;
     if (
@@ -717,11 +655,11 @@ export class Device implements Target {
     }
     requests.length = 0;
     this.#freeSlots.push(slotIndex);
-  }
+  };
 
   /**
    * Finishes one request of a transfer of `kind` that moved `got` bytes (or -errno). One that
-   * failed because this host's Ceph client was fenced goes to the sink marked Drop.FENCED: it
+   * failed because this host was fenced off the storage goes to the sink marked Drop.FENCED: it
    * is never answered (the initiator gave up on it or asks again) and never redone; so is
    * one that failed and had been received before a stall (Drop.STALE).
    */
@@ -744,9 +682,9 @@ export class Device implements Target {
     this.#sink(r);
   }
 
-  /** Whether `result` says the OSDs refused this host's Ceph client (blocklisted by another). */
+  /** Whether `result` says another host fenced this one off the storage. */
   #fencedResult(result: number): boolean {
-    return result === -EBLOCKLISTED && this.rbd !== null;
+    return this.#fencing && this.#io.fenced(result);
   }
 
   /** The synchronous path: each request of slot `slotIndex` transferred on its own, now. */
@@ -754,16 +692,16 @@ export class Device implements Target {
     const slot = this.#slots[slotIndex];
     const requests = slot.requests;
     const spare = AIO_DEPTH; // kept out of the free list for this
-    const opcode = slot.kind === Action.READ ? IOCB_CMD_PREADV : IOCB_CMD_PWRITEV;
+    const write = slot.kind === Action.WRITE;
     for (let j = 0; j < requests.length; j++) {
       const r = requests[j];
-      this.#aio.prepareVector(spare, opcode, this.fd, r.offset, 1);
+      this.#io.prepare(spare, write, r.offset, 1);
       if (r.txMemory !== null) {
-        this.#aio.setIovec(spare, 0, r.txMemory, r.txFrame + ATA_DATA_OFFSET, r.bytes);
+        this.#io.setIovec(spare, 0, r.txMemory, r.txFrame + ATA_DATA_OFFSET, r.bytes);
       } else {
-        this.#aio.setIovec(spare, 0, this.pool.memory, r.dataOffset, r.bytes);
+        this.#io.setIovec(spare, 0, this.pool.memory, r.dataOffset, r.bytes);
       }
-      this.#complete(r, slot.kind, this.#aio.runVectorNow(spare));
+      this.#complete(r, slot.kind, this.#io.transferNow(spare));
     }
     requests.length = 0;
     this.#freeSlots.push(slotIndex);
@@ -800,26 +738,24 @@ export class Device implements Target {
     slot.kind = Action.FLUSH;
     slot.requests.length = 0;
     slot.requests.push(f);
-    this.#aio.prepareSync(slotIndex, this.fd, true);
+    if (!this.#io.features.flush) {
+      this.#finishSlot(slotIndex, 0); // nothing to make durable: its writes are done
+      return;
+    }
+    this.#io.prepareFlush(slotIndex);
     this.#submitList[0] = slotIndex;
     let accepted = 0;
     try {
-      accepted = this.#aio.submit(this.#submitList, 1);
+      accepted = this.#io.submit(this.#submitList, 1);
     } catch {
-      accepted = -1; // the kernel cannot sync this file through AIO: do it synchronously
+      accepted = -1; // the backend cannot flush asynchronously (the kernel, for this file)
     }
     if (accepted === 1) {
       if (this.#inFlightSlots === 0) this.#lastProgress = monotonic(); // the stall clock starts
       this.#inFlightSlots++;
       return;
     }
-    let result = 0;
-    try {
-      fdatasync(this.fd);
-    } catch (e) {
-      result = -((e as { errno?: number }).errno ?? EINVAL);
-    }
-    this.#finishSlot(slotIndex, result);
+    this.#finishSlot(slotIndex, this.#io.flushNow());
   }
 
   #removeFront(count: number): void {

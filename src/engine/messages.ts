@@ -12,7 +12,7 @@
  */
 
 import type { Config, DeviceConfig } from "../config/types.ts";
-import type { RbdLoan } from "./rbd.ts";
+import type { StorageLoan } from "../storage/backend.ts";
 
 /** Main thread to worker. */
 export type ToWorker =
@@ -22,44 +22,44 @@ export type ToWorker =
   | { type: "clear"; id: number; what: "config" | "macmask" | "reserve"; names: string[] }
   | { type: "clear-stats"; id: number; patterns: string[] | null }
   | PersistAck
-  | RbdOpened
-  | RbdStateChanged
-  | RbdSizeChanged
-  | RbdFence
+  | StorageOpened
+  | SharedStateChanged
+  | StorageSizeChanged
+  | StorageFence
   | { type: "stop"; id: number; graceMs: number };
 
 /**
- * Worker to main thread: open the Ceph RBD image of `device` (its config) and lend it to the
- * worker. Answered with an {@link RbdOpened} of the same `id`. The worker never opens images
- * itself: that blocks for round trips to the cluster (src/engine/rbd.ts).
+ * Worker to main thread: open the storage of `device` (its config; a backend whose opening may
+ * block, such as a Ceph RBD image, see `src/storage/`) and lend it to the worker. Answered with
+ * a {@link StorageOpened} of the same `id`.
  */
-export interface RbdOpen {
-  type: "rbd-open";
+export interface StorageOpen {
+  type: "storage-open";
   id: number;
   device: DeviceConfig;
 }
 
 /**
- * Main thread to worker: the image of request `id`, lent (with the AoE state read from its
- * metadata), or why it could not be opened.
+ * Main thread to worker: the storage of request `id`, lent (with the AoE state kept with it),
+ * or why it could not be opened.
  */
-export type RbdOpened =
-  | { type: "rbd-opened"; id: number; ok: true; loan: RbdLoan; state: StateSnapshot }
-  | { type: "rbd-opened"; id: number; ok: false; message: string };
+export type StorageOpened =
+  | { type: "storage-opened"; id: number; ok: true; loan: StorageLoan; state: StateSnapshot }
+  | { type: "storage-opened"; id: number; ok: false; message: string };
 
 /** Worker to main thread: the worker is done with loan `id` (the device closed). */
-export interface RbdRelease {
-  type: "rbd-release";
+export interface StorageRelease {
+  type: "storage-release";
   id: number;
 }
 
 /**
- * Main thread to worker: state `kind` of RBD device `device` was changed in the image's
- * metadata by another host. Applied only if the worker's change number of that kind is still
+ * Main thread to worker: state `kind` of device `device`, kept with its storage (an RBD image's
+ * metadata), was changed by another host. Applied only if the worker's change number of that kind is still
  * `seq` (the last change the main thread wrote): a newer local change wins, and is written.
  */
-export interface RbdStateChanged {
-  type: "rbd-state";
+export interface SharedStateChanged {
+  type: "shared-state";
   device: string;
   kind: number;
   seq: number;
@@ -67,33 +67,34 @@ export interface RbdStateChanged {
   macs?: number[];
 }
 
-/** Main thread to worker: the RBD image of `device` is now `bytes` long. */
-export interface RbdSizeChanged {
-  type: "rbd-size";
+/** Main thread to worker: the lent storage of `device` is now `bytes` long. */
+export interface StorageSizeChanged {
+  type: "storage-size";
   device: string;
   bytes: number;
 }
 
 /**
- * Main thread to worker, about RBD device `device`:
+ * Main thread to worker, about device `device` (an RBD image's):
  * - `fencing`: this daemon fenced another host of its image (counted in `rbd_fencings`);
  * - `fenced`: this daemon's Ceph client was fenced by another host: drop what is queued, count
  *   it (`rbd_fenced`) and reopen the image (the main thread opens it through a new client);
  *   again with `retry` while the reopen fails (not counted again).
  */
-export interface RbdFence {
-  type: "rbd-fence";
+export interface StorageFence {
+  type: "storage-fence";
   device: string;
   event: "fencing" | "fenced";
   retry?: boolean;
 }
 
 /**
- * Worker to main thread: I/O on RBD device `device` failed with EBLOCKLISTED (this host's Ceph
- * client was fenced by another host). Answered with an `rbd-fence` `fenced`.
+ * Worker to main thread: I/O on device `device` found this host fenced off its storage (an RBD
+ * image: EBLOCKLISTED, its Ceph client blocklisted by another host). Answered with a
+ * `storage-fence` `fenced`.
  */
-export interface RbdBlocklisted {
-  type: "rbd-blocklisted";
+export interface StorageFenced {
+  type: "storage-fenced";
   device: string;
 }
 
@@ -148,9 +149,9 @@ export type FromWorker =
   | { type: "counters"; devices: DeviceCounters[]; interfaces: SharedCounters[] }
   | { type: "reply"; id: number; ok: boolean; message?: string; data?: unknown }
   | PersistRequest
-  | RbdOpen
-  | RbdRelease
-  | RbdBlocklisted
+  | StorageOpen
+  | StorageRelease
+  | StorageFenced
   | { type: "stopped"; inFlight: number };
 
 /** Device state as the control interface shows it, and as the main thread loads it. */

@@ -52,8 +52,6 @@ export class Request extends Work {
   txFrame = -1;
   /** The ring memory `txFrame` is in (null when the reply is built in `frame`). */
   txMemory: Memory | null = null;
-  /** Its entry in the device's table of mapped-read copies (see Device). */
-  copyIndex = -1;
   /** Retried on its own after a merged transfer that carried it failed: never merged again. */
   solo = false;
   /** A state change waiting to be durable before its reply goes out: its StateKind, or -1. */

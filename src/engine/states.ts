@@ -14,7 +14,7 @@ import { DeviceState, type StateKind, type StateListener } from "../state/device
 import { encodeState } from "../state/store.ts";
 import { DS } from "../stats.ts";
 import type { Device } from "./device.ts";
-import type { PersistAck, PersistRequest, RbdStateChanged, StateSnapshot } from "./messages.ts";
+import type { PersistAck, PersistRequest, SharedStateChanged, StateSnapshot } from "./messages.ts";
 import type { Request } from "./pool.ts";
 
 /** What {@link DeviceStates.clear} did to one device. */
@@ -173,8 +173,8 @@ export class DeviceStates {
     this.flush();
   }
 
-  /** State read from an RBD image's metadata: it is the shared truth, unless changed here. */
-  takeRbd(name: string, snapshot: StateSnapshot): void {
+  /** State kept with the storage (an RBD image's metadata): the shared truth, unless changed here. */
+  takeShared(name: string, snapshot: StateSnapshot): void {
     const rec = this.#records.get(name);
     if (!rec) {
       this.#record(name, snapshot);
@@ -187,11 +187,11 @@ export class DeviceStates {
   }
 
   /**
-   * Another host changed state `kind` of an RBD device (the main thread read it from the
+   * Another host changed state `kind` of a device whose state is kept with its storage (the main thread read it from the
    * image's metadata): taken unless this side changed it since (then that change, being
    * written, wins).
    */
-  rbdChanged(m: RbdStateChanged): void {
+  sharedChanged(m: SharedStateChanged): void {
     const rec = this.#records.get(m.device);
     if (!rec) return;
     const kind = m.kind as StateKind;

@@ -40,12 +40,12 @@ function counters(plane: DataPlane): FromWorker {
 }
 
 /**
- * A reload whose answer waits for the RBD images it opens (the main thread opens them; the loop
+ * A reload whose answer waits for the storage it has the main thread open (RBD images; the loop
  * keeps serving meanwhile).
  */
 let reloading: { id: number; problems: string[] } | null = null;
 
-/** Answers the reload once no RBD open is pending. */
+/** Answers the reload once no open by the main thread is pending. */
 function answerReload(plane: DataPlane): void {
   if (reloading === null || plane.opening) return;
   const problems = [...reloading.problems, ...plane.takeOpenProblems()];
@@ -68,19 +68,19 @@ function handle(plane: DataPlane, m: ToWorker): boolean {
       answerReload(plane);
       return true;
     }
-    case "rbd-opened":
-      plane.rbdOpened(m);
+    case "storage-opened":
+      plane.storageOpened(m);
       post(counters(plane));
       answerReload(plane);
       return true;
-    case "rbd-state":
-      plane.rbdStateChanged(m);
+    case "shared-state":
+      plane.sharedStateChanged(m);
       return true;
-    case "rbd-size":
-      plane.rbdSizeChanged(m);
+    case "storage-size":
+      plane.storageSizeChanged(m);
       return true;
-    case "rbd-fence":
-      plane.rbdFence(m);
+    case "storage-fence":
+      plane.storageFence(m);
       return true;
     case "persisted":
       plane.persisted(m);
@@ -126,7 +126,7 @@ async function main(): Promise<void> {
       wake,
       states: start.states,
       persist: post,
-      rbd: post,
+      lend: post,
     });
     plane.start();
   } catch (e) {
@@ -137,7 +137,7 @@ async function main(): Promise<void> {
   let started = false;
   let stop: Extract<ToWorker, { type: "stop" }> | null = null;
   while (stop === null) {
-    // Started once the RBD images of the configuration are open (or failed); the devices
+    // Started once the main thread's opens of the configuration are done (or failed); the devices
     // opened already serve meanwhile.
     if (!started && !plane.opening) {
       started = true;
@@ -183,8 +183,10 @@ async function main(): Promise<void> {
     // Only the outcomes of state writes matter now: replies may wait for them.
     for (const m of await take(wake.drain())) {
       if (m.type === "persisted") plane.persisted(m);
-      else if (m.type === "rbd-opened") plane.rbdOpened(m); // not wanted now: given back
-      else if (m.type === "rbd-state" || m.type === "rbd-size" || m.type === "rbd-fence") {
+      else if (m.type === "storage-opened") plane.storageOpened(m); // not wanted now: given back
+      else if (
+        m.type === "shared-state" || m.type === "storage-size" || m.type === "storage-fence"
+      ) {
         continue;
       } else if ("id" in m) post({ type: "reply", id: m.id, ok: false, message: "stopping" });
     }

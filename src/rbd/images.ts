@@ -5,9 +5,9 @@
  * Everything that can wait for the cluster runs here, through librbd's nonblocking FFI calls
  * (helper threads), never on the data-path worker: connecting (up to `client_mount_timeout`
  * when no monitor answers), opening an image, metadata reads and writes, size reads, closing.
- * The worker asks for an image when a device needs one (`rbd-open`), gets it lent
- * (`rbd-opened`, with the device's state read from the metadata) and gives it back when the
- * device closes (`rbd-release`); the loop keeps serving the other devices meanwhile.
+ * The worker asks for an image when a device needs one (`storage-open`), gets it lent
+ * (`storage-opened`, with the device's state read from the metadata) and gives it back when the
+ * device closes (`storage-release`); the loop keeps serving the other devices meanwhile.
  *
  * - One connection per (ceph-conf, ceph-user, ceph-options) in the process, shared by every
  *   image opened through it, shut down when its last image closes.
@@ -19,8 +19,8 @@
  *   (`src/rbd/state.ts`).
  * - Changes made through other hosts: every {@link POLL_MS} ms the metadata of each served
  *   image is listed (one round trip: the keys share a prefix) and what differs from what this
- *   daemon last wrote or read is pushed to the worker (`rbd-state`), which takes it unless it
- *   changed that part itself since. The image's size is re-read at the same time (`rbd-size`):
+ *   daemon last wrote or read is pushed to the worker (`shared-state`), which takes it unless it
+ *   changed that part itself since. The image's size is re-read at the same time (`storage-size`):
  *   an `rbd resize` is seen within the interval. A watch on the image's header
  *   (`rbd_update_watch`) makes every host re-read at once when another one changed the
  *   metadata: polling is the fallback. Metadata writes on one image run one at a time; reads do
@@ -47,7 +47,7 @@ import {
 import { matchesAny } from "../config/glob.ts";
 import type { DeviceConfig, RbdConfig } from "../config/types.ts";
 import type { RbdDeviceInfo } from "../control/types.ts";
-import type { RbdOpen, ToWorker } from "../engine/messages.ts";
+import type { StorageOpen, ToWorker } from "../engine/messages.ts";
 import { formatMac } from "../mac.ts";
 import { StateKind } from "../state/device_state.ts";
 import type { StateSink, StateWriter } from "../state/writer.ts";
@@ -192,8 +192,8 @@ export class RbdImages {
     this.#options = options;
   }
 
-  /** Answers the worker's `rbd-open` (asynchronously: the answer is posted). */
-  open(request: RbdOpen): void {
+  /** Answers the worker's `storage-open` (asynchronously: the answer is posted). */
+  open(request: StorageOpen): void {
     this.#background(this.#open(request));
   }
 
@@ -203,7 +203,7 @@ export class RbdImages {
     this.#work.add(tracked);
   }
 
-  async #open(request: RbdOpen): Promise<void> {
+  async #open(request: StorageOpen): Promise<void> {
     const d = request.device;
     const r = d.rbd!;
     const label = rbdLabel(r);
@@ -245,7 +245,7 @@ export class RbdImages {
       this.#options.writer.setSink(d.name, this.#sink(d.name));
       const wasFenced = this.#fencedDevices.delete(d.name);
       this.#options.post({
-        type: "rbd-opened",
+        type: "storage-opened",
         id: request.id,
         ok: true,
         loan: { id: request.id, token: image.lend(), size },
@@ -277,7 +277,7 @@ export class RbdImages {
       if (meta) this.#dropMeta(meta);
       if (connection) this.#dropConnection(connection);
       this.#options.post({
-        type: "rbd-opened",
+        type: "storage-opened",
         id: request.id,
         ok: false,
         message: `${label}: ${message(e)}`,
@@ -286,7 +286,12 @@ export class RbdImages {
         // Fenced and not reconnected yet (the cluster may be out of reach): try again.
         const timer = setTimeout(() => {
           if (!this.#closed && this.#fencedDevices.has(d.name)) {
-            this.#options.post({ type: "rbd-fence", device: d.name, event: "fenced", retry: true });
+            this.#options.post({
+              type: "storage-fence",
+              device: d.name,
+              event: "fenced",
+              retry: true,
+            });
           }
         }, REOPEN_RETRY_MS);
         Deno.unrefTimer(timer);
@@ -582,7 +587,7 @@ export class RbdImages {
             if (loan.served === s) await loan.image.sizeAsync();
           }
           s.size = size;
-          this.#options.post({ type: "rbd-size", device: s.name, bytes: size });
+          this.#options.post({ type: "storage-size", device: s.name, bytes: size });
         }
       }
       this.#refreshHost(s);
@@ -663,7 +668,7 @@ export class RbdImages {
       const cluster = await s.meta.connection.cluster;
       await cluster.blocklistAsync(address);
       const ms = Math.round(performance.now() - started);
-      this.#options.post({ type: "rbd-fence", device: s.name, event: "fencing" });
+      this.#options.post({ type: "storage-fence", device: s.name, event: "fencing" });
       log(
         "warning",
         `disk/${s.name}: ${label}: fenced ${who} in ${ms} ms: the OSDs refuse its requests from ` +
@@ -735,7 +740,7 @@ export class RbdImages {
     );
     for (const s of served) {
       this.#fencedDevices.add(s.name);
-      this.#options.post({ type: "rbd-fence", device: s.name, event: "fenced" });
+      this.#options.post({ type: "storage-fence", device: s.name, event: "fenced" });
     }
   }
 
@@ -757,7 +762,7 @@ export class RbdImages {
         continue;
       }
       this.#options.post({
-        type: "rbd-state",
+        type: "shared-state",
         device: s.name,
         kind,
         seq: writer.durableSeq(s.name, kind),

@@ -136,6 +136,7 @@ Deno.test({
       assert(!/warning/.test(exp.log), `an admin list is given: no warning\n${exp.log}`);
 
       // The project's initiator: Buffer Count from -b, size from -l, data at -o.
+      let resent = 0; // bytes of the writes below that the initiator sent again
       const ini = Initiator.open(hostIf);
       try {
         const d = ini.find(7, 3, { waitMs: 3000 });
@@ -143,7 +144,11 @@ Deno.test({
         const id = ini.identify(d);
         assertEquals([id.sectors, id.serial], [2048, serial]);
         const data = pattern(64 * S, 9, 100);
+        const retransmitted = ini.retransmits;
         ini.writeRange(d, 100, data);
+        // On a busy machine the initiator may time out and send some writes again: each copy
+        // that reaches the daemon is a WRITE it accepts (and counts) once more.
+        resent = (ini.retransmits - retransmitted) * ini.maxSectors(d) * S;
         assertEquals(ini.readRange(d, 100, 64), data);
         assertEquals(readFileRange(image, (8 + 100) * S, data.length), data, "at -o + LBA");
         assertEquals(readFileRange(image, 0, 8 * S), before, "the sectors before -o untouched");
@@ -185,7 +190,14 @@ Deno.test({
       const json = JSON.parse((await ctl(socket, "--json", "stats", "e7.3")).stdout);
       const counters = json.devices[0].stats;
       assert(counters.write_cnt >= 8 && counters.read_cnt >= 8, JSON.stringify(counters));
-      assertEquals(counters.write_bytes, 64 * S);
+      // Every byte written is counted, retransmitted copies too (none: exactly once).
+      if (resent === 0) assertEquals(counters.write_bytes, 64 * S);
+      else {
+        assert(
+          counters.write_bytes >= 64 * S && counters.write_bytes <= 64 * S + resent,
+          `write_bytes ${counters.write_bytes}: 64 sectors written, ${resent} bytes sent again`,
+        );
+      }
 
       const status = await exp.stop();
       exp = null;
@@ -230,12 +242,15 @@ Deno.test({
       );
 
       const ini = Initiator.open(hostIf);
+      const resent: number[] = []; // per export: copies of its write the initiator sent again
       try {
         assertEquals(discoverSet(ini, ["0.1", "0.2"]), ["0.1", "0.2"]);
         for (const slot of [1, 2]) {
           const d = ini.find(0, slot);
           assertEquals(ini.identify(d).sectors, slot * 2048);
+          const retransmitted = ini.retransmits;
           ini.write(d, 0, pattern(S, slot));
+          resent.push(ini.retransmits - retransmitted);
         }
       } finally {
         ini.close();
@@ -247,7 +262,9 @@ Deno.test({
         assert(Deno.statSync(stateDirs[i]).isDirectory);
         const stats = JSON.parse((await ctl(socket, "--json", "stats")).stdout);
         assertEquals(stats.devices.map((d: { name: string }) => d.name), [`e0.${slot}`]);
-        assertEquals(stats.devices[0].stats.write_cnt, 1);
+        // Once, plus any copy the initiator sent again after a timeout (a busy machine).
+        const writes = stats.devices[0].stats.write_cnt;
+        assert(writes >= 1 && writes <= 1 + resent[i], `${writes} writes, ${resent[i]} resent`);
       }
       for (const e of exports.splice(0)) assertEquals((await e.stop()).code, 0);
       for (const slot of [1, 2]) {

@@ -13,6 +13,9 @@
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { withFaultyFile } from "../../lab/storage_faults.ts";
 import { type LabDevice, MATRIX, until, withFaultLab } from "../../lab/fault_lab.ts";
+import { readFileRange, targetConfig, withTarget } from "../../lab/target.ts";
+import type { Initiator, TargetInfo } from "../../src/initiator/mod.ts";
+import { ataReadWriteFields, buildAtaRequest } from "../../src/protocol/ata.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
 /** A delay that holds the slow device's requests until the test releases them. */
@@ -206,3 +209,86 @@ Deno.test({
       });
     }),
 });
+
+Deno.test({
+  ...OPTS,
+  name:
+    "a write still in the kernel for the device a reload replaced never lands over a newer write through its replacement",
+  fn: () =>
+    withFaultyFile({ sizeBytes: 4 * 1024 * 1024 }, async (f) => {
+      const devices = (extra: string) => [{ name: "slow", path: f.path, extra }];
+      await withTarget({ directIo: true, devices: devices("") }, async (t) => {
+        const ini = t.initiator({ adaptive: false, timeoutMs: 1000 });
+        let disk = ini.find(0, 1, { waitMs: 3000 });
+        const lba = 64;
+        ini.write(disk, lba, sectorOf(0xaa));
+        const before = f.counters().bytesWritten;
+        // A write the storage holds for 3 s: the initiator gives up waiting for it.
+        f.setDelay(3000);
+        sendWrite(ini, disk, lba, sectorOf(0xbb), 0x7e000001);
+        await until("the write is held by the storage", () => f.counters().delayed > 0, 20_000);
+        // The device is replaced while that write is in the kernel; the storage is fast again.
+        t.writeConfig(targetConfig(t, { directIo: true, devices: devices("max-delay = 0.002") }));
+        assertEquals((await t.ctl("reload")).code, 0);
+        f.setDelay(0);
+        // A newer write over the same sector through the new device, acknowledged.
+        disk = ini.find(0, 1, { waitMs: 3000 });
+        ini.write(disk, lba, sectorOf(0xcc));
+        // Both writes have reached the file (the held one after at most 3 s).
+        await until(
+          "both writes are done",
+          () => f.counters().bytesWritten - before >= 1024,
+          20_000,
+        );
+        assertEquals(readFileRange(f.path, lba * 512, 512), sectorOf(0xcc), "the file");
+        assertEquals(ini.read(disk, lba, 1), sectorOf(0xcc), "read through the device");
+      });
+    }),
+});
+
+Deno.test({
+  ...OPTS,
+  name:
+    "a write held by slow storage never lands over a newer write to the same sectors: the newer one waits for it",
+  fn: () =>
+    withFaultyFile({ sizeBytes: 4 * 1024 * 1024 }, async (f) => {
+      await withTarget({ directIo: true, devices: [{ name: "slow", path: f.path }] }, async (t) => {
+        const ini = t.initiator({ adaptive: false, timeoutMs: 1000 });
+        const disk = ini.find(0, 1, { waitMs: 3000 });
+        const lba = 64;
+        ini.write(disk, lba, sectorOf(0xaa));
+        const before = f.counters().bytesWritten;
+        // A write the storage holds for 3 s (its initiator would give up and write again).
+        f.setDelay(3000);
+        sendWrite(ini, disk, lba, sectorOf(0xbb), 0x7e000002);
+        await until("the write is held by the storage", () => f.counters().delayed > 0, 20_000);
+        // The storage is fast again: a newer write over the same sector, acknowledged.
+        f.setDelay(0);
+        ini.write(disk, lba, sectorOf(0xcc));
+        await until(
+          "both writes are done",
+          () => f.counters().bytesWritten - before >= 1024,
+          20_000,
+        );
+        assertEquals(readFileRange(f.path, lba * 512, 512), sectorOf(0xcc), "the file");
+        assertEquals(ini.read(disk, lba, 1), sectorOf(0xcc), "read through the device");
+      });
+    }),
+});
+
+/** One sector of `fill`. */
+function sectorOf(fill: number): Uint8Array {
+  return new Uint8Array(512).fill(fill);
+}
+
+/** Sends one WRITE of `data` at `lba` without waiting for its reply. */
+function sendWrite(ini: Initiator, t: TargetInfo, lba: number, data: Uint8Array, tag: number) {
+  const frame = new Uint8Array(36 + data.length + 60);
+  const length = buildAtaRequest(
+    frame,
+    { dst: t.mac, src: ini.mac, shelf: t.shelf, slot: t.slot, tag },
+    ataReadWriteFields(true, lba, data.length / 512, true),
+    data,
+  );
+  ini.sendRaw(frame.subarray(0, length));
+}

@@ -31,6 +31,11 @@ const STRIDE = 16;
 /** librbd lets this many writes per second leave the throttled host. */
 const QOS_IOPS = 10;
 const FENCE_AFTER_MS = DEFAULTS.fenceAfter * 1000;
+/**
+ * Held writes the frozen host may still answer after it resumes: those librbd had finished
+ * but its loop not yet handled when it stopped (see where it is checked).
+ */
+const LATE_ANSWERS = 4;
 
 function stats(t: TestTarget): Promise<Record<string, number>> {
   return t.ctl("--json", "stats", "shared").then((r) => {
@@ -239,7 +244,13 @@ Deno.test({
           const fills = await exportedFills(lab);
           const newer = new Array(WRITES).fill(0xcc);
           assert.deepEqual(fills, newer, `late writes landed over newer data: ${fills}`);
-          assert.deepEqual(late, [], "b answered writes it was fenced for");
+          // A reply after the thaw is for a write whose completion b had not yet handled when
+          // it stopped (a busy machine: the loop had not run since librbd finished it). That
+          // write reached the OSDs before the fencing (they refuse everything after it), and
+          // the newer data is over it (above): its success is true, not a late write. Writes
+          // leave the throttle 1/QOS_IOPS s apart, so each such reply beyond the first means
+          // the loop had not run for that much longer; more than a few is not a busy machine.
+          assert.ok(late.length <= LATE_ANSWERS, `b answered ${late.length} held writes: ${late}`);
           await b.waitForLog(/was fenced by another host/, 15_000);
           await b.waitForLog(/reconnected after being fenced/, 30_000);
           const servingMs = (await servingAgain) - thawedAt;
@@ -256,7 +267,7 @@ Deno.test({
           });
           const sb = await stats(b);
           assert.equal(sb.rbd_fenced, 1);
-          assert.equal(sb.rbd_fenced_drops, held, JSON.stringify(sb));
+          assert.equal(sb.rbd_fenced_drops, held - late.length, JSON.stringify(sb));
           assert.equal(
             sb.ata_err,
             before.ata_err,
@@ -265,7 +276,7 @@ Deno.test({
           const info = await showRbd(b);
           assert.notEqual(info.client, bAddress, "b reconnected as a new client");
           assert.equal(info.fencing.fenced, 1);
-          assert.equal(info.fencing.droppedRequests, held);
+          assert.equal(info.fencing.droppedRequests, held - late.length);
 
           // b serves again: its writes land, both hosts read them.
           const fresh = sector(8192, 0x5a);
