@@ -74,8 +74,14 @@ const FIRST_TAG = 0x52000000;
 const tagOf = (round: number, i: number) => FIRST_TAG + round * 256 + i;
 
 /** Sends round `round` of the writes without waiting for their replies. */
-function sendWrites(ini: Initiator, t: TargetInfo, fill: number, round: number): void {
-  for (let i = 0; i < WRITES; i++) {
+function sendWrites(
+  ini: Initiator,
+  t: TargetInfo,
+  fill: number,
+  round: number,
+  only?: number,
+): void {
+  for (let i = only ?? 0; i < (only === undefined ? WRITES : only + 1); i++) {
     const frame = new Uint8Array(36 + 512 + 60);
     const length = buildAtaRequest(
       frame,
@@ -177,9 +183,6 @@ async function exportedFills(lab: RbdLab): Promise<number[]> {
   });
 }
 
-/** Figures for the docs, printed at the end. */
-const measured: string[] = [];
-
 /** Two hosts; a has fencing as given. Returns them, ready, with b's client address. */
 async function twoHosts(lab: RbdLab, fence: boolean) {
   await lab.cluster.createImage("shared", { sizeBytes: 16 * MiB });
@@ -201,149 +204,185 @@ async function twoHosts(lab: RbdLab, fence: boolean) {
   return { a, b, ia, ta: ia.find(1, 1), ib, tb: ib.find(1, 1), bAddress };
 }
 
-Deno.test({
-  name:
-    "RBD cut-off: a host cut off from the cluster is fenced, answers nothing meanwhile, writes " +
-    "nothing late, and reconnects and serves again when the cluster is back",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async () => {
-    try {
-      await withRbdLab(async (lab) => {
-        const { a, b, ia, ta, ib, tb, bAddress } = await twoHosts(lab, true);
-        // Both hosts serve.
-        ib.write(tb, 8192, sector(8192, 0x11));
-        assert.deepEqual(ia.read(ta, 8192, 1), sector(8192, 0x11));
-        const before = await stats(b);
+/**
+ * Cuts b off for {@link CUT_MS} while the initiator writes through it: `heavy`, the 40 writes
+ * every second (b's queue fills up); otherwise one write every 250 ms.
+ */
+async function cutOffWhileWriting(heavy: boolean, measured: string[]): Promise<void> {
+  await withRbdLab(async (lab) => {
+    const { a, b, ia, ta, ib, tb, bAddress } = await twoHosts(lab, true);
+    // Both hosts serve.
+    ib.write(tb, 8192, sector(8192, 0x11));
+    assert.deepEqual(ia.read(ta, 8192, 1), sector(8192, 0x11));
+    const before = await stats(b);
 
-        await cut(lab, true);
-        const cutAt = performance.now();
-        // The initiator writes through b all along the cut, as a driver re-sends what goes
-        // unanswered: the same writes again, a new round (new tags) every second, for longer than
-        // the driver's 10 s.
-        const replies: Reply[] = [];
-        const sentAt: number[] = [];
-        let fenceMs = 0;
-        const fenced = () => /fenced host .* in \d+ ms: the OSDs refuse/.test(a.log);
-        while (performance.now() - cutAt < CUT_MS) {
-          sentAt.push(Math.round(performance.now() - cutAt));
-          sendWrites(ib, tb, 0xbb, sentAt.length - 1);
-          const next = cutAt + sentAt.length * 1000;
-          while (performance.now() < next) {
-            replies.push(...collectReplies(ib, Math.min(50, next - performance.now()), cutAt));
-            await new Promise((r) => setTimeout(r, 0)); // the daemons' logs come in
-            if (fenceMs === 0 && fenced()) fenceMs = performance.now() - cutAt;
-          }
-        }
-        const sent = sentAt.length * WRITES;
-
-        // a kept serving and fenced b: log, counter, record.
-        assert.ok(fenceMs > 0, "a fenced b");
-        // b's last refresh came at most a refresh period before the cut (due at a 0.25 s poll).
-        assert.ok(fenceMs >= FENCE_AFTER_MS - 1000, `fenced after only ${fenceMs} ms`);
-        assert.match(
-          a.log,
-          new RegExp(`client ${bAddress.replace(/[./]/g, "\\$&")}\\) has not refreshed its record`),
-        );
-        assert.equal((await stats(a)).rbd_fencings, 1);
-        assert.equal((await showRbd(a)).hosts.find((h) => !h.self)?.fenced?.address, bAddress);
-        const aData = sector(12288, 0x22);
-        ia.write(ta, 12288, aData);
-        assert.deepEqual(ia.read(ta, 12288, 1), aData);
-
-        // Newer data over the same sectors, through a.
-        for (let i = 0; i < WRITES; i++) ia.write(ta, lbaOf(i), sector(lbaOf(i), 0xcc));
-
-        // What b did with the writes sent to it during the cut: each waited in librbd until
-        // rados_osd_op_timeout, and was then dropped unanswered (b's I/O had not progressed for
-        // longer than max-stall: what it received before is stale); those over its queue limit
-        // were dropped at once. Nothing was answered: no ATA error reached the initiator.
-        const dropped = (s: Record<string, number>) =>
-          s.stall_drop + s.stale_drop + s.rbd_fenced_drops + s.queue_drop -
-          (before.stall_drop + before.stale_drop + before.rbd_fenced_drops + before.queue_drop);
-        await until("b drops the first round", OSD_OP_TIMEOUT_MS + 10_000, async () => {
-          replies.push(...collectReplies(ib, 50, cutAt));
-          return (await stats(b)).stall_drop - before.stall_drop >= WRITES;
-        });
-        const cutStats = await stats(b);
-        assert.deepEqual(replies, [], "b answered nothing while cut off");
-        assert.equal(cutStats.ata_err, before.ata_err, "no ATA error while cut off");
-        assert.equal(cutStats.rbd_fenced, 0, "b cannot know yet that it was fenced");
-        measured.push(
-          `${sent} writes sent to b during the cut (${WRITES} every second), none answered: ` +
-            `${
-              cutStats.stall_drop - before.stall_drop
-            } dropped after the op timeout (stall_drop), ` +
-            `${cutStats.queue_drop - before.queue_drop} over the queue limit (queue_drop), ` +
-            `${sent - dropped(cutStats)} still in librbd, when the path came back`,
-        );
-        // The writes are still in b's sockets, waiting for the path to come back.
-        const held = await connectionsOf(lab, b.process!.pid);
-        const queued = await bytesQueued(lab, held);
-        assert.ok(queued >= WRITES * 512, `only ${queued} bytes queued in b's connections`);
-
-        // The path comes back: b finds it was fenced, reconnects, serves again.
-        const cutMs = performance.now() - cutAt;
-        const later: Reply[] = [];
-        await cut(lab, false);
-        const restoredAt = performance.now();
-        await b.waitForLog(/was fenced by another host/, 30_000);
-        await b.waitForLog(/disk\/shared: serving again, through a new Ceph client/, 30_000);
-        const servingMs = performance.now() - restoredAt;
-        // The kernel has delivered what b's old connections held (or they are gone).
-        await until("b accounts for every write sent during the cut", 30_000, async () => {
-          later.push(...collectReplies(ib, 50, cutAt));
-          return dropped(await stats(b)) >= sent;
-        });
-        const drainedMs = await until(
-          "b's old connections drained",
-          60_000,
-          async () => (await bytesQueued(lab, held)) === 0,
-        );
-        const fills = await exportedFills(lab);
-        assert.deepEqual(fills, new Array(WRITES).fill(0xcc), `late writes landed: ${fills}`);
-        later.push(...collectReplies(ib, 100, cutAt));
-        assert.deepEqual(later, [], "no reply to a write sent during the cut, ever");
-        const sb = await stats(b);
-        assert.equal(dropped(sb), sent, JSON.stringify(sb));
-        assert.equal(sb.ata_err, before.ata_err, "no ATA error");
-        measured.push(`b's counters: ${JSON.stringify(sb)}`);
-
-        const info = await showRbd(b);
-        assert.notEqual(info.client, bAddress, "b reconnected as a new client");
-        assert.equal(info.fencing.fenced, 1);
-        assert.equal(sb.rbd_fenced, 1);
-        assert.ok((await lab.cluster.ceph(["osd", "blocklist", "ls"])).includes(bAddress));
-
-        // b serves again: its writes land, both hosts read them; it reads a's newer data.
-        const fresh = sector(8192, 0x5a);
-        ib.write(tb, 8192, fresh);
-        assert.deepEqual(ib.read(tb, 8192, 1), fresh);
-        assert.deepEqual(ia.read(ta, 8192, 1), fresh);
-        assert.deepEqual(ib.read(tb, 12288, 1), aData);
-        assert.deepEqual(ib.read(tb, lbaOf(3), 1), sector(lbaOf(3), 0xcc));
-        await until("a sees b's new record", 5_000, async () => {
-          const rb = (await showRbd(a)).hosts.find((h) => !h.self);
-          return rb?.address === info.client && rb.fenced === undefined;
-        });
-        assert.equal((await stats(a)).rbd_fencings, 1);
-
-        measured.push(
-          `cut at t=0: fenced by a at t=${(fenceMs / 1000).toFixed(2)} s; cut for ${
-            (cutMs / 1000).toFixed(1)
-          } s`,
-          `restored at t=0: serving again through a new client at t=${
-            (servingMs / 1000).toFixed(2)
-          } s; ${queued} bytes queued in b's old connections, drained ${
-            (drainedMs / 1000).toFixed(2)
-          } s after that`,
-        );
-      });
-    } finally {
-      for (const m of measured) console.log(`  ${m}`);
+    await cut(lab, true);
+    const cutAt = performance.now();
+    // The initiator writes through b all along the cut, as a driver re-sends what goes
+    // unanswered: the same writes again in new rounds (new tags), for longer than the
+    // driver's 10 s.
+    const replies: Reply[] = [];
+    const sentAt: number[] = [];
+    let fenceMs = 0;
+    const fenced = () => /fenced host .* in \d+ ms: the OSDs refuse/.test(a.log);
+    while (performance.now() - cutAt < CUT_MS) {
+      sentAt.push(Math.round(performance.now() - cutAt));
+      const round = sentAt.length - 1;
+      sendWrites(ib, tb, 0xbb, round, heavy ? undefined : round % WRITES);
+      const next = cutAt + sentAt.length * (heavy ? 1000 : 250);
+      while (performance.now() < next) {
+        replies.push(...collectReplies(ib, Math.min(50, next - performance.now()), cutAt));
+        await new Promise((r) => setTimeout(r, 0)); // the daemons' logs come in
+        if (fenceMs === 0 && fenced()) fenceMs = performance.now() - cutAt;
+      }
     }
-  },
-});
+    const sent = sentAt.length * (heavy ? WRITES : 1);
+
+    // a kept serving and fenced b: log, counter, record.
+    assert.ok(fenceMs > 0, "a fenced b");
+    // b's last refresh came at most a refresh period before the cut (due at a 0.25 s poll).
+    assert.ok(fenceMs >= FENCE_AFTER_MS - 1000, `fenced after only ${fenceMs} ms`);
+    assert.match(
+      a.log,
+      new RegExp(`client ${bAddress.replace(/[./]/g, "\\$&")}\\) has not refreshed its record`),
+    );
+    assert.equal((await stats(a)).rbd_fencings, 1);
+    assert.equal((await showRbd(a)).hosts.find((h) => !h.self)?.fenced?.address, bAddress);
+    const aData = sector(12288, 0x22);
+    ia.write(ta, 12288, aData);
+    assert.deepEqual(ia.read(ta, 12288, 1), aData);
+
+    // Newer data over the same sectors, through a.
+    for (let i = 0; i < WRITES; i++) ia.write(ta, lbaOf(i), sector(lbaOf(i), 0xcc));
+
+    // What b did with the writes sent to it during the cut: each waited in librbd until
+    // rados_osd_op_timeout (or, beyond its queue limit, was dropped at once). Those received
+    // before b's first operation timed out were then dropped unanswered: its I/O had not
+    // progressed for longer than max-stall, so what it received before is stale. Those
+    // received after it, while b's I/O kept failing less than max-stall apart, were answered
+    // with ATA ABRT, 5 s after they arrived.
+    const dropped = (s: Record<string, number>) =>
+      s.stall_drop + s.stale_drop + s.rbd_fenced_drops + s.queue_drop -
+      (before.stall_drop + before.stale_drop + before.rbd_fenced_drops + before.queue_drop);
+    await until("b drops the first writes", OSD_OP_TIMEOUT_MS + 10_000, async () => {
+      replies.push(...collectReplies(ib, 50, cutAt));
+      return (await stats(b)).stall_drop - before.stall_drop >= (heavy ? WRITES : 1);
+    });
+    const cutStats = await stats(b);
+    const answered = () => JSON.stringify({ replies, sentAt });
+    for (const r of replies) {
+      assert.equal(r.aoeError, 0, answered());
+      assert.equal(r.ataError, 0x04, `not ABRT: ${answered()}`);
+      assert.ok(r.atMs - sentAt[r.round] >= OSD_OP_TIMEOUT_MS - 100, answered());
+      assert.ok(
+        sentAt[r.round] >= OSD_OP_TIMEOUT_MS - 500,
+        `an early write answered: ${answered()}`,
+      );
+    }
+    if (heavy) assert.equal(replies.length, 0, `b answered while cut off: ${answered()}`);
+    else assert.ok(replies.length > 0, "later writes are answered with ABRT");
+    assert.equal(cutStats.ata_err - before.ata_err, replies.length);
+    assert.equal(cutStats.rbd_fenced, 0, "b cannot know yet that it was fenced");
+    const abrtMs = replies.map((r) => r.atMs);
+    measured.push(
+      `${sent} writes sent to b during the cut (${
+        heavy ? `${WRITES} every second` : "one every 0.25 s"
+      }): ` +
+        `${cutStats.stall_drop - before.stall_drop} dropped after the op timeout (stall_drop), ` +
+        `${cutStats.queue_drop - before.queue_drop} over the queue limit (queue_drop), ` +
+        `${replies.length} answered with ABRT${
+          abrtMs.length
+            ? ` (first at t=${(Math.min(...abrtMs) / 1000).toFixed(2)} s, sent at t=${
+              (sentAt[replies[0].round] / 1000).toFixed(2)
+            } s)`
+            : ""
+        }, ${sent - dropped(cutStats) - replies.length} still in librbd when the path came back`,
+    );
+    // The writes are still in b's sockets, waiting for the path to come back.
+    const held = await connectionsOf(lab, b.process!.pid);
+    const queued = await bytesQueued(lab, held);
+    assert.ok(queued >= WRITES * 512, `only ${queued} bytes queued in b's connections`);
+
+    // The path comes back: b finds it was fenced, reconnects, serves again.
+    const cutMs = performance.now() - cutAt;
+    await cut(lab, false);
+    const restoredAt = performance.now();
+    await b.waitForLog(/was fenced by another host/, 30_000);
+    await b.waitForLog(/disk\/shared: serving again, through a new Ceph client/, 30_000);
+    const servingMs = performance.now() - restoredAt;
+    // The kernel has delivered what b's old connections held (or they are gone).
+    await until("b accounts for every write sent during the cut", 30_000, async () => {
+      replies.push(...collectReplies(ib, 50, cutAt));
+      return dropped(await stats(b)) + replies.length >= sent;
+    });
+    const drainedMs = await until(
+      "b's old connections drained",
+      60_000,
+      async () => (await bytesQueued(lab, held)) === 0,
+    );
+    const fills = await exportedFills(lab);
+    assert.deepEqual(fills, new Array(WRITES).fill(0xcc), `late writes landed: ${fills}`);
+    const answeredInCut = replies.length;
+    replies.push(...collectReplies(ib, 100, cutAt));
+    assert.equal(replies.length, answeredInCut, `answered after the cut: ${answered()}`);
+    const sb = await stats(b);
+    assert.equal(dropped(sb) + replies.length, sent, JSON.stringify(sb));
+    assert.equal(sb.ata_err - before.ata_err, replies.length);
+    measured.push(`b's counters: ${JSON.stringify(sb)}`);
+
+    const info = await showRbd(b);
+    assert.notEqual(info.client, bAddress, "b reconnected as a new client");
+    assert.equal(info.fencing.fenced, 1);
+    assert.equal(sb.rbd_fenced, 1);
+    assert.ok((await lab.cluster.ceph(["osd", "blocklist", "ls"])).includes(bAddress));
+
+    // b serves again: its writes land, both hosts read them; it reads a's newer data.
+    const fresh = sector(8192, 0x5a);
+    ib.write(tb, 8192, fresh);
+    assert.deepEqual(ib.read(tb, 8192, 1), fresh);
+    assert.deepEqual(ia.read(ta, 8192, 1), fresh);
+    assert.deepEqual(ib.read(tb, 12288, 1), aData);
+    assert.deepEqual(ib.read(tb, lbaOf(3), 1), sector(lbaOf(3), 0xcc));
+    await until("a sees b's new record", 5_000, async () => {
+      const rb = (await showRbd(a)).hosts.find((h) => !h.self);
+      return rb?.address === info.client && rb.fenced === undefined;
+    });
+    assert.equal((await stats(a)).rbd_fencings, 1);
+
+    measured.push(
+      `cut at t=0: fenced by a at t=${(fenceMs / 1000).toFixed(2)} s; cut for ${
+        (cutMs / 1000).toFixed(1)
+      } s`,
+      `restored at t=0: serving again through a new client at t=${
+        (servingMs / 1000).toFixed(2)
+      } s; ${queued} bytes queued in b's old connections, drained ${
+        (drainedMs / 1000).toFixed(2)
+      } s after that`,
+    );
+  });
+}
+
+for (const heavy of [true, false]) {
+  Deno.test({
+    name:
+      `RBD cut-off, ${
+        heavy ? "writing 40 sectors every second" : "writing a sector every 0.25 s"
+      }: ` +
+      "a host cut off from the cluster is fenced, writes nothing late, and reconnects and serves " +
+      "again when the cluster is back",
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async () => {
+      /** Figures for the docs, printed at the end. */
+      const measured: string[] = [];
+      try {
+        await cutOffWhileWriting(heavy, measured);
+      } finally {
+        for (const m of measured) console.log(`  ${m}`);
+      }
+    },
+  });
+}
 
 Deno.test({
   name: "RBD cut-off without fencing (fence = false): the writes a cut-off host held land late " +
@@ -351,6 +390,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
+    const measured: string[] = [];
     await withRbdLab(async (lab) => {
       const { a, b, ia, ta, ib, tb } = await twoHosts(lab, false);
       ib.write(tb, 8192, sector(8192, 0x11));
@@ -392,9 +432,10 @@ Deno.test({
       });
       const late = fills.filter((f) => f === 0xbb).length;
       measured.push(
-        `fence = false: ${late} of ${WRITES} sectors overwritten by b's late writes ${
-          ((performance.now() - restoredAt) / 1000).toFixed(2)
-        } s after its path came back, over newer data written through a`,
+        `fence = false: ${queued} bytes held in b's connections; ${late} of ${WRITES} sectors ` +
+          `overwritten by b's late writes ${
+            ((performance.now() - restoredAt) / 1000).toFixed(2)
+          } s after its path came back, over newer data written through a`,
       );
       assert.ok(late > 0);
       assert.equal((await stats(b)).rbd_fenced, 0);
