@@ -1,9 +1,11 @@
 /**
  * A host cut off from the cluster but alive, end to end: a one-node cluster and two daemons
- * ("hosts") serving the same image (tests/rbd/lab.ts). Host b's Ceph client is bound to its own
- * loopback address (`public_addr = 127.0.0.2` with `ms_bind_before_connect`, through
- * ceph-options), so an `iptables -j DROP` of that address in the lab's namespace cuts b, and only
- * b, off from the monitor and the OSD, silently, while its AoE link to the initiator stays up.
+ * ("hosts") serving the same image (tests/rbd/lab.ts). Host b runs (as root) with a group of its
+ * own; iptables in the lab's namespace marks every connection b opens (`-m owner --gid-owner`,
+ * CONNMARK), and a `-j DROP` of the marked connections cuts b, and only b, off from the monitor
+ * and the OSD, silently and both ways, while its AoE link to the initiator stays up. (Binding b's
+ * client to an address of its own, `public_addr` with `ms_bind_before_connect`, did not work:
+ * its connections still came from 127.0.0.1.)
  *
  * While b is cut off an initiator writes through it: librbd sends those writes into connections
  * whose packets are dropped, the kernel keeps them to retransmit, and librados gives up on them
@@ -11,7 +13,7 @@
  * a over the same sectors. Then b's path is restored: the kernel delivers what it kept. With
  * fencing the OSDs refuse it (b is blocklisted), b notices it was fenced, reconnects as a new
  * client and serves again; with `fence = false` nothing stops those late writes, and they land
- * over the newer data: the second test shows it.
+ * over the newer data: the last test shows it.
  */
 
 import assert from "node:assert/strict";
@@ -328,6 +330,9 @@ async function cutOffWhileWriting(heavy: boolean, measured: string[]): Promise<v
     const sb = await stats(b);
     assert.equal(dropped(sb) + replies.length, sent, JSON.stringify(sb));
     assert.equal(sb.ata_err - before.ata_err, replies.length);
+    // What librbd still held when the path came back was refused by the OSDs, and counted so.
+    assert.ok(sb.rbd_fenced_drops > before.rbd_fenced_drops, JSON.stringify(sb));
+    if (heavy) assert.equal(replies.length, 0, `b answered: ${answered()}`);
     measured.push(`b's counters: ${JSON.stringify(sb)}`);
 
     const info = await showRbd(b);
