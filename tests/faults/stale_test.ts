@@ -341,7 +341,7 @@ function syscallOf(pid: number, tid: number): number | "running" {
 }
 
 /** Stops that catch the worker running its own code (mid-turn), and a bound on the tries. */
-const MID_TURN_STOPS = 8;
+const MID_TURN_STOPS = 12;
 const MAX_TRIES = 400;
 /**
  * How long each of those stops lasts: longer than max-stall (1 s here) plus the longest wait
@@ -371,11 +371,11 @@ Deno.test({
       let stops = 0;
       while (stops < MID_TURN_STOPS) {
         assert(++tries <= MAX_TRIES, `only ${stops} of ${tries} stops caught the worker mid-turn`);
-        // A burst of writes elsewhere (each sent 4 times): the worker wakes and drains it. Stop
+        // A burst of writes elsewhere (each sent 8 times): the worker wakes and drains it. Stop
         // the daemon once the worker runs; if it was not stopped in its own code (in epoll_wait
         // between turns, or in another system call), resume at once and try again.
         const burst = writeFrames(ini, disk, BURST_LBA, pattern(REGION, tries, BURST_LBA));
-        for (let copy = 0; copy < 4; copy++) for (const f of burst.frames) ini.sendRaw(f);
+        for (let copy = 0; copy < 8; copy++) for (const f of burst.frames) ini.sendRaw(f);
         const deadline = performance.now() + 1000;
         while (syscallOf(pid, worker) !== "running" && performance.now() < deadline) {
           /* poll: the worker is woken within microseconds to milliseconds */
