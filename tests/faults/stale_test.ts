@@ -10,6 +10,8 @@
  *   arrive, the newer data written straight into the file meanwhile: the file keeps the newer
  *   data, every stale write is counted and logged, none is answered, and serving goes on;
  * - stopped for 1 s (shorter than the bounds): every write is served, nothing is dropped;
+ * - stopped in the middle of a loop turn (its worker thread running its own code, not waiting in
+ *   epoll_wait), again and again: no write received during a stop is carried out after it;
  * - storage that hangs longer than the bound (the FUSE fixture's delay): what waited behind
  *   the stuck write is dropped, never started.
  */
