@@ -10,6 +10,8 @@
  *   arrive, the newer data written straight into the file meanwhile: the file keeps the newer
  *   data, every stale write is counted and logged, none is answered, and serving goes on;
  * - stopped for 1 s (shorter than the bounds): every write is served, nothing is dropped;
+ * - stopped in the middle of a loop turn (its worker thread running its own code, not waiting in
+ *   epoll_wait), again and again: no write received during a stop is carried out after it;
  * - storage that hangs longer than the bound (the FUSE fixture's delay): what waited behind
  *   the stuck write is dropped, never started.
  */
@@ -316,5 +318,96 @@ Deno.test({
       const st = await deviceStats(t, "disk1");
       assertEquals([st.stale_drop, st.stall_drop], [old.tags.length, 0]);
       await t.waitForLog(/disk\/disk1: 8 request\(s\) dropped unanswered/);
+    }),
+});
+
+/** The data-path worker's thread of process `pid` (Deno names a Worker's thread worker-N). */
+function workerThread(pid: number): number {
+  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+    try {
+      const comm = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/comm`);
+      if (/^worker-\d+$/.test(comm.trim())) return Number(task.name);
+    } catch { /* the thread exited meanwhile */ }
+  }
+  throw new Error(`no worker thread in process ${pid}`);
+}
+
+/**
+ * What thread `tid` of `pid` is doing, from /proc/PID/task/TID/syscall: "running" (on a CPU),
+ * -1 (stopped or preempted in its own code), or the number of the system call it is in (or,
+ * when stopped, the one it stopped on its way back from).
+ */
+function syscallOf(pid: number, tid: number): number | "running" {
+  const s = Deno.readTextFileSync(`/proc/${pid}/task/${tid}/syscall`).trim();
+  return s === "running" ? s : Number(s.split(" ")[0]);
+}
+
+/** Stops that catch the worker running its own code (mid-turn), and a bound on the tries. */
+const MID_TURN_STOPS = 12;
+const MAX_TRIES = 400;
+/**
+ * How long each of those stops lasts: longer than max-stall (1 s here) plus the longest wait
+ * for events (1 s), since a stop that catches the worker between its clock reading and its
+ * epoll_wait is seen only as a wait that returned that much late.
+ */
+const STOP_MS = 2500;
+/** Where the writes that keep the worker busy go (far from the region under test). */
+const BURST_LBA = 1024;
+
+Deno.test({
+  ...OPTS,
+  name:
+    "stopped in the middle of a loop turn (draining the ring, submitting) for longer than max-stall, the daemon never carries out, after it resumes, a write received during the stop: the newer data written meanwhile stays, every byte, stop after stop",
+  fn: () =>
+    withTarget({
+      ringKiB: 4096,
+      defaults: "max-stall = 1",
+      devices: [{ name: "disk1", sizeMiB: 8 }],
+    }, async (t) => {
+      const pid = t.process!.pid;
+      const path = t.images.get("disk1")!;
+      const ini = t.initiator(STEADY);
+      const disk = ini.find(0, 1, { waitMs: 3000 });
+      const worker = workerThread(pid);
+      let tries = 0;
+      let stops = 0;
+      while (stops < MID_TURN_STOPS) {
+        assert(++tries <= MAX_TRIES, `only ${stops} of ${tries} stops caught the worker mid-turn`);
+        // A burst of writes elsewhere (each sent 8 times): the worker wakes and drains it. Stop
+        // the daemon once the worker runs; if it was not stopped in its own code (in epoll_wait
+        // between turns, or in another system call), resume at once and try again.
+        const burst = writeFrames(ini, disk, BURST_LBA, pattern(REGION, tries, BURST_LBA));
+        for (let copy = 0; copy < 8; copy++) for (const f of burst.frames) ini.sendRaw(f);
+        const deadline = performance.now() + 1000;
+        while (syscallOf(pid, worker) !== "running" && performance.now() < deadline) {
+          /* poll: the worker is woken within microseconds to milliseconds */
+        }
+        let midTurn = false;
+        const newer = pattern(REGION, 2000 + tries);
+        await stopped(pid, async () => {
+          midTurn = syscallOf(pid, worker) === -1;
+          if (!midTurn) return;
+          // Writes over the region reach it late in the stop (young: only the stall bound keeps
+          // them from starting), then their initiator completes them elsewhere: the newer data
+          // goes straight into the file.
+          await sleep(STOP_MS);
+          const old = writeFrames(ini, disk, 0, pattern(REGION, 1000 + tries));
+          for (let copy = 0; copy < 2; copy++) for (const f of old.frames) ini.sendRaw(f);
+          writeFileAt(path, 0, newer);
+        });
+        if (!midTurn) continue;
+        stops++;
+        // Served in order: once this is done, everything received before it was handled.
+        assertServes(ini, disk, path);
+        assertEquals(
+          firstDifference(readFileRange(path, 0, REGION), newer),
+          -1,
+          `a write received during stop ${stops} (try ${tries}) was carried out after it`,
+        );
+      }
+      // Every copy sent during a stop was counted as dropped (with what the bursts left).
+      const st = await deviceStats(t, "disk1");
+      assert(st.stall_drop >= stops * 2 * REQUESTS, JSON.stringify(st));
+      await t.waitForLog(/longer than max-stall/);
     }),
 });
