@@ -170,6 +170,8 @@ export class DataPlane {
   #now = 0;
   /** Realtime minus monotonic at the start of this turn (converts RX ring timestamps). */
   #realtimeOffset = 0;
+  /** The clock reading of the last stall found from a frame's age (see #drainRx). */
+  #stallFoundAt = -Infinity;
 
   #accepting = true;
   /** Devices of the configuration that could not be opened at start: name and reason. */
@@ -705,6 +707,19 @@ export class DataPlane {
         // Received after this turn read the clock: was the turn itself held up?
         now = this.#heldUp();
         if (!(arrival <= now)) arrival = now;
+      } else if (now - arrival > this.#minStall && arrival >= this.#stallFoundAt) {
+        // A frame wakes the wait at once, so one that sat in the ring longer than max-stall
+        // means the loop did not run for that long, even where the clock readings around the
+        // wait cannot show it (a stop between the last reading and the wait itself).
+        this.#stallFoundAt = this.#now;
+        if (this.#markStalled(now - arrival)) {
+          this.#log(
+            "warning",
+            `net/${ifc.name}: a frame waited ${
+              (now - arrival).toFixed(1)
+            } s in the receive queue (longer than max-stall): the data path did not run for that long; what it received before it ran again is dropped, unanswered and never started`,
+          );
+        }
       }
       try {
         this.#handleFrame(ifc, rx, sock.rxLength, arrival);
