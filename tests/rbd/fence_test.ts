@@ -15,12 +15,11 @@
 import assert from "node:assert/strict";
 import type { TestTarget } from "../../lab/target.ts";
 import { allThreadsStopped } from "../../lab/ceph.ts";
-import { type RbdLab, withRbdLab } from "./lab.ts";
+import { type RbdLab, sector, showRbd, stats, until, withRbdLab } from "./lab.ts";
 import type { Initiator, TargetInfo } from "../../src/initiator/mod.ts";
 import { ataReadWriteFields, buildAtaRequest, parseAtaResponse } from "../../src/protocol/ata.ts";
 import { frameCommand, frameTag } from "../../src/protocol/header.ts";
 import { AOE_CMD_ATA } from "../../src/protocol/constants.ts";
-import type { RbdDeviceInfo } from "../../src/control/types.ts";
 import { DEFAULTS } from "../../src/config/types.ts";
 
 const MiB = 1024 * 1024;
@@ -36,36 +35,6 @@ const FENCE_AFTER_MS = DEFAULTS.fenceAfter * 1000;
  * but its loop not yet handled when it stopped (see where it is checked).
  */
 const LATE_ANSWERS = 4;
-
-function stats(t: TestTarget): Promise<Record<string, number>> {
-  return t.ctl("--json", "stats", "shared").then((r) => {
-    assert.equal(r.code, 0, r.stderr);
-    return JSON.parse(r.stdout).devices[0].stats as Record<string, number>;
-  });
-}
-
-async function showRbd(t: TestTarget): Promise<RbdDeviceInfo> {
-  const r = await t.ctl("--json", "show-rbd", "shared");
-  assert.equal(r.code, 0, r.stderr);
-  return JSON.parse(r.stdout).devices[0];
-}
-
-/** Polls `check` (every 20 ms) until it holds; returns the milliseconds it took. */
-async function until(what: string, boundMs: number, check: () => boolean | Promise<boolean>) {
-  const started = performance.now();
-  while (!(await check())) {
-    if (performance.now() - started > boundMs) throw new Error(`${what}: not within ${boundMs} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return performance.now() - started;
-}
-
-/** One sector whose every byte is `fill`, tagged with its LBA in the first 4 bytes. */
-function sector(lba: number, fill: number): Uint8Array {
-  const data = new Uint8Array(512).fill(fill);
-  new DataView(data.buffer).setUint32(0, lba, true);
-  return data;
-}
 
 const lbaOf = (i: number) => i * STRIDE;
 

@@ -21,6 +21,8 @@
 import { NetLab } from "../../lab/netns.ts";
 import { type CephCluster, withCephCluster } from "../../lab/ceph.ts";
 import { TestTarget } from "../../lab/target.ts";
+import assert from "node:assert/strict";
+import type { RbdDeviceInfo } from "../../src/control/types.ts";
 
 /** One device of a lab daemon. */
 export interface RbdDeviceSpec {
@@ -141,4 +143,40 @@ export async function withRbdLab<T>(body: (lab: RbdLab) => Promise<T>): Promise<
     await net.cleanup();
     Deno.removeSync(dir, { recursive: true });
   }
+}
+
+/** The counters of device `shared` on daemon `t` (`ggaoectl --json stats`). */
+export function stats(t: TestTarget): Promise<Record<string, number>> {
+  return t.ctl("--json", "stats", "shared").then((r) => {
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout).devices[0].stats as Record<string, number>;
+  });
+}
+
+/** What `ggaoectl --json show-rbd shared` says on daemon `t`. */
+export async function showRbd(t: TestTarget): Promise<RbdDeviceInfo> {
+  const r = await t.ctl("--json", "show-rbd", "shared");
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout).devices[0];
+}
+
+/** Polls `check` (every 20 ms) until it holds; returns the milliseconds it took. */
+export async function until(
+  what: string,
+  boundMs: number,
+  check: () => boolean | Promise<boolean>,
+) {
+  const started = performance.now();
+  while (!(await check())) {
+    if (performance.now() - started > boundMs) throw new Error(`${what}: not within ${boundMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return performance.now() - started;
+}
+
+/** One sector whose every byte is `fill`, tagged with its LBA in the first 4 bytes. */
+export function sector(lba: number, fill: number): Uint8Array {
+  const data = new Uint8Array(512).fill(fill);
+  new DataView(data.buffer).setUint32(0, lba, true);
+  return data;
 }
