@@ -407,10 +407,10 @@ export class DataPlane {
    * a pause between turns does: without this, frames read after such a stop would be dated
    * no later than the turn's old clock reading, and look fresh.
    */
-  #heldUp(): number {
+  #heldUp(minStall: number): number {
     const t = monotonic();
     const gap = t - this.#now;
-    if (!(gap > this.#minStall)) return t;
+    if (!(gap > minStall)) return t;
     this.#tick();
     if (this.#markStalled(gap)) {
       this.#log(
@@ -686,6 +686,8 @@ export class DataPlane {
     const st = ifc.stats;
     let now = this.#now;
     const offset = this.#realtimeOffset;
+    // Once per drain, not per frame: it looks at every device.
+    const minStall = this.#minStall;
     let n = 0;
     while (n < RX_BUDGET) {
       let rx: Uint8Array | null;
@@ -705,9 +707,9 @@ export class DataPlane {
       let arrival = sock.rxTimestamp - offset;
       if (!(arrival <= now)) {
         // Received after this turn read the clock: was the turn itself held up?
-        now = this.#heldUp();
+        now = this.#heldUp(minStall);
         if (!(arrival <= now)) arrival = now;
-      } else if (now - arrival > this.#minStall && arrival >= this.#stallFoundAt) {
+      } else if (now - arrival > minStall && arrival >= this.#stallFoundAt) {
         // A frame wakes the wait at once, so one that sat in the ring longer than max-stall
         // means the loop did not run for that long, even where the clock readings around the
         // wait cannot show it (a stop between the last reading and the wait itself).
@@ -854,7 +856,7 @@ export class DataPlane {
     const active = this.#active;
     if (active.length === 0) return;
     // Nothing is started with the turn's old clock reading if the turn was held up.
-    const now = this.#heldUp();
+    const now = this.#heldUp(this.#minStall);
     let keep = 0;
     for (let i = 0; i < active.length; i++) {
       const dev = active[i];
