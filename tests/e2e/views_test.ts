@@ -140,6 +140,13 @@ Deno.test({
         assertEquals(await digest(golden), before, "the golden image was written");
 
         assertEquals((await farmStats(t)).views, 2, "ggaoed_device_views");
+
+        // remove-view: host B's view is gone until B sends again; then B reads golden data.
+        const removed = await t.ctl("--json", "remove-view", "farm", viewMac(b.mac));
+        assertEquals(JSON.parse(removed.stdout).existed, true, removed.stdout + removed.stderr);
+        assert(!Deno.readDirSync(views).toArray().some((e) => e.name === `${macB}.img`));
+        assertReads(b, db2, goldenAt(data), "host B after remove-view");
+        assertReads(a, da2, goldenAt(data), "host A after host B's remove-view");
       });
     }),
 });
