@@ -291,3 +291,35 @@ Deno.test({
       });
     }),
 });
+
+Deno.test({
+  ...OPTS,
+  name:
+    "a reload that changes the views device reopens it; each host finds its own view again, and the golden image stays untouched",
+  fn: () =>
+    withViews(async ({ golden, views, data }) => {
+      const before = await digest(golden);
+      const farm = { name: "farm", path: golden, extra: `views = "${views}"` };
+      await withTarget({ links: 2, devices: [farm] }, async (t) => {
+        const a = t.initiator({}, t.links[0].hostIf);
+        const b = t.initiator({}, t.links[1].hostIf);
+        const da = a.find(0, 1, { waitMs: 5000 });
+        const db = b.find(0, 1, { waitMs: 5000 });
+        const mine = pattern(BYTES, 7, LBA);
+        a.writeRange(da, LBA, mine);
+        assertReads(b, db, goldenAt(data), "host B");
+        t.writeConfig(
+          Deno.readTextFileSync(t.configPath).replace(
+            /^views = .*$/m,
+            (l) => `${l}\nmax-views = 8`,
+          ),
+        );
+        const reload = await t.ctl("reload");
+        assertEquals(reload.code, 0, reload.stderr);
+        await t.waitForLog(/disk\/farm: reopened with the new settings/);
+        assertReads(a, da, mine, "host A after the reload");
+        assertReads(b, db, goldenAt(data), "host B after the reload");
+        assertEquals(await digest(golden), before, "the golden image was written");
+      });
+    }),
+});
