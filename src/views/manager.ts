@@ -65,18 +65,28 @@ export class ViewManager {
     for (const d of devices) {
       if (!d.views) continue;
       const old = this.#devices.get(d.name);
-      try {
+      if (old) kept.add(d.name); // a device that serves on if the new settings are refused
+      const prepare = async () => {
         const store = viewStoreFor(d);
         await store.check();
         await store.cleanup();
-        const seen = old?.seen ?? await this.#loadSeen(d.name);
+        return store;
+      };
+      try {
+        if (old) {
+          // After the operations under way: a cleanup must not take a view being made.
+          old.store = await this.#serial(old, prepare);
+          old.config = d;
+          continue;
+        }
+        const store = await prepare();
         this.#devices.set(d.name, {
           config: d,
           store,
-          seen,
-          seenDirty: old?.seenDirty ?? false,
-          seenTimer: old?.seenTimer ?? null,
-          tail: old?.tail ?? Promise.resolve(),
+          seen: await this.#loadSeen(d.name),
+          seenDirty: false,
+          seenTimer: null,
+          tail: Promise.resolve(),
         });
         kept.add(d.name);
       } catch (e) {
