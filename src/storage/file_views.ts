@@ -33,11 +33,9 @@ export class FileViewStore implements ViewStore {
   }
 
   /** A real clone of the golden image into the directory, removed again. */
-  check(): Promise<void> {
+  async check(): Promise<void> {
     const probe = `${this.#dir}/.probe-${Deno.pid}.img.creating`;
-    try {
-      Deno.removeSync(probe);
-    } catch { /* none */ }
+    await Deno.remove(probe).catch(() => {}); // a leftover of a check cut short
     try {
       cloneFile(this.#golden, probe);
     } catch (e) {
@@ -58,8 +56,7 @@ export class FileViewStore implements ViewStore {
       }
       throw new Error(`cannot make a view in ${this.#dir}: ${(e as Error).message}`);
     }
-    Deno.removeSync(probe);
-    return Promise.resolve();
+    await Deno.remove(probe);
   }
 
   async cleanup(): Promise<void> {
