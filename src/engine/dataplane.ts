@@ -370,7 +370,7 @@ export class DataPlane {
     this.#logDropped();
     this.#ifaces.closeFailed();
     this.#closeRetired();
-    if (this.#now - this.#viewsReportedAt >= VIEWS_SEEN_SECONDS) this.#reportViews();
+    if (this.#now - this.#viewsReportedAt >= VIEWS_SEEN_SECONDS) this.reportViews();
     const rescan = this.#ifaces.due(this.#now);
     if (rescan !== null) {
       this.#log("debug", `net: rescanning the interfaces after ${rescan}`);
@@ -1079,19 +1079,24 @@ export class DataPlane {
     return out;
   }
 
-  /** Refreshes the views gauges, and tells the main thread which hosts were seen lately. */
-  #reportViews(): void {
+  /**
+   * Refreshes the views gauges, and tells the main thread which hosts were seen lately (every
+   * few seconds, and at shutdown).
+   */
+  reportViews(): void {
     this.#viewsReportedAt = this.#now;
     for (const dev of this.devices) {
       if (!dev.views) continue;
       dev.stats[DS.views] = dev.views.open;
       const macs: string[] = [];
+      const ages: number[] = [];
       for (const h of dev.views.hosts.values()) {
         if (!h.seenUnreported) continue;
         h.seenUnreported = false;
         macs.push(h.hex);
+        ages.push(monotonic() - h.lastSeen);
       }
-      if (macs.length > 0) this.#lend?.({ type: "views-seen", device: dev.name, macs });
+      if (macs.length > 0) this.#lend?.({ type: "views-seen", device: dev.name, macs, ages });
     }
   }
 

@@ -56,11 +56,15 @@ export type ViewReady =
   | { type: "view-ready"; id: number; ok: true; made: boolean }
   | { type: "view-ready"; id: number; ok: false; limit: boolean; message: string };
 
-/** Worker to main thread: these hosts of views device `device` sent frames lately. */
+/**
+ * Worker to main thread: these hosts of views device `device` sent frames lately, the last one
+ * `ages[i]` seconds ago.
+ */
 export interface ViewsSeen {
   type: "views-seen";
   device: string;
   macs: string[];
+  ages: number[];
 }
 
 /** What the data path knows of one host of a views device (`views` command). */

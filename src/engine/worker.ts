@@ -204,6 +204,7 @@ async function main(): Promise<void> {
     }
   }
   const left = plane.inFlight;
+  plane.reportViews(); // the hosts' last contact, for reset-on-discover after the restart
   plane.close();
   post({ type: "reply", id: stop.id, ok: true });
   post({ type: "stopped", inFlight: left });

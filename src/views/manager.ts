@@ -157,12 +157,13 @@ export class ViewManager {
   /** Hosts seen lately by the data path. */
   seen(m: ViewsSeen): void {
     const v = this.#devices.get(m.device);
-    if (v) this.#touch(v, m.macs);
+    if (v) this.#touch(v, m.macs, m.ages);
   }
 
-  #touch(v: DeviceViews, macs: string[]): void {
-    const now = Math.floor(Date.now() / 1000);
-    for (const mac of macs) v.seen.set(mac, now);
+  /** Hosts `macs` were seen `ages` seconds ago (none: now). */
+  #touch(v: DeviceViews, macs: string[], ages: number[] = []): void {
+    const now = Date.now() / 1000;
+    macs.forEach((mac, i) => v.seen.set(mac, Math.round(now - (ages[i] ?? 0))));
     v.seenDirty = true;
     if (v.seenTimer === null) {
       v.seenTimer = setTimeout(() => {

@@ -272,3 +272,34 @@ Deno.test({
       assertEquals(await fileDigest(golden), before, "the golden image was written");
     }),
 });
+
+Deno.test({
+  ...OPTS,
+  name:
+    "reset-on-discover across a restart: the last-seen times kept on disk tell a host quiet for views-quiet (reset at its Query Config) from one seen just before the stop (kept)",
+  fn: () =>
+    withTwoHosts(
+      'views-lifecycle = "reset-on-discover"\nviews-quiet = 6',
+      async ({ t, a, b, da, db }, { data }) => {
+        const mine = pattern(BYTES, 8, LBA);
+        const yours = pattern(BYTES, 9, LBA);
+        a.writeRange(da, LBA, mine);
+        b.writeRange(db, LBA, yours);
+        // A goes quiet; B keeps reading for 7 s, then the daemon stops (SIGTERM) and starts.
+        const until = Date.now() + 7000;
+        while (Date.now() < until) {
+          assertReads(b, db, yours, "host B while A is quiet");
+          await new Promise((r) => setTimeout(r, 500));
+        }
+        await t.stop("SIGTERM");
+        t.start();
+        await t.waitForLog(/ggaoed is running[\s\S]*ggaoed is running/);
+        const db2 = b.find(0, 1, { waitMs: 5000 }); // seen a few seconds ago: no boot
+        const da2 = a.find(0, 1, { waitMs: 5000 }); // quiet for longer than views-quiet: a boot
+        assertReads(b, db2, yours, "host B after the restart");
+        assertReads(a, da2, goldenAt(data), "host A after the restart");
+        await t.waitForLog(/ booted \(a Query Config, last seen \d+ s ago\)/);
+        assertEquals(t.log.match(/ booted \(a Query Config/g)?.length, 1, "one host booted");
+      },
+    ),
+});
