@@ -207,9 +207,9 @@ export function cloneFile(source: string, dest: string): void {
       `open(${dest})`,
     );
     check(libc().ioctl_value(fd, BigInt(FICLONE), BigInt(src)), `ioctl(${dest}, FICLONE)`, {
-      EOPNOTSUPP: "this file system cannot share extents (reflinks); ext4 cannot, XFS made " +
-        "with -m reflink=1 and btrfs can",
-      EINVAL: "this file system cannot share extents (reflinks) between these files",
+      EOPNOTSUPP:
+        "no reflinks on this file system (XFS made with -m reflink=1 and btrfs have them)",
+      EINVAL: "no reflinks between these files",
       EXDEV: "the source and the copy are on different file systems; reflinks need one",
       ENOSPC: "the file system is full",
     });

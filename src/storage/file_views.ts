@@ -42,9 +42,9 @@ export class FileViewStore implements ViewStore {
       const code = (e as { code?: string }).code;
       if (code === "EOPNOTSUPP" || code === "EINVAL" || code === "ENOTTY") {
         throw new Error(
-          `the file system of ${this.#dir} cannot share extents (reflinks: ${
+          `the file system of ${this.#dir} cannot share extents (reflinks), so views of ${this.#golden} cannot be made there (${
             (e as Error).message
-          }), so views of ${this.#golden} cannot be made there; ext4 has no reflinks: ${REFLINK_FIX}`,
+          }); ext4 has no reflinks: ${REFLINK_FIX}`,
         );
       }
       if (code === "EXDEV") {

@@ -238,7 +238,7 @@ Deno.test({
       await withTarget({ devices: [farm, { name: "disk1", sizeMiB: 8 }] }, async (t) => {
         assertMatch(
           t.log,
-          /disk\/farm: .*ggaoed\.conf: devices\.farm: views = ".*\/views": the file system of .*\/views cannot share extents \(reflinks: ioctl\(.*FICLONE\): EOPNOTSUPP.*ext4 has no reflinks: put the golden image and the views on XFS or btrfs \(mkfs\.xfs -m reflink=1\), or serve an RBD snapshot; device not exported/,
+          /disk\/farm: .*ggaoed\.conf: devices\.farm: views = ".*\/views": the file system of .*\/views cannot share extents \(reflinks\), so views of .*golden\.img cannot be made there \(ioctl\(.*FICLONE\): EOPNOTSUPP.*\); ext4 has no reflinks: put the golden image and the views on XFS or btrfs \(mkfs\.xfs -m reflink=1\), or serve an RBD snapshot; device not exported/,
         );
         await t.waitForLog(/ggaoed is running WITHOUT farm/);
         const ini = t.initiator();
