@@ -38,6 +38,7 @@ import {
   EPOLLERR,
   EPOLLIN,
   EPOLLOUT,
+  Errno,
   type EventFd,
   type Memory,
   realtimeSeconds,
@@ -47,7 +48,7 @@ import { matchesAny } from "../config/glob.ts";
 import { MAX_RING_KIB } from "../config/schema.ts";
 import type { Config, DeviceConfig } from "../config/types.ts";
 import { BROADCAST_MAC, formatMac, macAt } from "../mac.ts";
-import { AOE_CMD_CFG } from "../protocol/constants.ts";
+import { AOE_CMD_CFG, ATA_ERR } from "../protocol/constants.ts";
 import { OFF_COMMAND, OFF_SRC } from "../protocol/header.ts";
 import { OFF_CMD_STATUS } from "../protocol/ata.ts";
 import {
@@ -108,10 +109,6 @@ const STALL_DRAIN_PASSES = 64;
 const STALE_LOG_SECONDS = 10;
 /** Hosts of views devices seen lately are reported to the main thread this often, seconds. */
 const VIEWS_SEEN_SECONDS = 5;
-/** ATA status bit ERR: a reply that failed. */
-const ATA_ERR = 0x01;
-/** What a request past max-views is answered with: ATA ABRT (any errno but EIO). */
-const ENOSPC = 28;
 
 // epoll tokens: kind * 2^20 + index
 const TOKEN_IFACE = 1 << 20;
@@ -908,7 +905,7 @@ export class DataPlane {
     }
     if (h === null || h.status === ViewStatus.LIMIT) {
       dev.stats[DS.view_limit]++;
-      completeRequest(r, -ENOSPC, dev.stats); // ATA ABRT
+      completeRequest(r, -Errno.ENOSPC, dev.stats); // ATA ABRT (any errno but EIO)
       this.#reply(r);
       return;
     }
