@@ -66,11 +66,12 @@ interface TwoHosts {
 function withTwoHosts(
   extra: string,
   body: (h: TwoHosts, files: ViewsFiles) => Promise<void>,
+  directIo = false,
 ): Promise<void> {
   return withViewsFiles(async (files) => {
     const before = await fileDigest(files.golden);
     const farm = { name: "farm", path: files.golden, extra: `views = "${files.views}"\n${extra}` };
-    await withTarget({ links: 2, devices: [farm] }, async (t) => {
+    await withTarget({ links: 2, devices: [farm], directIo }, async (t) => {
       const a = t.initiator({}, t.links[0].hostIf);
       const b = t.initiator({}, t.links[1].hostIf);
       const da = a.find(0, 1, { waitMs: 5000 });
@@ -81,74 +82,80 @@ function withTwoHosts(
   });
 }
 
-Deno.test({
-  ...OPTS,
-  name:
-    "two hosts write the same sectors of one views device and each reads its own; the golden image is untouched; views persist across a restart; reset-view gives golden data back",
-  fn: () =>
-    withTwoHosts("", async ({ t, a, b, da, db }, { golden, views, data }) => {
-      const before = await fileDigest(golden);
-      // IDENTIFY is the same for every host: one size, one serial number.
-      const ia = a.identify(da);
-      const ib = b.identify(db);
-      assertEquals([ia.sectors, ia.serial], [ib.sectors, ib.serial]);
-      assertEquals(ia.sectors, GOLDEN_MIB * 2048);
-      assertReads(a, da, goldenAt(data), "host A before any write");
-      const mine = pattern(BYTES, 1, LBA);
-      const yours = pattern(BYTES, 2, LBA);
-      a.writeRange(da, LBA, mine);
-      b.writeRange(db, LBA, yours);
-      a.flush(da);
-      b.flush(db);
-      assertReads(a, da, mine, "host A reads its own write");
-      assertReads(b, db, yours, "host B reads its own write");
-      assertEquals(await fileDigest(golden), before, "the golden image was written");
-      // Each view file holds its host's data: the MAC mapping is right.
-      const macA = viewMac(a.mac);
-      const macB = viewMac(b.mac);
-      const viewA = `${views}/${macA}.img`;
-      const viewB = `${views}/${macB}.img`;
-      assertEquals(firstDifference(readFileRange(viewA, LBA * 512, BYTES), mine), -1);
-      assertEquals(firstDifference(readFileRange(viewB, LBA * 512, BYTES), yours), -1);
+for (const directIo of [false, true]) {
+  Deno.test({
+    ...OPTS,
+    name:
+      `direct-io = ${directIo}: two hosts write the same sectors of one views device and each reads its own; the golden image is untouched; views persist across a restart; reset-view gives golden data back`,
+    fn: () =>
+      withTwoHosts(
+        "",
+        async ({ t, a, b, da, db }, { golden, views, data }) => {
+          const before = await fileDigest(golden);
+          // IDENTIFY is the same for every host: one size, one serial number.
+          const ia = a.identify(da);
+          const ib = b.identify(db);
+          assertEquals([ia.sectors, ia.serial], [ib.sectors, ib.serial]);
+          assertEquals(ia.sectors, GOLDEN_MIB * 2048);
+          assertReads(a, da, goldenAt(data), "host A before any write");
+          const mine = pattern(BYTES, 1, LBA);
+          const yours = pattern(BYTES, 2, LBA);
+          a.writeRange(da, LBA, mine);
+          b.writeRange(db, LBA, yours);
+          a.flush(da);
+          b.flush(db);
+          assertReads(a, da, mine, "host A reads its own write");
+          assertReads(b, db, yours, "host B reads its own write");
+          assertEquals(await fileDigest(golden), before, "the golden image was written");
+          // Each view file holds its host's data: the MAC mapping is right.
+          const macA = viewMac(a.mac);
+          const macB = viewMac(b.mac);
+          const viewA = `${views}/${macA}.img`;
+          const viewB = `${views}/${macB}.img`;
+          assertEquals(firstDifference(readFileRange(viewA, LBA * 512, BYTES), mine), -1);
+          assertEquals(firstDifference(readFileRange(viewB, LBA * 512, BYTES), yours), -1);
 
-      const listed = await t.ctl("--json", "views", "farm");
-      assertEquals(listed.code, 0, listed.stderr);
-      const list = JSON.parse(listed.stdout).views as { mac: string; open: boolean }[];
-      assertEquals(list.map((v) => v.mac).sort(), [macA, macB].sort());
-      assert(list.every((v) => v.open), listed.stdout);
-      const text = await t.ctl("views");
-      assert(text.stdout.includes(macA.replace(/(..)(?!$)/g, "$1:")), text.stdout);
+          const listed = await t.ctl("--json", "views", "farm");
+          assertEquals(listed.code, 0, listed.stderr);
+          const list = JSON.parse(listed.stdout).views as { mac: string; open: boolean }[];
+          assertEquals(list.map((v) => v.mac).sort(), [macA, macB].sort());
+          assert(list.every((v) => v.open), listed.stdout);
+          const text = await t.ctl("views");
+          assert(text.stdout.includes(macA.replace(/(..)(?!$)/g, "$1:")), text.stdout);
 
-      const s = await farmStats(t);
-      assertEquals(s.views, 2, "ggaoed_device_views");
-      assertEquals(s.view_write_bytes, 2 * BYTES, "bytes written to views");
+          const s = await farmStats(t);
+          assertEquals(s.views, 2, "ggaoed_device_views");
+          assertEquals(s.view_write_bytes, 2 * BYTES, "bytes written to views");
 
-      // A restart: the views persist, each host finds its own data again.
-      await t.stop("SIGTERM");
-      t.start();
-      await t.waitForLog(/ggaoed is running[\s\S]*ggaoed is running/);
-      const da2 = a.find(0, 1, { waitMs: 5000 });
-      const db2 = b.find(0, 1, { waitMs: 5000 });
-      assertReads(a, da2, mine, "host A after a restart");
-      assertReads(b, db2, yours, "host B after a restart");
+          // A restart: the views persist, each host finds its own data again.
+          await t.stop("SIGTERM");
+          t.start();
+          await t.waitForLog(/ggaoed is running[\s\S]*ggaoed is running/);
+          const da2 = a.find(0, 1, { waitMs: 5000 });
+          const db2 = b.find(0, 1, { waitMs: 5000 });
+          assertReads(a, da2, mine, "host A after a restart");
+          assertReads(b, db2, yours, "host B after a restart");
 
-      // reset-view: host A reads golden data again, host B keeps its own.
-      const reset = await t.ctl("reset-view", "farm", a.mac.toString(16).padStart(12, "0"));
-      assertEquals(reset.code, 0, reset.stderr + reset.stdout);
-      assertReads(a, da2, goldenAt(data), "host A after reset-view");
-      assertReads(b, db2, yours, "host B after host A's reset-view");
-      assertEquals(await fileDigest(golden), before, "the golden image was written");
+          // reset-view: host A reads golden data again, host B keeps its own.
+          const reset = await t.ctl("reset-view", "farm", a.mac.toString(16).padStart(12, "0"));
+          assertEquals(reset.code, 0, reset.stderr + reset.stdout);
+          assertReads(a, da2, goldenAt(data), "host A after reset-view");
+          assertReads(b, db2, yours, "host B after host A's reset-view");
+          assertEquals(await fileDigest(golden), before, "the golden image was written");
 
-      assertEquals((await farmStats(t)).views, 2, "ggaoed_device_views");
+          assertEquals((await farmStats(t)).views, 2, "ggaoed_device_views");
 
-      // remove-view: host B's view is gone until B sends again; then B reads golden data.
-      const removed = await t.ctl("--json", "remove-view", "farm", viewMac(b.mac));
-      assertEquals(JSON.parse(removed.stdout).existed, true, removed.stdout + removed.stderr);
-      assert(!Deno.readDirSync(views).toArray().some((e) => e.name === `${macB}.img`));
-      assertReads(b, db2, goldenAt(data), "host B after remove-view");
-      assertReads(a, da2, goldenAt(data), "host A after host B's remove-view");
-    }),
-});
+          // remove-view: host B's view is gone until B sends again; then B reads golden data.
+          const removed = await t.ctl("--json", "remove-view", "farm", viewMac(b.mac));
+          assertEquals(JSON.parse(removed.stdout).existed, true, removed.stdout + removed.stderr);
+          assert(!Deno.readDirSync(views).toArray().some((e) => e.name === `${macB}.img`));
+          assertReads(b, db2, goldenAt(data), "host B after remove-view");
+          assertReads(a, da2, goldenAt(data), "host A after host B's remove-view");
+        },
+        directIo,
+      ),
+  });
+}
 
 Deno.test({
   ...OPTS,
