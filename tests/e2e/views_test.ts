@@ -82,6 +82,27 @@ function withTwoHosts(
   });
 }
 
+/**
+ * Host A writes its pattern and goes quiet for `quietMs` while host B writes its own and reads it
+ * back every 0.5 s; returns both patterns.
+ */
+async function oneQuietOneTalking(
+  h: TwoHosts,
+  quietMs: number,
+  seed: number,
+): Promise<{ mine: Uint8Array; yours: Uint8Array }> {
+  const mine = pattern(BYTES, seed, LBA);
+  const yours = pattern(BYTES, seed + 1, LBA);
+  h.a.writeRange(h.da, LBA, mine);
+  h.b.writeRange(h.db, LBA, yours);
+  const until = Date.now() + quietMs;
+  while (Date.now() < until) {
+    assertReads(h.b, h.db, yours, "host B while A is quiet");
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return { mine, yours };
+}
+
 for (const directIo of [false, true]) {
   Deno.test({
     ...OPTS,
@@ -164,17 +185,9 @@ Deno.test({
   fn: () =>
     withTwoHosts(
       'views-lifecycle = "reset-on-discover"\nviews-quiet = 2',
-      async ({ t, a, b, da, db }, { data }) => {
-        const mine = pattern(BYTES, 3, LBA);
-        const yours = pattern(BYTES, 4, LBA);
-        a.writeRange(da, LBA, mine);
-        b.writeRange(db, LBA, yours);
-        // A says nothing for 3.5 s; B reads every 0.5 s meanwhile.
-        const until = Date.now() + 3500;
-        while (Date.now() < until) {
-          assertReads(b, db, yours, "host B while A is quiet");
-          await new Promise((r) => setTimeout(r, 500));
-        }
+      async (h, { data }) => {
+        const { t, a, b } = h;
+        const { yours } = await oneQuietOneTalking(h, 3500, 3); // views-quiet is 2 s
         const da2 = a.find(0, 1, { waitMs: 5000 }); // a Query Config after the quiet time: a boot
         const db2 = b.find(0, 1, { waitMs: 5000 }); // B was never quiet
         assertReads(a, da2, goldenAt(data), "host A after its boot");
@@ -287,17 +300,10 @@ Deno.test({
   fn: () =>
     withTwoHosts(
       'views-lifecycle = "reset-on-discover"\nviews-quiet = 6',
-      async ({ t, a, b, da, db }, { data }) => {
-        const mine = pattern(BYTES, 8, LBA);
-        const yours = pattern(BYTES, 9, LBA);
-        a.writeRange(da, LBA, mine);
-        b.writeRange(db, LBA, yours);
-        // A goes quiet; B keeps reading for 7 s, then the daemon stops (SIGTERM) and starts.
-        const until = Date.now() + 7000;
-        while (Date.now() < until) {
-          assertReads(b, db, yours, "host B while A is quiet");
-          await new Promise((r) => setTimeout(r, 500));
-        }
+      async (h, { data }) => {
+        const { t, a, b } = h;
+        // A quiet, B talking for 7 s (views-quiet is 6 s); then the daemon stops and starts.
+        const { yours } = await oneQuietOneTalking(h, 7000, 8);
         await t.stop("SIGTERM");
         t.start();
         await t.waitForLog(/ggaoed is running[\s\S]*ggaoed is running/);
