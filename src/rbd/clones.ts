@@ -52,8 +52,11 @@ export interface RbdViewStoreOptions {
   golden: ImageSpec;
   /** The pool that gets one clone per host. */
   pool: string;
-  /** A connection to the cluster (the caller closes it, after the store's calls ended). */
-  cluster: RadosCluster;
+  /**
+   * The connection to the cluster, or its promise (a connection under way: the store's calls
+   * wait for it). The caller closes it, after the store's calls ended.
+   */
+  cluster: RadosCluster | Promise<RadosCluster>;
   /**
    * How long a leftover `.creating` image that is still watched (EBUSY: the process that was
    * making it died less than `osd_client_watch_timeout`, 30 s by default, ago) is retried
@@ -78,7 +81,7 @@ export class RbdViewStore implements ViewStore {
   readonly #device: string;
   readonly #golden: ImageSpec;
   readonly #pool: string;
-  readonly #cluster: RadosCluster;
+  readonly #connection: RadosCluster | Promise<RadosCluster>;
   readonly #final: RegExp;
   readonly #leftover: RegExp;
   readonly #leftoverWaitMs: number;
@@ -95,12 +98,16 @@ export class RbdViewStore implements ViewStore {
     this.#device = options.device;
     this.#golden = options.golden;
     this.#pool = options.pool;
-    this.#cluster = options.cluster;
+    this.#connection = options.cluster;
     this.#leftoverWaitMs = options.leftoverWaitMs ?? LEFTOVER_WAIT_MS;
     this.where = `${options.pool}/${options.device}-*`;
     const d = escapeRegExp(options.device);
     this.#final = new RegExp(`^${d}-([0-9a-f]{12})$`);
     this.#leftover = new RegExp(`^${d}-(?:[0-9a-f]{12}|probe-[0-9a-f]{8})\\.creating$`);
+  }
+
+  #cluster(): Promise<RadosCluster> {
+    return Promise.resolve(this.#connection);
   }
 
   /** The image that holds the view of `mac` (`POOL/<device>-<mac>`), to open for I/O. */
@@ -128,9 +135,12 @@ export class RbdViewStore implements ViewStore {
     const g = this.#golden;
     const snap = this.#snapshotLabel;
     const what = `disk/${this.#device}: views of rbd:${snap} in pool '${this.#pool}'`;
+    const cluster = await this.#cluster().catch((e) => {
+      throw new Error(`${what}: ${message(e)}`, { cause: e });
+    });
     let head;
     try {
-      head = await this.#cluster.openImage({ pool: g.pool, image: g.image, readOnly: true });
+      head = await cluster.openImage({ pool: g.pool, image: g.image, readOnly: true });
     } catch (e) {
       throw new Error(`${what}: the golden image: ${message(e)}`, { cause: e });
     }
@@ -150,11 +160,11 @@ export class RbdViewStore implements ViewStore {
     const random = crypto.getRandomValues(new Uint8Array(4));
     const probe = `${this.#device}-probe-${hex(random)}${CREATING}`;
     try {
-      await this.#cluster.cloneImageAsync(g, this.#pool, probe);
+      await cluster.cloneImageAsync(g, this.#pool, probe);
     } catch (e) {
       throw new Error(`${what}: cannot clone the snapshot: ${message(e)}`, { cause: e });
     }
-    await this.#cluster.removeImageAsync(this.#pool, probe);
+    await cluster.removeImageAsync(this.#pool, probe);
   }
 
   /**
@@ -162,17 +172,18 @@ export class RbdViewStore implements ViewStore {
    * watched by the process that died making it is retried until the OSDs drop the watch.
    */
   async cleanup(): Promise<void> {
-    const images = await this.#cluster.listImagesAsync(this.#pool);
+    const images = await (await this.#cluster()).listImagesAsync(this.#pool);
     const leftovers = images.map((i) => i.name).filter((name) => this.#leftover.test(name));
     await Promise.all(leftovers.map((name) => this.#removeLeftover(name)));
   }
 
   /** Removes leftover `name`, again while it is watched (EBUSY), up to the bound. */
   async #removeLeftover(name: string): Promise<void> {
+    const cluster = await this.#cluster();
     const deadline = performance.now() + this.#leftoverWaitMs;
     for (;;) {
       try {
-        await this.#cluster.removeImageAsync(this.#pool, name);
+        await cluster.removeImageAsync(this.#pool, name);
         return;
       } catch (e) {
         if (!isErrno(e, EBUSY) || performance.now() > deadline) {
@@ -203,7 +214,7 @@ export class RbdViewStore implements ViewStore {
    * EEXIST: such an orphan is removed and the step tried once more.
    */
   async #create(name: string): Promise<boolean> {
-    const cluster = this.#cluster;
+    const cluster = await this.#cluster();
     const pool = this.#pool;
     const temporary = `${name}${CREATING}`;
     const names = new Set((await cluster.listImagesAsync(pool)).map((i) => i.name));
@@ -227,16 +238,17 @@ export class RbdViewStore implements ViewStore {
       return await step();
     } catch (e) {
       if (!isErrno(e, EEXIST)) throw e;
-      const images = await this.#cluster.listImagesAsync(this.#pool);
+      const cluster = await this.#cluster();
+      const images = await cluster.listImagesAsync(this.#pool);
       if (images.some((i) => i.name === name)) throw e;
-      await this.#cluster.removeObjectAsync(this.#pool, `rbd_id.${name}`);
+      await cluster.removeObjectAsync(this.#pool, `rbd_id.${name}`);
     }
     await step();
   }
 
   async list(): Promise<string[]> {
     const macs: string[] = [];
-    for (const { name } of await this.#cluster.listImagesAsync(this.#pool)) {
+    for (const { name } of await (await this.#cluster()).listImagesAsync(this.#pool)) {
       const m = this.#final.exec(name);
       if (m) macs.push(m[1]);
     }
@@ -244,7 +256,7 @@ export class RbdViewStore implements ViewStore {
   }
 
   async remove(mac: string): Promise<void> {
-    await this.#cluster.removeImageAsync(this.#pool, this.#name(mac));
+    await (await this.#cluster()).removeImageAsync(this.#pool, this.#name(mac));
   }
 
   /**
@@ -252,9 +264,10 @@ export class RbdViewStore implements ViewStore {
    * objects where a write copied the snapshot's object up); 0 when it has no view.
    */
   async bytesWritten(mac: string): Promise<number> {
+    const cluster = await this.#cluster();
     let image;
     try {
-      image = await this.#cluster.openImage({ ...this.image(mac), readOnly: true });
+      image = await cluster.openImage({ ...this.image(mac), readOnly: true });
     } catch (e) {
       if (isErrno(e, ENOENT)) return 0;
       throw e;
