@@ -256,12 +256,7 @@ export class RbdImages {
     } catch (e) {
       if (image) await image.closeAsync().catch(() => {});
       if (connection) this.#dropConnection(connection);
-      this.#options.post({
-        type: "storage-opened",
-        id: request.id,
-        ok: false,
-        message: `${label}: ${message(e)}`,
-      });
+      this.#openFailed(request.id, label, e);
     }
   }
 
@@ -344,12 +339,7 @@ export class RbdImages {
       if (image) await image.closeAsync().catch(() => {});
       if (meta) this.#dropMeta(meta);
       if (connection) this.#dropConnection(connection);
-      this.#options.post({
-        type: "storage-opened",
-        id: request.id,
-        ok: false,
-        message: `${label}: ${message(e)}`,
-      });
+      this.#openFailed(request.id, label, e);
       if (this.#fencedDevices.has(d.name) && !this.#closed) {
         // Fenced and not reconnected yet (the cluster may be out of reach): try again.
         const timer = setTimeout(() => {
@@ -365,6 +355,16 @@ export class RbdImages {
         Deno.unrefTimer(timer);
       }
     }
+  }
+
+  /** Tells the worker that storage-open `id` of `label` failed, and why. */
+  #openFailed(id: number, label: string, e: unknown): void {
+    this.#options.post({
+      type: "storage-opened",
+      id,
+      ok: false,
+      message: `${label}: ${message(e)}`,
+    });
   }
 
   /** The worker is done with loan `id`: the image closes (and what only it used). */
