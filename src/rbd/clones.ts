@@ -22,27 +22,7 @@
  */
 
 import { type ImageSpec, type RadosCluster, SysError } from "../../ffi/mod.ts";
-
-/**
- * The main-thread interface of a kind of view storage (files with reflinks, RBD clones).
- * The same declaration as the views core's; the daemon picks one per view device.
- */
-export interface ViewStore {
-  /** Where views live, for logs: "/srv/aoe/views/farm" or "rbd/farm-*". */
-  readonly where: string;
-  /** Checks that views can be made (reflinks supported / snapshot protected, writable...);
-   *  throws an Error that says what is wrong and what to do. Called at start and reload. */
-  check(): Promise<void>;
-  /** Removes leftovers of creations cut short (kill -9 during ensure). */
-  cleanup(): Promise<void>;
-  /** Makes the view of `mac` (12 lower-case hex digits) unless it exists; atomic (never half
-   *  made; durable before it resolves). Resolves true if it was made now. */
-  ensure(mac: string): Promise<boolean>;
-  /** The MACs that have a view. */
-  list(): Promise<string[]>;
-  /** Removes the view of `mac` (nothing if none). The caller makes sure it is not open. */
-  remove(mac: string): Promise<void>;
-}
+import type { ViewStore } from "../storage/views.ts";
 
 /** What an {@link RbdViewStore} needs. */
 export interface RbdViewStoreOptions {

@@ -54,6 +54,7 @@ import type { StateSink, StateWriter } from "../state/writer.ts";
 import { DS } from "../stats.ts";
 import { VERSION } from "../version.ts";
 import { RbdViewStore } from "./clones.ts";
+import { isViewConfig } from "../storage/views.ts";
 import {
   decodeConfigValue,
   decodeMacsValue,
@@ -210,7 +211,7 @@ export class RbdImages {
 
   /** Answers the worker's `storage-open` (asynchronously: the answer is posted). */
   open(request: StorageOpen): void {
-    this.#background(isView(request.device) ? this.#openView(request) : this.#open(request));
+    this.#background(isViewConfig(request.device) ? this.#openView(request) : this.#open(request));
   }
 
   /**
@@ -321,7 +322,7 @@ export class RbdImages {
             served.features.join(", ") || "none"
           }; AoE state in its metadata (${prefix}*)`,
       );
-      if (!d.readOnly && (bits & RBD_FEATURE_EXCLUSIVE_LOCK) !== 0) {
+      if (!d.readOnly && r.snapshot === null && (bits & RBD_FEATURE_EXCLUSIVE_LOCK) !== 0) {
         log(
           "warning",
           `disk/${d.name}: ${label} has the exclusive-lock feature and is served read-write: ` +
@@ -919,14 +920,6 @@ export class RbdImages {
     await head.metadataSetQuietAsync(key, JSON.stringify(record));
     s.hosts.set(this.#options.hostId, record);
   }
-}
-
-/**
- * Whether `d` is the view of one host of a views device (src/storage/views.ts, viewConfig: its
- * name is `DEVICE/MAC`, which no configured device's name can be).
- */
-function isView(d: DeviceConfig): boolean {
-  return d.name.includes("/");
 }
 
 function message(e: unknown): string {
