@@ -413,10 +413,18 @@ export class RbdImages {
 
   /**
    * After a (re)load of the configuration: devices that are not RBD devices (any more) keep
-   * their state in the state directory.
+   * their state in the state directory, and those without RBD views (any more) need no view
+   * store.
    */
   configured(devices: readonly DeviceConfig[]): void {
     for (const d of devices) if (!d.rbd) this.#options.writer.setSink(d.name, null);
+    // The view stores of devices without RBD views any more let their connections go.
+    const withViews = new Set(devices.filter((d) => d.rbd && d.views).map((d) => d.name));
+    for (const [name, { connection }] of this.#viewStores) {
+      if (withViews.has(name)) continue;
+      this.#viewStores.delete(name);
+      this.#dropConnection(connection);
+    }
   }
 
   /** Reads the metadata and sizes of every served image now (a reload re-reads sizes). */
