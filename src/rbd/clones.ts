@@ -47,7 +47,12 @@ export interface RbdViewStoreOptions {
 
 /** Default of {@link RbdViewStoreOptions.leftoverWaitMs}: the OSDs' watch timeout and margin. */
 export const LEFTOVER_WAIT_MS = 45_000;
-const LEFTOVER_RETRY_MS = 1_000;
+/**
+ * How long {@link RbdViewStore.remove} retries a view that is still open (EBUSY): the data path
+ * has closed it when remove is called, and its image closes on a helper thread meanwhile.
+ */
+export const REMOVE_WAIT_MS = 5_000;
+const RETRY_MS = 100;
 
 const MAC = /^[0-9a-f]{12}$/;
 const CREATING = ".creating";
@@ -158,9 +163,18 @@ export class RbdViewStore implements ViewStore {
   }
 
   /** Removes leftover `name`, again while it is watched (EBUSY), up to the bound. */
-  async #removeLeftover(name: string): Promise<void> {
+  #removeLeftover(name: string): Promise<void> {
+    return this.#removeWatched(
+      name,
+      this.#leftoverWaitMs,
+      `left by a view creation cut short: remove it by hand: rbd rm ${this.#pool}/${name}`,
+    );
+  }
+
+  /** Removes image `name`, again while it is open somewhere (EBUSY), up to `boundMs`. */
+  async #removeWatched(name: string, boundMs: number, advice: string): Promise<void> {
     const cluster = await this.#cluster();
-    const deadline = performance.now() + this.#leftoverWaitMs;
+    const deadline = performance.now() + boundMs;
     for (;;) {
       try {
         await cluster.removeImageAsync(this.#pool, name);
@@ -168,13 +182,12 @@ export class RbdViewStore implements ViewStore {
       } catch (e) {
         if (!isErrno(e, EBUSY) || performance.now() > deadline) {
           throw new Error(
-            `disk/${this.#device}: cannot remove ${this.#pool}/${name}, left by a view ` +
-              `creation cut short: ${message(e)}; remove it by hand: rbd rm ${this.#pool}/${name}`,
+            `disk/${this.#device}: cannot remove ${this.#pool}/${name}: ${message(e)}; ${advice}`,
             { cause: e },
           );
         }
       }
-      await new Promise((r) => setTimeout(r, LEFTOVER_RETRY_MS));
+      await new Promise((r) => setTimeout(r, RETRY_MS));
     }
   }
 
@@ -235,8 +248,17 @@ export class RbdViewStore implements ViewStore {
     return macs.sort();
   }
 
-  async remove(mac: string): Promise<void> {
-    await (await this.#cluster()).removeImageAsync(this.#pool, this.#name(mac));
+  /**
+   * Removes the view of `mac`. The caller has closed it; a close still under way (its image
+   * closes on a helper thread) is waited for, up to {@link REMOVE_WAIT_MS}.
+   */
+  remove(mac: string): Promise<void> {
+    const name = this.#name(mac);
+    return this.#removeWatched(
+      name,
+      REMOVE_WAIT_MS,
+      `still open after ${REMOVE_WAIT_MS / 1000} s`,
+    );
   }
 
   /**

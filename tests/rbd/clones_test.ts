@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { type ImageSpec, RadosCluster } from "../../ffi/rbd.ts";
 import { type CephCluster, withCephCluster } from "../../lab/ceph.ts";
 import { firstDifference } from "../../lab/files.ts";
-import { RbdViewStore } from "../../src/rbd/clones.ts";
+import { RbdViewStore, REMOVE_WAIT_MS } from "../../src/rbd/clones.ts";
 import { rbdIo } from "./lab.ts";
 
 const MiB = 1024 * 1024;
@@ -126,6 +126,38 @@ async function viewSteps(
     await cluster.removeImage("farm-x-525400000001");
     await cluster.removeImage(`farmx-${mac1}`);
   });
+
+  await t.step(
+    "remove waits for a view whose close is under way; one left open is an error that says so",
+    async () => {
+      assert.equal(await store.ensure(mac1), true);
+      // Open read-write: the image has a watch, and rbd_remove refuses it (EBUSY).
+      const open = await client.openImage(store.image(mac1));
+      const closing = new Promise((r) => setTimeout(r, 300)).then(() => open.closeAsync());
+      const started = performance.now();
+      await store.remove(mac1);
+      await closing;
+      const waited = performance.now() - started;
+      assert.ok(waited >= 250, `removed after ${waited.toFixed(0)} ms, before the close`);
+      assert.deepEqual(await store.list(), [mac2]);
+
+      assert.equal(await store.ensure(mac1), true);
+      const kept = await client.openImage(store.image(mac1));
+      try {
+        await assert.rejects(
+          store.remove(mac1),
+          new RegExp(
+            `disk/farm: cannot remove rbd/farm-${mac1}: rbd_remove\\(rbd/farm-${mac1}\\): EBUSY .*` +
+              `rbd status rbd/farm-${mac1}.*still open after ${REMOVE_WAIT_MS / 1000} s$`,
+          ),
+        );
+      } finally {
+        await kept.closeAsync();
+      }
+      await store.remove(mac1);
+      assert.deepEqual(await store.list(), [mac2]);
+    },
+  );
 
   await t.step(
     "a view reads the snapshot's bytes; its writes reach neither the snapshot nor the head",
