@@ -13,6 +13,7 @@
  */
 
 import type { DeviceConfig } from "../config/types.ts";
+import type { ViewInfo } from "../control/types.ts";
 import type { HostViewInfo, ToWorker, ViewOpen, ViewsSeen } from "../engine/messages.ts";
 import { writeFileAtomic } from "../state/store.ts";
 import { isViewMac, type ViewStore, viewStoreFor } from "../storage/views.ts";
@@ -21,21 +22,6 @@ type Log = (level: "debug" | "info" | "warning" | "error", message: string) => v
 
 /** Last-seen times are written at most this often per device, ms. */
 const SEEN_WRITE_MS = 5000;
-
-/** One view, as `ggaoectl views` shows it. */
-export interface ViewInfo {
-  device: string;
-  /** 12 lower-case hex digits. */
-  mac: string;
-  /** It exists in the view store. */
-  exists: boolean;
-  /** Open in the data path (the host reads and writes it). */
-  open: boolean;
-  /** Bytes written through it since the daemon started. */
-  written: number;
-  /** Unix seconds of the host's last frame (kept on disk, at most 5 s late), or null. */
-  lastSeen: number | null;
-}
 
 interface DeviceViews {
   config: DeviceConfig;
