@@ -73,9 +73,18 @@ export {
   RBD_FEATURE_EXCLUSIVE_LOCK,
   RBD_FEATURE_LAYERING,
   RBD_FEATURE_NAMES,
+  RBD_IMAGE_OPTION_CLONE_FORMAT,
+  RBD_IMAGE_SPEC,
   RBD_MAX_IOVECS,
   RbdAioContext,
   RbdImage,
 } from "./rbd.ts";
-export type { ImageSpec, RadosOptions, RbdImageStat, RbdImageToken } from "./rbd.ts";
+export type {
+  CloneOptions,
+  ImageSpec,
+  RadosOptions,
+  RbdImageName,
+  RbdImageStat,
+  RbdImageToken,
+} from "./rbd.ts";
 export { monotonicMicroseconds, NotifySocket } from "./notify.ts";

@@ -112,6 +112,19 @@ export const RBD_IMAGE_INFO = {
   order: 24,
 } as const;
 
+/**
+ * rbd_image_spec_t (16 bytes), rbd/librbd.h, as rbd_list2 fills it (strings librbd allocates,
+ * freed by rbd_image_spec_list_cleanup); checked against the header by tests/ffi/rbd_test.ts.
+ * ```
+ *   0 char *id
+ *   8 char *name
+ * ```
+ */
+export const RBD_IMAGE_SPEC = { size: 16, id: 0, name: 8 } as const;
+
+/** `RBD_IMAGE_OPTION_CLONE_FORMAT` (rbd/librbd.h): 1 or 2, see {@link CloneOptions}. */
+export const RBD_IMAGE_OPTION_CLONE_FORMAT = 12;
+
 /** Most iovecs one slot can carry (as {@link AIO_MAX_IOVECS} for kernel AIO). */
 export const RBD_MAX_IOVECS = 32;
 
@@ -245,6 +258,13 @@ const RADOS_SYMBOLS = {
       "pointer", // time_t *mtime (NULL: now)
       "i32", // int flags
     ],
+    result: "i32",
+    nonblocking: true,
+  },
+  /** int rados_remove(rados_ioctx_t io, const char *oid), on a helper thread. */
+  rados_remove_nonblocking: {
+    name: "rados_remove",
+    parameters: ["pointer", /* rados_ioctx_t io */ "buffer" /* const char *oid */],
     result: "i32",
     nonblocking: true,
   },
@@ -391,6 +411,112 @@ const RBD_SYMBOLS = {
   rbd_metadata_list_nonblocking: {
     name: "rbd_metadata_list",
     parameters: ["pointer", "buffer", "u64", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
+  /** void rbd_image_options_create(rbd_image_options_t *opts) */
+  rbd_image_options_create: {
+    parameters: ["buffer" /* rbd_image_options_t *opts */],
+    result: "void",
+  },
+  /** void rbd_image_options_destroy(rbd_image_options_t opts) */
+  rbd_image_options_destroy: {
+    parameters: ["pointer" /* rbd_image_options_t opts */],
+    result: "void",
+  },
+  /** int rbd_image_options_set_uint64(rbd_image_options_t opts, int optname, uint64_t optval) */
+  rbd_image_options_set_uint64: {
+    parameters: [
+      "pointer", // rbd_image_options_t opts
+      "i32", // int optname (RBD_IMAGE_OPTION_*)
+      "u64", // uint64_t optval
+    ],
+    result: "i32",
+  },
+  /**
+   * int rbd_clone3(rados_ioctx_t p_ioctx, const char *p_name, const char *p_snapname,
+   *                rados_ioctx_t c_ioctx, const char *c_name, rbd_image_options_t c_opts),
+   * on a helper thread (monitor and OSD round trips).
+   */
+  rbd_clone3_nonblocking: {
+    name: "rbd_clone3",
+    parameters: [
+      "pointer", // rados_ioctx_t p_ioctx
+      "buffer", // const char *p_name
+      "buffer", // const char *p_snapname
+      "pointer", // rados_ioctx_t c_ioctx
+      "buffer", // const char *c_name
+      "pointer", // rbd_image_options_t c_opts
+    ],
+    result: "i32",
+    nonblocking: true,
+  },
+  /** int rbd_remove(rados_ioctx_t io, const char *name), on a helper thread. */
+  rbd_remove_nonblocking: {
+    name: "rbd_remove",
+    parameters: ["pointer", /* rados_ioctx_t io */ "buffer" /* const char *name */],
+    result: "i32",
+    nonblocking: true,
+  },
+  /** int rbd_rename(rados_ioctx_t src_io_ctx, const char *srcname, const char *destname), on
+   *  a helper thread. */
+  rbd_rename_nonblocking: {
+    name: "rbd_rename",
+    parameters: [
+      "pointer", // rados_ioctx_t src_io_ctx
+      "buffer", // const char *srcname
+      "buffer", // const char *destname
+    ],
+    result: "i32",
+    nonblocking: true,
+  },
+  /** int rbd_list2(rados_ioctx_t io, rbd_image_spec_t *images, size_t *max_images), on a
+   *  helper thread. */
+  rbd_list2_nonblocking: {
+    name: "rbd_list2",
+    parameters: [
+      "pointer", // rados_ioctx_t io
+      "buffer", // rbd_image_spec_t *images
+      "buffer", // size_t *max_images (in: room; out: count, or needed with -ERANGE)
+    ],
+    result: "i32",
+    nonblocking: true,
+  },
+  /** void rbd_image_spec_list_cleanup(rbd_image_spec_t *images, size_t num_images) */
+  rbd_image_spec_list_cleanup: {
+    parameters: ["buffer", /* rbd_image_spec_t *images */ "usize" /* size_t num_images */],
+    result: "void",
+  },
+  /** int rbd_snap_is_protected(rbd_image_t image, const char *snap_name, int *is_protected),
+   *  on a helper thread (it may refresh the header first). */
+  rbd_snap_is_protected_nonblocking: {
+    name: "rbd_snap_is_protected",
+    parameters: [
+      "pointer", // rbd_image_t image
+      "buffer", // const char *snap_name
+      "buffer", // int *is_protected
+    ],
+    result: "i32",
+    nonblocking: true,
+  },
+  /**
+   * int rbd_diff_iterate2(rbd_image_t image, const char *fromsnapname, uint64_t ofs,
+   *                       uint64_t len, uint8_t include_parent, uint8_t whole_object,
+   *                       int (*cb)(uint64_t, size_t, int, void *), void *arg),
+   * on a helper thread; the callback is thread-safe (librbd may call it from its own threads).
+   */
+  rbd_diff_iterate2_nonblocking: {
+    name: "rbd_diff_iterate2",
+    parameters: [
+      "pointer", // rbd_image_t image
+      "buffer", // const char *fromsnapname (NULL: from the beginning)
+      "u64", // uint64_t ofs
+      "u64", // uint64_t len
+      "u8", // uint8_t include_parent
+      "u8", // uint8_t whole_object
+      "function", // int (*cb)(uint64_t offset, size_t length, int exists, void *arg)
+      "pointer", // void *arg (NULL)
+    ],
     result: "i32",
     nonblocking: true,
   },
@@ -805,6 +931,137 @@ export class RadosCluster {
     );
   }
 
+  /**
+   * The images of `pool`, name and id (rbd_list2; one round trip), without blocking the
+   * calling thread. Images in the trash are not listed.
+   */
+  async listImagesAsync(pool: string): Promise<RbdImageName[]> {
+    const ioctx = this.#ioctx(pool);
+    const lib = rbd();
+    const count = new Out64();
+    let room = 64;
+    for (;;) {
+      const specs = new Uint8Array(new ArrayBuffer(room * RBD_IMAGE_SPEC.size));
+      count.value = BigInt(room);
+      const r = await lib.rbd_list2_nonblocking(ioctx, specs, count.bytes);
+      if (r === -ERANGE) {
+        room = Math.max(Number(count.value), room * 2);
+        continue;
+      }
+      check(r, `rbd_list2(${pool})`, POOL_ADVICE);
+      const n = Number(count.value);
+      const words = new BigUint64Array(specs.buffer);
+      const images: RbdImageName[] = [];
+      for (let i = 0; i < n; i++) {
+        images.push({
+          id: pointedString(words[(i * RBD_IMAGE_SPEC.size + RBD_IMAGE_SPEC.id) / 8]),
+          name: pointedString(words[(i * RBD_IMAGE_SPEC.size + RBD_IMAGE_SPEC.name) / 8]),
+        });
+      }
+      lib.rbd_image_spec_list_cleanup(specs, BigInt(n));
+      return images;
+    }
+  }
+
+  /**
+   * Clones snapshot `parent` (POOL/IMAGE@SNAP) as image `child` (in `childPool`) without
+   * blocking the calling thread (rbd_clone3: monitor and OSD round trips). The clone reads
+   * the snapshot's data until it writes its own; its writes never reach the parent. Format 1
+   * (the default here) needs the snapshot protected and works with every client.
+   */
+  async cloneImageAsync(
+    parent: ImageSpec,
+    childPool: string,
+    child: string,
+    options: CloneOptions = {},
+  ): Promise<void> {
+    if (parent.snapshot === undefined) {
+      throw new RangeError(`cloneImageAsync: ${imageLabel(parent)} is not a snapshot`);
+    }
+    const parentIo = this.#ioctx(parent.pool);
+    const childIo = this.#ioctx(childPool);
+    const lib = rbd();
+    const out = new Out64();
+    lib.rbd_image_options_create(out.bytes);
+    const opts = out.pointer()!;
+    const label = `rbd_clone3(${imageLabel(parent)} -> ${childPool}/${child})`;
+    const protect = `rbd snap protect ${imageLabel(parent)}`;
+    try {
+      check(
+        lib.rbd_image_options_set_uint64(
+          opts,
+          RBD_IMAGE_OPTION_CLONE_FORMAT,
+          BigInt(options.format ?? 1),
+        ),
+        `${label}: clone format ${options.format}`,
+      );
+      const names = [cString(parent.image), cString(parent.snapshot), cString(child)];
+      const r = await lib.rbd_clone3_nonblocking(
+        parentIo,
+        names[0],
+        names[1],
+        childIo,
+        names[2],
+        opts,
+      );
+      check(r, label, {
+        EINVAL: `the snapshot is not protected (format 1 clones need it): ${protect}`,
+        ENOENT: `no such snapshot (rbd snap ls ${parent.pool}/${parent.image})`,
+        EEXIST: `an image ${childPool}/${child} exists already`,
+        EPERM: `${this.name} may not create images in pool '${childPool}': give it ` +
+          `'profile rbd' caps on it`,
+        EACCES: `${this.name} may not create images in pool '${childPool}': give it ` +
+          `'profile rbd' caps on it`,
+        EROFS: `pool '${childPool}' is read-only`,
+        ENOSPC: `the cluster is full (ceph df)`,
+        EDQUOT: `pool '${childPool}' is over its quota (ceph osd pool get-quota ${childPool})`,
+      });
+    } finally {
+      lib.rbd_image_options_destroy(opts);
+    }
+  }
+
+  /**
+   * Renames image `from` of `pool` to `to` without blocking the calling thread (rbd_rename).
+   * The image's directory entry changes in one step: a reader sees the old name or the new.
+   */
+  async renameImageAsync(pool: string, from: string, to: string): Promise<void> {
+    const ioctx = this.#ioctx(pool);
+    const r = await rbd().rbd_rename_nonblocking(ioctx, cString(from), cString(to));
+    check(r, `rbd_rename(${pool}/${from} -> ${to})`, {
+      EEXIST: `an image ${pool}/${to} exists already`,
+      ENOENT: `no image ${pool}/${from} (rbd ls ${pool})`,
+    });
+  }
+
+  /**
+   * Removes image `name` of `pool` and its data without blocking the calling thread
+   * (rbd_remove; one round trip per object of the image). False when there is no such image.
+   */
+  async removeImageAsync(pool: string, name: string): Promise<boolean> {
+    const ioctx = this.#ioctx(pool);
+    const r = await rbd().rbd_remove_nonblocking(ioctx, cString(name));
+    if (r === -ENOENT) return false;
+    check(r, `rbd_remove(${pool}/${name})`, {
+      EBUSY: `the image is open somewhere (rbd status ${pool}/${name} shows the watchers): ` +
+        "close it first",
+      ENOTEMPTY: `the image has snapshots (rbd snap purge ${pool}/${name})`,
+    });
+    return true;
+  }
+
+  /**
+   * Removes RADOS object `oid` of `pool` (rados_remove), without blocking the calling thread.
+   * False when there is no such object.
+   */
+  async removeObjectAsync(pool: string, oid: string): Promise<boolean> {
+    const ioctx = this.#ioctx(pool);
+    const r = await rados().rados_remove_nonblocking(ioctx, cString(oid));
+    if (r === -ENOENT) return false;
+    check(r, `rados_remove(${pool}/${oid})`);
+    return true;
+  }
+
   /** Closes the images still open, the pools, and the connection (blocks briefly). Idempotent. */
   close(): void {
     if (this.#handle === null) return;
@@ -870,6 +1127,23 @@ export interface RbdImageStat {
   objects: number;
   /** log2 of the object size. */
   order: number;
+}
+
+/** An image as {@link RadosCluster.listImagesAsync} lists it. */
+export interface RbdImageName {
+  /** The image's id (its header object is `rbd_header.ID`). */
+  id: string;
+  name: string;
+}
+
+/** Options of {@link RadosCluster.cloneImageAsync}. */
+export interface CloneOptions {
+  /**
+   * Clone format (default 1): 1 needs the parent snapshot protected (`rbd snap protect`) and
+   * every client understands it; 2 needs no protection but clients of Mimic or later
+   * (`ceph osd set-require-min-compat-client mimic`).
+   */
+  format?: 1 | 2;
 }
 
 /** An open RBD image (a librbd handle). */
@@ -1013,6 +1287,59 @@ export class RbdImage {
       // The buffers the pointers point into stay referenced until the call has returned.
       void [name, text, keys, values, lengths];
     }
+  }
+
+  /**
+   * Whether snapshot `snapshot` of this image is protected (rbd_snap_is_protected), without
+   * blocking the calling thread. A missing snapshot is an error (ENOENT) that says so.
+   */
+  async snapshotProtectedAsync(snapshot: string): Promise<boolean> {
+    const out = new Uint8Array(new ArrayBuffer(4));
+    const name = cString(snapshot);
+    const r = await this.#track(
+      rbd().rbd_snap_is_protected_nonblocking(this.#live(), name, out),
+    );
+    check(r, `rbd_snap_is_protected(${this.pool}/${this.image}@${snapshot})`, {
+      ENOENT: `no snapshot '${snapshot}' (rbd snap ls ${this.pool}/${this.image}; ` +
+        `rbd snap create ${this.pool}/${this.image}@${snapshot} makes it)`,
+    });
+    return new Int32Array(out.buffer)[0] !== 0;
+  }
+
+  /**
+   * The bytes this image holds itself (rbd_diff_iterate2 over the whole image, without the
+   * parent's data): for a clone, what it wrote, rounded up to whole objects where a write
+   * copied the parent's object up. Without blocking the calling thread: a round trip per
+   * object (or one per image with fast-diff).
+   */
+  async allocatedBytesAsync(): Promise<number> {
+    const size = await this.sizeAsync();
+    let total = 0;
+    const callback = Deno.UnsafeCallback.threadSafe(
+      DIFF_CALLBACK,
+      (_offset: number | bigint, length: number | bigint, exists: number) => {
+        if (exists) total += Number(length);
+        return 0;
+      },
+    );
+    try {
+      const r = await this.#track(
+        rbd().rbd_diff_iterate2_nonblocking(
+          this.#live(),
+          null,
+          0n,
+          BigInt(size),
+          0,
+          0,
+          callback.pointer,
+          null,
+        ),
+      );
+      check(r, `rbd_diff_iterate2(${this.label})`);
+    } finally {
+      callback.close();
+    }
+    return total;
   }
 
   /** The image's id (`rbd info` shows it): its header object is `rbd_header.ID`. */
@@ -1224,6 +1551,9 @@ export class RbdImage {
   }
 }
 
+/** The rbd_diff_iterate2 callback: int (*)(uint64_t offset, size_t length, int exists, void *). */
+const DIFF_CALLBACK = { parameters: ["u64", "usize", "i32", "pointer"], result: "i32" } as const;
+
 /** rbd_update_callback_t: void (*)(void *arg). */
 const UPDATE_CALLBACK = { parameters: ["pointer"], result: "void" } as const;
 
@@ -1263,6 +1593,17 @@ async function runOnHelperThread<Args extends Uint8Array[], Result>(
   let step = calls.next();
   while (!step.done) step = calls.next(await call(...step.value));
   return step.value;
+}
+
+const POOL_ADVICE: Advice = {
+  EPERM: "no access to the pool: give the user 'profile rbd' caps on it",
+  EACCES: "no access to the pool: give the user 'profile rbd' caps on it",
+};
+
+/** The C string at `address` (librbd-allocated), or "" for NULL. */
+function pointedString(address: bigint): string {
+  const p = Deno.UnsafePointer.create(address);
+  return p === null ? "" : Deno.UnsafePointerView.getCString(p);
 }
 
 const READ_ONLY_ADVICE: Advice = { EROFS: "the image is open read-only (a snapshot)" };

@@ -118,6 +118,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     log,
     post: (m) => link.post(m),
     stateDirectory: () => current.global.stateDirectory,
+    rbdViews: (d, pool) => rbd.viewStore(d, pool),
   });
   const link: WorkerLink = new WorkerLink(worker, wake, writer, rbd, views);
   let control: ControlServer | null = null;

@@ -686,8 +686,9 @@ class Builder {
       queueLength: num("queue-length", defaults.queueLength),
       directIo: bool("direct-io", defaults.directIo),
       traceIo: bool("trace-io", defaults.traceIo),
-      // A snapshot cannot be written: it is served read-only.
-      readOnly: bool("read-only", false) || (rbd?.snapshot ?? null) !== null,
+      // A snapshot cannot be written: it is served read-only, unless each host writes its own
+      // clone of it (views = "rbd:POOL").
+      readOnly: bool("read-only", false) || ((rbd?.snapshot ?? null) !== null && views === null),
       broadcast: bool("broadcast", false),
       maxDelay: num("max-delay", defaults.maxDelay),
       mergeDelay: num("merge-delay", defaults.mergeDelay),

@@ -53,6 +53,8 @@ import { StateKind } from "../state/device_state.ts";
 import type { StateSink, StateWriter } from "../state/writer.ts";
 import { DS } from "../stats.ts";
 import { VERSION } from "../version.ts";
+import { RbdViewStore } from "./clones.ts";
+import { isViewConfig } from "../storage/views.ts";
 import {
   decodeConfigValue,
   decodeMacsValue,
@@ -163,6 +165,18 @@ interface Served {
   fenced: boolean;
 }
 
+/**
+ * The clone a host of a views device reads and writes (src/rbd/clones.ts), lent to the worker:
+ * only that host's I/O goes there, so it has no state, host records or fencing of its own (its
+ * device's state lives with the golden snapshot).
+ */
+interface ViewLoan {
+  id: number;
+  label: string;
+  connection: Connection;
+  image: RbdImage;
+}
+
 /** An image lent to the worker. */
 interface Loan {
   id: number;
@@ -177,6 +191,9 @@ export class RbdImages {
   readonly #metas = new Map<string, MetaHandle>();
   readonly #served = new Map<string, Served>();
   readonly #loans = new Map<number, Loan>();
+  readonly #viewLoans = new Map<number, ViewLoan>();
+  /** The view store of each views device, with the connection it holds. */
+  readonly #viewStores = new Map<string, { store: RbdViewStore; connection: Connection }>();
   /** Client addresses fenced by this daemon, or being fenced. */
   readonly #fencing = new Set<string>();
   /** When fencing an address last failed. */
@@ -194,7 +211,54 @@ export class RbdImages {
 
   /** Answers the worker's `storage-open` (asynchronously: the answer is posted). */
   open(request: StorageOpen): void {
-    this.#background(this.#open(request));
+    this.#background(isViewConfig(request.device) ? this.#openView(request) : this.#open(request));
+  }
+
+  /**
+   * The store of the views of device `d` (`path = "rbd:POOL/IMAGE@SNAP"`) in pool `pool`
+   * (`views = "rbd:POOL"`), through the connection its images use; it replaces the device's
+   * previous one (a reload).
+   */
+  viewStore(d: DeviceConfig, pool: string): RbdViewStore {
+    const r = d.rbd!;
+    const connection = this.#connect(r);
+    const store = new RbdViewStore({
+      device: d.name,
+      golden: { pool: r.pool, image: r.image, snapshot: r.snapshot ?? undefined },
+      pool,
+      cluster: connection.cluster,
+    });
+    const old = this.#viewStores.get(d.name);
+    this.#viewStores.set(d.name, { store, connection });
+    if (old) this.#dropConnection(old.connection);
+    return store;
+  }
+
+  /** Opens the clone of a host of a views device read-write and lends it (see ViewLoan). */
+  async #openView(request: StorageOpen): Promise<void> {
+    const r = request.device.rbd!;
+    const label = rbdLabel(r);
+    let connection: Connection | null = null;
+    let image: RbdImage | null = null;
+    try {
+      connection = this.#connect(r);
+      const cluster = await connection.cluster;
+      image = await cluster.openImage({ pool: r.pool, image: r.image });
+      const size = await image.sizeAsync();
+      if (this.#closed) throw new Error("the daemon is stopping");
+      this.#viewLoans.set(request.id, { id: request.id, label, connection, image });
+      this.#options.post({
+        type: "storage-opened",
+        id: request.id,
+        ok: true,
+        loan: { id: request.id, token: image.lend(), size },
+        state: { name: request.device.name, config: new Uint8Array(0), macMask: [], reserve: [] },
+      });
+    } catch (e) {
+      if (image) await image.closeAsync().catch(() => {});
+      if (connection) this.#dropConnection(connection);
+      this.#openFailed(request.id, label, e);
+    }
   }
 
   /** Remembers `p` until it settles ({@link close} waits for such work). */
@@ -258,7 +322,7 @@ export class RbdImages {
             served.features.join(", ") || "none"
           }; AoE state in its metadata (${prefix}*)`,
       );
-      if (!d.readOnly && (bits & RBD_FEATURE_EXCLUSIVE_LOCK) !== 0) {
+      if (!d.readOnly && r.snapshot === null && (bits & RBD_FEATURE_EXCLUSIVE_LOCK) !== 0) {
         log(
           "warning",
           `disk/${d.name}: ${label} has the exclusive-lock feature and is served read-write: ` +
@@ -276,12 +340,7 @@ export class RbdImages {
       if (image) await image.closeAsync().catch(() => {});
       if (meta) this.#dropMeta(meta);
       if (connection) this.#dropConnection(connection);
-      this.#options.post({
-        type: "storage-opened",
-        id: request.id,
-        ok: false,
-        message: `${label}: ${message(e)}`,
-      });
+      this.#openFailed(request.id, label, e);
       if (this.#fencedDevices.has(d.name) && !this.#closed) {
         // Fenced and not reconnected yet (the cluster may be out of reach): try again.
         const timer = setTimeout(() => {
@@ -299,8 +358,28 @@ export class RbdImages {
     }
   }
 
+  /** Tells the worker that storage-open `id` of `label` failed, and why. */
+  #openFailed(id: number, label: string, e: unknown): void {
+    this.#options.post({
+      type: "storage-opened",
+      id,
+      ok: false,
+      message: `${label}: ${message(e)}`,
+    });
+  }
+
   /** The worker is done with loan `id`: the image closes (and what only it used). */
   release(id: number): void {
+    const view = this.#viewLoans.get(id);
+    if (view) {
+      this.#viewLoans.delete(id);
+      this.#background(
+        view.image.closeAsync().catch((e) => {
+          this.#options.log("warning", `closing ${view.label}: ${message(e)}`);
+        }).finally(() => this.#dropConnection(view.connection)),
+      );
+      return;
+    }
     const loan = this.#loans.get(id);
     if (!loan) return;
     this.#loans.delete(id);
@@ -334,10 +413,18 @@ export class RbdImages {
 
   /**
    * After a (re)load of the configuration: devices that are not RBD devices (any more) keep
-   * their state in the state directory.
+   * their state in the state directory, and those without RBD views (any more) need no view
+   * store.
    */
   configured(devices: readonly DeviceConfig[]): void {
     for (const d of devices) if (!d.rbd) this.#options.writer.setSink(d.name, null);
+    // The view stores of devices without RBD views any more let their connections go.
+    const withViews = new Set(devices.filter((d) => d.rbd && d.views).map((d) => d.name));
+    for (const [name, { connection }] of this.#viewStores) {
+      if (withViews.has(name)) continue;
+      this.#viewStores.delete(name);
+      this.#dropConnection(connection);
+    }
   }
 
   /** Reads the metadata and sizes of every served image now (a reload re-reads sizes). */
@@ -389,7 +476,9 @@ export class RbdImages {
     clearInterval(this.#timer);
     const work = (async () => {
       await Promise.allSettled([...this.#work]);
-      for (const id of [...this.#loans.keys()]) this.release(id);
+      for (const id of [...this.#loans.keys(), ...this.#viewLoans.keys()]) this.release(id);
+      for (const { connection } of this.#viewStores.values()) this.#dropConnection(connection);
+      this.#viewStores.clear();
       // Releases close metadata handles, which close connections: wait until all is done.
       while (this.#work.size > 0) await Promise.allSettled([...this.#work]);
     })();

@@ -77,15 +77,21 @@ export function viewConfig(device: DeviceConfig, mac: string): DeviceConfig {
 }
 
 /**
- * The store of `device`'s views. RBD clones plug in here: `if (rbdViews(device)) return new
- * RbdViewStore(device, ...)`.
+ * The store of `device`'s views: reflinked files, or RBD clones (`views = "rbd:POOL"`) made by
+ * `rbd` (src/rbd/images.ts, RbdImages.viewStore: through the connection the device's images use).
  */
-export function viewStoreFor(device: DeviceConfig): ViewStore {
-  if (rbdViews(device)) {
-    throw new Error(
-      `views = "${device.views!.location}": RBD clones as views are not part of this build; ` +
-        "put the golden image and the views on XFS or btrfs",
-    );
-  }
+export function viewStoreFor(
+  device: DeviceConfig,
+  rbd: (device: DeviceConfig, pool: string) => ViewStore,
+): ViewStore {
+  if (rbdViews(device)) return rbd(device, device.views!.location.slice(RBD_PATH_PREFIX.length));
   return new FileViewStore(device.path, device.views!.location);
+}
+
+/**
+ * Whether `device` is the view of one host of a views device ({@link viewConfig}: its name is
+ * `DEVICE/MAC`, which no configured device's name can be).
+ */
+export function isViewConfig(device: DeviceConfig): boolean {
+  return device.name.includes("/");
 }

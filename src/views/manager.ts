@@ -40,18 +40,22 @@ export interface ViewManagerOptions {
   post: (m: ToWorker) => void;
   /** The state directory now (`state-directory`). */
   stateDirectory: () => string;
+  /** The store of RBD clones of a device with `views = "rbd:POOL"` (RbdImages.viewStore). */
+  rbdViews: (device: DeviceConfig, pool: string) => ViewStore;
 }
 
 export class ViewManager {
   readonly #log: Log;
   readonly #post: (m: ToWorker) => void;
   readonly #stateDirectory: () => string;
+  readonly #rbdViews: (device: DeviceConfig, pool: string) => ViewStore;
   readonly #devices = new Map<string, DeviceViews>();
 
   constructor(options: ViewManagerOptions) {
     this.#log = options.log;
     this.#post = options.post;
     this.#stateDirectory = options.stateDirectory;
+    this.#rbdViews = options.rbdViews;
   }
 
   /**
@@ -67,7 +71,7 @@ export class ViewManager {
       const old = this.#devices.get(d.name);
       if (old) kept.add(d.name); // a device that serves on if the new settings are refused
       const prepare = async () => {
-        const store = viewStoreFor(d);
+        const store = viewStoreFor(d, this.#rbdViews);
         await store.check();
         await store.cleanup();
         return store;

@@ -280,3 +280,33 @@ fence-after = 601
     assert.match(byKey.get("devices.a.fence-after")!.fix, /aoe_deadsecs/);
   }),
 );
+
+Deno.test(
+  "views of an RBD snapshot: the device is writable (each host writes its own clone), the views pool is kept; without views a snapshot stays read-only",
+  withStateDir((state) => {
+    const c = parseConfigText(
+      `[defaults]
+state-directory = "${state}"
+
+[devices.farm]
+path = "rbd:rbd/golden@v1"
+shelf = 1
+slot = 1
+views = "rbd:clones"
+
+[devices.frozen]
+path = "rbd:rbd/golden@v1"
+shelf = 1
+slot = 2
+`,
+      "test.conf",
+      OPTIONS,
+    );
+    const [farm, frozen] = c.devices;
+    assert.equal(farm.readOnly, false, "writes go to the hosts' clones");
+    assert.equal(farm.views?.location, "rbd:clones");
+    assert.equal(farm.rbd?.snapshot, "v1");
+    assert.equal(frozen.readOnly, true);
+    assert.equal(frozen.views, null);
+  }),
+);

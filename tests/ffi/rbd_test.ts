@@ -19,6 +19,8 @@ import {
   RBD_FEATURE_LAYERING,
   RBD_FEATURE_NAMES,
   RBD_IMAGE_INFO,
+  RBD_IMAGE_OPTION_CLONE_FORMAT,
+  RBD_IMAGE_SPEC,
   RBD_MAX_IOVECS,
   RbdAioContext,
   RbdImage,
@@ -144,7 +146,7 @@ Deno.test("parseImageSpec reads POOL/IMAGE and POOL/IMAGE@SNAP and explains anyt
   }
 });
 
-Deno.test("rbd_image_info_t and the librbd constants match rbd/librbd.h", async () => {
+Deno.test("rbd_image_info_t, rbd_image_spec_t and the librbd constants match rbd/librbd.h", async () => {
   const dir = await Deno.makeTempDir({ prefix: "ggaoed-rbd-layout-" });
   try {
     const features = Object.keys(RBD_FEATURE_NAMES).map((name) =>
@@ -164,6 +166,10 @@ printf("objSize %zu\\n", offsetof(rbd_image_info_t, obj_size));
 printf("numObjs %zu\\n", offsetof(rbd_image_info_t, num_objs));
 printf("order %zu\\n", offsetof(rbd_image_info_t, order));
 printf("EVENT_TYPE_EVENTFD %d\\n", EVENT_TYPE_EVENTFD);
+printf("specSize %zu\\n", sizeof(rbd_image_spec_t));
+printf("specId %zu\\n", offsetof(rbd_image_spec_t, id));
+printf("specName %zu\\n", offsetof(rbd_image_spec_t, name));
+printf("CLONE_FORMAT %d\\n", RBD_IMAGE_OPTION_CLONE_FORMAT);
 ${features.join("\n")}
 return 0;
 }
@@ -185,6 +191,10 @@ return 0;
       assert.equal(offset, c.get(field), `RBD_IMAGE_INFO.${field}`);
     }
     assert.equal(EVENT_TYPE_EVENTFD, c.get("EVENT_TYPE_EVENTFD"));
+    assert.equal(RBD_IMAGE_SPEC.size, c.get("specSize"), "sizeof(rbd_image_spec_t)");
+    assert.equal(RBD_IMAGE_SPEC.id, c.get("specId"), "rbd_image_spec_t.id");
+    assert.equal(RBD_IMAGE_SPEC.name, c.get("specName"), "rbd_image_spec_t.name");
+    assert.equal(RBD_IMAGE_OPTION_CLONE_FORMAT, c.get("CLONE_FORMAT"));
     for (const [name, bit] of Object.entries(RBD_FEATURE_NAMES)) {
       assert.equal(bit, c.get(name), `feature ${name}`);
     }

@@ -23,6 +23,10 @@ import { type CephCluster, withCephCluster } from "../../lab/ceph.ts";
 import { TestTarget } from "../../lab/target.ts";
 import assert from "node:assert/strict";
 import type { RbdDeviceInfo } from "../../src/control/types.ts";
+import { IOCB_CMD_PREADV, IOCB_CMD_PWRITEV } from "../../ffi/constants.ts";
+import { Epoll, EPOLLIN, EventFd } from "../../ffi/events.ts";
+import { Memory } from "../../ffi/memory.ts";
+import type { ImageSpec, RadosCluster } from "../../ffi/rbd.ts";
 
 /** One device of a lab daemon. */
 export interface RbdDeviceSpec {
@@ -179,4 +183,42 @@ export function sector(lba: number, fill: number): Uint8Array {
   const data = new Uint8Array(512).fill(fill);
   new DataView(data.buffer).setUint32(0, lba, true);
   return data;
+}
+
+/**
+ * Reads `length` bytes at `offset` of an image (`write` undefined), or writes `write` there,
+ * through librbd (one request, waited for with epoll on its eventfd); returns what was read.
+ */
+export async function rbdIo(
+  client: RadosCluster,
+  spec: ImageSpec,
+  offset: number,
+  length: number,
+  write?: Uint8Array,
+): Promise<Uint8Array> {
+  const image = await client.openImage(spec);
+  const efd = EventFd.open();
+  const epoll = Epoll.open();
+  const memory = Memory.allocate(length);
+  try {
+    epoll.add(efd.fd, EPOLLIN, 1);
+    const aio = image.openAio(1, efd);
+    if (write) memory.bytes.set(write.subarray(0, length));
+    aio.prepareVector(0, write ? IOCB_CMD_PWRITEV : IOCB_CMD_PREADV, offset, 1);
+    aio.setIovec(0, 0, memory, 0, length);
+    aio.submit(new Int32Array([0]), 1);
+    const deadline = performance.now() + 15_000;
+    while (aio.reap(1) === 0) {
+      if (performance.now() > deadline) throw new Error(`${image.label}: no completion in 15 s`);
+      if (epoll.wait(0) > 0) efd.drain();
+      else await new Promise((r) => setTimeout(r, 2));
+    }
+    assert.equal(aio.eventResult(0), length, `${image.label}: I/O at ${offset}`);
+    return memory.bytes.slice();
+  } finally {
+    await image.closeAsync();
+    memory.close();
+    epoll.close();
+    efd.close();
+  }
 }
