@@ -3,7 +3,8 @@
 #   scripts/install-deps.sh          runtime only (libaio1, iproute2)
 #   scripts/install-deps.sh --demo   what `deno task demo` needs
 #   scripts/install-deps.sh --test   what `deno task test` needs: real peers (aoetools, vblade,
-#                                    tshark), qemu and Debian's kernel for the kernel-initiator test,
+#                                    tshark), qemu, Debian's kernel for the kernel-initiator test and
+#                                    iPXE (ipxe.lkrn) for the sanboot tests,
 #                                    promtool (package prometheus) to check the metrics exposition
 #                                    a one-node Ceph cluster (mon, OSD, rbd CLI, librbd) for RBD
 #                                    podman/runc/debootstrap for the container image test, and
