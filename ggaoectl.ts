@@ -26,6 +26,7 @@ import {
   formatMacLists,
   formatRbdDevices,
   formatStats,
+  formatViews,
   hexToBytes,
   type MonitorBaseline,
   monitorSample,
@@ -76,6 +77,15 @@ so quote them; no names means all):
                                      ggaoectl clear-macmask disk1
   clear-reserve name [name...]     empty the AoE Reserve list
                                      ggaoectl clear-reserve 'disk*'
+  views [device...]                per-host views: host MAC, bytes written since the
+                                   daemon started, last seen, open or not
+                                     ggaoectl views farm
+  reset-view device mac            drop the host's view and make a fresh one from the
+                                   golden image now (the host reads golden data next)
+                                     ggaoectl reset-view farm 52:54:00:12:34:56
+  remove-view device mac           drop the host's view and free its space; a new one
+                                   is made only when the host sends again
+                                     ggaoectl remove-view farm 525400123456
 `;
 
 /** The daemon's requests, plus `monitor` (repeated `stats`). */
@@ -238,6 +248,25 @@ async function runOnce(
     case "show-rbd": {
       const reply = await client.request("show-rbd", args);
       await out.stdout(json ? JSON.stringify(reply) + "\n" : formatRbdDevices(reply.devices));
+      return;
+    }
+    case "views": {
+      const reply = await client.request("views", args);
+      await out.stdout(
+        json ? JSON.stringify(reply) + "\n" : formatViews(reply.views, Date.now() / 1000),
+      );
+      return;
+    }
+    case "reset-view":
+    case "remove-view": {
+      const reply = await client.request(command, args);
+      await out.stdout(
+        json
+          ? JSON.stringify(reply) + "\n"
+          : reply.existed
+          ? ""
+          : `${reply.device} had no view of ${reply.mac}\n`,
+      );
       return;
     }
     case "reload":

@@ -153,11 +153,22 @@ const LIBC_SYMBOLS = {
     parameters: ["i32", /* int fd */ "u64", /* unsigned long request */ "buffer" /* void *argp */],
     result: "i32",
   },
+  /**
+   * int ioctl(int fd, unsigned long request, unsigned long arg): the requests whose argument is
+   * a value, not a pointer (FICLONE takes the source descriptor)
+   */
+  ioctl_value: {
+    name: "ioctl",
+    parameters: ["i32", /* int fd */ "u64", /* unsigned long request */ "u64" /* arg */],
+    result: "i32",
+  },
   /** int fcntl(int fd, int cmd, long arg) */
   fcntl: {
     parameters: ["i32", /* int fd */ "i32", /* int cmd */ "i64" /* long arg */],
     result: "i32",
   },
+  /** int unlink(const char *pathname) */
+  unlink: { parameters: ["buffer" /* const char *pathname */], result: "i32" },
   /** int fsync(int fd) */
   fsync: { parameters: ["i32" /* int fd */], result: "i32" },
   /** int fdatasync(int fd) */

@@ -35,6 +35,7 @@ export {
 export type { AioBackend, AioOptions } from "./aio.ts";
 export {
   chmodCreatedFile,
+  cloneFile,
   closeFd,
   dupStorage,
   effectiveIds,

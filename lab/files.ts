@@ -67,3 +67,39 @@ export async function withLoopDevice(
     await run(["losetup", "-d", device], { check: false });
   }
 }
+
+/**
+ * Runs `body` with a fresh file system of `kind` (`mkfs.xfs -m reflink=1`, or ext4) of
+ * `sizeMiB` on a loop device over a sparse file in /var/tmp, mounted on a temporary directory;
+ * unmounted, detached and removed afterwards. `name` goes into the temporary names.
+ */
+export async function withScratchFileSystem(
+  kind: "xfs" | "ext4",
+  name: string,
+  sizeMiB: number,
+  body: (dir: string) => Promise<void>,
+): Promise<void> {
+  const work = Deno.makeTempDirSync({ dir: "/var/tmp", prefix: `ggaoed-${name}-` });
+  const image = `${work}/fs.img`;
+  const mountpoint = `${work}/mnt`;
+  try {
+    Deno.mkdirSync(mountpoint);
+    const f = Deno.openSync(image, { create: true, write: true });
+    f.truncateSync(sizeMiB * 1024 * 1024);
+    f.close();
+    const mkfs = kind === "xfs"
+      ? ["mkfs.xfs", "-q", "-m", "reflink=1", image]
+      : ["mkfs.ext4", "-q", "-F", image];
+    await run(mkfs);
+    await withLoopDevice(image, async (device) => {
+      await run(["mount", device, mountpoint]);
+      try {
+        await body(mountpoint);
+      } finally {
+        await run(["umount", mountpoint], { check: false });
+      }
+    });
+  } finally {
+    Deno.removeSync(work, { recursive: true });
+  }
+}

@@ -23,9 +23,11 @@ import { type Config, ConfigError, DEFAULTS } from "./config/types.ts";
 import { type ControlServer, startControlServer } from "./control/server.ts";
 import type { ControlHandler } from "./control/types.ts";
 import type { ClearedState } from "./engine/dataplane.ts";
+import { matchesAny } from "./config/glob.ts";
 import type {
   DeviceCounters,
   FromWorker,
+  HostViewInfo,
   SharedCounters,
   StateSnapshot,
   ToWorker,
@@ -37,6 +39,7 @@ import { type Level, log, setupLogging } from "./log.ts";
 import { type MetricsServer, startMetricsServer } from "./metrics/server.ts";
 import { ServiceNotifier } from "./service.ts";
 import { RbdImages } from "./rbd/images.ts";
+import { ViewManager } from "./views/manager.ts";
 import { VERSION } from "./version.ts";
 
 /** How the daemon was asked to run. */
@@ -110,7 +113,13 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     interfaces: (): string[] => link.interfaces.map((i: SharedCounters) => i.name),
   });
   rbd.configured(config.devices);
-  const link: WorkerLink = new WorkerLink(worker, wake, writer, rbd);
+  // Per-host views: made, listed and removed here, never in the data path.
+  const views = new ViewManager({
+    log,
+    post: (m) => link.post(m),
+    stateDirectory: () => current.global.stateDirectory,
+  });
+  const link: WorkerLink = new WorkerLink(worker, wake, writer, rbd, views);
   let control: ControlServer | null = null;
   let metrics: MetricsServer | null = null;
   const started = performance.now();
@@ -121,7 +130,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     (notExported.length ? `; NOT exported (see the log): ${notExported.join(", ")}` : "");
   let code = 0;
   try {
-    const ready = await link.start(config, await loadStates(config, writer));
+    const ready = await link.start(config, await loadStates(config, writer, views));
     if (ready.type === "failed") {
       log("error", `${ready.message}; shutting down`);
       return 1;
@@ -139,14 +148,14 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     const reload = () => {
       reloading = reloading.then(() =>
         service.reloading(async () => {
-          const result = await reloadConfig(options, link, writer, rbd);
+          const result = await reloadConfig(options, link, writer, rbd, views);
           if (result.config) current = result.config;
           return result;
         }, status)
       );
       return reloading;
     };
-    const handler = controlHandler(link, started, reload, writer, rbd);
+    const handler = controlHandler(link, started, reload, writer, rbd, views);
     try {
       control = await startControlServer(config.global.controlSocket, handler, log);
       const listen = config.global.metricsListen;
@@ -203,6 +212,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     await control?.close();
     await metrics?.close();
     link.terminate();
+    await views.close();
     await writer.close();
     await rbd.close();
     wake.close();
@@ -261,10 +271,16 @@ function surviveStrayErrors(): { readonly count: number; remove(): void } {
 async function loadStates(
   config: Config,
   writer: StateWriter,
+  views: ViewManager,
 ): Promise<Map<string, StateSnapshot>> {
   const out = new Map<string, StateSnapshot>();
+  // A device whose views cannot be made is not exported (its state says why).
+  for (const [name, reason] of await views.configure(config.devices)) {
+    const error = `${config.file}: devices.${name}: ${reason}`;
+    out.set(name, { name, config: new Uint8Array(0), macMask: [], reserve: [], error });
+  }
   for (const d of config.devices) {
-    if (d.rbd) continue; // in the image's metadata: read when the image is opened
+    if (d.rbd || out.has(d.name)) continue; // RBD: in the image's metadata, read when opened
     try {
       const state = await loadDeviceState(
         config.global.stateDirectory,
@@ -337,6 +353,7 @@ async function reloadConfig(
   link: WorkerLink,
   writer: StateWriter,
   rbd: RbdImages,
+  views: ViewManager,
 ): Promise<{ ok: boolean; message: string; config?: Config }> {
   log("info", "Reload request received");
   let config: Config;
@@ -351,7 +368,7 @@ async function reloadConfig(
     return { ok: false, message: `not reloaded: ${issues.join("; ")}` };
   }
   for (const w of config.warnings) log("warning", w);
-  const states = await loadStates(config, writer);
+  const states = await loadStates(config, writer, views);
   rbd.configured(config.devices);
   const reply = await link.request({ type: "reload", id: 0, config, states });
   await rbd.pollNow(); // the sizes of RBD images served on, re-read like files
@@ -370,6 +387,7 @@ function controlHandler(
   reload: () => Promise<{ ok: boolean; message: string }>,
   writer: StateWriter,
   rbd: RbdImages,
+  views: ViewManager,
 ): ControlHandler {
   const copy = (c: SharedCounters) => ({ name: c.name, stats: c.stats.slice() });
   /** Clears in the data path, then waits until every change is on disk (or says why not). */
@@ -408,6 +426,15 @@ function controlHandler(
     clearConfig: (patterns) => names("config", patterns),
     clearMacMask: (patterns) => names("macmask", patterns),
     clearReserve: (patterns) => names("reserve", patterns),
+    views: async (patterns) => {
+      const hosts = (await link.request({ type: "views", id: 0 })).data as HostViewInfo[];
+      const all = await views.list([], hosts);
+      return all.filter((v) => matchesAny(patterns, v.device));
+    },
+    dropView: (device, mac, recreate) =>
+      views.drop(device, mac, recreate, async () => {
+        await link.request({ type: "view-drop", id: 0, device, mac });
+      }),
   };
 }
 
@@ -419,6 +446,7 @@ class WorkerLink {
   readonly #wake: EventFd;
   readonly #writer: StateWriter;
   readonly #rbd: RbdImages;
+  readonly #views: ViewManager;
   #nextId = 1;
   readonly #waiting = new Map<number, (r: Reply) => void>();
   #onStart: ((m: FromWorker) => void) | null = null;
@@ -426,7 +454,14 @@ class WorkerLink {
   devices: DeviceCounters[] = [];
   interfaces: SharedCounters[] = [];
 
-  constructor(worker: Worker, wake: EventFd, writer: StateWriter, rbd: RbdImages) {
+  constructor(
+    worker: Worker,
+    wake: EventFd,
+    writer: StateWriter,
+    rbd: RbdImages,
+    views: ViewManager,
+  ) {
+    this.#views = views;
     this.#worker = worker;
     this.#wake = wake;
     this.#writer = writer;
@@ -523,6 +558,12 @@ class WorkerLink {
         break;
       case "storage-fenced":
         this.#rbd.blocklisted(m.device);
+        break;
+      case "view-open":
+        this.#views.open(m);
+        break;
+      case "views-seen":
+        this.#views.seen(m);
         break;
       case "stopped":
         this.#onStopped?.(m.inFlight);

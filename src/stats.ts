@@ -48,6 +48,10 @@ export const DEVICE_STAT_FIELDS = [
   "rbd_fenced", // times this daemon found its own client fenced (it reconnected)
   "rbd_fenced_drops", // requests dropped unanswered because the client was fenced
   "state_drop", // state changes dropped to keep buffers for I/O (see docs/configuration.md, admin)
+  "views", // a gauge: views of its hosts open in the data path (devices with views)
+  "view_write_bytes", // bytes written to its hosts' views
+  "view_wait_drop", // ATA requests dropped while the host's view was being made or opened
+  "view_limit", // ATA requests answered ABRT: the host has no view and max-views were made
 ] as const;
 
 /** Per-interface counters, in print order. */

@@ -50,6 +50,7 @@ import {
   type InterfaceConfig,
   RBD_PATH_PREFIX,
   type RbdConfig,
+  type ViewsConfig,
 } from "./types.ts";
 
 /** Where the loader looks outside the file; tests point these elsewhere. */
@@ -668,6 +669,9 @@ class Builder {
       admin = resolver.resolveList(at("admin"), adminTokens);
       this.#takeAclProblems(resolver);
     }
+    const views = path !== undefined && rbd !== undefined
+      ? this.#views(path, rbd, info, v, at)
+      : null;
     if (this.issues.length > before || path === undefined || rbd === undefined) return null;
     const num = (key: string, fallback: number) => (v.get(key) as number | undefined) ?? fallback;
     const bool = (key: string, fallback: boolean) =>
@@ -699,8 +703,126 @@ class Builder {
       syncWrites: bool("sync-writes", defaults.syncWrites),
       serial: serial ?? defaultSerial(shelf, slot, this.#options.hostname ?? systemHostname()),
       rbd,
+      views,
     };
     return device;
+  }
+
+  /**
+   * The per-initiator views of a device (`views = ...`), or null without them. What can be
+   * checked without making a view is checked here (the directory exists, on the golden image's
+   * file system, the golden fits the kind of views); whether the file system shares extents is
+   * checked with a real clone when the daemon starts (src/storage/file_views.ts).
+   */
+  #views(
+    path: string,
+    rbd: RbdConfig | null,
+    info: PathInfo | null,
+    v: Map<string, unknown>,
+    at: (key: string) => string,
+  ): ViewsConfig | null {
+    const location = v.get("views") as string | undefined;
+    if (location === undefined) {
+      for (const key of ["views-lifecycle", "max-views", "views-quiet"]) {
+        if (v.has(key)) this.warn(at(key), "ignored: the device has no views", 'set views = "DIR"');
+      }
+      return null;
+    }
+    if (v.get("read-only") === true) {
+      this.issue(
+        at("read-only"),
+        "a device with views is written through its views (the golden image never is); read-only = true would refuse every write",
+        "remove read-only (the golden image is opened read-only anyway), or remove views to serve the image read-only to every host",
+      );
+    }
+    const rbdViews = location.startsWith(RBD_PATH_PREFIX);
+    if (rbdViews) {
+      const pool = location.slice(RBD_PATH_PREFIX.length);
+      if (rbd === null) {
+        this.issue(
+          at("views"),
+          `views = "${location}" makes RBD clones, which need an RBD snapshot as the golden image, but path is ${path}`,
+          'serve a protected snapshot (path = "rbd:POOL/IMAGE@SNAP"), or give views a directory on the golden file\'s XFS or btrfs file system',
+        );
+      } else if (rbd.snapshot === null) {
+        this.issue(
+          at("path"),
+          `views are RBD clones, which are made of a snapshot, but ${path} is an image`,
+          `serve a protected snapshot: rbd snap create ${rbd.pool}/${rbd.image}@golden; rbd snap protect ${rbd.pool}/${rbd.image}@golden; path = "rbd:${rbd.pool}/${rbd.image}@golden"`,
+        );
+      }
+      if (!/^[A-Za-z0-9._-]+$/.test(pool)) {
+        this.issue(at("views"), `"${pool}" is not a pool name`, 'write views = "rbd:POOL"');
+      }
+    } else if (rbd !== null) {
+      this.issue(
+        at("views"),
+        `the golden image is an RBD ${
+          rbd.snapshot ? "snapshot" : "image"
+        }: its views are RBD clones, not files in ${location}`,
+        `write views = "rbd:${rbd.pool}" (the pool that gets one clone per host)`,
+      );
+    } else {
+      if (!location.startsWith("/")) {
+        this.issue(
+          at("views"),
+          `${location} is not an absolute path`,
+          "give the directory of the views from /",
+        );
+      } else if (this.#options.checkFilesystem !== false) {
+        this.#checkViewsDirectory(location, path, info, at);
+      }
+    }
+    return {
+      location,
+      lifecycle: (v.get("views-lifecycle") as ViewsConfig["lifecycle"] | undefined) ??
+        DEFAULTS.viewsLifecycle,
+      maxViews: (v.get("max-views") as number | undefined) ?? DEFAULTS.maxViews,
+      quiet: (v.get("views-quiet") as number | undefined) ?? DEFAULTS.viewsQuiet,
+    };
+  }
+
+  /** The views directory exists, and is on the golden image's file system (FICLONE: EXDEV). */
+  #checkViewsDirectory(
+    dir: string,
+    golden: string,
+    info: PathInfo | null,
+    at: (key: string) => string,
+  ): void {
+    if (info !== null && info.kind !== "file") {
+      this.issue(
+        at("path"),
+        `${golden} is a block device; views are reflinked copies of a regular file`,
+        "put the golden image in a file on XFS or btrfs (the views beside it), or serve an RBD snapshot",
+      );
+      return;
+    }
+    let stat: Deno.FileInfo;
+    try {
+      stat = Deno.statSync(dir);
+    } catch (e) {
+      this.issue(
+        at("views"),
+        `views directory ${dir}: ${errorReason(e)}`,
+        `create it on the golden image's file system: mkdir -p ${dir}`,
+      );
+      return;
+    }
+    if (!stat.isDirectory) {
+      this.issue(at("views"), `${dir} is not a directory`, "give the directory of the views");
+      return;
+    }
+    let goldenDev: number | null = null;
+    try {
+      goldenDev = Deno.statSync(golden).dev;
+    } catch { /* reported with path */ }
+    if (goldenDev !== null && stat.dev !== goldenDev) {
+      this.issue(
+        at("views"),
+        `views directory ${dir} is on another file system than the golden image ${golden}: reflinks (FICLONE) only work within one file system (EXDEV)`,
+        "put the views directory on the golden image's XFS or btrfs file system",
+      );
+    }
   }
 
   /**

@@ -243,6 +243,23 @@ export const DEVICE_KEYS: readonly KeySpec[] = [
   CEPH_OPTIONS,
   FENCE,
   FENCE_AFTER,
+  // Per-initiator copy-on-write views (README "Boot farms").
+  { key: "views", kind: "string" },
+  { key: "views-lifecycle", kind: "enum", values: ["persist", "reset-on-discover"] },
+  {
+    key: "max-views",
+    kind: "integer",
+    valid: between(1, 4096),
+    range: "1-4096",
+    fix: "give the most hosts that may have a view of this device, e.g. 64",
+  },
+  {
+    key: "views-quiet",
+    kind: "number",
+    valid: (v) => v >= 1 && v <= 31536000,
+    range: "1-31536000 seconds",
+    fix: "give the seconds of silence after which a host's Query Config counts as a boot, e.g. 600",
+  },
 ];
 
 /** The spec of `key` in `specs`, if any. */

@@ -32,7 +32,31 @@ export const DEFAULTS = {
   fence: true,
   fenceAfter: 2.5,
   metricsMaxConnections: 16,
+  viewsLifecycle: "persist",
+  maxViews: 64,
+  viewsQuiet: 600,
 } as const;
+
+/**
+ * Per-initiator copy-on-write views of a device (`views = ...`): every host (by source MAC) gets
+ * its own writable view of the golden image `path`, which is never written.
+ */
+export interface ViewsConfig {
+  /**
+   * `views`: where the views live: a directory of reflinked copies `<dir>/<mac>.img`, or
+   * `rbd:POOL` (one RBD clone `POOL/<device>-<mac>` per host).
+   */
+  location: string;
+  /**
+   * `views-lifecycle`: `persist` (views survive restarts and reboots of their hosts), or
+   * `reset-on-discover` (a Query Config after {@link quiet} seconds of silence starts afresh).
+   */
+  lifecycle: "persist" | "reset-on-discover";
+  /** `max-views`: views one device may have, 1-4096. */
+  maxViews: number;
+  /** `views-quiet`: seconds without a frame after which a Query Config counts as a boot. */
+  quiet: number;
+}
 
 /** The `path` prefix of a Ceph RBD image: `rbd:POOL/IMAGE` or `rbd:POOL/IMAGE@SNAP`. */
 export const RBD_PATH_PREFIX = "rbd:";
@@ -144,6 +168,8 @@ export interface DeviceConfig {
   serial: string;
   /** The Ceph RBD image when `path` is `rbd:...`; null for block devices and files. */
   rbd: RbdConfig | null;
+  /** Per-initiator views of `path` (`views = ...`), or null: one image for every host. */
+  views: ViewsConfig | null;
 }
 
 /** The whole validated configuration. */

@@ -8,7 +8,7 @@
  */
 
 import { DEVICE_STAT_FIELDS, IFACE_STAT_FIELDS } from "../stats.ts";
-import type { NamedStats, RbdDeviceInfo } from "./types.ts";
+import type { NamedStats, RbdDeviceInfo, ViewInfo } from "./types.ts";
 
 // ---- printf-style numbers ----
 
@@ -480,4 +480,24 @@ export function formatRbdDevices(devices: RbdDeviceInfo[]): string {
     }
     return lines.join("\n") + "\n\n";
   }).join("");
+}
+
+/**
+ * `views`: a line per view: device, host MAC, bytes written through it since the daemon
+ * started, when its host was last seen (`now`: Unix seconds), open or not.
+ */
+export function formatViews(views: ViewInfo[], now: number): string {
+  if (views.length === 0) return "No views.\n";
+  const rows = views.map((v) => [
+    v.device,
+    v.mac.replace(/(..)(?!$)/g, "$1:"),
+    binarySize(v.written),
+    v.lastSeen === null ? "never" : `${Math.max(0, Math.round(now - v.lastSeen))} s ago`,
+    v.open ? "open" : v.exists ? "closed" : "gone",
+  ]);
+  const head = ["DEVICE", "HOST", "WRITTEN", "LAST SEEN", "STATE"];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  return [line(head), ...rows.map(line)].join("\n") +
+    "\n(WRITTEN: since the daemon started)\n";
 }

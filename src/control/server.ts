@@ -10,7 +10,8 @@
  */
 
 import { matchesAny } from "../config/glob.ts";
-import { formatMac } from "../mac.ts";
+import { formatMac, parseMac } from "../mac.ts";
+import { viewMac } from "../storage/views.ts";
 import { DEVICE_STAT_FIELDS, IFACE_STAT_FIELDS, statsRecord } from "../stats.ts";
 import { VERSION } from "../version.ts";
 import { LineReader, LineTooLongError, writeAll } from "./lines.ts";
@@ -379,6 +380,23 @@ async function run(
       const cleared = await clear.call(handler, patterns);
       log("info", `Ctl: ${cmd} ${cleared.join(" ") || "(no device matched)"}`);
       return { ok: true, cleared };
+    }
+    case "views":
+      return { ok: true, views: await handler.views(patterns) };
+    case "reset-view":
+    case "remove-view": {
+      const [device, text] = given ?? [];
+      const parsed = given?.length === 2 ? parseMac(text) : null;
+      if (parsed === null) {
+        return {
+          ok: false,
+          error: `${cmd} takes a device and a host MAC, e.g. ${cmd} farm 52:54:00:12:34:56`,
+        };
+      }
+      const mac = viewMac(parsed);
+      log("info", `Ctl: ${cmd} ${device} ${mac}`);
+      const existed = await handler.dropView(device, mac, cmd === "reset-view");
+      return { ok: true, device, mac, existed };
     }
   }
 }

@@ -55,6 +55,29 @@ export interface ControlHandler {
   clearMacMask(names: string[]): Promise<string[]>;
   /** Empties the Reserve list of devices matching the patterns; returns their names. */
   clearReserve(names: string[]): Promise<string[]>;
+  /** The views of the devices with views whose names match the patterns (null: all). */
+  views(patterns: string[] | null): Promise<ViewInfo[]>;
+  /**
+   * Drops the view of host `mac` (12 hex digits) of `device`: closed in the data path, removed
+   * from disk, and with `recreate` made again at once from the golden image. Resolves whether
+   * a view existed.
+   */
+  dropView(device: string, mac: string, recreate: boolean): Promise<boolean>;
+}
+
+/** One view of a device with views (`views`). */
+export interface ViewInfo {
+  device: string;
+  /** The host's MAC, 12 lower-case hex digits (as the view is named). */
+  mac: string;
+  /** It exists on disk (or in the pool). */
+  exists: boolean;
+  /** Open in the data path: the host reads and writes it. */
+  open: boolean;
+  /** Bytes written through it since the daemon started (not since the view was made). */
+  written: number;
+  /** Unix seconds of the host's last frame as kept on disk (up to 5 s late), or null. */
+  lastSeen: number | null;
 }
 
 /**
@@ -81,6 +104,9 @@ export const CONTROL_COMMANDS = [
   "clear-config",
   "clear-macmask",
   "clear-reserve",
+  "views",
+  "reset-view",
+  "remove-view",
 ] as const;
 
 /** One of {@link CONTROL_COMMANDS}. */
@@ -182,6 +208,21 @@ export interface ClearReply {
   cleared: string[];
 }
 
+/** Answer to `views`. */
+export interface ViewsReply {
+  ok: true;
+  views: ViewInfo[];
+}
+
+/** Answer to `reset-view` and `remove-view`. */
+export interface DropViewReply {
+  ok: true;
+  device: string;
+  mac: string;
+  /** A view existed (and was dropped). */
+  existed: boolean;
+}
+
 /** The answer type of each request. */
 export interface ControlReplies {
   "stats": StatsReply;
@@ -194,4 +235,7 @@ export interface ControlReplies {
   "clear-config": ClearReply;
   "clear-macmask": ClearReply;
   "clear-reserve": ClearReply;
+  "views": ViewsReply;
+  "reset-view": DropViewReply;
+  "remove-view": DropViewReply;
 }

@@ -46,11 +46,15 @@ import {
 import { matchesAny } from "../config/glob.ts";
 import { MAX_RING_KIB } from "../config/schema.ts";
 import type { Config, DeviceConfig } from "../config/types.ts";
-import { BROADCAST_MAC } from "../mac.ts";
+import { BROADCAST_MAC, formatMac, macAt } from "../mac.ts";
+import { AOE_CMD_CFG } from "../protocol/constants.ts";
+import { OFF_COMMAND, OFF_SRC } from "../protocol/header.ts";
+import { OFF_CMD_STATUS } from "../protocol/ata.ts";
 import {
   answersWildcard,
   buildAdvertisement,
   classifyFrame,
+  completeRequest,
   describeRequest,
   FrameClass,
   frameShelf,
@@ -80,7 +84,13 @@ import type {
   StorageOpened,
   StorageRelease,
   StorageSizeChanged,
+  ViewOpen,
+  ViewReady,
+  ViewsSeen,
 } from "./messages.ts";
+import type { HostViewInfo } from "./messages.ts";
+import { HostView, VIEW_RETRY_SECONDS, ViewAsk, ViewSet, ViewStatus } from "./views.ts";
+import { viewConfig } from "../storage/views.ts";
 import type { Request } from "./pool.ts";
 import type { BackendIo, BackendModule, StorageLoan } from "../storage/backend.ts";
 import { backendFor } from "../storage/registry.ts";
@@ -96,6 +106,12 @@ const RETIRE_WARN_SECONDS = 5;
 const STALL_DRAIN_PASSES = 64;
 /** Drops of stale requests are logged at most once per device per this many seconds. */
 const STALE_LOG_SECONDS = 10;
+/** Hosts of views devices seen lately are reported to the main thread this often, seconds. */
+const VIEWS_SEEN_SECONDS = 5;
+/** ATA status bit ERR: a reply that failed. */
+const ATA_ERR = 0x01;
+/** What a request past max-views is answered with: ATA ABRT (any errno but EIO). */
+const ENOSPC = 28;
 
 // epoll tokens: kind * 2^20 + index
 const TOKEN_IFACE = 1 << 20;
@@ -133,7 +149,13 @@ export interface DataPlaneOptions {
    * come through {@link DataPlane.storageOpened} and {@link DataPlane.storageFence}. Without it
    * such devices cannot be opened.
    */
-  lend?: (m: StorageOpen | StorageRelease | StorageFenced) => void;
+  lend?: (m: StorageOpen | StorageRelease | StorageFenced | ViewOpen | ViewsSeen) => void;
+}
+
+/** A view the data path asked the main thread to make, or to open and lend. */
+interface PendingView {
+  parent: Device;
+  host: HostView;
 }
 
 /** A device whose storage the main thread is opening to lend it. */
@@ -149,7 +171,14 @@ export class DataPlane {
   #config: Config;
   readonly #log: LogFn;
   readonly #persist: ((m: PersistRequest) => void) | null;
-  readonly #lend: ((m: StorageOpen | StorageRelease | StorageFenced) => void) | null;
+  readonly #lend:
+    | ((m: StorageOpen | StorageRelease | StorageFenced | ViewOpen | ViewsSeen) => void)
+    | null;
+  /** Views asked of the main thread (made, or opened and lent), by request number. */
+  readonly #viewOpens = new Map<number, PendingView>();
+  readonly #viewLoans = new Map<number, PendingView>();
+  /** When hosts of views devices were last reported as seen (monotonic seconds). */
+  #viewsReportedAt = 0;
   /** Opens asked of the main thread, by request number. */
   readonly #opening = new Map<number, PendingOpen>();
   #nextOpen = 1;
@@ -242,7 +271,7 @@ export class DataPlane {
 
   /** Live devices (not retiring), in configuration order. */
   get devices(): Device[] {
-    return this.#devices.filter((d): d is Device => d !== null && !d.retiring);
+    return this.#devices.filter((d): d is Device => d !== null && !d.retiring && d.parent === null);
   }
 
   /** Live interfaces, in discovery order. */
@@ -266,7 +295,7 @@ export class DataPlane {
   /** Requests in flight, over every device's pool (retiring ones included). */
   get inFlight(): number {
     let n = 0;
-    for (const d of this.#devices) if (d) n += d.inFlight;
+    for (const d of this.#devices) if (d && d.parent === null) n += d.inFlight;
     return n;
   }
 
@@ -341,6 +370,7 @@ export class DataPlane {
     this.#logDropped();
     this.#ifaces.closeFailed();
     this.#closeRetired();
+    if (this.#now - this.#viewsReportedAt >= VIEWS_SEEN_SECONDS) this.#reportViews();
     const rescan = this.#ifaces.due(this.#now);
     if (rescan !== null) {
       this.#log("debug", `net: rescanning the interfaces after ${rescan}`);
@@ -357,7 +387,7 @@ export class DataPlane {
   #stalled(gap: number): void {
     let before = 0;
     for (const dev of this.#devices) {
-      if (dev && gap > dev.maxStall) before += dev.stats[DS.stall_drop];
+      if (dev && !dev.parent && gap > dev.maxStall) before += dev.stats[DS.stall_drop];
     }
     if (!this.#markStalled(gap)) return;
     if (this.#accepting) {
@@ -371,7 +401,7 @@ export class DataPlane {
     }
     let after = 0;
     for (const dev of this.#devices) {
-      if (dev && gap > dev.maxStall) after += dev.stats[DS.stall_drop];
+      if (dev && !dev.parent && gap > dev.maxStall) after += dev.stats[DS.stall_drop];
     }
     this.#log(
       "warning",
@@ -427,7 +457,7 @@ export class DataPlane {
   #logDropped(): void {
     const now = this.#now;
     for (const dev of this.#devices) {
-      if (!dev) continue;
+      if (!dev || dev.parent) continue; // a view counts into its parent's
       const st = dev.stats;
       const total = st[DS.stale_drop] + st[DS.stall_drop];
       if (total === dev.droppedLogged || now - dev.droppedLoggedAt < STALE_LOG_SECONDS) continue;
@@ -524,6 +554,23 @@ export class DataPlane {
    * failed devices; reload: the previous device keeps serving, as for files).
    */
   storageOpened(m: StorageOpened): void {
+    const view = this.#viewLoans.get(m.id);
+    if (view) {
+      this.#viewLoans.delete(m.id);
+      const { parent, host } = view;
+      const wanted = this.#accepting && !parent.retiring && host.status === ViewStatus.OPENING;
+      if (!m.ok || !wanted) {
+        if (m.ok) this.#release(m.loan.id);
+        else {
+          host.status = ViewStatus.FAILED;
+          host.retryAt = this.#now + VIEW_RETRY_SECONDS;
+          this.#log("error", `disk/${parent.name}: host ${formatMac(host.mac)}: ${m.message}`);
+        }
+        return;
+      }
+      this.#openView(parent, host, m.loan, false);
+      return;
+    }
     const pending = this.#opening.get(m.id);
     this.#opening.delete(m.id);
     if (!pending || !this.#accepting) {
@@ -813,7 +860,11 @@ export class DataPlane {
       if (dev.config.traceIo) {
         this.#log("debug", `disk/${dev.name}: ${describeRequest(rx, length)}`);
       }
-      switch (handleRequest(rx, length, ifc, dev, r)) {
+      const action = handleRequest(rx, length, ifc, dev, r);
+      const host = dev.views !== null && r.drop !== Drop.DENIED
+        ? this.#contact(dev, dev.views, rx)
+        : null;
+      switch (action) {
         case Action.DROP:
           if (r.drop === Drop.SHORT) ifc.stats[IS.dropped]++;
           break;
@@ -829,10 +880,218 @@ export class DataPlane {
         }
         default:
           handedOff = true;
-          if (!dev.enqueue(r)) this.#activate(dev);
+          if (dev.views !== null) this.#toView(dev, host, r);
+          else if (!dev.enqueue(r)) this.#activate(dev);
       }
     } finally {
       if (!handedOff) pool.put(r);
+    }
+  }
+
+  // ---- per-host views ----
+
+  /** A frame from a host of device `dev` with views; returns the host (null: too many). */
+  #contact(dev: Device, views: ViewSet, rx: Uint8Array): HostView | null {
+    const h = views.host(macAt(rx, OFF_SRC));
+    if (h === null) return null;
+    const ask = views.contact(h, this.#now, rx[OFF_COMMAND] === AOE_CMD_CFG);
+    if (ask !== ViewAsk.NOTHING) this.#askView(dev, h, ask);
+    return h;
+  }
+
+  /** Sends read, write or flush `r` of host `h` to its view (or drops or refuses it). */
+  #toView(dev: Device, h: HostView | null, r: Request): void {
+    if (h !== null && h.status === ViewStatus.OPEN) {
+      const child = h.child!;
+      if (!child.enqueue(r)) this.#activate(child);
+      return;
+    }
+    if (h === null || h.status === ViewStatus.LIMIT) {
+      dev.stats[DS.view_limit]++;
+      completeRequest(r, -ENOSPC, dev.stats); // ATA ABRT
+      this.#reply(r);
+      return;
+    }
+    // Being made or opened: its initiator sends it again.
+    dev.stats[DS.view_wait_drop]++;
+    this.#finish(r);
+  }
+
+  /** Asks the main thread for the view of host `h` of `dev` (see ViewSet.contact). */
+  #askView(dev: Device, h: HostView, ask: ViewAsk): void {
+    if (ask === ViewAsk.RESET) {
+      this.#log(
+        "info",
+        `disk/${dev.name}: host ${
+          formatMac(h.mac)
+        } sent a Query Config after more than views-quiet = ${
+          dev.views!.config.quiet
+        } s of silence: its view starts again from the golden image (views-lifecycle = "reset-on-discover")`,
+      );
+      this.#closeView(dev, h);
+    }
+    if (!this.#lend) {
+      h.status = ViewStatus.FAILED;
+      h.retryAt = this.#now + VIEW_RETRY_SECONDS;
+      return;
+    }
+    h.status = ViewStatus.OPENING;
+    const id = this.#nextOpen++;
+    this.#viewOpens.set(id, { parent: dev, host: h });
+    this.#lend({
+      type: "view-open",
+      id,
+      device: dev.config,
+      mac: h.hex,
+      reset: ask === ViewAsk.RESET,
+      boot: ask === ViewAsk.BOOT,
+    });
+  }
+
+  /** Closes the view of host `h` of `dev` (it closes once its I/O is done). */
+  #closeView(dev: Device, h: HostView): void {
+    if (h.child !== null) this.#retire(h.child);
+    h.child = null;
+    h.status = ViewStatus.NONE;
+    dev.stats[DS.views] = dev.views!.open;
+  }
+
+  /** The main thread's answer to a view-open: the view exists (it is opened), or why not. */
+  viewReady(m: ViewReady): void {
+    const pending = this.#viewOpens.get(m.id);
+    this.#viewOpens.delete(m.id);
+    if (!pending) return;
+    const { parent: dev, host: h } = pending;
+    if (dev.retiring || h.status !== ViewStatus.OPENING || !this.#accepting) return;
+    const who = `disk/${dev.name}: host ${formatMac(h.mac)}`;
+    if (!m.ok) {
+      h.retryAt = this.#now + VIEW_RETRY_SECONDS;
+      if (m.limit) {
+        h.status = ViewStatus.LIMIT;
+        if (!h.limitLogged) {
+          h.limitLogged = true;
+          this.#log(
+            "warning",
+            `${who} has no view and the device has max-views = ${
+              dev.views!.config.maxViews
+            } views already: its reads and writes are answered ATA ABRT; raise max-views in [devices.${dev.name}] and reload, or drop the view of a host that is gone (ggaoectl remove-view ${dev.name} MAC)`,
+          );
+        }
+      } else {
+        h.status = ViewStatus.FAILED;
+        this.#log(
+          "error",
+          `${who}: its view cannot be made: ${m.message}; its requests are dropped (asked again in ${VIEW_RETRY_SECONDS} s)`,
+        );
+      }
+      return;
+    }
+    h.limitLogged = false;
+    this.#openView(dev, h, null, m.made);
+  }
+
+  /** Opens the view of host `h` of `dev` (from `loan` when the main thread lent it). */
+  #openView(dev: Device, h: HostView, loan: StorageLoan | null, made: boolean): void {
+    const d = viewConfig(dev.config, h.hex);
+    try {
+      const module = backendFor(d);
+      if (module.lent && loan === null) {
+        if (!this.#lend) throw new Error(`${d.path} is opened by the daemon's main thread`);
+        const id = this.#nextOpen++;
+        this.#viewLoans.set(id, { parent: dev, host: h });
+        this.#lend({ type: "storage-open", id, device: d });
+        return;
+      }
+      h.child = this.#install(d, module, null, loan, dev, h);
+    } catch (e) {
+      h.status = ViewStatus.FAILED;
+      h.retryAt = this.#now + VIEW_RETRY_SECONDS;
+      this.#log(
+        "error",
+        `disk/${dev.name}: host ${formatMac(h.mac)}: cannot open its view ${d.path}: ${
+          (e as Error).message
+        }; its requests are dropped (tried again in ${VIEW_RETRY_SECONDS} s)`,
+      );
+      return;
+    }
+    h.status = ViewStatus.OPEN;
+    dev.stats[DS.views] = dev.views!.open;
+    this.#log(
+      "info",
+      `disk/${dev.name}: host ${formatMac(h.mac)} reads and writes its view ${d.path}${
+        made ? " (made now from the golden image)" : ""
+      }`,
+    );
+  }
+
+  /** A view's finished request: counted as written to views, then sent. */
+  #viewCompleted(h: HostView): (r: Request) => void {
+    return (r: Request) => {
+      if (
+        r.action === Action.WRITE && r.drop === Drop.NONE &&
+        (r.frame[OFF_CMD_STATUS] & ATA_ERR) === 0
+      ) {
+        h.written += r.bytes;
+        r.dev.stats[DS.view_write_bytes] += r.bytes;
+      }
+      this.#completed(r);
+    };
+  }
+
+  /**
+   * Drops the view of host `mac` (12 hex digits) of `device` (ggaoectl reset-view and
+   * remove-view): it is closed, and `done` is called once it is (`open`: it was open). The
+   * host's next frame asks for its view again.
+   */
+  dropView(device: string, mac: string, done: (open: boolean) => void): void {
+    const dev = this.devices.find((d) => d.name === device && d.views !== null);
+    const h = dev?.views?.hosts.get(parseInt(mac, 16));
+    if (!dev || !h) {
+      done(false);
+      return;
+    }
+    const child = h.child;
+    this.#closeView(dev, h);
+    h.lastSeen = -Infinity; // its next frame is a first contact again
+    if (child === null) {
+      done(false);
+      return;
+    }
+    child.onClosed = () => done(true);
+    this.#closeRetired(); // at once when idle
+  }
+
+  /** What the data path knows of the hosts of every device with views. */
+  viewHosts(): HostViewInfo[] {
+    const out: HostViewInfo[] = [];
+    for (const dev of this.devices) {
+      if (!dev.views) continue;
+      for (const h of dev.views.hosts.values()) {
+        out.push({
+          device: dev.name,
+          mac: h.hex,
+          status: h.statusName,
+          written: h.written,
+          idle: h.lastSeen === -Infinity ? -1 : this.#now - h.lastSeen,
+        });
+      }
+    }
+    return out;
+  }
+
+  /** Refreshes the views gauges, and tells the main thread which hosts were seen lately. */
+  #reportViews(): void {
+    this.#viewsReportedAt = this.#now;
+    for (const dev of this.devices) {
+      if (!dev.views) continue;
+      dev.stats[DS.views] = dev.views.open;
+      const macs: string[] = [];
+      for (const h of dev.views.hosts.values()) {
+        if (!h.seenUnreported) continue;
+        h.seenUnreported = false;
+        macs.push(h.hex);
+      }
+      if (macs.length > 0) this.#lend?.({ type: "views-seen", device: dev.name, macs });
     }
   }
 
@@ -1006,24 +1265,29 @@ export class DataPlane {
     module: BackendModule,
     previous: Device | null,
     loan: StorageLoan | null,
+    parent: Device | null = null,
+    host: HostView | null = null,
   ): Device {
-    let stats = this.#deviceCounters.get(d.name);
+    let stats = parent?.stats ?? this.#deviceCounters.get(d.name);
     if (!stats) {
       stats = sharedCounters(DEVICE_SHARED_LENGTH);
       this.#deviceCounters.set(d.name, stats);
     }
     let index = this.#devices.indexOf(null);
     if (index < 0) index = this.#devices.length;
-    const state = this.#states.of(d.name);
+    const state = parent?.state ?? this.#states.of(d.name);
     let opened = false;
+    // The golden image of a device with views is never written: opened read-only.
+    const config = d.views ? { ...d, readOnly: true } : d;
     const open = (io: BackendIo) => {
       opened = true;
       const release = this.#release;
-      return module.open({ config: d, previous: previous?.backend ?? null, loan, release, io });
+      return module.open({ config, previous: previous?.backend ?? null, loan, release, io });
     };
+    const sink = host ? this.#viewCompleted(host) : this.#completed;
     let dev: Device;
     try {
-      dev = new Device(index, d, state, stats, this.#completed, this.#place, open);
+      dev = new Device(index, d, state, stats, sink, this.#place, open, parent);
     } catch (e) {
       if (!opened && loan) this.#release(loan.id);
       throw e;
@@ -1042,13 +1306,15 @@ export class DataPlane {
       dev.close();
       throw e;
     }
+    if (parent) return dev; // logged by #openView
+    if (d.views) dev.views = new ViewSet(d.views);
     const size = humanSize(dev.size);
     const how = dev.backend.how;
     this.#log(
       "info",
       `disk/${d.name}: Shelf ${d.shelf}, slot ${d.slot}, path '${d.path}' (size ${size}, sectors ${dev.sectors}) opened${
         d.readOnly ? " R/O" : ""
-      }${how}`,
+      }${how}${d.views ? `, a view per host in ${d.views.location}` : ""}`,
     );
     return dev;
   }
@@ -1060,6 +1326,9 @@ export class DataPlane {
    */
   #retire(dev: Device): void {
     if (dev.retiring) return;
+    if (dev.views) {
+      for (const h of dev.views.hosts.values()) if (h.child) this.#retire(h.child);
+    }
     dev.retiring = true;
     dev.retiredAt = this.#now;
     for (const r of dev.takeQueued()) this.#finish(r);
@@ -1105,6 +1374,7 @@ export class DataPlane {
     } catch (e) {
       this.#log("error", `disk/${dev.name}: closing: ${(e as Error).message}`);
     }
+    dev.onClosed?.();
   }
 
   /**

@@ -38,6 +38,7 @@ import { DS } from "../stats.ts";
 import type { Backend, BackendIo } from "../storage/backend.ts";
 import { type Request, RequestPool } from "./pool.ts";
 import { TUNING } from "./tuning.ts";
+import type { ViewSet } from "./views.ts";
 
 /** Monotonic seconds (the data plane's clock of arrivals). */
 function monotonic(): number {
@@ -125,6 +126,16 @@ export class Device implements Target {
   fenced = false;
   /** Its storage is being opened anew by the main thread (after a fencing). */
   reopening = false;
+  /**
+   * The device whose view of one host this is (`views`, see views.ts): it takes its parent's
+   * requests (their buffers are the parent's pool), counts into its parent's statistics and
+   * answers for its parent's address; null for a device of its own.
+   */
+  readonly parent: Device | null;
+  /** The views of its hosts, when it has `views` (its own storage is the golden image). */
+  views: ViewSet | null = null;
+  /** Called once it is closed. */
+  onClosed: (() => void) | null = null;
 
   readonly #io: Backend;
   readonly #sink: CompletionSink;
@@ -184,7 +195,9 @@ export class Device implements Target {
     sink: CompletionSink,
     placer: ReplyPlacer | null,
     open: (io: BackendIo) => Backend,
+    parent: Device | null = null,
   ) {
+    this.parent = parent;
     this.index = index;
     this.config = config;
     this.name = config.name;
@@ -213,10 +226,10 @@ export class Device implements Target {
       // One slot more than AIO_DEPTH: the spare of #redoEach.
       backend = open({ slots: AIO_DEPTH + 1, events, finish: this.#finishSlot });
       this.sectors = exportedSectors(config, backend.size);
-      pool = new RequestPool(config.queueLength, this);
+      pool = parent ? parent.pool : new RequestPool(config.queueLength, this);
       this.timer = config.mergeDelay > 0 ? TimerFd.open() : null;
     } catch (e) {
-      pool?.close();
+      if (!parent) pool?.close();
       backend?.close();
       events.close();
       throw e;
@@ -240,9 +253,12 @@ export class Device implements Target {
     return this.sectors * 512;
   }
 
-  /** Requests alive for this device, arrival to reply handed off (its pool in use). */
+  /**
+   * Requests alive for this device, arrival to reply handed off (its pool in use); for a view,
+   * those it holds (queued or in the kernel: its replies are its parent's).
+   */
   get inFlight(): number {
-    return this.pool.inUse;
+    return this.parent ? this.pending : this.pool.inUse;
   }
 
   /** True when requests wait for submission and neither a stall nor a timer holds them. */
@@ -568,7 +584,7 @@ export class Device implements Target {
     } finally {
       this.events.close();
       this.timer?.close();
-      this.pool.close();
+      if (!this.parent) this.pool.close();
     }
   }
 

@@ -26,7 +26,54 @@ export type ToWorker =
   | SharedStateChanged
   | StorageSizeChanged
   | StorageFence
+  | ViewReady
+  | { type: "view-drop"; id: number; device: string; mac: string }
+  | { type: "views"; id: number }
   | { type: "stop"; id: number; graceMs: number };
+
+/**
+ * Worker to main thread: host `mac` (12 hex digits) of views device `device` has no view open:
+ * make it unless it exists (see src/storage/views.ts), and answer with a {@link ViewReady} of
+ * the same `id`. `reset`: the host booted (a Query Config after views-quiet seconds of silence
+ * in this run): drop its view first. `boot`: its first frame since the daemon started is a
+ * Query Config: drop its view first if it was last seen longer ago than views-quiet (with
+ * `views-lifecycle = "reset-on-discover"`).
+ */
+export interface ViewOpen {
+  type: "view-open";
+  id: number;
+  device: DeviceConfig;
+  mac: string;
+  reset: boolean;
+  boot: boolean;
+}
+
+/**
+ * Main thread to worker: the view of request `id` exists now (`made`: it was made for this
+ * request), or why not (`limit`: the device has max-views views already).
+ */
+export type ViewReady =
+  | { type: "view-ready"; id: number; ok: true; made: boolean }
+  | { type: "view-ready"; id: number; ok: false; limit: boolean; message: string };
+
+/** Worker to main thread: these hosts of views device `device` sent frames lately. */
+export interface ViewsSeen {
+  type: "views-seen";
+  device: string;
+  macs: string[];
+}
+
+/** What the data path knows of one host of a views device (`views` command). */
+export interface HostViewInfo {
+  device: string;
+  mac: string;
+  /** "open", "opening" (being made or opened), "limit" (max-views reached), "failed", "none". */
+  status: string;
+  /** Bytes written through its view since the daemon started. */
+  written: number;
+  /** Seconds since its last frame. */
+  idle: number;
+}
 
 /**
  * Worker to main thread: open the storage of `device` (its config; a backend whose opening may
@@ -152,6 +199,8 @@ export type FromWorker =
   | StorageOpen
   | StorageRelease
   | StorageFenced
+  | ViewOpen
+  | ViewsSeen
   | { type: "stopped"; inFlight: number };
 
 /** Device state as the control interface shows it, and as the main thread loads it. */

@@ -82,6 +82,17 @@ function handle(plane: DataPlane, m: ToWorker): boolean {
     case "storage-fence":
       plane.storageFence(m);
       return true;
+    case "view-ready":
+      plane.viewReady(m);
+      return true;
+    case "view-drop":
+      plane.dropView(m.device, m.mac, (open) => {
+        post({ type: "reply", id: m.id, ok: true, data: { open } });
+      });
+      return true;
+    case "views":
+      post({ type: "reply", id: m.id, ok: true, data: plane.viewHosts() });
+      return true;
     case "persisted":
       plane.persisted(m);
       return true;
@@ -185,7 +196,8 @@ async function main(): Promise<void> {
       if (m.type === "persisted") plane.persisted(m);
       else if (m.type === "storage-opened") plane.storageOpened(m); // not wanted now: given back
       else if (
-        m.type === "shared-state" || m.type === "storage-size" || m.type === "storage-fence"
+        m.type === "shared-state" || m.type === "storage-size" || m.type === "storage-fence" ||
+        m.type === "view-ready"
       ) {
         continue;
       } else if ("id" in m) post({ type: "reply", id: m.id, ok: false, message: "stopping" });

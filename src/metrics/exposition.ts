@@ -29,6 +29,7 @@ import {
   type Family,
   INTERFACE_FAMILIES,
   REQUEST_DURATION,
+  sampleNames,
   START_TIME,
   UP,
   UPTIME,
@@ -185,7 +186,8 @@ export function renderMetrics(snapshot: MetricsSnapshot, format: ExpositionForma
   DEVICE_STAT_FIELDS.forEach((field, i) => {
     const f = DEVICE_FAMILIES[field];
     w.header(f);
-    for (const d of devices) w.sample(`${f.name}_total`, d.labels, d.stats[i]);
+    const sample = sampleNames(f)[0];
+    for (const d of devices) w.sample(sample, d.labels, d.stats[i]);
   });
 
   w.header(REQUEST_DURATION);

@@ -159,6 +159,23 @@ export const DEVICE_FAMILIES: { readonly [K in DeviceStatName]: Family } = {
     "ggaoed_device_state_drops",
     "State changes dropped unanswered to keep request buffers for I/O; the initiator retransmits.",
   ),
+  views: family(
+    "gauge",
+    "ggaoed_device_views",
+    "Views of their hosts open in the data path (devices with views).",
+  ),
+  view_write_bytes: counter(
+    "ggaoed_device_view_write_bytes",
+    "Bytes written to the views of the device's hosts (the golden image is never written).",
+  ),
+  view_wait_drop: counter(
+    "ggaoed_device_view_wait_drops",
+    "ATA requests dropped while their host's view was being made or opened; the initiator retransmits.",
+  ),
+  view_limit: counter(
+    "ggaoed_device_view_limit_aborts",
+    "ATA requests answered ABRT because their host has no view and the device has max-views.",
+  ),
 };
 
 /** Per-device service time histogram, label `op` = read, write or other. */

@@ -6,7 +6,7 @@
  */
 
 import { matchesAny } from "../../src/config/glob.ts";
-import type { ControlHandler, RbdDeviceInfo } from "../../src/control/types.ts";
+import type { ControlHandler, RbdDeviceInfo, ViewInfo } from "../../src/control/types.ts";
 import { DeviceState } from "../../src/state/device_state.ts";
 import { newDeviceStats, newIfaceStats } from "../../src/stats.ts";
 
@@ -99,6 +99,14 @@ export class TestHandler implements ControlHandler {
 
   clearReserve(names: string[]): Promise<string[]> {
     return Promise.resolve(this.#each(names, (s) => s.setReserve([])));
+  }
+
+  views(): Promise<ViewInfo[]> {
+    return Promise.resolve([]);
+  }
+
+  dropView(device: string): Promise<boolean> {
+    return Promise.reject(new Error(`${device} is not a device with views`));
   }
 
   #each(patterns: string[], fn: (s: DeviceState) => void): string[] {
