@@ -272,6 +272,11 @@ export interface GuestRun {
   durationMs: number;
 }
 
+/** The last `lines` lines of `text` (a console or a log, for an assertion message). */
+export function tail(text: string, lines = 40): string {
+  return text.split("\n").slice(-lines).join("\n");
+}
+
 /** Parses the @@ markers out of serial console output. */
 export function parseMarkers(
   output: string,

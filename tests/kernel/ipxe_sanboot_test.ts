@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { withTapNamespace } from "./harness.ts";
+import { tail, withTapNamespace } from "./harness.ts";
 import { Host } from "./hosts.ts";
 import {
   BOOT_SECTOR_EXIT_STATUS,
@@ -18,10 +18,6 @@ const skip = ipxeUnavailable();
 if (skip) console.warn(`SKIP tests/kernel/ipxe_sanboot_test.ts: ${skip}`);
 
 const MAC = "52:54:00:18:b0:01";
-
-function tail(text: string, lines = 30): string {
-  return text.split("\n").slice(-lines).join("\n");
-}
 
 /**
  * Serves a 16 MiB file whose sector 0 is `sector` as e1.1 with ggaoed on a tap, and boots iPXE
