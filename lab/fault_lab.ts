@@ -285,10 +285,16 @@ export class FaultLab {
     return load;
   }
 
-  /** Stops `load` and checks every chunk it acknowledged against the backing file of `device`. */
-  async finishLoad(load: Load, device = "disk1"): Promise<{ verified: number; errors: number }> {
+  /**
+   * Stops `load` and checks every chunk it acknowledged against the backing file of `device`
+   * (or `image`: the file its writes went to, a view of a device with views).
+   */
+  async finishLoad(
+    load: Load,
+    device = "disk1",
+    image = this.images.get(device)!,
+  ): Promise<{ verified: number; errors: number }> {
     const r = await load.stop();
-    const image = this.images.get(device)!;
     let checked = 0;
     for (const [lba, sectors, pass] of r.chunks) {
       if (pass < 0) continue; // its last write was cut short
@@ -342,6 +348,15 @@ export class FaultLab {
     ], { timeoutMs: 60000 });
     assertEquals(r.code, 0, `ops ${args.join(" ")}: ${r.stderr.slice(-2000)}`);
     return JSON.parse(r.stdout.trim().split("\n").pop()!);
+  }
+
+  /** The MAC address of the initiator's interface of link `link` (12 lower-case hex digits). */
+  async initiatorMac(link: number): Promise<string> {
+    const l = this.links[link];
+    const r = await this.net.exec(l.initiatorNs, ["cat", `/sys/class/net/${l.initiator}/address`], {
+      check: true,
+    });
+    return r.stdout.trim().replaceAll(":", "");
   }
 
   /** Runs a command in the target namespace (checked). */

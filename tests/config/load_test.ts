@@ -117,6 +117,7 @@ Deno.test(
       syncWrites: false,
       serial: "1.2:storage1",
       rbd: null,
+      views: null,
     }]);
     assert.equal(c.interfaces.size, 0);
     assert.equal(c.acls.size, 0);
@@ -228,6 +229,7 @@ slot = 0
       syncWrites: false,
       serial: "SN 0042",
       rbd: null,
+      views: null,
     });
     // A device's admin replaces the defaults' list; sync-writes comes from [defaults].
     assert.deepEqual(d2.admin, [mac("02:00:00:00:00:0a")]);

@@ -88,7 +88,8 @@ Deno.test("stats dump: a block per device then per interface, our extra counters
       "queue_length: 11\nqueue_stall: 12\nqueue_over: 13\nata_err: 14\nproto_err: 15\n" +
       "queue_drop: 16\ndenied: 17\nio_retries: 18\nstate_writes: 19\nstate_errors: 20\n" +
       "stale_drop: 21\nstall_drop: 22\nrbd_fencings: 23\nrbd_fenced: 24\n" +
-      "rbd_fenced_drops: 25\nstate_drop: 26\n\n" +
+      "rbd_fenced_drops: 25\nstate_drop: 26\nviews: 27\nview_write_bytes: 28\n" +
+      "view_wait_drop: 29\nview_limit: 30\n\n" +
       "# Statistics for interface eth0\n" +
       "rx_cnt: 100\nrx_bytes: 101\nrx_runs: 102\nrx_buffers_full: 103\ntx_cnt: 104\n" +
       "tx_bytes: 105\ntx_runs: 106\ntx_buffers_full: 107\ndropped: 108\nignored: 109\n" +

@@ -100,6 +100,10 @@ rbd_fencings: 0
 rbd_fenced: 0
 rbd_fenced_drops: 0
 state_drop: 0
+views: 0
+view_write_bytes: 0
+view_wait_drop: 0
+view_limit: 0
 
 # Statistics for interface eth0
 rx_cnt: 1207
