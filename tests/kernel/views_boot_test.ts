@@ -67,13 +67,18 @@ interface Farm {
 
 /**
  * Makes a fresh XFS (reflinks), a golden image on it with `makeGolden`, and a ggaoed serving it
- * as e1.1 with `views` in a directory beside it (`persist`: views live until removed) on a tap;
- * runs `body`, stops the daemon (it must exit 0) and hands the files to `after`.
+ * as e1.1 with `views` in a directory beside it on a tap (`options.lifecycle`: by default
+ * `persist`, views live until removed); runs `body`, checks that `options.views` views are open
+ * (2 by default), stops the daemon (it must exit 0) and hands the files to `after`.
  */
 function withFarm(
   makeGolden: (path: string) => Promise<void>,
   body: (farm: Farm) => Promise<void>,
   after: (farm: Farm) => Promise<void>,
+  options: { lifecycle: string[]; views: number } = {
+    lifecycle: [`views-lifecycle = "persist"`],
+    views: 2,
+  },
 ): Promise<void> {
   return withScratchFileSystem("xfs", "i18-boot", 512, async (dir) => {
     const golden = join(dir, "golden.img");
@@ -86,7 +91,7 @@ function withFarm(
         "shelf = 1",
         "slot = 1",
         `views = "${views}"`,
-        `views-lifecycle = "persist"`,
+        ...options.lifecycle,
         "max-views = 8",
       ]);
       await host.start();
@@ -95,7 +100,7 @@ function withFarm(
         await body(farm);
         const stats = await host.stats();
         assert.ok(stats, "ggaoed's counters");
-        assert.equal(stats.views, 2, `two views: ${JSON.stringify(stats)}`);
+        assert.equal(stats.views, options.views, `views: ${JSON.stringify(stats)}`);
         assert.equal(stats.ata_err + stats.proto_err, 0, JSON.stringify(stats));
       } finally {
         await host.stop();
@@ -222,5 +227,59 @@ Deno.test({
       },
     );
     console.log(`views, kernel initiator: ${times.join(", ")} (boot to power-off)`);
+  },
+});
+
+/** views-quiet of the reset-on-discover test: far above the gap between two boots in a row. */
+const QUIET_SECONDS = 15;
+
+Deno.test({
+  name: "with reset-on-discover, iPXE as host A boots A's own boot sector while A was heard " +
+    "from within views-quiet, and the golden one after views-quiet of silence",
+  ignore: ipxeSkip !== null,
+  fn: async () => {
+    const golden = bootSector("GOLDEN");
+    const hostA = bootSector("HOST-A");
+    let goldenMd5 = "";
+    await withFarm(
+      async (path) => {
+        await writeBootImage(path, golden, SIZE_MIB * 1024 * 1024);
+        goldenMd5 = await fileMd5(path);
+      },
+      async (farm) => {
+        const run = await kernelBoot(
+          farm,
+          A.mac,
+          guestScripts.writeFileAt("e1.1", "/guest/mbr", 0),
+          {
+            "/guest/mbr": hostA,
+          },
+        );
+        assert.equal(run.results.get("read_md5"), md5(hostA), "host A reads back its sector");
+        // A reboots at once: its Query Config comes seconds after its last frame.
+        const soon = await ipxeBoot(farm, A.mac);
+        assert.equal(soon.marker, "HOST-A", "a reboot within views-quiet reset host A's view");
+        const quietFrom = Date.now();
+        await new Promise((r) => setTimeout(r, (QUIET_SECONDS + 3) * 1000));
+        const later = await ipxeBoot(farm, A.mac);
+        assert.equal(later.marker, "GOLDEN", "a boot after views-quiet kept host A's old view");
+        // Once, for the second boot: the view made at the first frame is logged otherwise.
+        const resets = farm.host.log().match(/starts again from the golden image/g) ?? [];
+        assert.equal(resets.length, 1, `one reset logged:\n${farm.host.log()}`);
+        console.log(
+          `reset-on-discover: boot within views-quiet ${soon.durationMs} ms, after ${
+            Date.now() - quietFrom - later.durationMs
+          } ms of silence ${later.durationMs} ms`,
+        );
+      },
+      async ({ golden: path, views }) => {
+        assert.equal(await fileMd5(path), goldenMd5, "the golden image was written");
+        assert.deepEqual(await sector0(join(views, `${A.view}.img`)), golden, "view A, sector 0");
+      },
+      {
+        lifecycle: [`views-lifecycle = "reset-on-discover"`, `views-quiet = ${QUIET_SECONDS}`],
+        views: 1,
+      },
+    );
   },
 });
