@@ -140,48 +140,62 @@ async function ipxeBoot(farm: Farm, mac: string): Promise<IpxeBoot> {
   return boot;
 }
 
+const GOLDEN_SECTOR = bootSector("GOLDEN");
+const HOST_A_SECTOR = bootSector("HOST-A");
+
+/**
+ * withFarm over a 16 MiB golden image whose sector 0 is the `GOLDEN` boot sector, into whose
+ * view host A has written the `HOST-A` boot sector (through the kernel's driver, with MAC A)
+ * before `body` runs; `after` runs once the golden image is found unchanged.
+ */
+function withBootFarm(
+  body: (farm: Farm, install: GuestRun) => Promise<void>,
+  after: (farm: Farm) => Promise<void>,
+  options?: Parameters<typeof withFarm>[3],
+): Promise<void> {
+  let goldenMd5 = "";
+  return withFarm(
+    async (path) => {
+      await writeBootImage(path, GOLDEN_SECTOR, SIZE_MIB * 1024 * 1024);
+      goldenMd5 = await fileMd5(path);
+    },
+    async (farm) => {
+      const script = guestScripts.writeFileAt("e1.1", "/guest/mbr", 0);
+      const run = await kernelBoot(farm, A.mac, script, { "/guest/mbr": HOST_A_SECTOR });
+      assert.equal(run.results.get("written_md5"), md5(HOST_A_SECTOR));
+      assert.equal(run.results.get("read_md5"), md5(HOST_A_SECTOR), "A reads back its sector");
+      await body(farm, run);
+    },
+    async (farm) => {
+      assert.equal(await fileMd5(farm.golden), goldenMd5, "the golden image was written");
+      await after(farm);
+    },
+    options,
+  );
+}
+
 Deno.test({
   name: "iPXE boots each host's own view: host A's boot sector for MAC A, the golden one for " +
     "MAC B, and the golden image is untouched",
   ignore: ipxeSkip !== null,
-  fn: async () => {
-    const golden = bootSector("GOLDEN");
-    const hostA = bootSector("HOST-A");
-    let goldenMd5 = "";
-    await withFarm(
-      async (path) => {
-        await writeBootImage(path, golden, SIZE_MIB * 1024 * 1024);
-        goldenMd5 = await fileMd5(path);
-      },
-      async (farm) => {
-        // Host A installs its own boot sector, through the kernel's driver with MAC A.
-        const run = await kernelBoot(
-          farm,
-          A.mac,
-          guestScripts.writeFileAt("e1.1", "/guest/mbr", 0),
-          {
-            "/guest/mbr": hostA,
-          },
-        );
-        assert.equal(run.results.get("written_md5"), md5(hostA));
-        assert.equal(run.results.get("read_md5"), md5(hostA), "host A reads back its sector");
-
+  fn: () =>
+    withBootFarm(
+      async (farm, install) => {
         const bootA = await ipxeBoot(farm, A.mac);
         assert.equal(bootA.marker, "HOST-A", "iPXE with MAC A booted another sector than A's");
         const bootB = await ipxeBoot(farm, B.mac);
         assert.equal(bootB.marker, "GOLDEN", "iPXE with MAC B booted another sector than golden");
         console.log(
-          `views: host A wrote its boot sector in ${run.durationMs} ms (boot to power-off); ` +
+          `views: host A wrote its boot sector in ${install.durationMs} ms (boot to power-off); ` +
             `iPXE as A ${bootA.durationMs} ms, as B ${bootB.durationMs} ms`,
         );
       },
-      async ({ golden: path, views }) => {
-        assert.equal(await fileMd5(path), goldenMd5, "the golden image was written");
-        assert.deepEqual(await sector0(join(views, `${A.view}.img`)), hostA, "view A, sector 0");
-        assert.deepEqual(await sector0(join(views, `${B.view}.img`)), golden, "view B, sector 0");
+      async ({ views }) => {
+        const a = await sector0(join(views, `${A.view}.img`));
+        assert.deepEqual(a, HOST_A_SECTOR, "view A, sector 0");
+        assert.deepEqual(await sector0(join(views, `${B.view}.img`)), GOLDEN_SECTOR, "view B");
       },
-    );
-  },
+    ),
 });
 
 Deno.test({
@@ -237,25 +251,9 @@ Deno.test({
   name: "with reset-on-discover, iPXE as host A boots A's own boot sector while A was heard " +
     "from within views-quiet, and the golden one after views-quiet of silence",
   ignore: ipxeSkip !== null,
-  fn: async () => {
-    const golden = bootSector("GOLDEN");
-    const hostA = bootSector("HOST-A");
-    let goldenMd5 = "";
-    await withFarm(
-      async (path) => {
-        await writeBootImage(path, golden, SIZE_MIB * 1024 * 1024);
-        goldenMd5 = await fileMd5(path);
-      },
+  fn: () =>
+    withBootFarm(
       async (farm) => {
-        const run = await kernelBoot(
-          farm,
-          A.mac,
-          guestScripts.writeFileAt("e1.1", "/guest/mbr", 0),
-          {
-            "/guest/mbr": hostA,
-          },
-        );
-        assert.equal(run.results.get("read_md5"), md5(hostA), "host A reads back its sector");
         // A reboots at once: its Query Config comes seconds after its last frame.
         const soon = await ipxeBoot(farm, A.mac);
         assert.equal(soon.marker, "HOST-A", "a reboot within views-quiet reset host A's view");
@@ -272,14 +270,12 @@ Deno.test({
           } ms of silence ${later.durationMs} ms`,
         );
       },
-      async ({ golden: path, views }) => {
-        assert.equal(await fileMd5(path), goldenMd5, "the golden image was written");
-        assert.deepEqual(await sector0(join(views, `${A.view}.img`)), golden, "view A, sector 0");
+      async ({ views }) => {
+        assert.deepEqual(await sector0(join(views, `${A.view}.img`)), GOLDEN_SECTOR, "view A");
       },
       {
         lifecycle: [`views-lifecycle = "reset-on-discover"`, `views-quiet = ${QUIET_SECONDS}`],
         views: 1,
       },
-    );
-  },
+    ),
 });
