@@ -3,7 +3,8 @@
 #   scripts/install-deps.sh          runtime only (libaio1, iproute2)
 #   scripts/install-deps.sh --demo   what `deno task demo` needs
 #   scripts/install-deps.sh --test   what `deno task test` needs: real peers (aoetools, vblade,
-#                                    tshark), qemu and Debian's kernel for the kernel-initiator test,
+#                                    tshark), qemu, Debian's kernel for the kernel-initiator test and
+#                                    iPXE (ipxe.lkrn) for the sanboot tests, XFS (reflinked views),
 #                                    promtool (package prometheus) to check the metrics exposition
 #                                    a one-node Ceph cluster (mon, OSD, rbd CLI, librbd) for RBD
 #                                    podman/runc/debootstrap for the container image test, and
@@ -19,6 +20,7 @@ case "$mode" in
   --test)
     pkgs+=(aoetools vblade tshark)                                # real AoE peers
     pkgs+=(qemu-system-x86 busybox-static e2fsprogs xz-utils cpio) # the kernel-initiator guest
+    pkgs+=(ipxe xfsprogs)                                         # iPXE sanboot; views (reflinks)
     pkgs+=(gcc libc6-dev pkg-config fuse3 libfuse3-dev)           # storage fault fixtures (FUSE)
     pkgs+=(prometheus)                                            # promtool checks the metrics
     pkgs+=(ceph-mon ceph-osd ceph-common librbd-dev librados-dev)  # a one-node Ceph cluster

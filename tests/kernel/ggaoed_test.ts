@@ -16,6 +16,7 @@ import {
   REPO_ROOT,
   runGuest,
   spawnInNamespace,
+  tail,
   type TapNamespace,
   withTapNamespace,
 } from "./harness.ts";
@@ -26,10 +27,6 @@ if (skip) console.warn(`SKIP tests/kernel/ggaoed_test.ts: ${skip}`);
 
 const SIZE_MIB = 64;
 const SIZE_BYTES = SIZE_MIB * 1024 * 1024;
-
-function tail(text: string, lines = 40): string {
-  return text.split("\n").slice(-lines).join("\n");
-}
 
 /** Device counters from `ggaoectl --json stats` (the names src/stats.ts prints). */
 type DeviceStats = Record<string, number>;

@@ -60,14 +60,24 @@ export function hostHas(command: string): boolean {
  * `Deno.test({ ignore })` and print it, so a skipped run says what is missing.
  */
 export function kernelHarnessUnavailable(extraCommands: string[] = []): string | null {
-  if (Deno.build.os !== "linux") return "kernel-initiator tests need Linux";
-  if (Deno.uid() !== 0) return "kernel-initiator tests need root (network namespaces, tap)";
-  if (!existsSync("/dev/net/tun")) return "kernel-initiator tests need /dev/net/tun";
-  for (const cmd of ["ip", "qemu-system-x86_64", ...extraCommands]) {
-    if (!hostHas(cmd)) return `kernel-initiator tests need '${cmd}' (see tests/kernel/README.md)`;
-  }
+  const reason = qemuOnTapUnavailable("kernel-initiator", extraCommands);
+  if (reason) return reason;
   if (loadPreparedGuest() === null) {
     return "kernel guest not prepared: run scripts/kernel-initiator/prepare.sh first";
+  }
+  return null;
+}
+
+/**
+ * Why `what` tests, which run qemu on a tap in a network namespace, cannot run here (Linux,
+ * root, /dev/net/tun, ip, qemu and `extraCommands`), or null when they can.
+ */
+export function qemuOnTapUnavailable(what: string, extraCommands: string[] = []): string | null {
+  if (Deno.build.os !== "linux") return `${what} tests need Linux`;
+  if (Deno.uid() !== 0) return `${what} tests need root (network namespaces, tap)`;
+  if (!existsSync("/dev/net/tun")) return `${what} tests need /dev/net/tun`;
+  for (const cmd of ["ip", "qemu-system-x86_64", ...extraCommands]) {
+    if (!hostHas(cmd)) return `${what} tests need '${cmd}' (see tests/kernel/README.md)`;
   }
   return null;
 }
@@ -262,6 +272,11 @@ export interface GuestRun {
   durationMs: number;
 }
 
+/** The last `lines` lines of `text` (a console or a log, for an assertion message). */
+export function tail(text: string, lines = 40): string {
+  return text.split("\n").slice(-lines).join("\n");
+}
+
 /** Parses the @@ markers out of serial console output. */
 export function parseMarkers(
   output: string,
@@ -345,6 +360,101 @@ export function buildCpio(files: Record<string, string | Uint8Array>): Uint8Arra
   return out;
 }
 
+/**
+ * Arguments every qemu run of these tests starts with: TCG (KVM is not dependable on the CI
+ * machines), one CPU, no default devices, no display, the serial port on qemu's stdio (where
+ * runQemu collects it), and an exit instead of a reboot.
+ */
+export const QEMU_BASE_ARGS: readonly string[] = [
+  "-accel",
+  "tcg",
+  "-smp",
+  "1",
+  "-nodefaults",
+  "-no-user-config",
+  "-display",
+  "none",
+  "-monitor",
+  "none",
+  "-serial",
+  "stdio",
+  "-no-reboot",
+];
+
+/** Options for runQemu. */
+export interface QemuRunOptions {
+  /** Whole budget; qemu is killed (by PID) when it runs out. */
+  timeoutMs: number;
+  /** Called with console output as it arrives. */
+  onOutput?: (text: string) => void;
+  /** Called once qemu runs, with a function that types a line on its serial console. */
+  onStart?: (sendLine: (line: string) => Promise<void>) => void;
+  /**
+   * Looked at with all the output so far whenever more arrives; qemu is stopped as soon as it
+   * returns true (the run's outcome is known, e.g. a firmware's final error message).
+   */
+  stopWhen?: (output: string) => boolean;
+}
+
+/** What one qemu run produced. */
+export interface QemuRun {
+  /** Everything qemu wrote: the serial console, then its own messages on stderr. */
+  output: string;
+  status: Deno.CommandStatus;
+  /** True when qemu was killed because timeoutMs ran out. */
+  timedOut: boolean;
+  /** True when qemu was stopped because stopWhen said so. */
+  stopped: boolean;
+  durationMs: number;
+}
+
+/**
+ * Runs `qemu-system-x86_64 args...` inside `netns` (start `args` with QEMU_BASE_ARGS) until it
+ * exits, `timeoutMs` runs out or `stopWhen` holds; qemu is stopped by its PID.
+ */
+export async function runQemu(
+  netns: string,
+  args: readonly string[],
+  opts: QemuRunOptions,
+): Promise<QemuRun> {
+  const started = performance.now();
+  let output = "";
+  let timedOut = false;
+  let stopped = false;
+  const qemu = spawnInNamespace(netns, "qemu-system-x86_64", [...args], {
+    onOutput: (t) => {
+      output += t;
+      opts.onOutput?.(t);
+      if (!stopped && opts.stopWhen?.(output)) {
+        stopped = true;
+        qemu.stop(0);
+      }
+    },
+    stdin: opts.onStart !== undefined,
+  });
+  opts.onStart?.((line) => {
+    if (!/^[A-Za-z0-9_ .-]*$/.test(line)) throw new Error(`bad line for the guest: ${line}`);
+    return qemu.write(line + "\n");
+  });
+  const timer = setTimeout(() => {
+    timedOut = true;
+    qemu.stop(0);
+  }, opts.timeoutMs);
+  let status: Deno.CommandStatus;
+  try {
+    status = await qemu.status;
+  } finally {
+    clearTimeout(timer);
+  }
+  return {
+    output,
+    status,
+    timedOut,
+    stopped,
+    durationMs: Math.round(performance.now() - started),
+  };
+}
+
 function randomMac(): string {
   const b = crypto.getRandomValues(new Uint8Array(6));
   b[0] = (b[0] & 0xfc) | 0x02; // unicast, locally administered
@@ -375,8 +485,8 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
   const base = await Deno.readFile(guest.initrd);
   if (base.length % 4 !== 0) throw new Error(`${guest.initrd} is not padded: rerun prepare.sh`);
   const initrd = await Deno.makeTempFile({ prefix: "ggaoed-initrd-" });
-  let output = "";
-  let timedOut = false;
+  let output: string;
+  let timedOut: boolean;
   try {
     const combined = new Uint8Array(base.length + overlay.length);
     combined.set(base, 0);
@@ -397,21 +507,9 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
       append.push(`ggaoed.aoe=${opts.aoeParams.join(",")}`);
     }
     const qemuArgs = [
-      "-accel",
-      "tcg", // KVM is not dependable on the CI machines
+      ...QEMU_BASE_ARGS,
       "-m",
       String(opts.memoryMiB ?? 512),
-      "-smp",
-      "1",
-      "-nodefaults",
-      "-no-user-config",
-      "-display",
-      "none",
-      "-monitor",
-      "none",
-      "-serial",
-      "stdio",
-      "-no-reboot",
       "-kernel",
       guest.vmlinuz,
       "-initrd",
@@ -431,26 +529,9 @@ export async function runGuest(opts: RunGuestOptions): Promise<GuestRun> {
         `virtio-net-pci,netdev=n${i + 1},mac=${randomMac()}`,
       );
     });
-    const qemu = spawnInNamespace(opts.netns, "qemu-system-x86_64", qemuArgs, {
-      onOutput: (t) => {
-        output += t;
-        opts.onOutput?.(t);
-      },
-      stdin: opts.onStart !== undefined,
-    });
-    opts.onStart?.((line) => {
-      if (!/^[A-Za-z0-9_ .-]*$/.test(line)) throw new Error(`bad line for the guest: ${line}`);
-      return qemu.write(line + "\n");
-    });
-    const timer = setTimeout(() => {
-      timedOut = true;
-      qemu.stop(0);
-    }, opts.timeoutMs);
-    try {
-      await qemu.status;
-    } finally {
-      clearTimeout(timer);
-    }
+    const qemu = await runQemu(opts.netns, qemuArgs, opts);
+    output = qemu.output;
+    timedOut = qemu.timedOut;
   } finally {
     await Deno.remove(initrd).catch(() => {});
   }

@@ -49,6 +49,21 @@ export function patternMd5(sizeMiB: number, seed = "ggaoed"): string {
   return hash.digest("hex");
 }
 
+/** Writes `seed`'s pattern over a new file of `sizeMiB` MiB at `path` (a golden image). */
+export async function writePatternFile(path: string, sizeMiB: number, seed: string): Promise<void> {
+  checkSeed(seed);
+  using file = await Deno.open(path, { write: true, create: true, truncate: true });
+  const enc = new TextEncoder();
+  for (let mib = 0; mib < sizeMiB; mib++) {
+    let batch = "";
+    for (let i = mib * SECTORS_PER_MIB; i < (mib + 1) * SECTORS_PER_MIB; i++) {
+      batch += patternSector(seed, i);
+    }
+    const bytes = enc.encode(batch);
+    for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
+  }
+}
+
 /**
  * MD5 (hex) of a device of `sizeMiB` MiB written with one pattern after another: each layer's
  * seed over MiB `from` to `to`, later layers over earlier ones (layeredOverwrite's end state).
@@ -325,6 +340,63 @@ result phase done
 cat /sys/kernel/debug/aoe/${name} 2>/dev/null
 # The driver reports answers to frames it no longer waits for on /dev/etherd/err, not in dmesg.
 result unexpected_rsp "$(timeout 2 cat /dev/etherd/err 2>/dev/null | grep -c 'unexpected rsp')"
+exit 0
+`;
+  },
+
+  /**
+   * Waits for the AoE device, writes the guest file `file` (a whole number of sectors, e.g. one
+   * passed in runGuest's `files`) at sector `sector` (buffered, then fsync), drops caches and
+   * reads the same sectors back with O_DIRECT. Results: size_bytes, payload_bytes, written_md5
+   * (of the file), read_md5 (of what the target returned).
+   */
+  writeFileAt(device: string, file: string, sector: number): string {
+    const { name, path } = devicePath(device);
+    if (!/^\/guest\/[A-Za-z0-9_.-]+$/.test(file)) throw new Error(`bad guest file ${file}`);
+    if (!Number.isInteger(sector) || sector < 0) throw new Error(`bad sector ${sector}`);
+    return `${waitStep(name, 30)}
+count=$(($(wc -c <${file}) / ${PATTERN_SECTOR}))
+dd if=${file} of=${path} bs=${PATTERN_SECTOR} seek=${sector} conv=notrunc,fsync 2>/tmp/dd.err || {
+  cat /tmp/dd.err
+  result error "writing ${file} to ${path} failed"
+  exit 12
+}
+drop_caches ${path}
+result written_md5 "$(md5sum <${file} | cut -d' ' -f1)"
+result read_md5 "$(dd if=${path} bs=${PATTERN_SECTOR} skip=${sector} count=$count iflag=direct 2>/dev/null |
+  md5sum | cut -d' ' -f1)"
+exit 0
+`;
+  },
+
+  /**
+   * What one host sees of a device that may show each host its own data (per-host views): waits
+   * for the device, checks that MiB 0 to `mib` hold `expect`'s pattern (results
+   * before_wrong_sectors, and before_stale_sectors: those holding `other`'s instead); with
+   * `write`, writes `write`'s pattern over MiB 0 to `mib` (as patternWriteAndMd5) and checks
+   * them again against it (after_wrong_sectors, after_stale_sectors: still `expect`'s); then
+   * reads the whole device (md5: compare with layeredPatternMd5).
+   */
+  patternOverlay(
+    device: string,
+    sizeMiB: number,
+    options: { mib: number; expect: string; other: string; write?: string },
+  ): string {
+    const { name, path } = devicePath(device);
+    const expect = checkSeed(options.expect);
+    const other = checkSeed(options.other);
+    const top = options.mib;
+    if (!Number.isInteger(top) || top <= 0 || top > sizeMiB) throw new Error(`bad MiB ${top}`);
+    const write = options.write === undefined
+      ? ""
+      : `${patternWrite(path, sizeMiB, checkSeed(options.write), [0, top])}
+drop_caches ${path}
+${countNew(path, top, options.write, expect, "after_")}`;
+    return `${waitStep(name, 30)}
+drop_caches ${path}
+${countNew(path, top, expect, other, "before_")}
+${write}
+${readMd5(path, "md5")}
 exit 0
 `;
   },

@@ -12,6 +12,7 @@ import {
   loadPreparedGuest,
   runGuest,
   spawnInNamespace,
+  tail,
   withTapNamespace,
 } from "./harness.ts";
 import { assertFilesystemRoundTrip, fileMd5, guestScripts, patternMd5 } from "./scripts.ts";
@@ -20,10 +21,6 @@ const skip = kernelHarnessUnavailable(["vblade"]);
 if (skip) console.warn(`SKIP tests/kernel/vblade_test.ts: ${skip}`);
 
 const SIZE_MIB = 64;
-
-function tail(text: string, lines = 40): string {
-  return text.split("\n").slice(-lines).join("\n");
-}
 
 async function patternRoundTrip(mtu: number, seed: string): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "ggaoed-kernel-vblade-" });
