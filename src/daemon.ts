@@ -11,7 +11,6 @@
 
 import {
   closeFd,
-  EventFd,
   fileStatus,
   openPidFile,
   processInfo,
@@ -23,17 +22,12 @@ import { type Config, ConfigError, DEFAULTS } from "./config/types.ts";
 import { type ControlServer, startControlServer } from "./control/server.ts";
 import type { ControlHandler } from "./control/types.ts";
 import type { ClearedState } from "./engine/dataplane.ts";
-import type {
-  DeviceCounters,
-  FromWorker,
-  SharedCounters,
-  StateSnapshot,
-  ToWorker,
-} from "./engine/messages.ts";
+import type { SharedCounters, StateSnapshot } from "./engine/messages.ts";
+import { STOP_ANSWER_MS, workerCount, Workers } from "./engine/workers.ts";
 import { StateKind } from "./state/device_state.ts";
 import { decodeConfigFile, decodeMacListFile, loadDeviceState } from "./state/store.ts";
 import { StateWriter } from "./state/writer.ts";
-import { type Level, log, setupLogging } from "./log.ts";
+import { log, setupLogging } from "./log.ts";
 import { type MetricsServer, startMetricsServer } from "./metrics/server.ts";
 import { ServiceNotifier } from "./service.ts";
 import { RbdImages } from "./rbd/images.ts";
@@ -54,9 +48,6 @@ export interface DaemonOptions {
 function load(options: DaemonOptions): Config {
   return options.load ? options.load() : loadConfig(options.configPath);
 }
-
-/** How long after its grace period a stopping data path may take to confirm the stop, ms. */
-const STOP_ANSWER_MS = 2000;
 
 /** Runs the daemon until a stop signal; resolves to the process exit status. */
 export async function runDaemon(options: DaemonOptions): Promise<number> {
@@ -92,8 +83,6 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     log("error", pidLock);
     return 1;
   }
-  const wake = EventFd.open();
-  const worker = new Worker(new URL("./engine/worker.ts", import.meta.url), { type: "module" });
   let current = config;
   const writer = new StateWriter({
     directory: () => current.global.stateDirectory,
@@ -110,7 +99,18 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     interfaces: (): string[] => link.interfaces.map((i: SharedCounters) => i.name),
   });
   rbd.configured(config.devices);
-  const link: WorkerLink = new WorkerLink(worker, wake, writer, rbd);
+  const count = workerCount(config);
+  let link: Workers;
+  try {
+    link = new Workers({ count, writer, rbd: () => rbd, log });
+  } catch (e) {
+    log("error", `cannot start the data path: ${(e as Error).message}`);
+    await writer.close();
+    await rbd.close();
+    removePidFile(pidFile, pidLock);
+    closeFd(pidLock);
+    return 1;
+  }
   let control: ControlServer | null = null;
   let metrics: MetricsServer | null = null;
   const started = performance.now();
@@ -118,6 +118,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   let notExported: string[] = [];
   const status = () =>
     `serving ${link.devices.length} device(s) on ${link.interfaces.length} interface(s)` +
+    (link.count > 1 ? ` with ${link.count} workers` : "") +
     (notExported.length ? `; NOT exported (see the log): ${notExported.join(", ")}` : "");
   let code = 0;
   try {
@@ -139,7 +140,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     const reload = () => {
       reloading = reloading.then(() =>
         service.reloading(async () => {
-          const result = await reloadConfig(options, link, writer, rbd);
+          const result = await reloadConfig(options, link, writer, rbd, config);
           if (result.config) current = result.config;
           return result;
         }, status)
@@ -205,7 +206,6 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     link.terminate();
     await writer.close();
     await rbd.close();
-    wake.close();
     removePidFile(pidFile, pidLock);
     closeFd(pidLock);
     survived.remove();
@@ -334,9 +334,10 @@ function daemonIdentity(config: Config): { hostId: string; hostName: string } {
 
 async function reloadConfig(
   options: DaemonOptions,
-  link: WorkerLink,
+  link: Workers,
   writer: StateWriter,
   rbd: RbdImages,
+  first: Config,
 ): Promise<{ ok: boolean; message: string; config?: Config }> {
   log("info", "Reload request received");
   let config: Config;
@@ -351,6 +352,14 @@ async function reloadConfig(
     return { ok: false, message: `not reloaded: ${issues.join("; ")}` };
   }
   for (const w of config.warnings) log("warning", w);
+  if (config.global.workers !== first.global.workers) {
+    log(
+      "warning",
+      `workers changed from ${first.global.workers ?? "unset"} to ${
+        config.global.workers ?? "unset"
+      }, but the number of workers is fixed at start: still ${link.count}; restart the daemon to apply it`,
+    );
+  }
   const states = await loadStates(config, writer);
   rbd.configured(config.devices);
   const reply = await link.request({ type: "reload", id: 0, config, states });
@@ -365,7 +374,7 @@ async function reloadConfig(
 }
 
 function controlHandler(
-  link: WorkerLink,
+  link: Workers,
   started: number,
   reload: () => Promise<{ ok: boolean; message: string }>,
   writer: StateWriter,
@@ -409,126 +418,6 @@ function controlHandler(
     clearMacMask: (patterns) => names("macmask", patterns),
     clearReserve: (patterns) => names("reserve", patterns),
   };
-}
-
-type Reply = Extract<FromWorker, { type: "reply" }>;
-
-/** The main thread's side of the worker channel (post + wake, replies by id). */
-class WorkerLink {
-  readonly #worker: Worker;
-  readonly #wake: EventFd;
-  readonly #writer: StateWriter;
-  readonly #rbd: RbdImages;
-  #nextId = 1;
-  readonly #waiting = new Map<number, (r: Reply) => void>();
-  #onStart: ((m: FromWorker) => void) | null = null;
-  #onStopped: ((inFlight: number) => void) | null = null;
-  devices: DeviceCounters[] = [];
-  interfaces: SharedCounters[] = [];
-
-  constructor(worker: Worker, wake: EventFd, writer: StateWriter, rbd: RbdImages) {
-    this.#worker = worker;
-    this.#wake = wake;
-    this.#writer = writer;
-    this.#rbd = rbd;
-    worker.onmessage = (e: MessageEvent<FromWorker>) => this.#receive(e.data);
-    worker.onerror = (e) => {
-      e.preventDefault();
-      this.#failed(e.message);
-    };
-    this.crashed = new Promise((resolve) => (this.#onCrash = () => resolve("crash")));
-  }
-
-  /** Resolves with "crash" if the worker fails after it started. */
-  readonly crashed: Promise<"crash">;
-  #onCrash: () => void = () => {};
-  #running = false;
-
-  #failed(message: string): void {
-    if (this.#running) {
-      log("error", `data path worker failed: ${message}`);
-      this.#onCrash();
-    } else {
-      this.#onStart?.({ type: "failed", message }); // runDaemon reports it
-    }
-  }
-
-  start(config: Config, states: Map<string, StateSnapshot>): Promise<FromWorker> {
-    return new Promise((resolve) => {
-      this.#onStart = resolve;
-      this.post({ type: "start", config, wakeFd: this.#wake.fd, states });
-    });
-  }
-
-  /** Posts a message that needs no reply, and wakes the worker for it. */
-  post(m: ToWorker): void {
-    this.#worker.postMessage(m);
-    if (m.type !== "start") this.#wake.signal(1);
-  }
-
-  request(m: ToWorker & { id: number }): Promise<Reply> {
-    const id = this.#nextId++;
-    return new Promise((resolve) => {
-      this.#waiting.set(id, resolve);
-      this.#worker.postMessage({ ...m, id });
-      this.#wake.signal(1);
-    });
-  }
-
-  /** Asks the worker to stop; resolves to the number of requests still in flight. */
-  stop(graceMs: number): Promise<number> {
-    return new Promise((resolve) => {
-      this.#onStopped = resolve;
-      this.#worker.postMessage({ type: "stop", id: this.#nextId++, graceMs } as ToWorker);
-      this.#wake.signal(1);
-      // A worker that does not answer is not waited for forever.
-      setTimeout(() => resolve(-1), graceMs + STOP_ANSWER_MS);
-    });
-  }
-
-  terminate(): void {
-    this.#worker.terminate();
-  }
-
-  #receive(m: FromWorker): void {
-    switch (m.type) {
-      case "log":
-        log(m.level as Level, m.message);
-        break;
-      case "started":
-        this.devices = m.devices;
-        this.interfaces = m.interfaces;
-        this.#running = true;
-        this.#onStart?.(m);
-        break;
-      case "failed":
-        this.#failed(m.message);
-        break;
-      case "counters":
-        this.devices = m.devices;
-        this.interfaces = m.interfaces;
-        break;
-      case "reply":
-        this.#waiting.get(m.id)?.(m);
-        this.#waiting.delete(m.id);
-        break;
-      case "persist":
-        this.#writer.submit(m.device, m.kind as StateKind, m.seq, m.bytes);
-        break;
-      case "storage-open":
-        this.#rbd.open(m);
-        break;
-      case "storage-release":
-        this.#rbd.release(m.id);
-        break;
-      case "storage-fenced":
-        this.#rbd.blocklisted(m.device);
-        break;
-      case "stopped":
-        this.#onStopped?.(m.inFlight);
-        break;
-    }
-  }
 }
 
 /** Resolves with the name of the first stop signal; calls `onHup` for each SIGHUP. */

@@ -16,7 +16,17 @@ import type { StorageLoan } from "../storage/backend.ts";
 
 /** Main thread to worker. */
 export type ToWorker =
-  | { type: "start"; config: Config; wakeFd: number; states: Map<string, StateSnapshot> }
+  | {
+    type: "start";
+    config: Config;
+    wakeFd: number;
+    states: Map<string, StateSnapshot>;
+    /**
+     * One of several workers (docs/workers.md): its sockets take only its devices' frames, and
+     * it idles rather than fails without devices.
+     */
+    multi: boolean;
+  }
   | { type: "reload"; id: number; config: Config; states: Map<string, StateSnapshot> }
   | { type: "states"; id: number }
   | { type: "clear"; id: number; what: "config" | "macmask" | "reserve"; names: string[] }

@@ -127,8 +127,9 @@ async function main(): Promise<void> {
       states: start.states,
       persist: post,
       lend: post,
+      filterAddresses: start.multi,
     });
-    plane.start();
+    plane.start(start.multi);
   } catch (e) {
     post({ type: "failed", message: (e as Error).message });
     return;
@@ -141,7 +142,7 @@ async function main(): Promise<void> {
     // opened already serve meanwhile.
     if (!started && !plane.opening) {
       started = true;
-      if (plane.devices.length === 0) {
+      if (plane.devices.length === 0 && !start.multi) {
         plane.close();
         post({
           type: "failed",
