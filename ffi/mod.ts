@@ -49,6 +49,7 @@ export {
   pwrite,
   realPath,
   setDirect,
+  setThreadName,
   statPath,
   storageSize,
   writePidFile,

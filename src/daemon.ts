@@ -127,6 +127,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       log("error", `${ready.message}; shutting down`);
       return 1;
     }
+    if (link.count > 1) log("info", link.describe());
     if (ready.type === "started" && ready.failed.length > 0) {
       notExported = ready.failed.map((f) => f.name);
       log(

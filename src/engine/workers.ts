@@ -157,6 +157,16 @@ export class Workers {
     return [...sums].map(([name, stats]) => ({ name, stats }));
   }
 
+  /** "N data-path workers: worker 0 serves a, b; worker 1 serves c" (live devices). */
+  describe(): string {
+    const parts = this.#workers.map((w) =>
+      `worker ${w.index} serves ${
+        w.devices.length ? w.devices.map((d) => d.name).join(", ") : "nothing (idle)"
+      }`
+    );
+    return `${this.#workers.length} data-path workers: ${parts.join("; ")}`;
+  }
+
   /** The worker serving each live device, by name. */
   workerOf(name: string): number | undefined {
     return this.#owner.get(name);
@@ -201,6 +211,7 @@ export class Workers {
             config: shares[i],
             wakeFd: w.wake.fd,
             states: only(states, shares[i]),
+            index: w.index,
             multi,
           });
         })
