@@ -103,6 +103,8 @@ export class Workers {
   readonly #log: (level: Level, message: string) => void;
   /** Which worker owns each device name: set once, kept for the daemon's life. */
   readonly #owner = new Map<string, number>();
+  /** Each worker's share as last sent (start, reload). */
+  #current: Config[] = [];
   /** Storage opens in flight: the id given to RbdImages -> the worker and its own id. */
   readonly #opens = new Map<number, { worker: number; id: number }>();
   #nextId = 1;
@@ -201,6 +203,7 @@ export class Workers {
    */
   async start(config: Config, states: Map<string, StateSnapshot>): Promise<Started | Failed> {
     const shares = this.shares(config);
+    this.#current = shares;
     const multi = this.#workers.length > 1;
     const answers = await Promise.all(
       this.#workers.map((w, i) =>
@@ -250,19 +253,33 @@ export class Workers {
   }
 
   /**
-   * Asks every worker (a reload: each with its share of the configuration) and combines the
-   * replies: ok when every one is, their messages joined, their data arrays concatenated.
+   * Asks every worker (a reload: each with its share of the configuration, see
+   * {@link handOver}) and combines the replies: ok when every one is, their messages joined,
+   * their data arrays concatenated.
    */
   async request(m: Request): Promise<Reply> {
-    const shares = m.type === "reload" ? this.shares(m.config) : null;
+    if (m.type !== "reload") return await this.#ask(m.id, () => m);
+    const shares = this.shares(m.config);
+    const first = this.#workers.length > 1
+      ? handOver(this.#current, shares, this.#workers, this.#log)
+      : null;
+    if (first) {
+      await this.#ask(m.id, (i) => ({ ...m, config: first[i], states: only(m.states, first[i]) }));
+    }
+    this.#current = shares;
+    return await this.#ask(
+      m.id,
+      (i) => ({ ...m, config: shares[i], states: only(m.states, shares[i]) }),
+    );
+  }
+
+  /** Sends every worker `message(i)` and combines the replies (see {@link request}). */
+  async #ask(id: number, message: (worker: number) => Request): Promise<Reply> {
     const replies = await Promise.all(this.#workers.map((w, i) => {
-      const id = this.#nextId++;
-      const message: ToWorker = shares && m.type === "reload"
-        ? { ...m, id, config: shares[i], states: only(m.states, shares[i]) }
-        : { ...m, id };
+      const own = this.#nextId++;
       return new Promise<Reply>((resolve) => {
-        w.waiting.set(id, resolve);
-        w.post(message);
+        w.waiting.set(own, resolve);
+        w.post({ ...message(i), id: own });
       });
     }));
     if (replies.length === 1) return replies[0];
@@ -271,7 +288,7 @@ export class Workers {
       : undefined;
     return {
       type: "reply",
-      id: m.id,
+      id,
       ok: replies.every((r) => r.ok),
       message: replies.map((r) => r.message ?? "").filter((s) => s !== "").join("; "),
       data,
@@ -353,6 +370,57 @@ export class Workers {
         break;
     }
   }
+}
+
+/**
+ * The first step of a reload with several workers, or null when none is needed. A device that
+ * moves to an address another worker's device serves now would answer there together with it
+ * until that worker applied its own share: so the move waits for a second step. In this first
+ * one, each worker gets its new share except for such devices, which keep their previous
+ * settings (or stay out, if new, or if their own address is wanted by another device: two
+ * devices swapping addresses). Devices removed or moved elsewhere leave their addresses free in
+ * this step; the second sends the full shares.
+ */
+function handOver(
+  current: readonly Config[],
+  shares: readonly Config[],
+  workers: readonly WorkerHandle[],
+  log: (level: Level, message: string) => void,
+): Config[] | null {
+  const at = (d: { shelf: number; slot: number }) => `${d.shelf}.${d.slot}`;
+  const serving = new Map<string, number>();
+  for (const w of workers) for (const d of w.devices) serving.set(at(d), w.index);
+  const wanted = new Map<string, string>();
+  for (const share of shares) for (const d of share.devices) wanted.set(at(d), d.name);
+  let waits = false;
+  const first = shares.map((share, i) => {
+    const before = new Map((current[i]?.devices ?? []).map((d) => [d.name, d]));
+    const live = new Set(workers[i].devices.map((d) => d.name));
+    const devices = [];
+    for (const d of share.devices) {
+      const holder = serving.get(at(d));
+      if (holder === undefined || holder === i) {
+        devices.push(d);
+        continue;
+      }
+      waits = true;
+      const old = before.get(d.name);
+      if (!old || !live.has(d.name)) continue;
+      const other = wanted.get(at(old));
+      if (other !== undefined && other !== d.name) {
+        log(
+          "info",
+          `disk/${d.name}: takes e${at(d)} from another worker's device while ${other} takes its e${
+            at(old)
+          }: closed first, then opened anew`,
+        );
+        continue;
+      }
+      devices.push(old);
+    }
+    return { ...share, devices };
+  });
+  return waits ? first : null;
 }
 
 function isNotice(m: ToWorker): m is Notice {

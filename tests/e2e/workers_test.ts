@@ -143,6 +143,12 @@ Deno.test({
         await lab.finishLoad(load);
         await lab.assertAlive();
         assert(!/reloaded with errors|data path/.test(lab.log), lab.log);
+        // The swap across workers went in two steps: neither address was served twice meanwhile.
+        assert(
+          /disk\/disk2: takes e0\.3 from another worker's device while disk3 takes its e0\.2: closed first/
+            .test(lab.log),
+          lab.log,
+        );
       },
     ),
 });
