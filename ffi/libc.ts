@@ -261,8 +261,6 @@ const LIBC_SYMBOLS = {
     ],
     result: "i32",
   },
-  /** int prctl(int option, unsigned long arg2, ...): only PR_SET_NAME, with a string */
-  prctl: { parameters: ["i32", /* int option */ "buffer" /* const char *name */], result: "i32" },
   /** int eventfd(unsigned int initval, int flags) */
   eventfd: { parameters: ["u32", /* unsigned int initval */ "i32" /* int flags */], result: "i32" },
   /** int clock_gettime(clockid_t clockid, struct timespec *tp) */

@@ -49,7 +49,6 @@ export {
   pwrite,
   realPath,
   setDirect,
-  setThreadName,
   statPath,
   storageSize,
   writePidFile,

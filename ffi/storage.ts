@@ -343,18 +343,6 @@ export function effectiveIds(): { uid: number; gid: number } {
   return { uid: libc().geteuid(), gid: libc().getegid() };
 }
 
-/** prctl option: name the calling thread (linux/prctl.h). */
-const PR_SET_NAME = 15;
-
-/**
- * Names the calling thread (its /proc/PID/task/TID/comm, what `ps -L` and `top -H` show; at
- * most 15 bytes are kept). Through libc: Deno refuses to write /proc without --allow-all.
- * Returns false when the kernel refused.
- */
-export function setThreadName(name: string): boolean {
-  return libc().prctl(PR_SET_NAME, cString(name.slice(0, 15))) === 0;
-}
-
 /**
  * What runs as process `pid`: its executable (readlink of /proc/PID/exe; null when it cannot be
  * read, e.g. a kernel thread or another user's process without the privilege) and its command

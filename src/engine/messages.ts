@@ -21,8 +21,6 @@ export type ToWorker =
     config: Config;
     wakeFd: number;
     states: Map<string, StateSnapshot>;
-    /** The worker's number, from 0 (its thread's name, `ggaoed-worker-N`). */
-    index: number;
     /**
      * One of several workers (docs/workers.md): its sockets take only its devices' frames, and
      * it idles rather than fails without devices.

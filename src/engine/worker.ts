@@ -6,7 +6,7 @@
  * @module
  */
 
-import { EventFd, setThreadName } from "../../ffi/mod.ts";
+import { EventFd } from "../../ffi/mod.ts";
 import { matchesAny } from "../config/glob.ts";
 import { DataPlane, type LogFn } from "./dataplane.ts";
 import type { FromWorker, StateSnapshot, ToWorker } from "./messages.ts";
@@ -117,8 +117,6 @@ function handle(plane: DataPlane, m: ToWorker): boolean {
 async function main(): Promise<void> {
   const [start] = await take(1);
   if (start.type !== "start") throw new Error("the first message must be 'start'");
-  // Tells the workers apart in `ps -L`, `top -H` and /proc/PID/task/TID/comm.
-  setThreadName(`ggaoed-worker-${start.index}`);
   const wake = EventFd.adopt(start.wakeFd);
   let plane: DataPlane;
   try {

@@ -214,7 +214,6 @@ export class Workers {
             config: shares[i],
             wakeFd: w.wake.fd,
             states: only(states, shares[i]),
-            index: w.index,
             multi,
           });
         })

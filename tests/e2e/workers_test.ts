@@ -19,14 +19,17 @@ import { DAEMON_FLAGS, DENO, REPO } from "../../lab/target.ts";
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
 const FOUR: LabDevice[] = [1, 2, 3, 4].map((slot) => ({ name: `disk${slot}`, slot }));
 
-/** The names of the daemon's data-path worker threads (`ggaoed-worker-N`), sorted. */
+/**
+ * The names of the daemon's data-path worker threads, sorted: Deno names a Worker's thread
+ * `worker-N` (N from 1, in creation order), and the daemon has no other Worker.
+ */
 function workerThreads(lab: FaultLab): string[] {
   const pid = Number(Deno.readTextFileSync(lab.target.pidPath).trim());
   const names: string[] = [];
   for (const e of Deno.readDirSync(`/proc/${pid}/task`)) {
     try {
       const comm = Deno.readTextFileSync(`/proc/${pid}/task/${e.name}/comm`).trim();
-      if (/^ggaoed-worker-\d+$/.test(comm)) names.push(comm);
+      if (/^worker-\d+$/.test(comm)) names.push(comm);
     } catch { /* the thread ended meanwhile */ }
   }
   return names.sort();
@@ -46,7 +49,7 @@ Deno.test({
     withFaultLab(
       { mtu: 1500, ringKiB: 4096, defaults: "workers = 2", devices: FOUR },
       async (lab) => {
-        assertEquals(workerThreads(lab), ["ggaoed-worker-0", "ggaoed-worker-1"]);
+        assertEquals(workerThreads(lab), ["worker-1", "worker-2"]);
         assert(
           /2 data-path workers: worker 0 serves disk1, disk3; worker 1 serves disk2, disk4/.test(
             lab.log,
@@ -121,7 +124,15 @@ Deno.test({
             ? { "0.1": 1, "0.2": 1, "0.3": 1, "0.5": 1 }
             : { "0.1": 1, "0.2": 1, "0.3": 1, "0.4": 1 };
           // From the second link: the load's replies on the first would crowd out the answers.
-          const got = await answers(lab, 1);
+          // disk1, under the load, may drop a query while it holds its Buffer Count of
+          // requests (queue_drop, as with one worker): asked again. No device ever answers
+          // twice.
+          let got: Record<string, number> = {};
+          for (let ask = 0; ask < 5; ask++) {
+            got = await answers(lab, 1);
+            for (const [at, n] of Object.entries(got)) assertEquals(n, 1, `round ${round}: ${at}`);
+            if (Object.keys(got).length === Object.keys(want).length) break;
+          }
           assertEquals(got, want, `round ${round}`);
           await load.progress(5, 60_000);
         }
