@@ -161,6 +161,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
           log,
           maxConnections: config.global.metricsMaxConnections,
           mainThreadErrors: () => survived.count,
+          workers: () => link.count,
         });
       }
     } catch (e) {
