@@ -9,6 +9,7 @@
 import { EventFd } from "../../ffi/mod.ts";
 import { matchesAny } from "../config/glob.ts";
 import { DataPlane, type LogFn } from "./dataplane.ts";
+import { TUNING } from "./tuning.ts";
 import type { FromWorker, StateSnapshot, ToWorker } from "./messages.ts";
 
 /** Longest wait in epoll_wait when idle, ms (the hotplug rescan runs at least this often). */
@@ -127,7 +128,7 @@ async function main(): Promise<void> {
       states: start.states,
       persist: post,
       lend: post,
-      filterAddresses: start.multi,
+      filterAddresses: start.multi || TUNING.addressFilter,
     });
     plane.start(start.multi);
   } catch (e) {
