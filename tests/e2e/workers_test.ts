@@ -166,6 +166,45 @@ Deno.test({
 
 Deno.test({
   ...OPTS,
+  name:
+    "workers = 2: a worker whose every device failed to open idles; the daemon serves the other's",
+  fn: async () => {
+    // A file the daemon cannot open for writing although it passes the configuration check.
+    const dir = Deno.makeTempDirSync({ dir: "/var/tmp", prefix: "ggaoed-idle-" });
+    const immutable = `${dir}/immutable.img`;
+    Deno.writeFileSync(immutable, new Uint8Array(0));
+    Deno.truncateSync(immutable, 4 * 1024 * 1024);
+    const chattr = (flag: string) =>
+      new Deno.Command("chattr", { args: [flag, immutable] }).output();
+    assert((await chattr("+i")).success, "chattr +i");
+    try {
+      await withFaultLab({
+        mtu: 1500,
+        ringKiB: 4096,
+        defaults: "workers = 2",
+        devices: [{ name: "disk1", slot: 1 }, { name: "stuck", slot: 2, path: immutable }],
+      }, async (lab) => {
+        assertEquals(workerThreads(lab), ["worker-1", "worker-2"]);
+        assert(
+          /ggaoed is running WITHOUT stuck \(1 of 2 devices not exported\)/.test(lab.log),
+          lab.log,
+        );
+        assert(/worker 0 serves disk1; worker 1 serves nothing \(idle\)/.test(lab.log), lab.log);
+        assertEquals(await answers(lab), { "0.1": 1 });
+        const load = lab.startLoad({ slot: 1 });
+        await load.progress(10, 60_000);
+        await lab.finishLoad(load);
+        await lab.assertAlive();
+      });
+    } finally {
+      await chattr("-i");
+      Deno.removeSync(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  ...OPTS,
   name: "workers unset: one worker for one device; two for three devices on this machine",
   fn: async () => {
     const cpus = navigator.hardwareConcurrency;
