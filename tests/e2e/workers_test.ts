@@ -194,6 +194,13 @@ Deno.test({
         const load = lab.startLoad({ slot: 1 });
         await load.progress(10, 60_000);
         await lab.finishLoad(load);
+        // The count is fixed at start: a reload that changes it says so and keeps two.
+        lab.target.writeConfig(lab.config().replace("workers = 2", "workers = 3"));
+        await lab.target.ctl("reload");
+        await lab.target.waitForLog(
+          /workers changed from 2 to 3, but the number of workers is fixed at start: still 2; restart the daemon to apply it/,
+        );
+        assertEquals(workerThreads(lab), ["worker-1", "worker-2"]);
         await lab.assertAlive();
       });
     } finally {
