@@ -169,11 +169,6 @@ export class Workers {
     return `${this.#workers.length} data-path workers: ${parts.join("; ")}`;
   }
 
-  /** The worker serving each live device, by name. */
-  workerOf(name: string): number | undefined {
-    return this.#owner.get(name);
-  }
-
   /**
    * Each worker's share of `config`: the global settings with its own devices. A device keeps
    * the worker it was first given; a new one goes to the worker with the fewest devices of
