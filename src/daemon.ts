@@ -1,6 +1,7 @@
 /**
  * The daemon's main thread: configuration, pid file, logging, signals, the control socket, and
- * the data-path worker's life cycle. The data path itself runs in `src/engine/worker.ts`.
+ * the data-path workers' life cycle (`src/engine/workers.ts`). The data path itself runs in
+ * `src/engine/worker.ts`, one or more of them (docs/workers.md).
  *
  * Signals: SIGHUP reloads the configuration; SIGTERM, SIGINT and SIGQUIT stop taking requests,
  * let in-flight I/O finish and be answered (bounded by `stopGraceMs`), remove the pid file and

@@ -1,5 +1,5 @@
 /**
- * Messages between the main thread and the data-path worker.
+ * Messages between the main thread and a data-path worker (each of them, docs/workers.md).
  *
  * Why an eventfd as well as postMessage: the worker spends its life blocked in epoll_wait (a
  * synchronous FFI call), so its JavaScript event loop does not turn and a posted message would
