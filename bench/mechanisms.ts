@@ -82,6 +82,12 @@ export const VARIANTS: Variant[] = [
     config: {},
     workloads: ["seq_read", "rand_read_4k"],
   },
+  {
+    id: "address-filter",
+    env: { GGAOED_ADDRESS_FILTER: "1" },
+    config: {},
+    workloads: ["seq_read", "rand_read_4k"],
+  },
 ];
 
 export const MECHANISMS: Mechanism[] = [
@@ -159,6 +165,17 @@ export const MECHANISMS: Mechanism[] = [
       { label: "copies out of a read-only mapping, one call per turn", variant: "default" },
     ],
     defaultLabel: "copies out of a read-only mapping, one call per turn",
+  },
+  {
+    name: "socket filter (one worker)",
+    settings: [
+      { label: "AoE requests", variant: "default" },
+      {
+        label: "requests to its devices' addresses (GGAOED_ADDRESS_FILTER=1, as with workers > 1)",
+        variant: "address-filter",
+      },
+    ],
+    defaultLabel: "AoE requests",
   },
 ];
 

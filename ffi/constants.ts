@@ -123,6 +123,9 @@ export const IFLA_MTU = 4;
 
 // classic BPF (linux/filter.h)
 export const BPF_LD = 0x00;
+export const BPF_W = 0x00;
+export const BPF_LEN = 0x80;
+export const BPF_JGE = 0x30;
 export const BPF_ALU = 0x04;
 export const BPF_JMP = 0x05;
 export const BPF_RET = 0x06;

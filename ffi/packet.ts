@@ -34,10 +34,13 @@ import {
   BPF_B,
   BPF_H,
   BPF_JEQ,
+  BPF_JGE,
   BPF_JMP,
   BPF_K,
   BPF_LD,
+  BPF_LEN,
   BPF_RET,
+  BPF_W,
   ETH_HLEN,
   ETH_P_AOE,
   ETH_ZLEN,
@@ -132,6 +135,15 @@ interface Ring {
   frameNr: number;
 }
 
+/** An AoE address (major = shelf, minor = slot) a socket's filter lets through. */
+export interface AoeAddress {
+  shelf: number;
+  slot: number;
+}
+
+/** Room for this many addresses in one filter (the kernel takes at most 4096 instructions). */
+export const MAX_FILTER_ADDRESSES = 2000;
+
 /**
  * The classic BPF program of ggaoed (Appendix A): accept ethertype 0x88A2 whose flags byte
  * (offset 14) has the response bit 0x08 clear ("requests") or set ("responses").
@@ -144,18 +156,80 @@ interface Ring {
  * 5  ret #0xffffffff
  * 6  ret #0
  * ```
+ * With `addresses` (requests only: several data-path workers, docs/workers.md), a request is
+ * accepted only when it is shorter than an AoE header (the worker counts it as dropped), is sent
+ * to a broadcast address (major 0xffff or minor 0xff: every worker answers for its own
+ * devices), or its major/minor is one of `addresses`; an empty list accepts nothing. The
+ * comparisons after the request test, each accepting at once (no jump is longer than one):
+ * ```
+ *    ld  #len
+ *    jge #24, 1, 0          ; an AoE header long -> on
+ *    ret #0xffffffff        ; short: let it be counted
+ *    ldh [16]
+ *    jeq #0xffff, 0, 1      ; broadcast shelf
+ *    ret #0xffffffff
+ *    ldb [18]
+ *    jeq #0xff, 0, 1        ; broadcast slot
+ *    ret #0xffffffff
+ *    ld  [16]               ; major, minor, command
+ *    and #0xffffff00
+ *    jeq #(shelf << 16 | slot << 8), 0, 1   ; once per address
+ *    ret #0xffffffff
+ *    ...
+ *    ret #0
+ * ```
  */
-function filterProgram(filter: "requests" | "responses"): number[][] {
+export function filterProgram(
+  filter: "requests" | "responses",
+  addresses: readonly AoeAddress[] | null = null,
+): number[][] {
   const [jt, jf] = filter === "requests" ? [0, 1] : [1, 0];
-  return [
+  const ACCEPT = [BPF_RET | BPF_K, 0, 0, 0xffffffff];
+  const REJECT = [BPF_RET | BPF_K, 0, 0, 0];
+  if (addresses === null) {
+    return [
+      [BPF_LD | BPF_H | BPF_ABS, 0, 0, 12],
+      [BPF_JMP | BPF_JEQ | BPF_K, 0, 4, ETH_P_AOE],
+      [BPF_LD | BPF_B | BPF_ABS, 0, 0, 14],
+      [BPF_ALU | BPF_AND | BPF_K, 0, 0, 0x08],
+      [BPF_JMP | BPF_JEQ | BPF_K, jt, jf, 0],
+      ACCEPT,
+      REJECT,
+    ];
+  }
+  if (filter !== "requests") throw new RangeError("filterProgram: addresses filter requests only");
+  if (addresses.length === 0) return [REJECT];
+  if (addresses.length > MAX_FILTER_ADDRESSES) {
+    throw new RangeError(
+      `filterProgram: at most ${MAX_FILTER_ADDRESSES} addresses, got ${addresses.length}`,
+    );
+  }
+  const program = [
     [BPF_LD | BPF_H | BPF_ABS, 0, 0, 12],
-    [BPF_JMP | BPF_JEQ | BPF_K, 0, 4, ETH_P_AOE],
+    [BPF_JMP | BPF_JEQ | BPF_K, 1, 0, ETH_P_AOE],
+    REJECT,
     [BPF_LD | BPF_B | BPF_ABS, 0, 0, 14],
     [BPF_ALU | BPF_AND | BPF_K, 0, 0, 0x08],
-    [BPF_JMP | BPF_JEQ | BPF_K, jt, jf, 0],
-    [BPF_RET | BPF_K, 0, 0, 0xffffffff],
-    [BPF_RET | BPF_K, 0, 0, 0],
+    [BPF_JMP | BPF_JEQ | BPF_K, 1, 0, 0],
+    REJECT,
+    [BPF_LD | BPF_W | BPF_LEN, 0, 0, 0],
+    [BPF_JMP | BPF_JGE | BPF_K, 1, 0, 24],
+    ACCEPT,
+    [BPF_LD | BPF_H | BPF_ABS, 0, 0, 16],
+    [BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0xffff],
+    ACCEPT,
+    [BPF_LD | BPF_B | BPF_ABS, 0, 0, 18],
+    [BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0xff],
+    ACCEPT,
+    [BPF_LD | BPF_W | BPF_ABS, 0, 0, 16],
+    [BPF_ALU | BPF_AND | BPF_K, 0, 0, 0xffffff00],
   ];
+  for (const a of addresses) {
+    program.push([BPF_JMP | BPF_JEQ | BPF_K, 0, 1, ((a.shelf << 16) | (a.slot << 8)) >>> 0]);
+    program.push(ACCEPT);
+  }
+  program.push(REJECT);
+  return program;
 }
 
 /** The address of `bytes`' memory (an ArrayBuffer's backing store does not move). */
@@ -634,6 +708,16 @@ export class PacketSocket {
     new DataView(length.buffer).setUint32(0, 4, true);
     if (libc().getsockopt(this.fd, SOL_SOCKET, SO_ERROR, value, length) === -1) return errno();
     return new DataView(value.buffer).getInt32(0, true);
+  }
+
+  /**
+   * Lets only requests to `addresses` (and broadcasts, and frames too short to be AoE) through
+   * from now on, or every request again with null (see {@link filterProgram}). The kernel
+   * swaps the program atomically: no frame sees neither. A socket opened with another filter
+   * than "requests" must not be given addresses.
+   */
+  filterAddresses(addresses: readonly AoeAddress[] | null): void {
+    attachFilter(this.fd, filterProgram("requests", addresses));
   }
 
   /** Unmaps the rings and closes the socket; idempotent. Frame views become empty. */

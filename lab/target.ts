@@ -186,9 +186,12 @@ export class TestTarget {
     return run([...ggaoectl, ...args], { check: false, timeoutMs: 20_000 });
   }
 
-  /** Writes a new configuration file (then SIGHUP the daemon to apply it). */
+  /**
+   * Writes a new configuration file (then SIGHUP the daemon to apply it), with the test
+   * suite's number of workers ({@link withTestWorkers}).
+   */
   writeConfig(text: string): void {
-    Deno.writeTextFileSync(this.configPath, text);
+    Deno.writeTextFileSync(this.configPath, withTestWorkers(text));
   }
 
   async close(): Promise<void> {
@@ -199,6 +202,22 @@ export class TestTarget {
     }
     if (this.process) await this.stop("SIGKILL").catch(() => {});
   }
+}
+
+/**
+ * The one switch that runs the tests with several data-path workers: `GGAOED_TEST_WORKERS=N`
+ * adds `workers = N` to the [defaults] of every daemon configuration the tests write (unless
+ * the text sets `workers` itself, or has no [defaults]). An explicit count is obeyed even above
+ * the number of devices, so a one-device test runs with N workers, N - 1 of them idle. Unset:
+ * the text unchanged.
+ */
+export function withTestWorkers(text: string): string {
+  const n = Deno.env.get("GGAOED_TEST_WORKERS");
+  if (!n || /^\s*workers\s*=/m.test(text) || !/^\[defaults\]\s*$/m.test(text)) return text;
+  if (!/^[1-9][0-9]*$/.test(n)) {
+    throw new Error(`GGAOED_TEST_WORKERS=${n}: expected a whole number of workers, at least 1`);
+  }
+  return text.replace(/^\[defaults\]\s*$/m, `[defaults]\nworkers = ${n}`);
 }
 
 /** Builds the TOML configuration of a test target. */

@@ -1,6 +1,7 @@
 /**
  * The daemon's main thread: configuration, pid file, logging, signals, the control socket, and
- * the data-path worker's life cycle. The data path itself runs in `src/engine/worker.ts`.
+ * the data-path workers' life cycle (`src/engine/workers.ts`). The data path itself runs in
+ * `src/engine/worker.ts`, one or more of them (docs/workers.md).
  *
  * Signals: SIGHUP reloads the configuration; SIGTERM, SIGINT and SIGQUIT stop taking requests,
  * let in-flight I/O finish and be answered (bounded by `stopGraceMs`), remove the pid file and
@@ -11,7 +12,6 @@
 
 import {
   closeFd,
-  EventFd,
   fileStatus,
   openPidFile,
   processInfo,
@@ -24,18 +24,12 @@ import { type ControlServer, startControlServer } from "./control/server.ts";
 import type { ControlHandler } from "./control/types.ts";
 import type { ClearedState } from "./engine/dataplane.ts";
 import { matchesAny } from "./config/glob.ts";
-import type {
-  DeviceCounters,
-  FromWorker,
-  HostViewInfo,
-  SharedCounters,
-  StateSnapshot,
-  ToWorker,
-} from "./engine/messages.ts";
+import type { HostViewInfo, SharedCounters, StateSnapshot } from "./engine/messages.ts";
+import { STOP_ANSWER_MS, workerCount, Workers } from "./engine/workers.ts";
 import { StateKind } from "./state/device_state.ts";
 import { decodeConfigFile, decodeMacListFile, loadDeviceState } from "./state/store.ts";
 import { StateWriter } from "./state/writer.ts";
-import { type Level, log, setupLogging } from "./log.ts";
+import { log, setupLogging } from "./log.ts";
 import { type MetricsServer, startMetricsServer } from "./metrics/server.ts";
 import { ServiceNotifier } from "./service.ts";
 import { RbdImages } from "./rbd/images.ts";
@@ -57,9 +51,6 @@ export interface DaemonOptions {
 function load(options: DaemonOptions): Config {
   return options.load ? options.load() : loadConfig(options.configPath);
 }
-
-/** How long after its grace period a stopping data path may take to confirm the stop, ms. */
-const STOP_ANSWER_MS = 2000;
 
 /** Runs the daemon until a stop signal; resolves to the process exit status. */
 export async function runDaemon(options: DaemonOptions): Promise<number> {
@@ -95,8 +86,6 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     log("error", pidLock);
     return 1;
   }
-  const wake = EventFd.open();
-  const worker = new Worker(new URL("./engine/worker.ts", import.meta.url), { type: "module" });
   let current = config;
   const writer = new StateWriter({
     directory: () => current.global.stateDirectory,
@@ -120,7 +109,19 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     stateDirectory: () => current.global.stateDirectory,
     rbdViews: (d, pool) => rbd.viewStore(d, pool),
   });
-  const link: WorkerLink = new WorkerLink(worker, wake, writer, rbd, views);
+  const count = workerCount(config);
+  let link: Workers;
+  try {
+    link = new Workers({ count, writer, rbd: () => rbd, views: () => views, log });
+  } catch (e) {
+    log("error", `cannot start the data path: ${(e as Error).message}`);
+    await writer.close();
+    await views.close();
+    await rbd.close();
+    removePidFile(pidFile, pidLock);
+    closeFd(pidLock);
+    return 1;
+  }
   let control: ControlServer | null = null;
   let metrics: MetricsServer | null = null;
   const started = performance.now();
@@ -128,6 +129,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
   let notExported: string[] = [];
   const status = () =>
     `serving ${link.devices.length} device(s) on ${link.interfaces.length} interface(s)` +
+    (link.count > 1 ? ` with ${link.count} workers` : "") +
     (notExported.length ? `; NOT exported (see the log): ${notExported.join(", ")}` : "");
   let code = 0;
   try {
@@ -136,6 +138,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
       log("error", `${ready.message}; shutting down`);
       return 1;
     }
+    if (link.count > 1) log("info", link.describe());
     if (ready.type === "started" && ready.failed.length > 0) {
       notExported = ready.failed.map((f) => f.name);
       log(
@@ -149,7 +152,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     const reload = () => {
       reloading = reloading.then(() =>
         service.reloading(async () => {
-          const result = await reloadConfig(options, link, writer, rbd, views);
+          const result = await reloadConfig(options, link, writer, rbd, views, config);
           if (result.config) current = result.config;
           return result;
         }, status)
@@ -169,6 +172,7 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
           log,
           maxConnections: config.global.metricsMaxConnections,
           mainThreadErrors: () => survived.count,
+          workers: () => link.count,
         });
       }
     } catch (e) {
@@ -216,7 +220,6 @@ export async function runDaemon(options: DaemonOptions): Promise<number> {
     await views.close();
     await writer.close();
     await rbd.close();
-    wake.close();
     removePidFile(pidFile, pidLock);
     closeFd(pidLock);
     survived.remove();
@@ -351,10 +354,11 @@ function daemonIdentity(config: Config): { hostId: string; hostName: string } {
 
 async function reloadConfig(
   options: DaemonOptions,
-  link: WorkerLink,
+  link: Workers,
   writer: StateWriter,
   rbd: RbdImages,
   views: ViewManager,
+  first: Config,
 ): Promise<{ ok: boolean; message: string; config?: Config }> {
   log("info", "Reload request received");
   let config: Config;
@@ -369,6 +373,14 @@ async function reloadConfig(
     return { ok: false, message: `not reloaded: ${issues.join("; ")}` };
   }
   for (const w of config.warnings) log("warning", w);
+  if (config.global.workers !== first.global.workers) {
+    log(
+      "warning",
+      `workers changed from ${first.global.workers ?? "unset"} to ${
+        config.global.workers ?? "unset"
+      }, but the number of workers is fixed at start: still ${link.count}; restart the daemon to apply it`,
+    );
+  }
   const states = await loadStates(config, writer, views);
   rbd.configured(config.devices);
   const reply = await link.request({ type: "reload", id: 0, config, states });
@@ -383,7 +395,7 @@ async function reloadConfig(
 }
 
 function controlHandler(
-  link: WorkerLink,
+  link: Workers,
   started: number,
   reload: () => Promise<{ ok: boolean; message: string }>,
   writer: StateWriter,
@@ -437,140 +449,6 @@ function controlHandler(
         await link.request({ type: "view-drop", id: 0, device, mac });
       }),
   };
-}
-
-type Reply = Extract<FromWorker, { type: "reply" }>;
-
-/** The main thread's side of the worker channel (post + wake, replies by id). */
-class WorkerLink {
-  readonly #worker: Worker;
-  readonly #wake: EventFd;
-  readonly #writer: StateWriter;
-  readonly #rbd: RbdImages;
-  readonly #views: ViewManager;
-  #nextId = 1;
-  readonly #waiting = new Map<number, (r: Reply) => void>();
-  #onStart: ((m: FromWorker) => void) | null = null;
-  #onStopped: ((inFlight: number) => void) | null = null;
-  devices: DeviceCounters[] = [];
-  interfaces: SharedCounters[] = [];
-
-  constructor(
-    worker: Worker,
-    wake: EventFd,
-    writer: StateWriter,
-    rbd: RbdImages,
-    views: ViewManager,
-  ) {
-    this.#views = views;
-    this.#worker = worker;
-    this.#wake = wake;
-    this.#writer = writer;
-    this.#rbd = rbd;
-    worker.onmessage = (e: MessageEvent<FromWorker>) => this.#receive(e.data);
-    worker.onerror = (e) => {
-      e.preventDefault();
-      this.#failed(e.message);
-    };
-    this.crashed = new Promise((resolve) => (this.#onCrash = () => resolve("crash")));
-  }
-
-  /** Resolves with "crash" if the worker fails after it started. */
-  readonly crashed: Promise<"crash">;
-  #onCrash: () => void = () => {};
-  #running = false;
-
-  #failed(message: string): void {
-    if (this.#running) {
-      log("error", `data path worker failed: ${message}`);
-      this.#onCrash();
-    } else {
-      this.#onStart?.({ type: "failed", message }); // runDaemon reports it
-    }
-  }
-
-  start(config: Config, states: Map<string, StateSnapshot>): Promise<FromWorker> {
-    return new Promise((resolve) => {
-      this.#onStart = resolve;
-      this.post({ type: "start", config, wakeFd: this.#wake.fd, states });
-    });
-  }
-
-  /** Posts a message that needs no reply, and wakes the worker for it. */
-  post(m: ToWorker): void {
-    this.#worker.postMessage(m);
-    if (m.type !== "start") this.#wake.signal(1);
-  }
-
-  request(m: ToWorker & { id: number }): Promise<Reply> {
-    const id = this.#nextId++;
-    return new Promise((resolve) => {
-      this.#waiting.set(id, resolve);
-      this.#worker.postMessage({ ...m, id });
-      this.#wake.signal(1);
-    });
-  }
-
-  /** Asks the worker to stop; resolves to the number of requests still in flight. */
-  stop(graceMs: number): Promise<number> {
-    return new Promise((resolve) => {
-      this.#onStopped = resolve;
-      this.#worker.postMessage({ type: "stop", id: this.#nextId++, graceMs } as ToWorker);
-      this.#wake.signal(1);
-      // A worker that does not answer is not waited for forever.
-      setTimeout(() => resolve(-1), graceMs + STOP_ANSWER_MS);
-    });
-  }
-
-  terminate(): void {
-    this.#worker.terminate();
-  }
-
-  #receive(m: FromWorker): void {
-    switch (m.type) {
-      case "log":
-        log(m.level as Level, m.message);
-        break;
-      case "started":
-        this.devices = m.devices;
-        this.interfaces = m.interfaces;
-        this.#running = true;
-        this.#onStart?.(m);
-        break;
-      case "failed":
-        this.#failed(m.message);
-        break;
-      case "counters":
-        this.devices = m.devices;
-        this.interfaces = m.interfaces;
-        break;
-      case "reply":
-        this.#waiting.get(m.id)?.(m);
-        this.#waiting.delete(m.id);
-        break;
-      case "persist":
-        this.#writer.submit(m.device, m.kind as StateKind, m.seq, m.bytes);
-        break;
-      case "storage-open":
-        this.#rbd.open(m);
-        break;
-      case "storage-release":
-        this.#rbd.release(m.id);
-        break;
-      case "storage-fenced":
-        this.#rbd.blocklisted(m.device);
-        break;
-      case "view-open":
-        this.#views.open(m);
-        break;
-      case "views-seen":
-        this.#views.seen(m);
-        break;
-      case "stopped":
-        this.#onStopped?.(m.inFlight);
-        break;
-    }
-  }
 }
 
 /** Resolves with the name of the first stop signal; calls `onHup` for each SIGHUP. */

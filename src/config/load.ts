@@ -476,6 +476,7 @@ class Builder {
       logLevel: get("log-level", "info"),
       metricsListen: get<ListenAddress | null>("metrics-listen", null),
       metricsMaxConnections: get("metrics-max-connections", DEFAULTS.metricsMaxConnections),
+      workers: get<number | null>("workers", null),
     };
     const interfaceDefaults: InterfaceConfig = {
       mtu: get("mtu", DEFAULTS.mtu),

@@ -176,6 +176,14 @@ export const DEFAULTS_KEYS: readonly KeySpec[] = [
     range: "1-4096",
     fix: "a few per Prometheus server scraping the daemon; the default is 16",
   },
+  {
+    key: "workers",
+    kind: "integer",
+    valid: between(1, 1024),
+    range: "1-1024",
+    fix:
+      "a whole number of data-path workers, at least 1; leave it out for one per CPU (docs/workers.md)",
+  },
   BUFFERS,
   SYNC_WRITES,
   ADMIN,

@@ -100,6 +100,11 @@ export interface GlobalConfig {
   metricsListen: ListenAddress | null;
   /** `metrics-max-connections`: connections the metrics endpoint serves at once. */
   metricsMaxConnections: number;
+  /**
+   * `workers`: data-path workers (docs/workers.md); null = the default, one per online CPU but
+   * no more than the devices configured at start. Read at startup only.
+   */
+  workers: number | null;
 }
 
 /** Settings of one network interface (an `[interfaces.NAME]` table, or the defaults). */

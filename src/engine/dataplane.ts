@@ -147,6 +147,12 @@ export interface DataPlaneOptions {
    * such devices cannot be opened.
    */
   lend?: (m: StorageOpen | StorageRelease | StorageFenced | ViewOpen | ViewsSeen) => void;
+  /**
+   * Let each packet socket receive only requests to this plane's devices on its interface
+   * (and broadcasts): set when several data-path workers share the interfaces
+   * (docs/workers.md). Off: every request, as with one worker.
+   */
+  filterAddresses?: boolean;
 }
 
 /** A view the data path asked the main thread to make, or to open and lend. */
@@ -200,6 +206,7 @@ export class DataPlane {
   #stallFoundAt = -Infinity;
 
   #accepting = true;
+  readonly #filterAddresses: boolean;
   /** Devices of the configuration that could not be opened at start: name and reason. */
   readonly failedDevices: { name: string; reason: string }[] = [];
   /** Set when the wake eventfd fired during the last turn. */
@@ -210,6 +217,7 @@ export class DataPlane {
     this.#log = options.log;
     this.#persist = options.persist ?? null;
     this.#lend = options.lend ?? null;
+    this.#filterAddresses = options.filterAddresses ?? false;
     if (options.wake) this.#epoll.add(options.wake.fd, EPOLLIN, TOKEN_WAKE);
     this.#ifaces = new Interfaces({
       epoll: this.#epoll,
@@ -230,18 +238,18 @@ export class DataPlane {
 
   /**
    * Opens the devices and interfaces of the configuration and advertises every device. Throws
-   * when no device could be opened, or when interfaces match but no packet socket could be
-   * opened on any of them (no CAP_NET_RAW, typically): a daemon that cannot serve must not
-   * look as if it did.
+   * when no device could be opened (unless `allowNone`: one of several workers, which may have
+   * none), or when interfaces match but no packet socket could be opened on any of them (no
+   * CAP_NET_RAW, typically): a daemon that cannot serve must not look as if it did.
    */
-  start(): void {
+  start(allowNone = false): void {
     for (const d of this.#config.devices) {
       const dev = this.#openDevice(d, null, true);
       if (typeof dev !== "string") continue;
       this.#log("error", `disk/${d.name}: ${dev}; device not exported`);
       this.failedDevices.push({ name: d.name, reason: dev });
     }
-    if (!this.#devices.some((d) => d) && this.#opening.size === 0) {
+    if (!allowNone && !this.#devices.some((d) => d) && this.#opening.size === 0) {
       throw new Error("no valid devices: every device failed to open (see the errors above)");
     }
     const failures: string[] = [];
@@ -1393,10 +1401,28 @@ export class DataPlane {
     for (const ifc of this.interfaces) {
       const before = new Set(ifc.devices);
       ifc.devices = this.devices.filter((d) => matchesAny(d.config.interfaces, ifc.name));
+      if (this.#filterAddresses) this.#filter(ifc);
       this.#checkRxRing(ifc);
       for (const dev of ifc.devices) {
         if (all || fresh.includes(ifc) || !before.has(dev)) this.#advertise(dev, ifc);
       }
+    }
+  }
+
+  /**
+   * Lets `ifc`'s socket receive only the requests to the devices on it (and broadcasts), when
+   * that set of addresses changed. A failure is logged: the socket keeps its previous program,
+   * and frames to devices of other workers are then counted as `ignored` here.
+   */
+  #filter(ifc: Iface): void {
+    const addresses = ifc.devices.map((d) => ({ shelf: d.shelf, slot: d.slot }));
+    const key = addresses.map((a) => `${a.shelf}.${a.slot}`).sort().join(",");
+    if (key === ifc.addressFilter) return;
+    try {
+      ifc.socket.filterAddresses(addresses);
+      ifc.addressFilter = key;
+    } catch (e) {
+      this.#log("error", `net/${ifc.name}: cannot set the address filter: ${(e as Error).message}`);
     }
   }
 

@@ -48,6 +48,11 @@ export class Iface implements Port {
   readonly maxSectors: number;
   /** Devices visible on this interface. */
   devices: Device[] = [];
+  /**
+   * The addresses its socket's filter lets through (DataPlane #filter), as a sorted list;
+   * null until one is set (every request passes).
+   */
+  addressFilter: string | null = null;
   /** Replies waiting for TX room, oldest first. */
   readonly #queue: Request[] = [];
   #queueHead = 0;

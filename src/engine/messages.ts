@@ -1,5 +1,5 @@
 /**
- * Messages between the main thread and the data-path worker.
+ * Messages between the main thread and a data-path worker (each of them, docs/workers.md).
  *
  * Why an eventfd as well as postMessage: the worker spends its life blocked in epoll_wait (a
  * synchronous FFI call), so its JavaScript event loop does not turn and a posted message would
@@ -16,7 +16,17 @@ import type { StorageLoan } from "../storage/backend.ts";
 
 /** Main thread to worker. */
 export type ToWorker =
-  | { type: "start"; config: Config; wakeFd: number; states: Map<string, StateSnapshot> }
+  | {
+    type: "start";
+    config: Config;
+    wakeFd: number;
+    states: Map<string, StateSnapshot>;
+    /**
+     * One of several workers (docs/workers.md): its sockets take only its devices' frames, and
+     * it idles rather than fails without devices.
+     */
+    multi: boolean;
+  }
   | { type: "reload"; id: number; config: Config; states: Map<string, StateSnapshot> }
   | { type: "states"; id: number }
   | { type: "clear"; id: number; what: "config" | "macmask" | "reserve"; names: string[] }

@@ -12,6 +12,7 @@
  * | GGAOED_TX_KICK_EACH | 0 | 1 = kick the TX ring after every reply (default: once per turn) |
  * | GGAOED_READ_IN_RING | 1 | 0 = buffered reads land in the request's slot and are copied into the TX frame (default: read straight into the TX frame) |
  * | GGAOED_MAP_READS | 1 | 0 = buffered reads use preadv (default: copies out of a read-only mapping of the file, one call per turn) |
+ * | GGAOED_ADDRESS_FILTER | 0 | 1 = the per-worker address filter (docs/workers.md) also with one worker (default: with several only) |
  *
  * @module
  */
@@ -37,4 +38,5 @@ export const TUNING = {
   txKickEach: env("GGAOED_TX_KICK_EACH") === "1",
   readInRing: env("GGAOED_READ_IN_RING") !== "0",
   mapReads: env("GGAOED_MAP_READS") !== "0",
+  addressFilter: env("GGAOED_ADDRESS_FILTER") === "1",
 } as const;

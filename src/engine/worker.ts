@@ -9,6 +9,7 @@
 import { EventFd } from "../../ffi/mod.ts";
 import { matchesAny } from "../config/glob.ts";
 import { DataPlane, type LogFn } from "./dataplane.ts";
+import { TUNING } from "./tuning.ts";
 import type { FromWorker, StateSnapshot, ToWorker } from "./messages.ts";
 
 /** Longest wait in epoll_wait when idle, ms (the hotplug rescan runs at least this often). */
@@ -138,8 +139,9 @@ async function main(): Promise<void> {
       states: start.states,
       persist: post,
       lend: post,
+      filterAddresses: start.multi || TUNING.addressFilter,
     });
-    plane.start();
+    plane.start(start.multi);
   } catch (e) {
     post({ type: "failed", message: (e as Error).message });
     return;
@@ -152,7 +154,7 @@ async function main(): Promise<void> {
     // opened already serve meanwhile.
     if (!started && !plane.opening) {
       started = true;
-      if (plane.devices.length === 0) {
+      if (plane.devices.length === 0 && !start.multi) {
         plane.close();
         post({
           type: "failed",

@@ -33,6 +33,7 @@ import {
   START_TIME,
   UP,
   UPTIME,
+  WORKERS,
 } from "./families.ts";
 
 export type ExpositionFormat = "prometheus" | "openmetrics";
@@ -54,6 +55,8 @@ export interface MetricsSnapshot {
   now: number;
   /** The metrics endpoint's own counters and the main thread's survived errors. */
   endpoint: EndpointSnapshot;
+  /** Data-path workers (`workers`); absent: 1. */
+  workers?: number;
 }
 
 /** What the metrics endpoint counted (`src/metrics/server.ts`), and the main thread's errors. */
@@ -172,6 +175,8 @@ export function renderMetrics(snapshot: MetricsSnapshot, format: ExpositionForma
   w.sample(START_TIME.name, [], snapshot.startTime);
   w.header(UPTIME);
   w.sample(UPTIME.name, [], Math.max(0, snapshot.now - snapshot.startTime));
+  w.header(WORKERS);
+  w.sample(WORKERS.name, [], snapshot.workers ?? 1);
   const e = snapshot.endpoint;
   const F = ENDPOINT_FAMILIES;
   w.header(F.mainThreadErrors);

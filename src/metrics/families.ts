@@ -51,6 +51,11 @@ export const UPTIME = family(
   "ggaoed_uptime_seconds",
   "Seconds since the daemon started.",
 );
+export const WORKERS = family(
+  "gauge",
+  "ggaoed_workers",
+  "Data-path workers (threads) serving the devices, each its own share (fixed at start).",
+);
 
 /** The main thread's survived errors and the metrics endpoint's own counters. */
 export const ENDPOINT_FAMILIES = {
@@ -237,6 +242,7 @@ export const ALL_FAMILIES: readonly Family[] = [
   UP,
   START_TIME,
   UPTIME,
+  WORKERS,
   ...Object.values(ENDPOINT_FAMILIES),
   ...Object.values(DEVICE_FAMILIES),
   REQUEST_DURATION,

@@ -65,6 +65,8 @@ export interface MetricsServerOptions {
   writeTimeoutMs?: number;
   /** Main-thread errors survived by the daemon (`ggaoed_main_thread_errors_total`). */
   mainThreadErrors?: () => number;
+  /** Data-path workers (`ggaoed_workers`); absent: 1. */
+  workers?: () => number;
 }
 
 /** A running metrics endpoint. */
@@ -314,6 +316,7 @@ export function startMetricsServer(options: MetricsServerOptions): Promise<Metri
       acceptErrors: stats.acceptErrors,
       mainThreadErrors: options.mainThreadErrors?.() ?? 0,
     },
+    workers: options.workers?.() ?? 1,
   });
 
   let listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;

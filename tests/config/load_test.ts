@@ -86,6 +86,7 @@ Deno.test(
       logLevel: "info",
       metricsListen: null,
       metricsMaxConnections: 16,
+      workers: null,
     });
     assert.deepEqual(c.interfaceDefaults, {
       mtu: 0,
@@ -189,6 +190,7 @@ slot = 0
       logLevel: "debug",
       metricsListen: { text: "[::1]:9100", hostname: "::1", port: 9100 },
       metricsMaxConnections: 4,
+      workers: null,
     });
     assert.deepEqual(c.interfaceDefaults, {
       mtu: 9000,
@@ -1003,5 +1005,36 @@ max-stall = 0.5
     const [d1, d2] = c.devices;
     assert.deepEqual([d1.maxRequestAge, d1.maxStall], [5, 0]);
     assert.deepEqual([d2.maxRequestAge, d2.maxStall], [0, 0.5]);
+  }),
+);
+
+Deno.test(
+  "workers: a whole number 1-1024 (unset: null, the daemon picks); a bad one names the file, the key and the fix",
+  withEnv((env) => {
+    assert.equal(load(env, "").global.workers, null);
+    assert.equal(load(env, "workers = 1\n").global.workers, 1);
+    assert.equal(load(env, "workers = 8\n").global.workers, 8);
+    const cases: [string, RegExp][] = [
+      ["0", /0 is out of range 1-1024/],
+      ["1025", /out of range 1-1024/],
+      ["-2", /out of range 1-1024/],
+      ['"x"', /expected an integer|not an integer|expected a whole number/],
+      ["1.5", /integer|whole/],
+    ];
+    for (const [value, message] of cases) {
+      const e = issuesOf(() => load(env, `workers = ${value}\n`));
+      const issue = e.issues.find((i) => i.key === "defaults.workers");
+      assert.ok(issue, `${value}: ${JSON.stringify(e.issues)}`);
+      assert.equal(issue.file, "test.conf");
+      assert.match(issue.message, message, value);
+      assert.match(issue.fix, /whole number|integer/, value);
+    }
+    // The INI format takes it too.
+    const ini = parseConfigText(
+      `[defaults]\nstate-directory = ${env.state}\nworkers = 2\n`,
+      "test.ini",
+      env.options,
+    );
+    assert.equal(ini.global.workers, 2);
   }),
 );

@@ -57,6 +57,14 @@ const OPTS = { sanitizeResources: false, sanitizeOps: false };
  */
 const STEADY = { adaptive: false, timeoutMs: 500 };
 
+/**
+ * The daemon's `[defaults]` for tests that count broadcasts and frames to unknown addresses on
+ * the interface exactly: one data-path worker, whatever GGAOED_TEST_WORKERS says. With several,
+ * a broadcast counts once per worker and a frame to no device's address is not received at all
+ * (docs/workers.md#counters; tests/e2e/workers_test.ts checks that).
+ */
+const ONE_WORKER = "workers = 1";
+
 /** Two devices on one shelf, 2.1 and 2.4: what broadcasts and wildcard addresses reach. */
 const TWO_ON_SHELF_2 = [
   { name: "disk1", sizeMiB: 1, shelf: 2, slot: 1 },
@@ -560,7 +568,7 @@ Deno.test({
     "a frame for another shelf/slot gets no answer and counts as ignored; Query Config broadcasts reach both devices, each answering with its own shelf/slot; an ATA broadcast is dropped",
   ...OPTS,
   fn: () =>
-    withTarget({ devices: TWO_ON_SHELF_2 }, async (t) => {
+    withTarget({ devices: TWO_ON_SHELF_2, defaults: ONE_WORKER }, async (t) => {
       const ini = t.initiator(STEADY);
       const disk = ini.find(2, 1, { waitMs: 3000 });
       const before = await stats(t);
@@ -793,7 +801,7 @@ Deno.test({
     "no frame to a wildcard address writes data or changes state: WRITE, config set, mask edit and reserve force set are dropped and counted on every device",
   ...OPTS,
   fn: () =>
-    withTarget({ devices: TWO_ON_SHELF_2 }, async (t) => {
+    withTarget({ devices: TWO_ON_SHELF_2, defaults: ONE_WORKER }, async (t) => {
       const ini = t.initiator(STEADY);
       const disk = ini.find(2, 1, { waitMs: 3000 });
       const images = [fillImage(t, "disk1", 11), fillImage(t, "disk2", 12)];

@@ -321,12 +321,16 @@ Deno.test({
     }),
 });
 
-/** The data-path worker's thread of process `pid` (Deno names a Worker's thread worker-N). */
+/**
+ * The thread of process `pid` of the data-path worker that serves the first device (Deno names a
+ * Worker's thread worker-N, N from 1 in creation order; the daemon's first worker, worker-1, gets
+ * the first device also when there are several, see docs/workers.md).
+ */
 function workerThread(pid: number): number {
   for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
     try {
       const comm = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/comm`);
-      if (/^worker-\d+$/.test(comm.trim())) return Number(task.name);
+      if (comm.trim() === "worker-1") return Number(task.name);
     } catch { /* the thread exited meanwhile */ }
   }
   throw new Error(`no worker thread in process ${pid}`);

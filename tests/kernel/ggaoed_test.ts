@@ -8,6 +8,7 @@
 import { CTL_FLAGS, DAEMON_FLAGS } from "../../src/permissions.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { withTestWorkers } from "../../lab/target.ts";
 import {
   type GuestRun,
   hostHas,
@@ -94,7 +95,7 @@ async function withDaemonAndGuest(
       // ring-buffer-size left at its default (the packet rings).
       await Deno.writeTextFile(
         conf,
-        [
+        withTestWorkers([
           "[defaults]",
           `interfaces = ["${ns.tap}"]`,
           `pid-file = "${dir}/ggaoed.pid"`,
@@ -107,7 +108,7 @@ async function withDaemonAndGuest(
           "shelf = 0",
           "slot = 1",
           "",
-        ].join("\n"),
+        ].join("\n")),
       );
       const mac = await tapMac(ns);
       const daemon = spawnInNamespace(ns.netns, Deno.execPath(), [

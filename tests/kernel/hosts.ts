@@ -6,6 +6,7 @@
 import { DAEMON_FLAGS } from "../../src/permissions.ts";
 import { ControlClient } from "../../src/control/client.ts";
 import { join } from "node:path";
+import { withTestWorkers } from "../../lab/target.ts";
 import { type NamespacedProcess, REPO_ROOT, spawnInNamespace } from "./harness.ts";
 
 export type Stats = Record<string, number>;
@@ -47,7 +48,7 @@ export class Host {
     Deno.mkdirSync(join(this.dir, "state"), { recursive: true });
     Deno.writeTextFileSync(
       this.conf,
-      [
+      withTestWorkers([
         "[defaults]",
         `interfaces = ["${tap}"]`,
         `pid-file = "${this.dir}/ggaoed.pid"`,
@@ -58,7 +59,7 @@ export class Host {
         "[devices.shared]",
         ...device,
         "",
-      ].join("\n"),
+      ].join("\n")),
     );
   }
 

@@ -132,6 +132,7 @@ function snapshot(): MetricsSnapshot {
     startTime: 1_700_000_000.25,
     now: 1_700_000_100.75,
     endpoint: { connections: 3, refused: 4, timedOut: 5, acceptErrors: 6, mainThreadErrors: 7 },
+    workers: 3,
   };
 }
 
@@ -169,6 +170,7 @@ for (const format of ["prometheus", "openmetrics"] as Format[]) {
     assertEquals(valueOf(e, "ggaoed_up"), 1);
     assertEquals(valueOf(e, "ggaoed_start_time_seconds"), 1_700_000_000.25);
     assertEquals(valueOf(e, "ggaoed_uptime_seconds"), 100.5);
+    assertEquals(valueOf(e, "ggaoed_workers"), 3);
     assertEquals(valueOf(e, "ggaoed_metrics_connections"), 3);
     assertEquals(valueOf(e, "ggaoed_metrics_connections_refused_total"), 4);
     assertEquals(valueOf(e, "ggaoed_metrics_connections_timed_out_total"), 5);
