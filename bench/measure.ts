@@ -9,6 +9,7 @@
 import { Initiator } from "../src/initiator/mod.ts";
 import type { WorkloadKind, WorkloadResult } from "../src/initiator/mod.ts";
 import {
+  busyCores,
   LABELS,
   type Row,
   type Series,
@@ -462,7 +463,7 @@ export function printRow(r: Row, tag = ""): void {
       r.workerUsPerRequest !== null ? ` (worker ${us(r.workerUsPerRequest)})` : ""
     } initiator ${us(r.initiatorUsPerRequest)}  cores: target ${r.cpuCores?.toFixed(2)} initiator ${
       r.initiatorCores?.toFixed(2)
-    } other ${r.otherCores?.toFixed(2)}` +
+    } busy ${busyCores(r)?.toFixed(2)} other ${r.otherCores?.toFixed(2)}` +
       (r.syscalls?.target
         ? `  syscalls/req: target ${r.syscalls.target.syscallsPerRequest} initiator ${
           r.syscalls.initiator?.syscallsPerRequest ?? "-"

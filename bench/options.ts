@@ -44,7 +44,8 @@ min/max (fairness), retransmits.
 
 Per row: throughput, p50/p99 latency, retransmits, the target's CPU per request (every thread,
 from /proc/PID/task/*/schedstat; ggaoed's data-path worker thread alone too), the initiator's,
-context switches per request, and × vblade, × C ggaoed, × ceiling (the better of the two echoes
+context switches per request, busy cores (target and initiator CPU time over wall time), and
+× vblade, × C ggaoed, × ceiling (the better of the two echoes
 in that row), p99 × vblade (same initiator and MTU). Every table's heading names the CPU; the
 results file records its model, family/model/stepping, mitigations and the kernel release.
 

@@ -397,6 +397,7 @@ export function table(rows: Row[], series: Series = "kinit"): string {
     "target µs/req",
     "worker µs/req",
     "initiator µs/req",
+    "busy cores",
     "× vblade",
     "× C ggaoed",
     "× ceiling",
@@ -416,6 +417,7 @@ export function table(rows: Row[], series: Series = "kinit"): string {
       fmt(r.targetUsPerRequest, 2),
       r.target === "ggaoed" ? fmt(r.workerUsPerRequest, 2) : "",
       fmt(r.initiatorUsPerRequest, 2),
+      fmt(busyCores(r), 2),
       r.target === "vblade" ? "" : fmt(q.vblade, 2),
       r.target === "ggaoed-c" ? "" : fmt(q.ggaoedC, 2),
       ECHOES.includes(r.target) ? "" : fmt(q.echo, 2),
@@ -423,7 +425,19 @@ export function table(rows: Row[], series: Series = "kinit"): string {
       note([r.error, r.note ? "1 KiB requests" : null].filter(Boolean).join("; ")),
     ];
   });
-  return markdown(head, body, new Set([3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]));
+  return markdown(head, body, new Set([3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]));
+}
+
+/**
+ * Cores the target and the initiator kept busy together over the run (their CPU time over wall
+ * time): how much of the machine a row puts to work, 2 at most on two cores. Null when either
+ * is unknown.
+ */
+export function busyCores(r: Pick<Row, "cpuCores" | "initiatorCores">): number | null {
+  return r.cpuCores === null || r.cpuCores === undefined || r.initiatorCores === null ||
+      r.initiatorCores === undefined
+    ? null
+    : r.cpuCores + r.initiatorCores;
 }
 
 /** What the many table says of a row's layout: "4 × 4 devices" or "4 on 1 device". */

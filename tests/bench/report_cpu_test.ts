@@ -121,7 +121,7 @@ function cells(text: string, label: string): Record<string, string> {
 
 Deno.test("bench table: × ceiling is the better echo of the row, p99 × vblade", () => {
   const rows = [
-    row("ggaoed", 300_000, 0.3),
+    { ...row("ggaoed", 300_000, 0.3), cpuCores: 0.9, initiatorCores: 0.8 },
     row("vblade", 400_000, 0.2),
     row("echo", 500_000, 0.1),
     row("echo-frame", 600_000, 0.15),
@@ -134,6 +134,8 @@ Deno.test("bench table: × ceiling is the better echo of the row, p99 × vblade"
   assertEquals(cells(t, "vblade")["p99 × vblade"], "");
   assertEquals(cells(t, "echo")["× ceiling"], "", "the echoes are the ceiling");
   assertEquals(cells(t, "echo 1/turn")["× ceiling"], "");
+  assertEquals(cells(t, "ggaoed")["busy cores"], "1.70", "the target's 0.9 + the initiator's 0.8");
+  assertEquals(cells(t, "vblade")["busy cores"], "-", "no CPU figures");
   // The batched echo better: it is the ceiling.
   rows[3] = row("echo-frame", 250_000, 0.3);
   t = table(rows);
