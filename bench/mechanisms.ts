@@ -69,20 +69,6 @@ export const VARIANTS: Variant[] = [
   { id: "ring-1024", env: {}, config: { "ring-buffer-size": "1024" }, workloads: CACHED },
   { id: "ring-16384", env: {}, config: { "ring-buffer-size": "16384" }, workloads: CACHED },
   { id: "kick-each", env: { GGAOED_TX_KICK_EACH: "1" }, config: {}, workloads: CACHED },
-  { id: "kick-after-4", env: { GGAOED_KICK_AFTER: "4" }, config: {}, workloads: CACHED },
-  {
-    id: "kick-after-8",
-    env: { GGAOED_KICK_AFTER: "8" },
-    config: {},
-    workloads: [...MECH_WORKLOADS],
-  },
-  { id: "kick-after-16", env: { GGAOED_KICK_AFTER: "16" }, config: {}, workloads: CACHED },
-  {
-    id: "kick-first-8",
-    env: { GGAOED_KICK_AFTER: "8", GGAOED_KICK_ONCE: "1" },
-    config: {},
-    workloads: CACHED,
-  },
   { id: "buffered-aio", env: { GGAOED_BUFFERED_AIO: "1" }, config: {}, workloads: CACHED },
   {
     id: "read-copy",
@@ -155,17 +141,6 @@ export const MECHANISMS: Mechanism[] = [
       { label: "once per loop turn", variant: "default" },
     ],
     defaultLabel: "once per loop turn",
-  },
-  {
-    name: "early kicks",
-    settings: [
-      { label: "off: after the whole RX drain", variant: "default" },
-      { label: "every 4 frames taken (GGAOED_KICK_AFTER=4)", variant: "kick-after-4" },
-      { label: "every 8 frames taken (GGAOED_KICK_AFTER=8)", variant: "kick-after-8" },
-      { label: "every 16 frames taken (GGAOED_KICK_AFTER=16)", variant: "kick-after-16" },
-      { label: "the first 8 of a drain (+ GGAOED_KICK_ONCE=1)", variant: "kick-first-8" },
-    ],
-    defaultLabel: "off: after the whole RX drain",
   },
   {
     name: "buffered file I/O",

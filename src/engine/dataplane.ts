@@ -70,7 +70,6 @@ import type { DeviceState, StateKind } from "../state/device_state.ts";
 import { DEVICE_SHARED_LENGTH, DS, IS, LatencyKind, recordLatency } from "../stats.ts";
 import { Device, type ReplyPlacer, STALL_RETRY_MS } from "./device.ts";
 import type { Iface } from "./iface.ts";
-import { TUNING } from "./tuning.ts";
 import { Interfaces } from "./links.ts";
 import { type ClearedState, DeviceStates } from "./states.ts";
 import type {
@@ -102,15 +101,6 @@ export type LogFn = (level: "debug" | "info" | "warning" | "error", message: str
 
 /** Frames taken from one interface per turn before others get their share. */
 const RX_BUDGET = 256;
-/**
- * Early kicks, off by default (0: the whole drain first, one kick per turn): frames taken from
- * a ring before they are served and their replies kicked, while the rest wait in the ring, so
- * that the initiator gets the first replies while the loop serves the rest ("Early kicks" in
- * docs/decisions.md: on the CPU measured they cost more than they gave).
- */
-const KICK_AFTER = TUNING.kickAfter;
-/** Only the first KICK_AFTER frames of a drain are served early. */
-const KICK_ONCE = TUNING.kickOnce;
 /** A retiring device still busy after this long is reported (it keeps waiting). */
 const RETIRE_WARN_SECONDS = 5;
 /** After a stall, RX_BUDGET passes at most over each interface drain what it received. */
@@ -410,7 +400,7 @@ export class DataPlane {
         if (!ifc || ifc.failure !== null) continue;
         // Until the ring or socket queue is empty (bounded: a flood must not hold the loop).
         for (let pass = 0; pass < STALL_DRAIN_PASSES; pass++) {
-          if (this.#drainRx(ifc, false) < RX_BUDGET) break;
+          if (this.#drainRx(ifc) < RX_BUDGET) break;
         }
       }
     }
@@ -743,13 +733,12 @@ export class DataPlane {
   }
 
   /**
-   * Takes up to RX_BUDGET frames from `ifc`; returns how many. With `early`, every KICK_AFTER
-   * frames the devices run and `ifc`'s replies are kicked before the next frame is taken.
+   * Takes up to RX_BUDGET frames from `ifc`; returns how many. Nothing taken is served before
+   * the whole drain is in (docs/decisions.md §4.4): a stall found by a later frame's age must
+   * still drop the earlier ones.
    */
-  #drainRx(ifc: Iface, early = true): number {
+  #drainRx(ifc: Iface): number {
     const sock = ifc.socket;
-    let chunk = early ? KICK_AFTER : 0;
-    let taken = 0;
     const st = ifc.stats;
     let now = this.#now;
     const offset = this.#realtimeOffset;
@@ -798,13 +787,6 @@ export class DataPlane {
         this.#log("error", `net/${ifc.name}: frame dropped: ${(e as Error).stack ?? e}`);
       }
       sock.release();
-      if (++taken === chunk) {
-        taken = 0;
-        if (KICK_ONCE) chunk = 0;
-        this.#runDevices();
-        ifc.flush();
-        if (ifc.failure !== null) break;
-      }
     }
     if (n > 0) st[IS.rx_runs]++;
     try {

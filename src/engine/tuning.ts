@@ -10,8 +10,6 @@
  * | GGAOED_SUBMIT_BATCH | 32 | most iocbs per io_submit (1 = one system call per iocb) |
  * | GGAOED_BUFFERED_AIO | 0 | 1 = kernel AIO also for buffered files (default: preadv/pwritev) |
  * | GGAOED_TX_KICK_EACH | 0 | 1 = kick the TX ring after every reply (default: once per turn) |
- * | GGAOED_KICK_AFTER | 0 | N = early kicks: every N frames taken from an RX ring are served and their replies kicked before the next are taken (default: the whole drain first, one kick per turn; measuring only: docs/decisions.md §4.4) |
- * | GGAOED_KICK_ONCE | 0 | 1 = with GGAOED_KICK_AFTER, only the first N frames of a drain are served early, the rest together at the end |
  * | GGAOED_READ_IN_RING | 1 | 0 = buffered reads land in the request's slot and are copied into the TX frame (default: read straight into the TX frame) |
  * | GGAOED_MAP_READS | 1 | 0 = buffered reads use preadv (default: copies out of a read-only mapping of the file, one call per turn) |
  * | GGAOED_ADDRESS_FILTER | 0 | 1 = the per-worker address filter (docs/workers.md) also with one worker (default: with several only) |
@@ -38,8 +36,6 @@ export const TUNING = {
   submitBatch: int("GGAOED_SUBMIT_BATCH", 32, 1, 32),
   bufferedAio: env("GGAOED_BUFFERED_AIO") === "1",
   txKickEach: env("GGAOED_TX_KICK_EACH") === "1",
-  kickAfter: int("GGAOED_KICK_AFTER", 0, 0, 256),
-  kickOnce: env("GGAOED_KICK_ONCE") === "1",
   readInRing: env("GGAOED_READ_IN_RING") !== "0",
   mapReads: env("GGAOED_MAP_READS") !== "0",
   addressFilter: env("GGAOED_ADDRESS_FILTER") === "1",
