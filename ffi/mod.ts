@@ -59,7 +59,7 @@ export { interfaceInfo, listInterfaces } from "./netif.ts";
 export type { InterfaceInfo } from "./netif.ts";
 export { FileMap, MapCopies } from "./filemap.ts";
 export { filterProgram, MAX_FILTER_ADDRESSES, PacketSocket } from "./packet.ts";
-export type { AoeAddress, PacketFilter, PacketSocketOptions } from "./packet.ts";
+export type { AddressFilter, AoeAddress, PacketFilter, PacketSocketOptions } from "./packet.ts";
 export { sockaddrUn, SYSLOG_SEVERITY, SyslogWriter } from "./syslog.ts";
 export { dumpLinks, LinkMonitor } from "./netlink.ts";
 export type { DrainResult, LinkEvent, LinkInfo, LinkMonitorOptions } from "./netlink.ts";

@@ -141,6 +141,12 @@ export interface AoeAddress {
   slot: number;
 }
 
+/**
+ * The AoE addresses a requests filter lets through besides broadcasts (see {@link filterProgram}):
+ * these only, or every address `except` these.
+ */
+export type AddressFilter = readonly AoeAddress[] | { readonly except: readonly AoeAddress[] };
+
 /** Room for this many addresses in one filter (the kernel takes at most 4096 instructions). */
 export const MAX_FILTER_ADDRESSES = 2000;
 
@@ -157,10 +163,12 @@ export const MAX_FILTER_ADDRESSES = 2000;
  * 6  ret #0
  * ```
  * With `addresses` (requests only: several data-path workers, docs/workers.md), a request is
- * accepted only when it is shorter than an AoE header (the worker counts it as dropped), is sent
- * to a broadcast address (major 0xffff or minor 0xff: every worker answers for its own
- * devices), or its major/minor is one of `addresses`; an empty list accepts nothing. The
- * comparisons after the request test, each accepting at once (no jump is longer than one):
+ * accepted only when it is shorter than an AoE header (the catch-all worker counts it as
+ * dropped), is sent to a broadcast address (major 0xffff or minor 0xff: every worker answers for
+ * its own devices), or its major/minor is one of `addresses`; an empty list accepts nothing.
+ * With `{ except }` (the catch-all worker), the last test is turned round: every request whose
+ * major/minor is not one of `except` is accepted, and an empty list accepts every request. The
+ * comparisons after the request test, each deciding at once (no jump is longer than one):
  * ```
  *    ld  #len
  *    jge #24, 1, 0          ; an AoE header long -> on
@@ -174,14 +182,14 @@ export const MAX_FILTER_ADDRESSES = 2000;
  *    ld  [16]               ; major, minor, command
  *    and #0xffffff00
  *    jeq #(shelf << 16 | slot << 8), 0, 1   ; once per address
- *    ret #0xffffffff
+ *    ret #0xffffffff        ; except: ret #0
  *    ...
- *    ret #0
+ *    ret #0                 ; except: ret #0xffffffff
  * ```
  */
 export function filterProgram(
   filter: "requests" | "responses",
-  addresses: readonly AoeAddress[] | null = null,
+  addresses: AddressFilter | null = null,
 ): number[][] {
   const [jt, jf] = filter === "requests" ? [0, 1] : [1, 0];
   const ACCEPT = [BPF_RET | BPF_K, 0, 0, 0xffffffff];
@@ -198,12 +206,15 @@ export function filterProgram(
     ];
   }
   if (filter !== "requests") throw new RangeError("filterProgram: addresses filter requests only");
-  if (addresses.length === 0) return [REJECT];
-  if (addresses.length > MAX_FILTER_ADDRESSES) {
+  const except = "except" in addresses;
+  const listed = except ? addresses.except : addresses;
+  if (listed.length === 0 && !except) return [REJECT];
+  if (listed.length > MAX_FILTER_ADDRESSES) {
     throw new RangeError(
-      `filterProgram: at most ${MAX_FILTER_ADDRESSES} addresses, got ${addresses.length}`,
+      `filterProgram: at most ${MAX_FILTER_ADDRESSES} addresses, got ${listed.length}`,
     );
   }
+  const [listedOut, otherOut] = except ? [REJECT, ACCEPT] : [ACCEPT, REJECT];
   const program = [
     [BPF_LD | BPF_H | BPF_ABS, 0, 0, 12],
     [BPF_JMP | BPF_JEQ | BPF_K, 1, 0, ETH_P_AOE],
@@ -224,11 +235,11 @@ export function filterProgram(
     [BPF_LD | BPF_W | BPF_ABS, 0, 0, 16],
     [BPF_ALU | BPF_AND | BPF_K, 0, 0, 0xffffff00],
   ];
-  for (const a of addresses) {
+  for (const a of listed) {
     program.push([BPF_JMP | BPF_JEQ | BPF_K, 0, 1, ((a.shelf << 16) | (a.slot << 8)) >>> 0]);
-    program.push(ACCEPT);
+    program.push(listedOut);
   }
-  program.push(REJECT);
+  program.push(otherOut);
   return program;
 }
 
@@ -711,12 +722,12 @@ export class PacketSocket {
   }
 
   /**
-   * Lets only requests to `addresses` (and broadcasts, and frames too short to be AoE) through
-   * from now on, or every request again with null (see {@link filterProgram}). The kernel
-   * swaps the program atomically: no frame sees neither. A socket opened with another filter
-   * than "requests" must not be given addresses.
+   * Lets only requests to `addresses` (or to every address but `{ except }`'s; and broadcasts,
+   * and frames too short to be AoE) through from now on, or every request again with null (see
+   * {@link filterProgram}). The kernel swaps the program atomically: no frame sees neither. A
+   * socket opened with another filter than "requests" must not be given addresses.
    */
-  filterAddresses(addresses: readonly AoeAddress[] | null): void {
+  filterAddresses(addresses: AddressFilter | null): void {
     attachFilter(this.fd, filterProgram("requests", addresses));
   }
 

@@ -54,7 +54,10 @@ export const DEVICE_STAT_FIELDS = [
   "view_limit", // ATA requests answered ABRT: the host has no view and max-views were made
 ] as const;
 
-/** Per-interface counters, in print order. */
+/**
+ * Per-interface counters, in print order. With several data-path workers, each frame counts once:
+ * docs/workers.md ("Counters") says which worker counts what.
+ */
 export const IFACE_STAT_FIELDS = [
   "rx_cnt", // frames that passed the length checks
   "rx_bytes",

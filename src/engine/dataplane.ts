@@ -34,6 +34,8 @@
  */
 
 import {
+  type AddressFilter,
+  type AoeAddress,
   Epoll,
   EPOLLERR,
   EPOLLIN,
@@ -74,6 +76,7 @@ import { Interfaces } from "./links.ts";
 import { type ClearedState, DeviceStates } from "./states.ts";
 import type {
   DeviceCounters,
+  OtherDevice,
   PersistAck,
   PersistRequest,
   SharedCounters,
@@ -153,6 +156,16 @@ export interface DataPlaneOptions {
    * (docs/workers.md). Off: every request, as with one worker.
    */
   filterAddresses?: boolean;
+  /**
+   * This plane counts the frames every worker receives (broadcasts, runts) and link failures in
+   * the interface counters, and, with `filterAddresses`, its sockets receive every request but
+   * those to `others`' addresses: the only worker, or the catch-all of several (docs/workers.md,
+   * "Counters"). False: its sockets take its own devices' requests only, and it leaves those
+   * frames to the catch-all. Default true.
+   */
+  catchAll?: boolean;
+  /** The catch-all's: the other workers' devices (see {@link OtherDevice}); default none. */
+  others?: readonly OtherDevice[];
 }
 
 /** A view the data path asked the main thread to make, or to open and lend. */
@@ -207,6 +220,8 @@ export class DataPlane {
 
   #accepting = true;
   readonly #filterAddresses: boolean;
+  readonly #catchAll: boolean;
+  #others: readonly OtherDevice[];
   /** Devices of the configuration that could not be opened at start: name and reason. */
   readonly failedDevices: { name: string; reason: string }[] = [];
   /** Set when the wake eventfd fired during the last turn. */
@@ -218,6 +233,8 @@ export class DataPlane {
     this.#persist = options.persist ?? null;
     this.#lend = options.lend ?? null;
     this.#filterAddresses = options.filterAddresses ?? false;
+    this.#catchAll = options.catchAll ?? true;
+    this.#others = options.others ?? [];
     if (options.wake) this.#epoll.add(options.wake.fd, EPOLLIN, TOKEN_WAKE);
     this.#ifaces = new Interfaces({
       epoll: this.#epoll,
@@ -225,6 +242,7 @@ export class DataPlane {
       netlinkToken: TOKEN_NETLINK,
       log: this.#log,
       drop: (r) => this.#finish(r),
+      countsLinkErrors: this.#catchAll,
     });
     this.#states = new DeviceStates({
       persist: options.persist ?? null,
@@ -491,8 +509,13 @@ export class DataPlane {
    * the loop). When the new one cannot be opened, the old one keeps serving with its old
    * settings. Returns the problems, one message per device (empty: all applied).
    */
-  reload(config: Config, states?: ReadonlyMap<string, StateSnapshot>): string[] {
+  reload(
+    config: Config,
+    states?: ReadonlyMap<string, StateSnapshot>,
+    others?: readonly OtherDevice[] | null,
+  ): string[] {
     this.#config = config;
+    if (others) this.#others = others;
     this.#states.take(states);
     const problems: string[] = [];
     const live = new Map(this.devices.map((d) => [d.name, d]));
@@ -800,21 +823,26 @@ export class DataPlane {
   #handleFrame(ifc: Iface, rx: Uint8Array, length: number, arrival: number): void {
     const st = ifc.stats;
     const cls = classifyFrame(rx, length);
+    // Every worker's filter lets runts and wildcard frames through: only the catch-all counts
+    // them, so that the interface counters are one worker's whatever their number.
     if (cls === FrameClass.SHORT) {
-      st[IS.dropped]++;
-      return;
-    }
-    st[IS.rx_cnt]++;
-    st[IS.rx_bytes] += length;
-    if (cls !== FrameClass.OK) {
-      st[IS.ignored]++;
+      if (this.#catchAll) st[IS.dropped]++;
       return;
     }
     const shelf = frameShelf(rx);
     const slot = frameSlot(rx);
     const wildcard = isBroadcastAddress(shelf, slot);
+    const counts = this.#catchAll || !wildcard;
+    if (counts) {
+      st[IS.rx_cnt]++;
+      st[IS.rx_bytes] += length;
+    }
+    if (cls !== FrameClass.OK) {
+      if (counts) st[IS.ignored]++;
+      return;
+    }
     if (wildcard && !answersWildcard(rx, length)) {
-      st[IS.wildcard_dropped]++;
+      if (counts) st[IS.wildcard_dropped]++;
       return;
     }
     const devices = ifc.devices;
@@ -825,8 +853,11 @@ export class DataPlane {
       matched++;
       this.#serve(ifc, dev, rx, length, arrival);
     }
-    if (matched === 0) st[IS.ignored]++;
-    else if (wildcard) st[IS.broadcast]++;
+    if (!counts) return;
+    if (!wildcard) {
+      if (matched === 0) st[IS.ignored]++;
+    } else if (matched > 0 || anyMatches(ifc.others, shelf, slot)) st[IS.broadcast]++;
+    else st[IS.ignored]++;
   }
 
   #serve(ifc: Iface, dev: Device, rx: Uint8Array, length: number, arrival: number): void {
@@ -1405,6 +1436,7 @@ export class DataPlane {
     for (const ifc of this.interfaces) {
       const before = new Set(ifc.devices);
       ifc.devices = this.devices.filter((d) => matchesAny(d.config.interfaces, ifc.name));
+      if (this.#catchAll) ifc.others = this.#othersOn(ifc);
       if (this.#filterAddresses) this.#filter(ifc);
       this.#checkRxRing(ifc);
       for (const dev of ifc.devices) {
@@ -1413,14 +1445,27 @@ export class DataPlane {
     }
   }
 
+  /** The other workers' device addresses on `ifc` that none of its own devices has. */
+  #othersOn(ifc: Iface): AoeAddress[] {
+    const own = new Set(ifc.devices.map((d) => `${d.shelf}.${d.slot}`));
+    return this.#others
+      .filter((o) => matchesAny(o.interfaces, ifc.name) && !own.has(`${o.shelf}.${o.slot}`))
+      .map((o) => ({ shelf: o.shelf, slot: o.slot }));
+  }
+
   /**
-   * Lets `ifc`'s socket receive only the requests to the devices on it (and broadcasts), when
-   * that set of addresses changed. A failure is logged: the socket keeps its previous program,
-   * and frames to devices of other workers are then counted as `ignored` here.
+   * Lets `ifc`'s socket receive only the requests to the devices on it (and broadcasts), or,
+   * in the catch-all, every request but those to the other workers' devices on it, when that
+   * set of addresses changed. A failure is logged: the socket keeps its previous program, and
+   * frames to devices of other workers are then counted as `ignored` here.
    */
   #filter(ifc: Iface): void {
-    const addresses = ifc.devices.map((d) => ({ shelf: d.shelf, slot: d.slot }));
-    const key = addresses.map((a) => `${a.shelf}.${a.slot}`).sort().join(",");
+    const listed = this.#catchAll
+      ? ifc.others
+      : ifc.devices.map((d) => ({ shelf: d.shelf, slot: d.slot }));
+    const addresses: AddressFilter = this.#catchAll ? { except: listed } : listed;
+    const key = (this.#catchAll ? "except " : "") +
+      listed.map((a) => `${a.shelf}.${a.slot}`).sort().join(",");
     if (key === ifc.addressFilter) return;
     try {
       ifc.socket.filterAddresses(addresses);
@@ -1469,6 +1514,12 @@ export class DataPlane {
 }
 
 export type { ClearedState };
+
+/** True if a request to (shelf, slot) is for one of `targets` (allocates nothing). */
+function anyMatches(targets: readonly AoeAddress[], shelf: number, slot: number): boolean {
+  for (let i = 0; i < targets.length; i++) if (targetMatches(targets[i], shelf, slot)) return true;
+  return false;
+}
 
 /** The original's size format: KiB, then MiB/GiB/TiB while the value is >= 10240. */
 export function humanSize(bytes: number): string {

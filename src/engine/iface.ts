@@ -18,7 +18,7 @@
  * @module
  */
 
-import { copyBytes, type Memory, type PacketSocket } from "../../ffi/mod.ts";
+import { type AoeAddress, copyBytes, type Memory, type PacketSocket } from "../../ffi/mod.ts";
 import type { InterfaceConfig } from "../config/types.ts";
 import { macBytes } from "../mac.ts";
 import { MAX_MTU, maxSectorsForMtu } from "../protocol/engine.ts";
@@ -49,6 +49,11 @@ export class Iface implements Port {
   /** Devices visible on this interface. */
   devices: Device[] = [];
   /**
+   * The catch-all worker's: the other workers' device addresses on this interface (DataPlane
+   * #attachAll), which its filter leaves out and its broadcast count looks at.
+   */
+  others: AoeAddress[] = [];
+  /**
    * The addresses its socket's filter lets through (DataPlane #filter), as a sorted list;
    * null until one is set (every request passes).
    */
@@ -67,6 +72,8 @@ export class Iface implements Port {
   /** The socket's refused-frame counts already added to the counters. */
   #txDropped = 0;
   #txWrongFormat = 0;
+  /** Counts its failures in `link_errors` (see InterfacesOptions.countsLinkErrors). */
+  readonly #countsLinkErrors: boolean;
 
   constructor(
     index: number,
@@ -74,8 +81,10 @@ export class Iface implements Port {
     socket: PacketSocket,
     config: InterfaceConfig,
     stats: Float64Array,
+    countsLinkErrors = true,
   ) {
     this.index = index;
+    this.#countsLinkErrors = countsLinkErrors;
     this.name = name;
     this.socket = socket;
     this.config = config;
@@ -215,7 +224,7 @@ export class Iface implements Port {
   fail(reason: string): void {
     if (this.failure !== null) return;
     this.failure = reason;
-    this.stats[IS.link_errors]++;
+    if (this.#countsLinkErrors) this.stats[IS.link_errors]++;
   }
 
   close(): void {

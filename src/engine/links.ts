@@ -43,6 +43,11 @@ export interface InterfacesOptions {
   log: (level: "info" | "warning" | "error", message: string) => void;
   /** Releases a request whose reply will not be sent (its interface closed). */
   drop: (r: Request) => void;
+  /**
+   * Count socket failures in `link_errors`: false in all workers but the catch-all, since a
+   * link that fails fails every worker's socket on it (docs/workers.md). Default true.
+   */
+  countsLinkErrors?: boolean;
 }
 
 export class Interfaces {
@@ -239,7 +244,7 @@ export class Interfaces {
       failures?.push(message);
       return null;
     }
-    const ifc = new Iface(index, name, socket, icfg, stats);
+    const ifc = new Iface(index, name, socket, icfg, stats, this.#options.countsLinkErrors);
     try {
       this.#options.epoll.add(socket.fd, EPOLLIN, this.#options.token + index);
     } catch (e) {

@@ -26,8 +26,16 @@ export type ToWorker =
      * it idles rather than fails without devices.
      */
     multi: boolean;
+    /** The catch-all worker's: the other workers' devices (see {@link OtherDevice}). */
+    others: OtherDevice[] | null;
   }
-  | { type: "reload"; id: number; config: Config; states: Map<string, StateSnapshot> }
+  | {
+    type: "reload";
+    id: number;
+    config: Config;
+    states: Map<string, StateSnapshot>;
+    others: OtherDevice[] | null;
+  }
   | { type: "states"; id: number }
   | { type: "clear"; id: number; what: "config" | "macmask" | "reserve"; names: string[] }
   | { type: "clear-stats"; id: number; patterns: string[] | null }
@@ -40,6 +48,19 @@ export type ToWorker =
   | { type: "view-drop"; id: number; device: string; mac: string }
   | { type: "views"; id: number }
   | { type: "stop"; id: number; graceMs: number };
+
+/**
+ * A device of another worker, as the catch-all worker (worker 0 of several, docs/workers.md)
+ * knows it: its sockets let through every request but those to these addresses on the
+ * interfaces the patterns select (null: every one), and it counts a broadcast that one of them
+ * matches as `broadcast`, not `ignored`. Sent with each share (start, reload); null for every
+ * other worker, and for the only one.
+ */
+export interface OtherDevice {
+  shelf: number;
+  slot: number;
+  interfaces: string[] | null;
+}
 
 /**
  * Worker to main thread: host `mac` (12 hex digits) of views device `device` has no view open:

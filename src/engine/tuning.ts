@@ -12,7 +12,7 @@
  * | GGAOED_TX_KICK_EACH | 0 | 1 = kick the TX ring after every reply (default: once per turn) |
  * | GGAOED_READ_IN_RING | 1 | 0 = buffered reads land in the request's slot and are copied into the TX frame (default: read straight into the TX frame) |
  * | GGAOED_MAP_READS | 1 | 0 = buffered reads use preadv (default: copies out of a read-only mapping of the file, one call per turn) |
- * | GGAOED_ADDRESS_FILTER | 0 | 1 = the per-worker address filter (docs/workers.md) also with one worker (default: with several only) |
+ * | GGAOED_ADDRESS_FILTER | 0 | 1 = the address filter of workers 1 … N-1 (docs/workers.md) also with one worker, which then leaves broadcasts, runts and link failures uncounted (default: with several only) |
  *
  * @module
  */

@@ -65,7 +65,7 @@ function handle(plane: DataPlane, m: ToWorker): boolean {
   switch (m.type) {
     case "reload": {
       plane.takeOpenProblems();
-      reloading = { id: m.id, problems: plane.reload(m.config, m.states) };
+      reloading = { id: m.id, problems: plane.reload(m.config, m.states, m.others) };
       answerReload(plane);
       return true;
     }
@@ -140,6 +140,10 @@ async function main(): Promise<void> {
       persist: post,
       lend: post,
       filterAddresses: start.multi || TUNING.addressFilter,
+      // One worker is the catch-all (docs/workers.md); GGAOED_ADDRESS_FILTER alone measures
+      // the filter of the others.
+      catchAll: start.multi ? start.others !== null : !TUNING.addressFilter,
+      others: start.others ?? [],
     });
     plane.start(start.multi);
   } catch (e) {

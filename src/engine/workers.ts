@@ -5,7 +5,10 @@
  * (`states`, `clear`, `clear-stats`, `stop`) go to every worker and the answers are combined.
  *
  * Device counters come from the device's worker; interface counters are summed per interface
- * name, so that users see one set per interface whatever the number of workers.
+ * name, so that users see one set per interface whatever the number of workers. Worker 0 is the
+ * catch-all: it also receives the requests to addresses no other worker serves, and alone counts
+ * the frames every worker receives (broadcasts); it is sent the other workers' devices with its
+ * share ({@link othersOf}).
  *
  * @module
  */
@@ -21,6 +24,7 @@ import { IFACE_STAT_COUNT } from "../stats.ts";
 import type {
   DeviceCounters,
   FromWorker,
+  OtherDevice,
   PersistAck,
   SharedCounters,
   SharedStateChanged,
@@ -43,10 +47,15 @@ type Notice =
   | StorageSizeChanged
   | StorageFence
   | ViewReady;
-/** Requests answered by a reply. */
+/** Requests answered by a reply, as a worker gets them. */
+type Asked = Extract<
+  ToWorker,
+  { type: "reload" | "states" | "clear" | "clear-stats" | "views" | "view-drop" }
+>;
+/** Requests answered by a reply (a reload's share and `others` are filled in per worker). */
 type Request =
   | { type: "reload"; id: number; config: Config; states: Map<string, StateSnapshot> }
-  | Extract<ToWorker, { type: "states" | "clear" | "clear-stats" | "views" | "view-drop" }>;
+  | Exclude<Asked, { type: "reload" }>;
 
 /** How long after its grace period a stopping worker may take to confirm the stop, ms. */
 export const STOP_ANSWER_MS = 2000;
@@ -219,6 +228,7 @@ export class Workers {
             wakeFd: w.wake.fd,
             states: only(states, shares[i]),
             multi,
+            others: othersOf(shares, i),
           });
         })
       ),
@@ -274,17 +284,24 @@ export class Workers {
       ? handOver(this.#current, shares, this.#workers, this.#log)
       : null;
     if (first) {
-      await this.#ask(m.id, (i) => ({ ...m, config: first[i], states: only(m.states, first[i]) }));
+      await this.#ask(m.id, (i) => ({
+        ...m,
+        config: first[i],
+        states: only(m.states, first[i]),
+        others: othersOf(first, i),
+      }));
     }
     this.#current = shares;
-    return await this.#ask(
-      m.id,
-      (i) => ({ ...m, config: shares[i], states: only(m.states, shares[i]) }),
-    );
+    return await this.#ask(m.id, (i) => ({
+      ...m,
+      config: shares[i],
+      states: only(m.states, shares[i]),
+      others: othersOf(shares, i),
+    }));
   }
 
   /** Sends worker `w` request `m` (under a number of its own) and waits for its reply. */
-  #askOne(w: WorkerHandle, m: Request): Promise<Reply> {
+  #askOne(w: WorkerHandle, m: Asked): Promise<Reply> {
     const own = this.#nextId++;
     return new Promise<Reply>((resolve) => {
       w.waiting.set(own, resolve);
@@ -293,7 +310,7 @@ export class Workers {
   }
 
   /** Sends every worker `message(i)` and combines the replies (see {@link request}). */
-  async #ask(id: number, message: (worker: number) => Request): Promise<Reply> {
+  async #ask(id: number, message: (worker: number) => Asked): Promise<Reply> {
     const replies = await Promise.all(this.#workers.map((w, i) => this.#askOne(w, message(i))));
     if (replies.length === 1) return replies[0];
     const data = replies.some((r) => Array.isArray(r.data))
@@ -448,6 +465,17 @@ function handOver(
 function isNotice(m: ToWorker): m is Notice {
   return m.type === "storage-opened" || m.type === "persisted" || m.type === "shared-state" ||
     m.type === "storage-size" || m.type === "storage-fence" || m.type === "view-ready";
+}
+
+/**
+ * What worker `i` must know of the other workers' devices: for worker 0 (the catch-all) of
+ * several, every device of the others' `shares`; null for the rest, and for the only worker.
+ */
+function othersOf(shares: readonly Config[], i: number): OtherDevice[] | null {
+  if (i !== 0 || shares.length === 1) return null;
+  return shares.slice(1).flatMap((share) =>
+    share.devices.map((d) => ({ shelf: d.shelf, slot: d.slot, interfaces: d.interfaces }))
+  );
 }
 
 /** The states of `share`'s devices out of `states`. */

@@ -10,10 +10,8 @@
 
 import { assert, assertEquals, assertThrows, hex } from "../helpers/assert.ts";
 import { AoeError, AoeTimeoutError, AtaError } from "../../src/initiator/mod.ts";
-import type { Initiator, TargetInfo } from "../../src/initiator/mod.ts";
-import { PacketSocket } from "../../ffi/packet.ts";
-import { libc } from "../../ffi/libc.ts";
-import { putHeader } from "../../src/protocol/header.ts";
+import type { Initiator } from "../../src/initiator/mod.ts";
+import { header, RuntSender } from "../helpers/raw.ts";
 import { ataReadWriteFields, buildAtaRequest } from "../../src/protocol/ata.ts";
 import { buildConfigRequest } from "../../src/protocol/config.ts";
 import { buildMaskRequest } from "../../src/protocol/macmask.ts";
@@ -56,14 +54,6 @@ const OPTS = { sanitizeResources: false, sanitizeOps: false };
  * request, and a resent request that the daemon answers twice would break the exact counters.
  */
 const STEADY = { adaptive: false, timeoutMs: 500 };
-
-/**
- * The daemon's `[defaults]` for tests that count broadcasts and frames to unknown addresses on
- * the interface exactly: one data-path worker, whatever GGAOED_TEST_WORKERS says. With several,
- * a broadcast counts once per worker and a frame to no device's address is not received at all
- * (docs/workers.md#counters; tests/e2e/workers_test.ts checks that).
- */
-const ONE_WORKER = "workers = 1";
 
 /** Two devices on one shelf, 2.1 and 2.4: what broadcasts and wildcard addresses reach. */
 const TWO_ON_SHELF_2 = [
@@ -140,45 +130,6 @@ function aoeErrorCode(fn: () => unknown): number {
 function assertSilence(ini: Initiator, ms: number, what: string): void {
   const f = ini.receiveRaw(ms);
   assertEquals(f === null ? null : hex(f.subarray(0, 40)), null, `${what}: unexpected answer`);
-}
-
-/** A request header for `to` (version 1, no flags unless given). */
-function header(
-  ini: Initiator,
-  to: TargetInfo,
-  length: number,
-  fields: { command: number; tag: number; version?: number; flags?: number },
-): Uint8Array {
-  const f = new Uint8Array(length);
-  putHeader(f, {
-    dst: to.mac,
-    src: ini.mac,
-    shelf: to.shelf,
-    slot: to.slot,
-    tag: fields.tag,
-    version: fields.version ?? 1,
-    flags: fields.flags ?? 0,
-    error: 0,
-    command: fields.command,
-  });
-  return f;
-}
-
-/** A second packet socket that sends frames exactly as long as given (no padding to 60). */
-class RuntSender {
-  readonly #socket: PacketSocket;
-  constructor(ifname: string) {
-    this.#socket = PacketSocket.open(ifname, { ringBytes: 0, filter: "responses" });
-  }
-  send(frame: Uint8Array): void {
-    const buf = new Uint8Array(new ArrayBuffer(frame.length));
-    buf.set(frame);
-    const n = libc().send(this.#socket.fd, buf, BigInt(buf.length), 0);
-    assertEquals(n, frame.length, "send() of a runt frame");
-  }
-  close(): void {
-    this.#socket.close();
-  }
 }
 
 // ---- ATA error replies ----------------------------------------------------------------------
@@ -568,7 +519,7 @@ Deno.test({
     "a frame for another shelf/slot gets no answer and counts as ignored; Query Config broadcasts reach both devices, each answering with its own shelf/slot; an ATA broadcast is dropped",
   ...OPTS,
   fn: () =>
-    withTarget({ devices: TWO_ON_SHELF_2, defaults: ONE_WORKER }, async (t) => {
+    withTarget({ devices: TWO_ON_SHELF_2 }, async (t) => {
       const ini = t.initiator(STEADY);
       const disk = ini.find(2, 1, { waitMs: 3000 });
       const before = await stats(t);
@@ -801,7 +752,7 @@ Deno.test({
     "no frame to a wildcard address writes data or changes state: WRITE, config set, mask edit and reserve force set are dropped and counted on every device",
   ...OPTS,
   fn: () =>
-    withTarget({ devices: TWO_ON_SHELF_2, defaults: ONE_WORKER }, async (t) => {
+    withTarget({ devices: TWO_ON_SHELF_2 }, async (t) => {
       const ini = t.initiator(STEADY);
       const disk = ini.find(2, 1, { waitMs: 3000 });
       const images = [fillImage(t, "disk1", 11), fillImage(t, "disk2", 12)];

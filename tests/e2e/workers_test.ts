@@ -8,13 +8,19 @@
  *   for another's device (the socket filters);
  * - a reload under load that adds, removes and re-addresses devices: every device answers exactly
  *   once at its new address, the load goes on verified;
+ * - the interface counters count each frame once, as one worker does: the same traffic (broadcasts,
+ *   wildcards, runts, requests to addresses no device has on that link) gives the same counters
+ *   with one worker and with two;
  * - the default count: one worker for one device, two (this machine's CPUs, or fewer) for three;
  * - a bad `workers` names the file, the key and the fix.
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { type FaultLab, type LabDevice, until, withFaultLab } from "../../lab/fault_lab.ts";
-import { DAEMON_FLAGS, DENO, REPO } from "../../lab/target.ts";
+import { DAEMON_FLAGS, DENO, REPO, type TestTarget, withTarget } from "../../lab/target.ts";
+import { header, RuntSender } from "../helpers/raw.ts";
+import { AOE_CMD_ATA, AOE_CMD_CFG, ATA_CMD_ID_ATA } from "../../src/protocol/constants.ts";
+import type { TargetInfo } from "../../src/initiator/mod.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
 const FOUR: LabDevice[] = [1, 2, 3, 4].map((slot) => ({ name: `disk${slot}`, slot }));
@@ -82,10 +88,10 @@ Deno.test({
         const ifaces = Object.values(after.iface);
         assertEquals(ifaces.length, 1, JSON.stringify(after.iface));
         const [i] = ifaces;
-        // The broadcast reached both workers: two frames received, four answers sent.
-        assertEquals(i.rx_cnt, sent + 2, JSON.stringify(i));
+        // The broadcast reached both workers, counted once (by the catch-all); four answers.
+        assertEquals(i.rx_cnt, sent + 1, JSON.stringify(i));
         assertEquals(i.ignored, 0, JSON.stringify(i));
-        assertEquals(i.broadcast, 2, JSON.stringify(i));
+        assertEquals(i.broadcast, 1, JSON.stringify(i));
         assertEquals(i.tx_cnt, sent + 4, JSON.stringify(i));
         for (const d of FOUR) {
           assertEquals(after.dev[d.name].read_cnt, 3, `${d.name}: ${JSON.stringify(after.dev)}`);
@@ -93,6 +99,141 @@ Deno.test({
         await lab.assertAlive();
       },
     ),
+});
+
+/** The interface counters that count frames (not receive passes or kicks), by interface. */
+const FRAME_COUNTERS = [
+  "rx_cnt",
+  "rx_bytes",
+  "tx_cnt",
+  "tx_bytes",
+  "dropped",
+  "ignored",
+  "broadcast",
+  "tx_dropped",
+  "link_errors",
+  "wildcard_dropped",
+];
+
+/**
+ * Known traffic against four devices (0.1 and 0.3 go to worker 0, 0.2 and 0.4 to worker 1 when
+ * there are two), 0.4 visible on the second link only; returns the frame counters of each link
+ * from zero, and the "shelf.slot"s that answered each frame.
+ */
+async function countTraffic(
+  workers: number,
+): Promise<{ links: Record<string, number>[]; answers: string[][] }> {
+  const devices = [1, 2, 3, 4].map((slot) => ({
+    name: `disk${slot}`,
+    sizeMiB: 1,
+    slot,
+    extra: slot === 4 ? 'interfaces = ["SECOND_LINK"]' : undefined,
+  }));
+  return await withTarget({
+    devices,
+    defaults: `workers = ${workers}`,
+    links: 2,
+    beforeStart: (t) =>
+      t.writeConfig(
+        Deno.readTextFileSync(t.configPath).replace("SECOND_LINK", t.links[1].targetIf),
+      ),
+  }, async (t) => {
+    // A fixed timeout: no retransmit may add a frame.
+    const ini = t.initiator({ adaptive: false, timeoutMs: 500 });
+    const disk = ini.find(0, 1, { waitMs: 3000 });
+    while (ini.receiveRaw(300) !== null) { /* advertisements and late answers */ }
+    assertEquals((await t.ctl("clear-stats")).code, 0);
+    const runt = new RuntSender(t.hostIf);
+    const answers: string[][] = [];
+    let tag = 0x51000000;
+    try {
+      const send = (
+        to: Partial<TargetInfo>,
+        command: number,
+        fields: { version?: number; length?: number } = {},
+      ) => {
+        const f = header(ini, { ...disk, ...to }, fields.length ?? 60, {
+          command,
+          tag: ++tag,
+          version: fields.version,
+        });
+        if (command === AOE_CMD_ATA && f.length >= 28) [f[26], f[27]] = [1, ATA_CMD_ID_ATA];
+        if (f.length < 60) runt.send(f);
+        else ini.sendRaw(f);
+        const got: string[] = [];
+        for (let r = ini.receiveRaw(600); r !== null; r = ini.receiveRaw(300)) {
+          assertEquals(new DataView(r.buffer).getUint32(20), tag, "an answer to another frame");
+          got.push(`${(r[16] << 8) | r[17]}.${r[18]}`);
+        }
+        answers.push(got.sort());
+      };
+      const all = { mac: 0xffffffffffff };
+      send({ ...all, shelf: 0xffff, slot: 0xff }, AOE_CMD_CFG); // 0.1 0.2 0.3: broadcast
+      send({ ...all, shelf: 0, slot: 0xff }, AOE_CMD_CFG); // the same
+      send({ ...all, shelf: 0xffff, slot: 2 }, AOE_CMD_CFG); // 0.2 (worker 1's): broadcast
+      send({ ...all, shelf: 5, slot: 0xff }, AOE_CMD_CFG); // nobody: ignored
+      send({ ...all, shelf: 0xffff, slot: 4 }, AOE_CMD_CFG); // 0.4 is not on this link: ignored
+      send({ ...all, shelf: 0xffff, slot: 0xff }, AOE_CMD_ATA); // wildcard_dropped
+      send({ ...all, shelf: 0xffff, slot: 0xff }, AOE_CMD_CFG, { version: 2 }); // ignored
+      send({ ...all, shelf: 0xffff, slot: 0xff }, AOE_CMD_CFG, { length: 20 }); // runt: dropped
+      for (const slot of [1, 2, 3]) send({ slot }, AOE_CMD_ATA); // each answers
+      send({ slot: 9 }, AOE_CMD_CFG); // no device: ignored
+      send({ slot: 9 }, AOE_CMD_ATA); // likewise
+      send({ slot: 4 }, AOE_CMD_ATA); // 0.4 is on the second link only: ignored here
+    } finally {
+      runt.close();
+    }
+    return { links: await linkCounters(t), answers };
+  });
+}
+
+/** The frame counters of each of `t`'s links, in link order. */
+async function linkCounters(t: TestTarget): Promise<Record<string, number>[]> {
+  const r = await t.ctl("--json", "stats");
+  assertEquals(r.code, 0, r.stderr);
+  const byName = new Map<string, Record<string, number>>();
+  for (const i of JSON.parse(r.stdout).interfaces) byName.set(i.name, i.stats);
+  return t.links.map((l) => {
+    const all = byName.get(l.targetIf) ?? {};
+    return Object.fromEntries(FRAME_COUNTERS.map((k) => [k, all[k]]));
+  });
+}
+
+Deno.test({
+  ...OPTS,
+  name:
+    "workers = 2: each frame counts once on its interface, as with one worker: a broadcast once in rx_cnt and broadcast, a request to an address no device has on that link once in ignored",
+  fn: async () => {
+    const two = await countTraffic(2);
+    const [first, second] = two.links;
+    assertEquals(two.answers, [
+      ["0.1", "0.2", "0.3"],
+      ["0.1", "0.2", "0.3"],
+      ["0.2"],
+      [],
+      [],
+      [],
+      [],
+      [],
+      ["0.1"],
+      ["0.2"],
+      ["0.3"],
+      [],
+      [],
+      [],
+    ]);
+    assertEquals(first.rx_cnt, 13, JSON.stringify(first));
+    assertEquals(first.broadcast, 3, JSON.stringify(first));
+    assertEquals(first.ignored, 6, JSON.stringify(first));
+    assertEquals(first.wildcard_dropped, 1, JSON.stringify(first));
+    assertEquals(first.dropped, 1, JSON.stringify(first));
+    assertEquals(first.tx_cnt, 10, JSON.stringify(first));
+    assertEquals(second.rx_cnt, 0, JSON.stringify(second));
+    // One worker, the same traffic: the same counters on both links.
+    const one = await countTraffic(1);
+    assertEquals(two.answers, one.answers);
+    assertEquals(two.links, one.links);
+  },
 });
 
 Deno.test({

@@ -112,7 +112,7 @@ Deno.test("the requests filter passes AoE requests only, responses passes respon
   });
 });
 
-Deno.test("an address filter passes requests to its AoE addresses and broadcasts only, and is replaced at once", async () => {
+Deno.test("an address filter passes requests to its AoE addresses (or to every address but its except list) and broadcasts only, and is replaced at once", async () => {
   await withNetLab(async (lab) => {
     const { a, b, ifA, ifB } = await pair(lab, 1500);
     const sender = await a.call({ op: "open", ifname: ifA, ringBytes: 1 << 20, filter: "none" });
@@ -131,11 +131,12 @@ Deno.test("an address filter passes requests to its AoE addresses and broadcasts
       shelf,
       slot,
     });
-    const rounds: {
-      addresses: { shelf: number; slot: number }[] | null;
+    type Address = { shelf: number; slot: number };
+    type Round = ({ addresses: Address[] | null } | { except: Address[] }) & {
       frames: FrameSpec[];
       pass: number[];
-    }[] = [
+    };
+    const rounds: Round[] = [
       {
         addresses: [{ shelf: 0, slot: 1 }, { shelf: 7, slot: 3 }, { shelf: 0xfffe, slot: 0xfe }],
         frames: [
@@ -173,13 +174,34 @@ Deno.test("an address filter passes requests to its AoE addresses and broadcasts
         pass: [],
       },
       {
+        // The catch-all worker's: every request but those to the other workers' addresses.
+        except: [{ shelf: 0, slot: 1 }, { shelf: 7, slot: 3 }],
+        frames: [
+          frame(0, 1, 51),
+          frame(0, 2, 52), // 1
+          frame(7, 3, 53),
+          frame(0xffff, 0xff, 54), // 3: broadcast
+          frame(7, 0xff, 55), // 4: broadcast slot on a shelf with an excluded address
+          frame(0, 2, 56, RESPONSE),
+          frame(0x0100, 1, 57), // 6: a major that differs in its high byte only
+          frame(9, 9, 58), // 7: the marker
+        ],
+        pass: [1, 3, 4, 6, 7],
+      },
+      {
+        except: [], // nothing excluded: every request, as without a filter
+        frames: [frame(0, 1, 61), frame(0, 1, 62, RESPONSE), frame(5, 5, 63)],
+        pass: [0, 2],
+      },
+      {
         addresses: null, // every request again
         frames: [frame(0, 2, 41), frame(9, 9, 42), frame(0, 1, 43, RESPONSE), frame(0, 1, 44)],
         pass: [0, 1, 3],
       },
     ];
     for (const [n, round] of rounds.entries()) {
-      await b.call({ op: "filterAddresses", addresses: round.addresses });
+      const addresses = "except" in round ? { except: round.except } : round.addresses;
+      await b.call({ op: "filterAddresses", addresses });
       await a.call({ op: "send", frames: round.frames });
       const got = await b.call({
         op: "receive",
@@ -191,7 +213,7 @@ Deno.test("an address filter passes requests to its AoE addresses and broadcasts
       assert.deepEqual(
         got.frames.map((f: ReceivedFrame) => f.checksum),
         round.pass.map((i) => expectedChecksum(round.frames[i], sender.mac)),
-        `round ${n}: ${JSON.stringify(round.addresses)}`,
+        `round ${n}: ${JSON.stringify(addresses)}`,
       );
     }
     await b.call({ op: "close" });
