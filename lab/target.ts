@@ -220,6 +220,15 @@ export function withTestWorkers(text: string): string {
   return text.replace(/^\[defaults\]\s*$/m, `[defaults]\nworkers = ${n}`);
 }
 
+/**
+ * What the daemon adds to its status line ("serving 1 device(s) on 1 interface(s)") under the
+ * suite's number of workers ({@link withTestWorkers}): " with N workers" when N > 1.
+ */
+export function testWorkersStatus(): string {
+  const n = Number(Deno.env.get("GGAOED_TEST_WORKERS") ?? "1");
+  return n > 1 ? ` with ${n} workers` : "";
+}
+
 /** Builds the TOML configuration of a test target. */
 export function targetConfig(
   t: { targetIf: string; dir: string; images: Map<string, string>; links?: { targetIf: string }[] },

@@ -8,7 +8,7 @@ import { assert, assertEquals } from "../helpers/assert.ts";
 import { FakeNotifySocket } from "../helpers/notify.ts";
 import { monotonicMicroseconds } from "../../ffi/mod.ts";
 import { ControlClient } from "../../src/control/client.ts";
-import { withTarget } from "../../lab/target.ts";
+import { testWorkersStatus, withTarget } from "../../lab/target.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 const WATCHDOG_USEC = 2_000_000;
@@ -34,7 +34,10 @@ Deno.test({
         assertEquals(devices.map((d) => d.name), ["disk1"]);
         const disk = t.initiator().find(0, 1, { waitMs: 300 });
         assertEquals([disk.shelf, disk.slot], [0, 1]);
-        assertEquals(ready.fields.STATUS, "serving 1 device(s) on 1 interface(s)");
+        assertEquals(
+          ready.fields.STATUS,
+          "serving 1 device(s) on 1 interface(s)" + testWorkersStatus(),
+        );
         await t.waitForLog(/ggaoed is running/, 2000);
 
         // Watchdog: a keep-alive every WATCHDOG_USEC / 2, never a gap that would trip systemd.
@@ -72,7 +75,10 @@ Deno.test({
         assert(ctl.code !== 0, "a broken reload is reported");
         await sd.next((m) => m.fields.RELOADING === "1");
         const kept = await sd.next((m) => m.fields.READY === "1" || m.fields.STOPPING === "1");
-        assertEquals(kept.fields.STATUS, "serving 1 device(s) on 1 interface(s)");
+        assertEquals(
+          kept.fields.STATUS,
+          "serving 1 device(s) on 1 interface(s)" + testWorkersStatus(),
+        );
         t.initiator().find(0, 1, { waitMs: 300 });
 
         // SIGTERM: STOPPING=1, then no more keep-alives, exit 0.
