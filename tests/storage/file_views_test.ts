@@ -5,10 +5,14 @@
  */
 
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { FileViewStore } from "../../src/storage/file_views.ts";
 import { viewConfig, viewPath } from "../../src/storage/views.ts";
 import { parseConfigText } from "../../src/config/load.ts";
 import { fileDigest, HAVE_XFS, withViewsFiles } from "../../lab/views.ts";
+import { have } from "../../lab/command.ts";
+
+const HAVE_STRACE = await have("strace");
 import { withScratchFileSystem } from "../../lab/files.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false, ignore: !HAVE_XFS };
@@ -102,3 +106,130 @@ Deno.test("a view's path and configuration: the device's settings, writable, ove
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test({
+  ...OPTS,
+  name:
+    "kill -9 during creation leaves no half-made view under a final name; cleanup removes the rest; the golden image is untouched",
+  fn: () =>
+    withViewsFiles(async ({ golden, views, data }) => {
+      const before = await fileDigest(golden);
+      const made = new Set<string>();
+      const rounds = 15;
+      for (let i = 0; i < rounds; i++) {
+        for (const mac of await killedCreator(golden, views, 5 + Math.random() * 40)) {
+          made.add(mac);
+        }
+      }
+      const names = Deno.readDirSync(views).toArray().map((e) => e.name);
+      const finals = names.filter((n) => /^[0-9a-f]{12}\.img$/.test(n));
+      const leftovers = names.filter((n) => n.endsWith(".creating"));
+      console.error(
+        `  ${rounds} kills: ${finals.length} views, ${leftovers.length} left under .creating`,
+      );
+      for (const mac of made) assert.ok(finals.includes(`${mac}.img`), `view ${mac} reported made`);
+      assertWholeViews(views, data);
+      const store = new FileViewStore(golden, views);
+      await store.cleanup();
+      assert.deepEqual(
+        Deno.readDirSync(views).toArray().map((e) => e.name).filter((n) => !finals.includes(n)),
+        [],
+        "cleanup left something besides the views",
+      );
+      assert.equal(await fileDigest(golden), before, "the golden image changed");
+    }),
+});
+
+Deno.test({
+  ...OPTS,
+  ignore: !HAVE_XFS || !HAVE_STRACE,
+  name:
+    "kill -9 at the clone itself (strace kills the creator at an ioctl): no view under a final name is empty or partial",
+  fn: () =>
+    withViewsFiles(async ({ golden, views, data }) => {
+      // A kill at a random moment rarely lands between the creation of the file and its clone;
+      // strace makes it land there: SIGKILL at the Nth ioctl, FICLONE being most of them.
+      let landed = 0;
+      for (let i = 0; i < 6; i++) {
+        const at = 20 + Math.floor(Math.random() * 60);
+        await killedCreator(golden, views, 0, at);
+        const names = Deno.readDirSync(views).toArray().map((e) => e.name);
+        if (names.some((n) => n.endsWith(".creating"))) landed++;
+        assertWholeViews(views, data);
+        await new FileViewStore(golden, views).cleanup();
+      }
+      assert.ok(landed > 0, "no kill landed at a clone: the test proved nothing");
+    }),
+});
+
+/** Every view under a final name in `views` holds the golden image's bytes, every one. */
+function assertWholeViews(views: string, data: Uint8Array): string[] {
+  const goldenBytes = Buffer.from(data);
+  const finals = Deno.readDirSync(views).toArray().map((e) => e.name)
+    .filter((n) => /^[0-9a-f]{12}\.img$/.test(n));
+  for (const name of finals) {
+    const bytes = Deno.readFileSync(`${views}/${name}`);
+    assert.equal(bytes.length, data.length, `${name}: half made (${bytes.length} bytes)`);
+    assert.ok(Buffer.from(bytes).equals(goldenBytes), `${name}: not the golden image's bytes`);
+  }
+  return finals;
+}
+
+/**
+ * Runs tests/storage/file_views_child.ts (ensure on fresh MACs in a loop), kills it with SIGKILL
+ * `afterMs` after it started, and returns the MACs it reported made.
+ */
+async function killedCreator(
+  golden: string,
+  views: string,
+  afterMs: number,
+  atIoctl?: number,
+): Promise<string[]> {
+  const deno = [
+    Deno.execPath(),
+    "run",
+    "-A",
+    new URL("./file_views_child.ts", import.meta.url).pathname,
+    golden,
+    views,
+  ];
+  const strace = ["-f", "-qq", "-o", "/dev/null", "-e", "trace=ioctl"];
+  const [command, ...args] = atIoctl === undefined
+    ? deno
+    : ["strace", ...strace, "-e", `inject=ioctl:signal=SIGKILL:when=${atIoctl}`, ...deno];
+  const child = new Deno.Command(command, {
+    args,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let out = "";
+  const reading = (async () => {
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) out += chunk;
+  })();
+  const errors = new Response(child.stderr).text();
+  if (atIoctl !== undefined) {
+    // strace kills it: wait for that (bounded).
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    await child.status;
+    clearTimeout(timer);
+    await reading;
+    await errors;
+    return [...out.matchAll(/^made ([0-9a-f]{12})$/gm)].map((m) => m[1]);
+  }
+  try {
+    const deadline = performance.now() + 30_000;
+    while (!out.includes("ready\n")) {
+      if (performance.now() > deadline) throw new Error(`the child did not start: ${out}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    await new Promise((r) => setTimeout(r, afterMs));
+  } finally {
+    child.kill("SIGKILL");
+    const status = await child.status;
+    await reading;
+    const stderr = await errors;
+    assert.equal(status.signal, "SIGKILL", `the child ended on its own:\n${stderr}`);
+  }
+  return [...out.matchAll(/^made ([0-9a-f]{12})$/gm)].map((m) => m[1]);
+}
