@@ -9,6 +9,7 @@ import { type CephCluster, withCephCluster } from "../../lab/ceph.ts";
 import { firstDifference } from "../../lab/files.ts";
 import { RbdViewStore, REMOVE_WAIT_MS } from "../../src/rbd/clones.ts";
 import { rbdIo } from "./lab.ts";
+import { killedCreator } from "../../lab/view_creator.ts";
 
 const MiB = 1024 * 1024;
 /** The golden image: 8 MiB in 1 MiB objects, every byte depending on its offset. */
@@ -200,7 +201,7 @@ async function viewSteps(
       const made = new Set<string>();
       const rounds = 12;
       for (let round = 0; round < rounds; round++) {
-        for (const mac of await killedCreator(cluster, 40 + Math.random() * 400)) made.add(mac);
+        for (const mac of await killedClones(cluster, 40 + Math.random() * 400)) made.add(mac);
       }
       const names = await cluster.listImages();
       const leftovers = names.filter((n) => n.endsWith(".creating"));
@@ -233,44 +234,9 @@ async function viewSteps(
   );
 }
 
-/**
- * Runs tests/rbd/views_child.ts (ensure on fresh MACs in a loop), kills it with SIGKILL
- * `afterMs` after it connected, and returns the MACs it reported made.
- */
-async function killedCreator(cluster: CephCluster, afterMs: number): Promise<string[]> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("./views_child.ts", import.meta.url).pathname,
-      cluster.conf,
-      cluster.user,
-      "farm",
-      "rbd",
-      "rbd/gold@v1",
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let out = "";
-  const reading = (async () => {
-    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) out += chunk;
-  })();
-  const errors = new Response(child.stderr).text();
-  try {
-    const deadline = performance.now() + 30_000;
-    while (!out.includes("ready\n")) {
-      if (performance.now() > deadline) throw new Error(`the child did not connect: ${out}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    await new Promise((r) => setTimeout(r, afterMs));
-  } finally {
-    child.kill("SIGKILL");
-    const status = await child.status;
-    await reading;
-    const stderr = await errors;
-    assert.equal(status.signal, "SIGKILL", `the child ended on its own:\n${stderr}`);
-  }
-  return [...out.matchAll(/^made ([0-9a-f]{12})$/gm)].map((m) => m[1]);
+/** Makes views in a child process (tests/rbd/views_child.ts), killed -9 `afterMs` after it started. */
+function killedClones(cluster: CephCluster, afterMs: number): Promise<string[]> {
+  const script = new URL("./views_child.ts", import.meta.url).pathname;
+  const args = [cluster.conf, cluster.user, "farm", "rbd", "rbd/gold@v1"];
+  return killedCreator(script, args, { afterMs });
 }

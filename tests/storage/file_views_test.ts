@@ -11,6 +11,7 @@ import { viewConfig, viewPath } from "../../src/storage/views.ts";
 import { parseConfigText } from "../../src/config/load.ts";
 import { fileDigest, HAVE_XFS, withViewsFiles } from "../../lab/views.ts";
 import { have } from "../../lab/command.ts";
+import { type Kill, killedCreator } from "../../lab/view_creator.ts";
 
 const HAVE_STRACE = await have("strace");
 import { withScratchFileSystem } from "../../lab/files.ts";
@@ -117,7 +118,7 @@ Deno.test({
       const made = new Set<string>();
       const rounds = 15;
       for (let i = 0; i < rounds; i++) {
-        for (const mac of await killedCreator(golden, views, 5 + Math.random() * 40)) {
+        for (const mac of await creator(golden, views, { afterMs: 5 + Math.random() * 40 })) {
           made.add(mac);
         }
       }
@@ -152,7 +153,7 @@ Deno.test({
       let landed = 0;
       for (let i = 0; i < 6; i++) {
         const at = 20 + Math.floor(Math.random() * 60);
-        await killedCreator(golden, views, 0, at);
+        await creator(golden, views, { atIoctl: at });
         const names = Deno.readDirSync(views).toArray().map((e) => e.name);
         if (names.some((n) => n.endsWith(".creating"))) landed++;
         assertWholeViews(views, data);
@@ -175,61 +176,8 @@ function assertWholeViews(views: string, data: Uint8Array): string[] {
   return finals;
 }
 
-/**
- * Runs tests/storage/file_views_child.ts (ensure on fresh MACs in a loop), kills it with SIGKILL
- * `afterMs` after it started, and returns the MACs it reported made.
- */
-async function killedCreator(
-  golden: string,
-  views: string,
-  afterMs: number,
-  atIoctl?: number,
-): Promise<string[]> {
-  const deno = [
-    Deno.execPath(),
-    "run",
-    "-A",
-    new URL("./file_views_child.ts", import.meta.url).pathname,
-    golden,
-    views,
-  ];
-  const strace = ["-f", "-qq", "-o", "/dev/null", "-e", "trace=ioctl"];
-  const [command, ...args] = atIoctl === undefined
-    ? deno
-    : ["strace", ...strace, "-e", `inject=ioctl:signal=SIGKILL:when=${atIoctl}`, ...deno];
-  const child = new Deno.Command(command, {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let out = "";
-  const reading = (async () => {
-    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) out += chunk;
-  })();
-  const errors = new Response(child.stderr).text();
-  if (atIoctl !== undefined) {
-    // strace kills it: wait for that (bounded).
-    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-    await child.status;
-    clearTimeout(timer);
-    await reading;
-    await errors;
-    return [...out.matchAll(/^made ([0-9a-f]{12})$/gm)].map((m) => m[1]);
-  }
-  try {
-    const deadline = performance.now() + 30_000;
-    while (!out.includes("ready\n")) {
-      if (performance.now() > deadline) throw new Error(`the child did not start: ${out}`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-    await new Promise((r) => setTimeout(r, afterMs));
-  } finally {
-    child.kill("SIGKILL");
-    const status = await child.status;
-    await reading;
-    const stderr = await errors;
-    assert.equal(status.signal, "SIGKILL", `the child ended on its own:\n${stderr}`);
-  }
-  return [...out.matchAll(/^made ([0-9a-f]{12})$/gm)].map((m) => m[1]);
+/** Makes views in a child process until it is killed as `kill` says (lab/view_creator.ts). */
+function creator(golden: string, views: string, kill: Kill): Promise<string[]> {
+  const script = new URL("./file_views_child.ts", import.meta.url).pathname;
+  return killedCreator(script, [golden, views], kill);
 }
