@@ -235,13 +235,7 @@ export class CephCluster {
   async pauseOsd(): Promise<void> {
     const osd = this.#daemons.get("osd.0");
     if (!osd) return;
-    osd.kill("SIGSTOP");
-    // SIGSTOP reaches each thread on its way back to user space: wait until all are stopped.
-    const deadline = performance.now() + 5_000;
-    while (!allThreadsStopped(osd.pid)) {
-      if (performance.now() > deadline) throw new Error(`osd.0 (pid ${osd.pid}) did not stop`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
+    await stopProcess(osd.pid, `osd.0 (pid ${osd.pid})`, 5_000);
   }
 
   /** Lets a paused OSD run again (SIGCONT). */
@@ -454,6 +448,20 @@ log file =
 
 function overdue(deadline: number, what: string): void {
   if (performance.now() > deadline) throw new Error(`${what} took past the time bound`);
+}
+
+/**
+ * Stops process `pid` (`what`, for the error) with SIGSTOP and waits until every one of its
+ * threads is stopped: the signal reaches each thread on its way back to user space. Throws
+ * after `timeoutMs`.
+ */
+export async function stopProcess(pid: number, what: string, timeoutMs: number): Promise<void> {
+  Deno.kill(pid, "SIGSTOP");
+  const deadline = performance.now() + timeoutMs;
+  while (!allThreadsStopped(pid)) {
+    if (performance.now() > deadline) throw new Error(`${what} did not stop`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 /** Whether every thread of `pid` is in state T (stopped), per /proc/PID/task/TID/stat. */

@@ -212,12 +212,19 @@ export class TestTarget {
  * the text unchanged.
  */
 export function withTestWorkers(text: string): string {
+  if (!Deno.env.get("GGAOED_TEST_WORKERS")) return text;
+  if (/^\s*workers\s*=/m.test(text) || !/^\[defaults\]\s*$/m.test(text)) return text;
+  return text.replace(/^\[defaults\]\s*$/m, `[defaults]\nworkers = ${testWorkers()}`);
+}
+
+/** The suite's number of workers, `GGAOED_TEST_WORKERS` (null: unset). */
+function testWorkers(): number | null {
   const n = Deno.env.get("GGAOED_TEST_WORKERS");
-  if (!n || /^\s*workers\s*=/m.test(text) || !/^\[defaults\]\s*$/m.test(text)) return text;
+  if (!n) return null;
   if (!/^[1-9][0-9]*$/.test(n)) {
     throw new Error(`GGAOED_TEST_WORKERS=${n}: expected a whole number of workers, at least 1`);
   }
-  return text.replace(/^\[defaults\]\s*$/m, `[defaults]\nworkers = ${n}`);
+  return Number(n);
 }
 
 /**
@@ -225,7 +232,7 @@ export function withTestWorkers(text: string): string {
  * suite's number of workers ({@link withTestWorkers}): " with N workers" when N > 1.
  */
 export function testWorkersStatus(): string {
-  const n = Number(Deno.env.get("GGAOED_TEST_WORKERS") ?? "1");
+  const n = testWorkers() ?? 1;
   return n > 1 ? ` with ${n} workers` : "";
 }
 

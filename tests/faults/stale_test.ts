@@ -29,6 +29,7 @@ import {
   withTarget,
 } from "../../lab/target.ts";
 import { withFaultyFile } from "../../lab/storage_faults.ts";
+import { stopProcess } from "../../lab/ceph.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
 const SECTOR = 512;
@@ -106,28 +107,10 @@ function assertServes(ini: Initiator, disk: TargetInfo, path: string): void {
   assertEquals(firstDifference(readFileRange(path, 4096 * SECTOR, data.length), data), -1);
 }
 
-/** Whether every thread of `pid` is in state T (stopped), from /proc. */
-function allThreadsStopped(pid: number): boolean {
-  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/stat`);
-      // "tid (comm) S ...": the state follows the last ')' (comm may hold parentheses).
-      if (stat[stat.lastIndexOf(")") + 2] !== "T") return false;
-    } catch { /* the thread exited meanwhile */ }
-  }
-  return true;
-}
-
 /** A process stopped with SIGSTOP until `body` ends (SIGCONT, also when it throws). */
 async function stopped(pid: number, body: () => Promise<void>): Promise<void> {
-  Deno.kill(pid, "SIGSTOP");
   try {
-    // The signal is delivered asynchronously: wait until every thread has stopped.
-    const deadline = performance.now() + 10000;
-    while (!allThreadsStopped(pid)) {
-      if (performance.now() > deadline) throw new Error(`process ${pid} did not stop`);
-      await sleep(5);
-    }
+    await stopProcess(pid, `process ${pid}`, 10_000);
     await body();
   } finally {
     Deno.kill(pid, "SIGCONT");
