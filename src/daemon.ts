@@ -385,6 +385,7 @@ async function reloadConfig(
   rbd.configured(config.devices);
   const reply = await link.request({ type: "reload", id: 0, config, states });
   await rbd.pollNow(); // the sizes of RBD images served on, re-read like files
+  if (link.count > 1) log("info", link.describe());
   if (!reply.ok) {
     // The worker logged each problem; the rest of the configuration is applied.
     log("error", "The configuration was reloaded with errors (see above)");

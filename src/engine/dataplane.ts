@@ -520,6 +520,15 @@ export class DataPlane {
     const problems: string[] = [];
     const live = new Map(this.devices.map((d) => [d.name, d]));
     const kept: Device[] = [];
+    // Removed devices retire first: a device added in their place over the same storage (a
+    // rename) then finds them retiring, and waits for the writes they still have in the
+    // kernel before it starts its own (Device.follow).
+    for (const [name, dev] of live) {
+      if (!config.devices.some((d) => d.name === name)) {
+        this.#log("info", `disk/${name}: removed from the configuration, closing`);
+        this.#retire(dev);
+      }
+    }
     for (const d of config.devices) {
       const cur = live.get(d.name);
       if (cur && JSON.stringify(cur.config) === JSON.stringify(d)) {
@@ -549,12 +558,6 @@ export class DataPlane {
       if (cur) {
         this.#log("info", `disk/${d.name}: reopened with the new settings`);
         this.#retire(cur);
-      }
-    }
-    for (const [name, dev] of live) {
-      if (!config.devices.some((d) => d.name === name)) {
-        this.#log("info", `disk/${name}: removed from the configuration, closing`);
-        this.#retire(dev);
       }
     }
     // A device kept with its old settings must not share an address with another one.

@@ -189,7 +189,9 @@ export class Workers {
 
   /**
    * Each worker's share of `config`: the global settings with its own devices. A device keeps
-   * the worker it was first given; a new one goes to the worker with the fewest devices of
+   * the worker it was first given. A new one goes to the worker that serves its path now (a
+   * device renamed in a reload: the new name must wait for the old one's writes still in the
+   * kernel, which only the same worker can see), else to the worker with the fewest devices of
    * `config` (the lowest index on a tie).
    */
   shares(config: Config): Config[] {
@@ -198,9 +200,13 @@ export class Workers {
       const w = this.#owner.get(d.name);
       if (w !== undefined) load[w]++;
     }
+    const byPath = new Map<string, number>();
+    this.#current.forEach((share, w) => {
+      for (const d of share.devices) byPath.set(d.path, w);
+    });
     for (const d of config.devices) {
       if (this.#owner.has(d.name)) continue;
-      const w = load.indexOf(Math.min(...load));
+      const w = byPath.get(d.path) ?? load.indexOf(Math.min(...load));
       this.#owner.set(d.name, w);
       load[w]++;
     }

@@ -11,9 +11,9 @@
  */
 
 import { assert, assertEquals } from "../helpers/assert.ts";
-import { withFaultyFile } from "../../lab/storage_faults.ts";
+import { type FaultyFile, withFaultyFile } from "../../lab/storage_faults.ts";
 import { type LabDevice, MATRIX, until, withFaultLab } from "../../lab/fault_lab.ts";
-import { readFileRange, targetConfig, withTarget } from "../../lab/target.ts";
+import { readFileRange, targetConfig, type TestTarget, withTarget } from "../../lab/target.ts";
 import type { Initiator, TargetInfo } from "../../src/initiator/mod.ts";
 import { ataReadWriteFields, buildAtaRequest } from "../../src/protocol/ata.ts";
 
@@ -210,6 +210,46 @@ Deno.test({
     }),
 });
 
+/**
+ * A write the storage holds (0xbb) is in the kernel when `replace` reloads the device under a
+ * new configuration of the same file; a newer write to the same sector (0xcc) then comes
+ * through the new device. The new device must not start it while the old one's write is in
+ * the kernel: the storage holds every request it starts, so a second held request would show
+ * it. Once the storage lets the old write go, the newer data is what stays.
+ */
+async function assertReplacedWriteOrdered(
+  t: TestTarget,
+  f: FaultyFile,
+  replace: () => Promise<void>,
+): Promise<void> {
+  const ini = t.initiator({ adaptive: false, timeoutMs: 1000 });
+  let disk = ini.find(0, 1, { waitMs: 3000 });
+  const lba = 64;
+  ini.write(disk, lba, sectorOf(0xaa));
+  const before = f.counters().bytesWritten;
+  // A write the storage holds until released below: the initiator gives up waiting for it.
+  f.setDelay(HOLD_MS);
+  try {
+    sendWrite(ini, disk, lba, sectorOf(0xbb), 0x7e000001);
+    await until("the write is held by the storage", () => f.counters().delayed > 0, 20_000);
+    await replace();
+    disk = ini.find(0, 1, { waitMs: 3000 });
+    sendWrite(ini, disk, lba, sectorOf(0xcc), 0x7e000002);
+    // The newer write waits in the new device's queue (within max-request-age), unstarted.
+    await new Promise((r) => setTimeout(r, 700));
+    assertEquals(
+      f.counters().delayed,
+      1,
+      "the new device started a write while the old one's write to the file was in the kernel",
+    );
+  } finally {
+    f.setDelay(0); // released also when the test fails: else nothing could stop the daemon
+  }
+  await until("both writes are done", () => f.counters().bytesWritten - before >= 1024, 20_000);
+  assertEquals(readFileRange(f.path, lba * 512, 512), sectorOf(0xcc), "the file");
+  assertEquals(ini.read(disk, lba, 1), sectorOf(0xcc), "read through the device");
+}
+
 Deno.test({
   ...OPTS,
   name:
@@ -218,33 +258,55 @@ Deno.test({
     withFaultyFile({ sizeBytes: 4 * 1024 * 1024 }, async (f) => {
       const devices = (extra: string) => [{ name: "slow", path: f.path, extra }];
       await withTarget({ directIo: true, devices: devices("") }, async (t) => {
-        const ini = t.initiator({ adaptive: false, timeoutMs: 1000 });
-        let disk = ini.find(0, 1, { waitMs: 3000 });
-        const lba = 64;
-        ini.write(disk, lba, sectorOf(0xaa));
-        const before = f.counters().bytesWritten;
-        // A write the storage holds for 3 s: the initiator gives up waiting for it.
-        f.setDelay(3000);
-        sendWrite(ini, disk, lba, sectorOf(0xbb), 0x7e000001);
-        await until("the write is held by the storage", () => f.counters().delayed > 0, 20_000);
-        // The device is replaced while that write is in the kernel; the storage is fast again.
-        t.writeConfig(targetConfig(t, { directIo: true, devices: devices("max-delay = 0.002") }));
-        assertEquals((await t.ctl("reload")).code, 0);
-        f.setDelay(0);
-        // A newer write over the same sector through the new device, acknowledged.
-        disk = ini.find(0, 1, { waitMs: 3000 });
-        ini.write(disk, lba, sectorOf(0xcc));
-        // Both writes have reached the file (the held one after at most 3 s).
-        await until(
-          "both writes are done",
-          () => f.counters().bytesWritten - before >= 1024,
-          20_000,
-        );
-        assertEquals(readFileRange(f.path, lba * 512, 512), sectorOf(0xcc), "the file");
-        assertEquals(ini.read(disk, lba, 1), sectorOf(0xcc), "read through the device");
+        await assertReplacedWriteOrdered(t, f, async () => {
+          t.writeConfig(targetConfig(t, { directIo: true, devices: devices("max-delay = 0.002") }));
+          assertEquals((await t.ctl("reload")).code, 0);
+        });
       });
     }),
 });
+
+for (const workers of [1, 2]) {
+  Deno.test({
+    ...OPTS,
+    name:
+      `workers = ${workers}: a device a reload renames (same file, same address) waits for the old name's write still in the kernel, on the same worker, before it starts a newer one`,
+    fn: () =>
+      withFaultyFile({ sizeBytes: 4 * 1024 * 1024 }, async (f) => {
+        // With two, slow goes to worker 0, a to worker 1, b to worker 0. After the reload,
+        // worker 0 has b and worker 1 has a: by load alone, c would take worker 0 and slow2
+        // worker 1, away from the old device still writing the same file.
+        const devices = [
+          { name: "slow", path: f.path, slot: 1 },
+          { name: "a", sizeMiB: 8, slot: 2 },
+          { name: "b", sizeMiB: 8, slot: 3 },
+        ];
+        const defaults = `workers = ${workers}`;
+        await withTarget({ directIo: true, defaults, devices }, async (t) => {
+          await assertReplacedWriteOrdered(t, f, async () => {
+            const c = `${t.dir}/c.img`;
+            Deno.writeFileSync(c, new Uint8Array(0));
+            Deno.truncateSync(c, 8 << 20);
+            t.images.set("c", c);
+            t.images.set("slow2", f.path);
+            t.writeConfig(targetConfig(t, {
+              directIo: true,
+              defaults,
+              devices: [
+                { name: "c", slot: 4 },
+                { name: "slow2", slot: 1, extra: "max-delay = 0.002" },
+                { name: "a", slot: 2 },
+                { name: "b", slot: 3 },
+              ],
+            }));
+            assertEquals((await t.ctl("reload")).code, 0);
+            // With several workers, the reload logs where each device is served now.
+            if (workers > 1) await t.waitForLog(/worker 0 serves [^;]*slow2/);
+          });
+        });
+      }),
+  });
+}
 
 Deno.test({
   ...OPTS,
@@ -252,27 +314,9 @@ Deno.test({
     "a write held by slow storage never lands over a newer write to the same sectors: the newer one waits for it",
   fn: () =>
     withFaultyFile({ sizeBytes: 4 * 1024 * 1024 }, async (f) => {
-      await withTarget({ directIo: true, devices: [{ name: "slow", path: f.path }] }, async (t) => {
-        const ini = t.initiator({ adaptive: false, timeoutMs: 1000 });
-        const disk = ini.find(0, 1, { waitMs: 3000 });
-        const lba = 64;
-        ini.write(disk, lba, sectorOf(0xaa));
-        const before = f.counters().bytesWritten;
-        // A write the storage holds for 3 s (its initiator would give up and write again).
-        f.setDelay(3000);
-        sendWrite(ini, disk, lba, sectorOf(0xbb), 0x7e000002);
-        await until("the write is held by the storage", () => f.counters().delayed > 0, 20_000);
-        // The storage is fast again: a newer write over the same sector, acknowledged.
-        f.setDelay(0);
-        ini.write(disk, lba, sectorOf(0xcc));
-        await until(
-          "both writes are done",
-          () => f.counters().bytesWritten - before >= 1024,
-          20_000,
-        );
-        assertEquals(readFileRange(f.path, lba * 512, 512), sectorOf(0xcc), "the file");
-        assertEquals(ini.read(disk, lba, 1), sectorOf(0xcc), "read through the device");
-      });
+      await withTarget({ directIo: true, devices: [{ name: "slow", path: f.path }] }, (t) =>
+        // Nothing replaced: the same device must hold the newer write back itself.
+        assertReplacedWriteOrdered(t, f, () => Promise.resolve()));
     }),
 });
 
