@@ -100,6 +100,11 @@ export interface PacketSocketOptions {
   frameSize?: number;
   /** "requests": AoE with the response flag clear; "responses": flag set; "none": all AoE. */
   filter: PacketFilter;
+  /**
+   * With "requests": the addresses let through from the start, attached before the socket is
+   * bound, so that no frame reaches it unfiltered (see {@link filterProgram}; default: all).
+   */
+  addresses?: AddressFilter | null;
   /** SO_SNDBUF in bytes (SO_SNDBUFFORCE when permitted); 0 or absent = kernel default. */
   sendBuffer?: number;
   /** SO_RCVBUF in bytes (SO_RCVBUFFORCE when permitted); 0 or absent = kernel default. */
@@ -466,7 +471,9 @@ export class PacketSocket {
           }
         }
       }
-      if (options.filter !== "none") attachFilter(fd, filterProgram(options.filter));
+      if (options.filter !== "none") {
+        attachFilter(fd, filterProgram(options.filter, options.addresses ?? null));
+      }
       // Without an RX ring, recvmsg reads the kernel's receive time from a control message.
       if (rx === null && !setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, intOption(1))) {
         throw lastError("setsockopt(SO_TIMESTAMPNS)");

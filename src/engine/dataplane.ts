@@ -42,6 +42,7 @@ import {
   EPOLLOUT,
   Errno,
   type EventFd,
+  MAX_FILTER_ADDRESSES,
   type Memory,
   realtimeSeconds,
   sysError,
@@ -243,6 +244,13 @@ export class DataPlane {
       log: this.#log,
       drop: (r) => this.#finish(r),
       countsLinkErrors: this.#catchAll,
+      addressFilter: (name) => {
+        if (!this.#filterAddresses) return null;
+        const f = this.#addressesOn(name);
+        const n = "except" in f.addresses ? f.addresses.except.length : f.addresses.length;
+        // Too many for one program: opened open, and #filter logs why it cannot be filtered.
+        return n <= MAX_FILTER_ADDRESSES ? f : null;
+      },
     });
     this.#states = new DeviceStates({
       persist: options.persist ?? null,
@@ -1450,25 +1458,41 @@ export class DataPlane {
 
   /** The other workers' device addresses on `ifc` that none of its own devices has. */
   #othersOn(ifc: Iface): AoeAddress[] {
-    const own = new Set(ifc.devices.map((d) => `${d.shelf}.${d.slot}`));
+    return this.#othersOnName(ifc.name, ifc.devices);
+  }
+
+  /** The other workers' device addresses on interface `name` that none of `own` has. */
+  #othersOnName(name: string, own: readonly Device[]): AoeAddress[] {
+    const taken = new Set(own.map((d) => `${d.shelf}.${d.slot}`));
     return this.#others
-      .filter((o) => matchesAny(o.interfaces, ifc.name) && !own.has(`${o.shelf}.${o.slot}`))
+      .filter((o) => matchesAny(o.interfaces, name) && !taken.has(`${o.shelf}.${o.slot}`))
       .map((o) => ({ shelf: o.shelf, slot: o.slot }));
   }
 
   /**
-   * Lets `ifc`'s socket receive only the requests to the devices on it (and broadcasts), or,
-   * in the catch-all, every request but those to the other workers' devices on it, when that
-   * set of addresses changed. A failure is logged: the socket keeps its previous program, and
-   * frames to devices of other workers are then counted as `ignored` here.
+   * What the socket on interface `name` lets through: the requests to this worker's devices on
+   * it (and broadcasts), or, in the catch-all, every request but those to the other workers'
+   * devices on it; with the key that says when it changed (Iface.addressFilter).
    */
-  #filter(ifc: Iface): void {
+  #addressesOn(
+    name: string,
+    own = this.devices.filter((d) => matchesAny(d.config.interfaces, name)),
+  ): { addresses: AddressFilter; key: string } {
     const listed = this.#catchAll
-      ? ifc.others
-      : ifc.devices.map((d) => ({ shelf: d.shelf, slot: d.slot }));
-    const addresses: AddressFilter = this.#catchAll ? { except: listed } : listed;
+      ? this.#othersOnName(name, own)
+      : own.map((d) => ({ shelf: d.shelf, slot: d.slot }));
     const key = (this.#catchAll ? "except " : "") +
       listed.map((a) => `${a.shelf}.${a.slot}`).sort().join(",");
+    return { addresses: this.#catchAll ? { except: listed } : listed, key };
+  }
+
+  /**
+   * Sets `ifc`'s socket filter ({@link #addressesOn}) when its set of addresses changed. A
+   * failure is logged: the socket keeps its previous program, and frames to devices of other
+   * workers are then counted as `ignored` here.
+   */
+  #filter(ifc: Iface): void {
+    const { addresses, key } = this.#addressesOn(ifc.name, ifc.devices);
     if (key === ifc.addressFilter) return;
     try {
       ifc.socket.filterAddresses(addresses);

@@ -11,6 +11,7 @@
  */
 
 import {
+  type AddressFilter,
   dumpLinks,
   type Epoll,
   EPOLLIN,
@@ -48,6 +49,12 @@ export interface InterfacesOptions {
    * link that fails fails every worker's socket on it (docs/workers.md). Default true.
    */
   countsLinkErrors?: boolean;
+  /**
+   * The address filter a new socket on interface `name` starts with, and its key (see
+   * Iface.addressFilter); null: every request. Attached before the socket is bound, so that a
+   * socket opened for a link that came up never sees other workers' requests.
+   */
+  addressFilter?: (name: string) => { addresses: AddressFilter; key: string } | null;
 }
 
 export class Interfaces {
@@ -230,10 +237,12 @@ export class Interfaces {
     let index = this.byIndex.indexOf(null);
     if (index < 0) index = this.byIndex.length;
     let socket: PacketSocket;
+    const filter = this.#options.addressFilter?.(name) ?? null;
     try {
       socket = PacketSocket.open(name, {
         ringBytes: icfg.ringBufferSize,
         filter: "requests",
+        addresses: filter?.addresses ?? null,
         sendBuffer: icfg.sendBufferSize,
         receiveBuffer: icfg.receiveBufferSize,
         frameSize: effectiveMtu(linkMtu, icfg.mtu) + 14,
@@ -245,6 +254,7 @@ export class Interfaces {
       return null;
     }
     const ifc = new Iface(index, name, socket, icfg, stats, this.#options.countsLinkErrors);
+    if (filter) ifc.addressFilter = filter.key;
     try {
       this.#options.epoll.add(socket.fd, EPOLLIN, this.#options.token + index);
     } catch (e) {

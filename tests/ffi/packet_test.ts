@@ -220,6 +220,42 @@ Deno.test("an address filter passes requests to its AoE addresses (or to every a
   });
 });
 
+Deno.test("a socket opened with an address filter has it from the start: no request to another address reaches it before a later change", async () => {
+  await withNetLab(async (lab) => {
+    const { a, ifA, ifB, nsB } = await pair(lab, 1500);
+    const sender = await a.call({ op: "open", ifname: ifA, ringBytes: 1 << 20, filter: "none" });
+    for (const ringBytes of [1 << 20, 0]) {
+      const b = JsonAgent.start(lab, nsB, AGENT);
+      const { mac } = await b.call({
+        op: "open",
+        ifname: ifB,
+        ringBytes,
+        filter: "requests",
+        addresses: { except: [{ shelf: 0, slot: 2 }] },
+      });
+      const frame = (shelf: number, slot: number, seed: number): FrameSpec => ({
+        dst: mac,
+        ethertype: AOE,
+        flags: REQUEST,
+        length: 100,
+        seed,
+        shelf,
+        slot,
+      });
+      const frames = [frame(0, 2, 1), frame(0, 1, 2), frame(0xffff, 0xff, 3), frame(0, 2, 4)];
+      frames.push(frame(0, 3, 5)); // the marker
+      await a.call({ op: "send", frames });
+      const got = await b.call({ op: "receive", count: 3, timeoutMs: 3000 });
+      assert.deepEqual(
+        got.frames.map((f: ReceivedFrame) => f.checksum),
+        [1, 2, 4].map((i) => expectedChecksum(frames[i], sender.mac)),
+        `ring bytes ${ringBytes}`,
+      );
+      await b.call({ op: "close" });
+    }
+  });
+});
+
 Deno.test("a full TX ring gives no buffer until a kick lets the kernel drain it", async () => {
   await withNetLab(async (lab) => {
     const { a, b, ifA, ifB } = await pair(lab, 1500);
