@@ -24,7 +24,7 @@
  * @module
  */
 
-import { type Output, run, type RunOptions } from "./command.ts";
+import { freezeProcess, type Output, run, type RunOptions } from "./command.ts";
 
 /** Options of {@link withCephCluster}. */
 export interface CephClusterOptions {
@@ -235,7 +235,7 @@ export class CephCluster {
   async pauseOsd(): Promise<void> {
     const osd = this.#daemons.get("osd.0");
     if (!osd) return;
-    await stopProcess(osd.pid, `osd.0 (pid ${osd.pid})`, 5_000);
+    await freezeProcess(osd.pid, `osd.0 (pid ${osd.pid})`, 5_000);
   }
 
   /** Lets a paused OSD run again (SIGCONT). */
@@ -448,34 +448,6 @@ log file =
 
 function overdue(deadline: number, what: string): void {
   if (performance.now() > deadline) throw new Error(`${what} took past the time bound`);
-}
-
-/**
- * Stops process `pid` (`what`, for the error) with SIGSTOP and waits until every one of its
- * threads is stopped: the signal reaches each thread on its way back to user space. Throws
- * after `timeoutMs`.
- */
-export async function stopProcess(pid: number, what: string, timeoutMs: number): Promise<void> {
-  Deno.kill(pid, "SIGSTOP");
-  const deadline = performance.now() + timeoutMs;
-  while (!allThreadsStopped(pid)) {
-    if (performance.now() > deadline) throw new Error(`${what} did not stop`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-/** Whether every thread of `pid` is in state T (stopped), per /proc/PID/task/TID/stat. */
-export function allThreadsStopped(pid: number): boolean {
-  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/stat`);
-      // "tid (comm) S ...": the state follows the last ')'.
-      if (stat[stat.lastIndexOf(")") + 2] !== "T") return false;
-    } catch {
-      // The thread exited meanwhile.
-    }
-  }
-  return true;
 }
 
 /** SIGTERM, wait up to 10 s, then SIGKILL; always awaits the exit (no zombie, no leak). */

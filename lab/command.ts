@@ -1,6 +1,7 @@
 /**
- * Running programs from tests: to completion with their output collected ({@link run}), and
- * stopping one started with `Deno.Command(...).spawn()` ({@link stopProcess}). Every run is
+ * Running programs from tests: to completion with their output collected ({@link run}),
+ * stopping one started with `Deno.Command(...).spawn()` ({@link stopProcess}), and freezing one
+ * with SIGSTOP until every thread of it is stopped ({@link freezeProcess}). Every run is
  * bounded in time; processes are signalled by PID, never by name.
  *
  * @module
@@ -85,4 +86,32 @@ export async function stopProcess(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Freezes process `pid` (`what`, for the error) with SIGSTOP and waits until every one of its
+ * threads is stopped: the signal reaches each thread on its way back to user space. Throws
+ * after `timeoutMs`.
+ */
+export async function freezeProcess(pid: number, what: string, timeoutMs: number): Promise<void> {
+  Deno.kill(pid, "SIGSTOP");
+  const deadline = performance.now() + timeoutMs;
+  while (!allThreadsStopped(pid)) {
+    if (performance.now() > deadline) throw new Error(`${what} did not stop`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Whether every thread of `pid` is in state T (stopped), per /proc/PID/task/TID/stat. */
+export function allThreadsStopped(pid: number): boolean {
+  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/stat`);
+      // "tid (comm) S ...": the state follows the last ')'.
+      if (stat[stat.lastIndexOf(")") + 2] !== "T") return false;
+    } catch {
+      // The thread exited meanwhile.
+    }
+  }
+  return true;
 }

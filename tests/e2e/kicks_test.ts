@@ -8,7 +8,7 @@
 
 import { assert, assertEquals } from "../helpers/assert.ts";
 import { burst } from "../helpers/burst.ts";
-import { stopProcess } from "../../lab/ceph.ts";
+import { freezeProcess } from "../../lab/command.ts";
 import { firstDifference, pattern, type TestTarget, withTarget } from "../../lab/target.ts";
 
 const WINDOW = 32;
@@ -36,7 +36,7 @@ async function windowInOneDrain(env: Record<string, string>) {
 
       // Stopped (for far less than max-stall, 2 s) while the window is sent; resumed by a
       // separate process while burst() waits for the replies.
-      await stopProcess(pid, `daemon ${pid}`, 10_000);
+      await freezeProcess(pid, `daemon ${pid}`, 10_000);
       const resume = new Deno.Command("sh", {
         args: ["-c", `sleep 0.4; kill -CONT ${pid}`],
       }).spawn();

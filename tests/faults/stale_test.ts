@@ -29,7 +29,7 @@ import {
   withTarget,
 } from "../../lab/target.ts";
 import { withFaultyFile } from "../../lab/storage_faults.ts";
-import { stopProcess } from "../../lab/ceph.ts";
+import { freezeProcess } from "../../lab/command.ts";
 
 const OPTS = { sanitizeResources: false, sanitizeOps: false };
 const SECTOR = 512;
@@ -110,7 +110,7 @@ function assertServes(ini: Initiator, disk: TargetInfo, path: string): void {
 /** A process stopped with SIGSTOP until `body` ends (SIGCONT, also when it throws). */
 async function stopped(pid: number, body: () => Promise<void>): Promise<void> {
   try {
-    await stopProcess(pid, `process ${pid}`, 10_000);
+    await freezeProcess(pid, `process ${pid}`, 10_000);
     await body();
   } finally {
     Deno.kill(pid, "SIGCONT");

@@ -14,7 +14,7 @@
 
 import assert from "node:assert/strict";
 import type { TestTarget } from "../../lab/target.ts";
-import { allThreadsStopped } from "../../lab/ceph.ts";
+import { allThreadsStopped } from "../../lab/command.ts";
 import { type RbdLab, sector, showRbd, stats, until, withRbdLab } from "./lab.ts";
 import type { Initiator, TargetInfo } from "../../src/initiator/mod.ts";
 import { ataReadWriteFields, buildAtaRequest, parseAtaResponse } from "../../src/protocol/ata.ts";
