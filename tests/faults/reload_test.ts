@@ -217,6 +217,13 @@ Deno.test({
  * the kernel: the storage holds every request it starts, so a second held request would show
  * it. Once the storage lets the old write go, the newer data is what stays.
  */
+/**
+ * The newer write waits unstarted for as long as the test holds the older one: a slow machine
+ * must not make it older than max-request-age, nor the held write older than max-stall (the
+ * newer one, dropped unanswered, would never land).
+ */
+const AGE = "max-request-age = 30\nmax-stall = 30";
+
 async function assertReplacedWriteOrdered(
   t: TestTarget,
   f: FaultyFile,
@@ -259,7 +266,9 @@ Deno.test({
       const devices = (extra: string) => [{ name: "slow", path: f.path, extra }];
       await withTarget({ directIo: true, devices: devices("") }, async (t) => {
         await assertReplacedWriteOrdered(t, f, async () => {
-          t.writeConfig(targetConfig(t, { directIo: true, devices: devices("max-delay = 0.002") }));
+          t.writeConfig(
+            targetConfig(t, { directIo: true, devices: devices(`max-delay = 0.002\n${AGE}`) }),
+          );
           assertEquals((await t.ctl("reload")).code, 0);
         });
       });
@@ -294,7 +303,7 @@ for (const workers of [1, 2]) {
               defaults,
               devices: [
                 { name: "c", slot: 4 },
-                { name: "slow2", slot: 1, extra: "max-delay = 0.002" },
+                { name: "slow2", slot: 1, extra: `max-delay = 0.002\n${AGE}` },
                 { name: "a", slot: 2 },
                 { name: "b", slot: 3 },
               ],
@@ -314,7 +323,8 @@ Deno.test({
     "a write held by slow storage never lands over a newer write to the same sectors: the newer one waits for it",
   fn: () =>
     withFaultyFile({ sizeBytes: 4 * 1024 * 1024 }, async (f) => {
-      await withTarget({ directIo: true, devices: [{ name: "slow", path: f.path }] }, (t) =>
+      const devices = [{ name: "slow", path: f.path, extra: AGE }];
+      await withTarget({ directIo: true, devices }, (t) =>
         // Nothing replaced: the same device must hold the newer write back itself.
         assertReplacedWriteOrdered(t, f, () => Promise.resolve()));
     }),
