@@ -160,12 +160,13 @@ export const MAX_FILTER_ADDRESSES = 2000;
  * (offset 14) has the response bit 0x08 clear ("requests") or set ("responses").
  * ```
  * 0  ldh [12]
- * 1  jeq #0x88a2, 0, 4     ; not AoE -> 6
- * 2  ldb [14]
- * 3  and #0x08
- * 4  jeq #0, 0, 1          ; requests: R set -> 6   (responses: jt/jf swapped)
- * 5  ret #0xffffffff
+ * 1  jeq #0x88a2, 1, 0     ; AoE -> 3
+ * 2  ret #0
+ * 3  ldb [14]
+ * 4  and #0x08
+ * 5  jeq #0, 1, 0          ; requests: R clear -> 7   (responses: jt/jf swapped)
  * 6  ret #0
+ * 7  ret #0xffffffff
  * ```
  * With `addresses` (requests only: several data-path workers, docs/workers.md), a request is
  * accepted only when it is shorter than an AoE header (the catch-all worker counts it as
@@ -173,7 +174,8 @@ export const MAX_FILTER_ADDRESSES = 2000;
  * its own devices), or its major/minor is one of `addresses`; an empty list accepts nothing.
  * With `{ except }` (the catch-all worker), the last test is turned round: every request whose
  * major/minor is not one of `except` is accepted, and an empty list accepts every request. The
- * comparisons after the request test, each deciding at once (no jump is longer than one):
+ * comparisons replace the last instruction (7), each deciding at once (no jump is longer than
+ * one):
  * ```
  *    ld  #len
  *    jge #24, 1, 0          ; an AoE header long -> on
@@ -196,20 +198,20 @@ export function filterProgram(
   filter: "requests" | "responses",
   addresses: AddressFilter | null = null,
 ): number[][] {
-  const [jt, jf] = filter === "requests" ? [0, 1] : [1, 0];
+  const [jt, jf] = filter === "requests" ? [1, 0] : [0, 1];
   const ACCEPT = [BPF_RET | BPF_K, 0, 0, 0xffffffff];
   const REJECT = [BPF_RET | BPF_K, 0, 0, 0];
-  if (addresses === null) {
-    return [
-      [BPF_LD | BPF_H | BPF_ABS, 0, 0, 12],
-      [BPF_JMP | BPF_JEQ | BPF_K, 0, 4, ETH_P_AOE],
-      [BPF_LD | BPF_B | BPF_ABS, 0, 0, 14],
-      [BPF_ALU | BPF_AND | BPF_K, 0, 0, 0x08],
-      [BPF_JMP | BPF_JEQ | BPF_K, jt, jf, 0],
-      ACCEPT,
-      REJECT,
-    ];
-  }
+  // AoE frames of `filter`'s direction go on past these; every other frame is refused.
+  const aoeOfDirection = [
+    [BPF_LD | BPF_H | BPF_ABS, 0, 0, 12],
+    [BPF_JMP | BPF_JEQ | BPF_K, 1, 0, ETH_P_AOE],
+    REJECT,
+    [BPF_LD | BPF_B | BPF_ABS, 0, 0, 14],
+    [BPF_ALU | BPF_AND | BPF_K, 0, 0, 0x08],
+    [BPF_JMP | BPF_JEQ | BPF_K, jt, jf, 0],
+    REJECT,
+  ];
+  if (addresses === null) return [...aoeOfDirection, ACCEPT];
   if (filter !== "requests") throw new RangeError("filterProgram: addresses filter requests only");
   const except = "except" in addresses;
   const listed = except ? addresses.except : addresses;
@@ -221,13 +223,7 @@ export function filterProgram(
   }
   const [listedOut, otherOut] = except ? [REJECT, ACCEPT] : [ACCEPT, REJECT];
   const program = [
-    [BPF_LD | BPF_H | BPF_ABS, 0, 0, 12],
-    [BPF_JMP | BPF_JEQ | BPF_K, 1, 0, ETH_P_AOE],
-    REJECT,
-    [BPF_LD | BPF_B | BPF_ABS, 0, 0, 14],
-    [BPF_ALU | BPF_AND | BPF_K, 0, 0, 0x08],
-    [BPF_JMP | BPF_JEQ | BPF_K, 1, 0, 0],
-    REJECT,
+    ...aoeOfDirection,
     [BPF_LD | BPF_W | BPF_LEN, 0, 0, 0],
     [BPF_JMP | BPF_JGE | BPF_K, 1, 0, 24],
     ACCEPT,
