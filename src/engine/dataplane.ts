@@ -601,8 +601,7 @@ export class DataPlane {
       if (!m.ok || !wanted) {
         if (m.ok) this.#release(m.loan.id);
         else {
-          host.status = ViewStatus.FAILED;
-          host.retryAt = this.#now + VIEW_RETRY_SECONDS;
+          host.refuse(ViewStatus.FAILED, this.#now);
           this.#log("error", `disk/${parent.name}: host ${formatMac(host.mac)}: ${m.message}`);
         }
         return;
@@ -982,8 +981,7 @@ export class DataPlane {
       this.#closeView(dev, h);
     }
     if (!this.#lend) {
-      h.status = ViewStatus.FAILED;
-      h.retryAt = this.#now + VIEW_RETRY_SECONDS;
+      h.refuse(ViewStatus.FAILED, this.#now);
       return;
     }
     h.status = ViewStatus.OPENING;
@@ -1016,9 +1014,8 @@ export class DataPlane {
     if (dev.retiring || h.status !== ViewStatus.OPENING || !this.#accepting) return;
     const who = `disk/${dev.name}: host ${formatMac(h.mac)}`;
     if (!m.ok) {
-      h.retryAt = this.#now + VIEW_RETRY_SECONDS;
+      h.refuse(m.limit ? ViewStatus.LIMIT : ViewStatus.FAILED, this.#now);
       if (m.limit) {
-        h.status = ViewStatus.LIMIT;
         if (!h.limitLogged) {
           h.limitLogged = true;
           this.#log(
@@ -1029,7 +1026,6 @@ export class DataPlane {
           );
         }
       } else {
-        h.status = ViewStatus.FAILED;
         this.#log(
           "error",
           `${who}: its view cannot be made: ${m.message}; its requests are dropped (asked again in ${VIEW_RETRY_SECONDS} s)`,
@@ -1055,8 +1051,7 @@ export class DataPlane {
       }
       h.child = this.#install(d, module, null, loan, dev, h);
     } catch (e) {
-      h.status = ViewStatus.FAILED;
-      h.retryAt = this.#now + VIEW_RETRY_SECONDS;
+      h.refuse(ViewStatus.FAILED, this.#now);
       this.#log(
         "error",
         `disk/${dev.name}: host ${formatMac(h.mac)}: cannot open its view ${d.path}: ${
@@ -1136,6 +1131,7 @@ export class DataPlane {
    */
   reportViews(): void {
     this.#viewsReportedAt = this.#now;
+    const now = monotonic(); // also called at shutdown, when the turn's clock may be old
     for (const dev of this.devices) {
       if (!dev.views) continue;
       dev.stats[DS.views] = dev.views.open;
@@ -1145,7 +1141,7 @@ export class DataPlane {
         if (!h.seenUnreported) continue;
         h.seenUnreported = false;
         macs.push(h.hex);
-        ages.push(monotonic() - h.lastSeen);
+        ages.push(now - h.lastSeen);
       }
       if (macs.length > 0) this.#lend?.({ type: "views-seen", device: dev.name, macs, ages });
     }

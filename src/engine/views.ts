@@ -66,6 +66,15 @@ export class HostView {
   get statusName(): string {
     return STATUS_NAMES[this.status];
   }
+
+  /**
+   * Its view could not be made or opened (`status` FAILED), or the device is at max-views
+   * (LIMIT): asked again at its first contact {@link VIEW_RETRY_SECONDS} after `now`.
+   */
+  refuse(status: typeof ViewStatus.FAILED | typeof ViewStatus.LIMIT, now: number): void {
+    this.status = status;
+    this.retryAt = now + VIEW_RETRY_SECONDS;
+  }
 }
 
 /** What {@link ViewSet.contact} wants done. */
