@@ -23,7 +23,6 @@ import { type Config, ConfigError, DEFAULTS } from "./config/types.ts";
 import { type ControlServer, startControlServer } from "./control/server.ts";
 import type { ControlHandler } from "./control/types.ts";
 import type { ClearedState } from "./engine/dataplane.ts";
-import { matchesAny } from "./config/glob.ts";
 import type { HostViewInfo, SharedCounters, StateSnapshot } from "./engine/messages.ts";
 import { STOP_ANSWER_MS, workerCount, Workers } from "./engine/workers.ts";
 import { StateKind } from "./state/device_state.ts";
@@ -442,8 +441,7 @@ function controlHandler(
     clearReserve: (patterns) => names("reserve", patterns),
     views: async (patterns) => {
       const hosts = (await link.request({ type: "views", id: 0 })).data as HostViewInfo[];
-      const all = await views.list([], hosts);
-      return all.filter((v) => matchesAny(patterns, v.device));
+      return await views.list(patterns, hosts);
     },
     dropView: (device, mac, recreate) =>
       views.drop(device, mac, recreate, async () => {

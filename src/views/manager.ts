@@ -12,6 +12,7 @@
  * @module
  */
 
+import { matchesAny } from "../config/glob.ts";
 import type { DeviceConfig } from "../config/types.ts";
 import type { ViewInfo } from "../control/types.ts";
 import type { HostViewInfo, ToWorker, ViewOpen, ViewsSeen } from "../engine/messages.ts";
@@ -233,13 +234,14 @@ export class ViewManager {
   }
 
   /**
-   * Every view of the devices with views whose name matches `wanted` (all: empty), with what
-   * the data path knows of its host (`hosts`).
+   * Every view of the devices with views whose name matches one of `patterns` (null: every
+   * device), with what the data path knows of its host (`hosts`). Only the matching devices'
+   * stores are listed.
    */
-  async list(wanted: string[], hosts: HostViewInfo[]): Promise<ViewInfo[]> {
+  async list(patterns: readonly string[] | null, hosts: HostViewInfo[]): Promise<ViewInfo[]> {
     const out: ViewInfo[] = [];
     for (const [name, v] of this.#devices) {
-      if (wanted.length > 0 && !wanted.includes(name)) continue;
+      if (!matchesAny(patterns, name)) continue;
       const onDisk = new Set(await v.store.list());
       const known = new Map(hosts.filter((h) => h.device === name).map((h) => [h.mac, h]));
       const macs = new Set([
